@@ -1,0 +1,61 @@
+# vlcc: one-command set-up, demo and tests on a fresh machine (no MPI, no venv needed beforehand).
+SHELL    := /bin/bash
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+PY       := $(BIN)/python
+MPIEXEC  := $(BIN)/mpiexec
+STAMP    := $(VENV)/.setup-stamp
+# A hang in an MPI test must fail the run, not block it.
+MPI_TIMEOUT ?= 1200
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-serial test-mpi bench clean distclean fortran
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# MPI from PyPI: the mpich wheel ships libmpi, mpicc and mpiexec; mpi4py's wheel loads it.
+	$(BIN)/pip install -q mpich mpi4py
+	$(BIN)/pip install -q -e '.[test,bench,compress]'
+	@$(MAKE) --no-print-directory fortran
+	@touch $(STAMP)
+
+# gfortran comes from Debian (the C/Fortran bindings need it); only root can install it.
+fortran:
+	@if command -v gfortran >/dev/null 2>&1; then \
+	  echo "gfortran: $$(command -v gfortran)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gfortran >/dev/null) \
+	    || echo "warning: apt-get install gfortran failed; Fortran examples will not build"; \
+	else \
+	  echo "note: gfortran missing and not root (or no apt-get): install gfortran yourself for the Fortran bindings"; \
+	fi
+
+demo: setup
+	$(PY) examples/heat/run_demo.py
+
+test: setup test-serial test-mpi
+
+# pytest exit code 5 means "no tests collected": not a failure.
+test-serial: setup
+	$(PY) -m pytest -q --with-mpi $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-mpi: setup
+	for n in 2 3; do \
+	  echo "== MPI tests on $$n ranks"; \
+	  timeout --signal=KILL $(MPI_TIMEOUT) $(MPIEXEC) -n $$n $(PY) -m pytest -q --with-mpi --only-mpi -p no:cacheprovider $(PYTEST_ARGS) \
+	    || { rc=$$?; [ $$rc -eq 5 ] || { echo "MPI tests on $$n ranks failed (rc=$$rc)"; exit $$rc; }; }; \
+	done
+
+bench: setup
+	$(MPIEXEC) -n 2 $(PY) benchmarks/bench_io.py
+
+clean:
+	rm -rf build .pytest_cache runs
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,35 @@
+"""vlcc — Versioned Lineage-driven Checkpointing of Composable States.
+
+The public API (one page):
+
+    Checkpointer(path, comm=None, branch="main", mode="sync")   collective
+        .register(name, obj, global_shape=, offset=, halo=, on_restore=)
+        .checkpoint(step=, message=, attrs=) -> Version        collective
+        .restore(version=None) -> Version                      collective, N→M aware
+        .branch(name, at=) / .switch(name) / .tag(name, v)     collective
+        .log(branch=None) / .wait() / .close()
+    Repository(path)                                           no MPI needed
+        .log(branch=None) / .read(version, name) / .verify(version=None)
+        .resolve(spec) / .branches() / .tags()
+    ValueProvider(get, set)
+    Version, and errors under VlccError
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    CollectiveError, CorruptionError, DuplicateProviderError, FormatVersionError,
+    MissingProviderError, NotFoundError, ProviderError, RefExistsError, RepositoryError,
+    ShapeMismatchError, StorageError, VlccError,
+)
+from .repo.manifest import Version  # noqa: E402
+from .repo.repository import Repository  # noqa: E402
+from .state.value import ValueProvider  # noqa: E402
+from .checkpointer import Checkpointer  # noqa: E402
+
+__all__ = [
+    "Checkpointer", "Repository", "Version", "ValueProvider",
+    "VlccError", "RepositoryError", "FormatVersionError", "StorageError", "NotFoundError",
+    "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
+    "ShapeMismatchError", "CorruptionError", "CollectiveError",
+]

@@ -1,0 +1,63 @@
+"""Checks rank 0 runs on every rank's leaf descriptions before a version id is
+handed out: same providers everywhere, consistent distributed arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MissingProviderError, ShapeMismatchError
+
+
+def validate_leaves(descs: list[list[tuple[str, dict]]]) -> None:
+    """``descs[rank]`` is that rank's list of (leaf name, description)."""
+    names0 = [n for n, _ in descs[0]]
+    for rank, d in enumerate(descs[1:], start=1):
+        names = [n for n, _ in d]
+        if set(names) != set(names0):
+            missing = sorted(set(names0) - set(names))
+            extra = sorted(set(names) - set(names0))
+            raise MissingProviderError(
+                f"providers differ between ranks: rank {rank} lacks {missing or 'nothing'} and "
+                f"has extra {extra or 'nothing'} compared with rank 0 (every rank must register "
+                f"the same names)")
+    by_name = {n: [] for n in names0}
+    for rank, d in enumerate(descs):
+        for n, desc in d:
+            by_name[n].append((rank, desc))
+    for n, entries in by_name.items():
+        r0, d0 = entries[0]
+        for rank, d in entries[1:]:
+            if d["kind"] != d0["kind"] and "value" not in (d["kind"], d0["kind"]):
+                raise ShapeMismatchError(f"provider {n!r} is a {d0['kind']} array on rank 0 but a "
+                                         f"{d['kind']} array on rank {rank}")
+            if d["kind"] != d0["kind"] or d["dtype"] != d0["dtype"]:
+                if d0["kind"] != "value" or d["kind"] != "value":
+                    raise ShapeMismatchError(f"provider {n!r}: dtype {d0['dtype']} ({d0['kind']}) "
+                                             f"on rank 0 but {d['dtype']} ({d['kind']}) on rank {rank}")
+        if d0["kind"] == "distributed":
+            _check_decomposition(n, entries)
+
+
+def _check_decomposition(name: str, entries) -> None:
+    gs = tuple(entries[0][1]["global_shape"])
+    for rank, d in entries:
+        if tuple(d["global_shape"]) != gs:
+            raise ShapeMismatchError(f"distributed provider {name!r}: global shape {gs} on rank 0 "
+                                     f"but {tuple(d['global_shape'])} on rank {rank}")
+    offs = np.array([d["offset"] for _, d in entries], dtype=np.int64).reshape(len(entries), len(gs))
+    shps = np.array([d["shape"] for _, d in entries], dtype=np.int64).reshape(len(entries), len(gs))
+    total = int(np.prod(gs, dtype=np.int64))
+    vol = int(np.prod(shps, axis=1).sum()) if len(gs) else len(entries)
+    # Pairwise overlap of non-empty boxes (vectorised; fine for thousands of ranks).
+    lo = np.maximum(offs[:, None, :], offs[None, :, :])
+    hi = np.minimum(offs[:, None, :] + shps[:, None, :], offs[None, :, :] + shps[None, :, :])
+    overlap = np.all(hi > lo, axis=2) if len(gs) else np.ones((len(entries),) * 2, bool)
+    np.fill_diagonal(overlap, False)
+    if overlap.any():
+        a, b = map(int, np.argwhere(overlap)[0])
+        raise ShapeMismatchError(f"distributed provider {name!r}: blocks of rank {entries[a][0]} "
+                                 f"(offset {tuple(offs[a])}, shape {tuple(shps[a])}) and rank "
+                                 f"{entries[b][0]} (offset {tuple(offs[b])}, shape {tuple(shps[b])}) overlap")
+    if vol != total:
+        raise ShapeMismatchError(f"distributed provider {name!r}: the ranks' blocks cover {vol} of "
+                                 f"the {total} elements of global shape {gs} (gaps in the decomposition)")

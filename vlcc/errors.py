@@ -1,0 +1,76 @@
+"""The vlcc exception hierarchy: every error says what failed and where
+(repository, version, provider, rank, file)."""
+
+from __future__ import annotations
+
+
+class VlccError(Exception):
+    """Base class of every error vlcc raises on purpose."""
+
+
+class RepositoryError(VlccError):
+    """The repository itself is unusable (missing, wrong path, not a repository)."""
+
+
+class FormatVersionError(RepositoryError):
+    """The repository was written in a format version this vlcc cannot read."""
+
+
+class StorageError(VlccError):
+    """The storage refused a write or read (read-only path, no space, permissions)."""
+
+
+class NotFoundError(VlccError, LookupError):
+    """Unknown version, branch or tag."""
+
+
+class RefExistsError(VlccError):
+    """A branch or tag of that name already exists."""
+
+
+class ProviderError(VlccError):
+    """A provider was registered or used wrongly."""
+
+
+class DuplicateProviderError(ProviderError):
+    """A provider name is registered twice, or clashes with the name tree."""
+
+
+class MissingProviderError(ProviderError):
+    """A provider is registered but absent from the version, or the reverse."""
+
+
+class ShapeMismatchError(ProviderError):
+    """Shape, dtype or decomposition of a registered provider does not fit the stored one."""
+
+
+class CorruptionError(VlccError):
+    """Stored bytes or metadata do not match their checksum, or are truncated."""
+
+
+class CollectiveError(VlccError):
+    """Raised on a rank whose own work succeeded when another rank failed; the
+    message carries the failing rank's error."""
+
+
+_BY_NAME = {c.__name__: c for c in (
+    VlccError, RepositoryError, FormatVersionError, StorageError, NotFoundError,
+    RefExistsError, ProviderError, DuplicateProviderError, MissingProviderError,
+    ShapeMismatchError, CorruptionError, CollectiveError)}
+
+
+def error_class(name: str) -> type[VlccError]:
+    """Map an exception class name sent from another rank back to a vlcc class.
+
+    Foreign exceptions (OSError, ValueError, ...) become CollectiveError so that
+    every rank raises a VlccError subclass with the same message."""
+    return _BY_NAME.get(name, CollectiveError)
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """Turn an OSError from a write into a StorageError naming what was written."""
+    import errno
+    reason = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
+              errno.EACCES: "permission denied", errno.EDQUOT: "disk quota exceeded",
+              errno.EPERM: "operation not permitted"}.get(exc.errno, exc.strerror or str(exc))
+    return StorageError(f"{what}: {reason} ({exc.filename or ''})".replace(" ()", ""))

@@ -1,0 +1,1 @@
+"""Storage I/O: per-rank ADIOS2 BP5 data files."""

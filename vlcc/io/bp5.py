@@ -1,0 +1,121 @@
+"""Per-rank ADIOS2 BP5 data files (docs/format.md, section 3).
+
+Each rank writes its own BP5 file per version (the PyPI adios2 is a serial
+build); every stored block is one 1-D uint8 variable, so any byte range of it
+(a chunk, or a run of chunks) can be read back with a selection."""
+
+from __future__ import annotations
+
+import os
+
+import adios2
+import numpy as np
+
+from ..errors import CorruptionError, StorageError, storage_error
+
+_ADIOS = None
+
+
+def _adios() -> "adios2.Adios":
+    global _ADIOS
+    if _ADIOS is None:
+        _ADIOS = adios2.Adios()
+    return _ADIOS
+
+
+_IO_COUNTER = [0]
+
+
+def _new_io(tag: str):
+    _IO_COUNTER[0] += 1
+    name = f"vlcc-{tag}-{_IO_COUNTER[0]}"
+    io = _adios().declare_io(name)
+    io.set_engine("BP5")
+    return io, name
+
+
+def _drop_io(name: str) -> None:
+    try:
+        _adios().remove_io(name)
+    except Exception:
+        pass
+
+
+class BlockWriter:
+    """Write named byte buffers into one BP5 file. ``put`` keeps a reference to
+    the buffer until ``close`` (deferred put: no copy)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._io, self._name = _new_io("w")
+        try:
+            self._engine = self._io.open(path, adios2.bindings.Mode.Write)
+        except Exception as exc:  # adios2 raises RuntimeError/ValueError with a message
+            raise StorageError(f"cannot create data file {path}: {exc}") from exc
+        self._keep = []
+
+    def put(self, var: str, data: np.ndarray) -> None:
+        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        n = data.size
+        v = self._io.define_variable(var, data, [n], [0], [n])
+        self._engine.put(v, data, adios2.bindings.Mode.Deferred)
+        self._keep.append(data)
+
+    def close(self) -> None:
+        try:
+            self._engine.close()
+        except Exception as exc:
+            raise StorageError(f"writing data file {self.path} failed: {exc}") from exc
+        finally:
+            self._keep.clear()
+            _drop_io(self._name)
+
+
+class BlockReader:
+    """Random-access reads of byte ranges of variables in one BP5 file."""
+
+    def __init__(self, path: str, *, what: str = ""):
+        self.path = path
+        if not os.path.isdir(path):
+            raise CorruptionError(f"{what}data file {path} is missing")
+        self._io, self._name = _new_io("r")
+        try:
+            self._engine = self._io.open(path, adios2.bindings.Mode.ReadRandomAccess)
+        except Exception as exc:
+            raise CorruptionError(f"{what}cannot open data file {path}: {exc}") from exc
+        self._vars = {}
+
+    def read_into(self, var: str, start: int, out: np.ndarray) -> None:
+        """Read ``out.size`` bytes of variable ``var`` from byte ``start`` into ``out``."""
+        v = self._vars.get(var)
+        if v is None:
+            v = self._io.inquire_variable(var)
+            if v is None:
+                raise CorruptionError(f"variable {var!r} missing in data file {self.path}")
+            self._vars[var] = v
+        total = v.shape()[0]
+        if start + out.size > total:
+            raise CorruptionError(f"data file {self.path}: variable {var!r} has {total} bytes, "
+                                  f"need {start + out.size} (truncated)")
+        v.set_selection([[start], [out.size]])
+        try:
+            self._engine.get(v, out, adios2.bindings.Mode.Sync)
+        except Exception as exc:
+            raise CorruptionError(f"reading {var!r} from data file {self.path} failed: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self._engine.close()
+        except Exception:
+            pass
+        _drop_io(self._name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_error(path: str, exc: OSError) -> StorageError:
+    return storage_error(exc, f"cannot write data file {path}")

@@ -1,0 +1,1 @@
+"""Redundancy: content hashes of chunks (integrity and, later, dedup)."""

@@ -1,0 +1,1 @@
+"""The repository: on-disk format (docs/format.md), versions, refs and lineage."""

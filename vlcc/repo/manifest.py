@@ -1,0 +1,83 @@
+"""Version manifests: the JSON file whose atomic appearance commits a version
+(docs/format.md, section 4), and the Version record users see."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import CorruptionError
+from ..redundancy.hashing import text_hash
+
+MANIFEST_VERSION = 1
+INDEX_VERSION = 1
+
+
+def _canonical(doc: dict) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def seal(doc: dict) -> bytes:
+    """Serialize a manifest/index with a checksum over its canonical form."""
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    body["checksum"] = text_hash(_canonical(body))
+    return json.dumps(body, indent=1, sort_keys=True).encode()
+
+
+def unseal(raw: bytes, where: str) -> dict:
+    """Parse and check a sealed JSON document; CorruptionError names ``where``."""
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise CorruptionError(f"{where}: truncated or corrupted JSON ({exc})") from exc
+    if not isinstance(doc, dict) or "checksum" not in doc:
+        raise CorruptionError(f"{where}: not a sealed vlcc document (no checksum)")
+    body = {k: v for k, v in doc.items() if k != "checksum"}
+    if text_hash(_canonical(body)) != doc["checksum"]:
+        raise CorruptionError(f"{where}: checksum mismatch (file was modified or corrupted)")
+    return doc
+
+
+@dataclass(frozen=True)
+class Version:
+    """One committed, immutable checkpoint. ``providers`` maps provider names to
+    their stored description (kind, dtype, shapes, blocks)."""
+
+    id: str
+    parent: str | None
+    branch: str
+    step: int | None
+    message: str
+    time: float                 # seconds since the epoch (UTC)
+    nranks: int
+    attrs: dict = field(default_factory=dict)
+    hosts: list = field(default_factory=list)
+    slurm: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)
+    providers: dict = field(default_factory=dict, repr=False)
+    manifest: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def host(self) -> str | None:
+        return self.hosts[0] if self.hosts else None
+
+    @property
+    def decomposition(self) -> dict[str, list[dict]]:
+        """Per distributed provider: the blocks (rank, offset, shape) it was written with."""
+        return {n: [{"rank": b["rank"], "offset": b["offset"], "shape": b["shape"]}
+                    for b in p["blocks"]]
+                for n, p in self.providers.items() if p["kind"] == "distributed"}
+
+    @classmethod
+    def from_manifest(cls, doc: dict) -> "Version":
+        return cls(id=doc["id"], parent=doc.get("parent"), branch=doc["branch"],
+                   step=doc.get("step"), message=doc.get("message", ""), time=doc["time"],
+                   nranks=doc["nranks"], attrs=doc.get("attrs", {}), hosts=doc.get("hosts", []),
+                   slurm=doc.get("slurm", {}), run=doc.get("run", {}),
+                   providers=doc.get("providers", {}), manifest=doc)
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "parent": self.parent, "branch": self.branch, "step": self.step,
+                "message": self.message, "time": self.time, "nranks": self.nranks,
+                "attrs": self.attrs, "hosts": self.hosts, "slurm": self.slurm}

@@ -1,0 +1,221 @@
+"""Repository: non-collective access to a vlcc repository (no MPI needed):
+list and resolve versions, read arrays, verify checksums. The Checkpointer
+uses it on rank 0 for everything that touches metadata."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import CorruptionError, NotFoundError, VlccError
+from . import refs
+from .layout import Layout, is_version_id, read_config
+from .manifest import Version, unseal
+
+class Repository:
+    """A vlcc repository on disk, opened for inspection.
+
+    >>> repo = Repository("runs/heat")
+    >>> v = repo.log()[0]; u = repo.read(v, "heat/u")
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.layout = Layout(os.fspath(path))
+        self.path = self.layout.root
+        self.config = read_config(self.layout)
+        self._cache: dict[str, Version] = {}
+
+    def __repr__(self) -> str:
+        return f"vlcc.Repository({self.path!r})"
+
+    # -- versions -----------------------------------------------------------
+    def _load(self, vid: str) -> Version:
+        v = self._cache.get(vid)
+        if v is None:
+            path = self.layout.manifest(vid)
+            try:
+                with open(path, "rb") as f:
+                    raw = f.read()
+            except FileNotFoundError:
+                raise NotFoundError(f"unknown version {vid!r} in repository {self.path}") from None
+            doc = unseal(raw, f"manifest of version {vid} ({path})")
+            if doc.get("id") != vid:
+                raise CorruptionError(f"manifest {path} names version {doc.get('id')!r}, not {vid!r}")
+            v = self._cache[vid] = Version.from_manifest(doc)
+        return v
+
+    def version_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.layout.versions_dir)
+        except FileNotFoundError:
+            return []
+        return [n[:-5] for n in names if n.endswith(".json") and is_version_id(n[:-5])]
+
+    def versions(self) -> list[Version]:
+        """Every readable version, newest first. A damaged manifest is skipped
+        with a warning (``verify`` reports it as an error)."""
+        out = []
+        for vid in self.version_ids():
+            try:
+                out.append(self._load(vid))
+            except CorruptionError as exc:
+                warnings.warn(f"skipping version {vid}: {exc}", stacklevel=2)
+        out.sort(key=lambda v: (v.time, v.id), reverse=True)
+        return out
+
+    def branches(self) -> dict[str, str]:
+        return {n: self.branch_head(n) for n in refs.list_refs(self.layout, "branch")}
+
+    def tags(self) -> dict[str, str]:
+        return refs.list_refs(self.layout, "tag")
+
+    def branch_head(self, name: str) -> str | None:
+        """The newest version of a branch. The ref file is moved right after a
+        commit; if a crash fell between the two, the committed child is found
+        by its parent link and taken as the head (the manifest is the commit)."""
+        vid = refs.read_ref(self.layout, "branch", name)
+        children: dict[str, list[Version]] = {}
+        for v in self.versions():
+            if v.branch == name:
+                children.setdefault(v.parent, []).append(v)
+        if vid is None:
+            roots = children.get(None, [])
+            if not roots:
+                return None
+            vid = max(roots, key=lambda v: (v.time, v.id)).id
+        seen = set()
+        while vid in children and vid not in seen:
+            seen.add(vid)
+            vid = max(children[vid], key=lambda v: (v.time, v.id)).id
+        return vid
+
+    def resolve(self, spec: "Version | str | None" = None, branch: str | None = None) -> Version:
+        """A Version from an id (or unique prefix of ≥4 digits), ``latest``
+        (newest of ``branch``, or of the whole repository), ``tag:NAME``,
+        ``branch:NAME``, or a bare branch/tag name."""
+        if isinstance(spec, Version):
+            return self._load(spec.id)
+        if spec is None or spec == "latest":
+            if branch is not None:
+                vid = self.branch_head(branch)
+                if vid is None:
+                    raise NotFoundError(f"no version on branch {branch!r} in repository {self.path}")
+                return self._load(vid)
+            vs = self.versions()
+            if not vs:
+                raise NotFoundError(f"repository {self.path} has no versions")
+            return vs[0]
+        if not isinstance(spec, str):
+            raise VlccError(f"version must be a Version or a string, not {type(spec).__name__}")
+        if spec.startswith("tag:"):
+            return self._load(refs.require_ref(self.layout, "tag", spec[4:]))
+        if spec.startswith("branch:"):
+            name = spec[7:]
+            refs.require_ref(self.layout, "branch", name)
+            return self._load(self.branch_head(name))
+        if is_version_id(spec):
+            return self._load(spec)
+        if _ref_ok(spec):
+            if refs.read_ref(self.layout, "branch", spec):
+                return self._load(self.branch_head(spec))
+            tag = refs.read_ref(self.layout, "tag", spec)
+            if tag:
+                return self._load(tag)
+        if len(spec) >= 4 and all(c in "0123456789abcdef" for c in spec):
+            hits = [vid for vid in self.version_ids() if vid.startswith(spec)]
+            if len(hits) == 1:
+                return self._load(hits[0])
+            if len(hits) > 1:
+                raise NotFoundError(f"version prefix {spec!r} is ambiguous in {self.path}: "
+                                    f"{', '.join(sorted(hits)[:5])}")
+        raise NotFoundError(f"unknown version {spec!r} in repository {self.path} "
+                            f"(use an id, 'latest', 'tag:NAME' or 'branch:NAME')")
+
+    def log(self, branch: str | None = None) -> list[Version]:
+        """Versions newest first: all of them, or the lineage of ``branch``
+        (its head and the head's ancestors, as ``git log``)."""
+        if branch is None:
+            return self.versions()
+        vid = self.branch_head(branch)
+        if vid is None:
+            refs.require_ref(self.layout, "branch", branch)  # unknown branch: NotFoundError
+            return []
+        out = []
+        while vid is not None:
+            v = self._load(vid)
+            out.append(v)
+            vid = v.parent
+        return out
+
+    # -- data ---------------------------------------------------------------
+    def read(self, version: "Version | str", name: str, rank: int | None = None):
+        """A provider's stored content: the global array of a distributed
+        provider, rank ``rank``'s array/value of a per-rank one (``rank`` may be
+        omitted when all ranks stored the same bytes)."""
+        from ..restore.reader import VersionReader
+        v = self.resolve(version)
+        r = VersionReader(self.layout, v.manifest)
+        try:
+            e = r.entry(name)
+            if e["kind"] == "distributed":
+                out = np.empty(tuple(e["global_shape"]), np.dtype(e["dtype"]))
+                return r.read_box(name, out, (0,) * out.ndim)
+            nblocks = len(e["blocks"])
+            if rank is None:
+                if not e.get("replicated") and nblocks > 1:
+                    raise VlccError(f"provider {name!r} of version {v.id} differs per rank "
+                                    f"(written on {nblocks} ranks): pass rank=0..{nblocks - 1}")
+                rank = 0
+            if not 0 <= rank < nblocks:
+                raise VlccError(f"provider {name!r} of version {v.id} has ranks 0..{nblocks - 1}, "
+                                f"not {rank}")
+            if e["kind"] == "value":
+                return r.read_value(name, rank, nblocks)
+            out = np.empty(tuple(e["blocks"][rank]["shape"]), np.dtype(e["dtype"]))
+            return r.read_array(name, out, rank, nblocks)
+        finally:
+            r.close()
+
+    def verify(self, version: "Version | str | None" = None, *, all_versions: bool | None = None) -> dict:
+        """Check every checksum (manifests, indexes, every chunk) of one version
+        or, when ``version`` is None, of all. Raises CorruptionError at the first
+        problem, naming version, provider, rank and file. Returns counts."""
+        from ..restore.reader import VersionReader
+        if version is None:
+            for vid in self.version_ids():   # damaged manifests are errors here
+                self._load(vid)
+            targets = self.versions()
+        else:
+            targets = [self.resolve(version)]
+        nchunks = nbytes = 0
+        for v in targets:
+            r = VersionReader(self.layout, v.manifest)
+            try:
+                for name, e in v.providers.items():
+                    for block in e["blocks"]:
+                        buf = np.empty(block["nbytes"], np.uint8)
+                        chunks = r.index(block["rank"])["leaves"].get(name)
+                        if chunks is None:
+                            raise CorruptionError(f"version {v.id}, provider {name!r}, rank "
+                                                  f"{block['rank']}: missing from the rank index")
+                        r.read_chunks(name, block["rank"], buf, range(len(chunks["chunks"])))
+                        nchunks += len(chunks["chunks"])
+                        nbytes += block["nbytes"]
+            finally:
+                r.close()
+        return {"versions": len(targets), "chunks": nchunks, "bytes": nbytes}
+
+
+def _ref_ok(name: str) -> bool:
+    try:
+        refs.check_ref_name(name, "ref")
+        return True
+    except VlccError:
+        return False
+
+
+def ids(versions: Iterable[Version]) -> list[str]:
+    return [v.id for v in versions]

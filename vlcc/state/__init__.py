@@ -1,0 +1,1 @@
+"""Capture: providers (one file per kind) and their composition into a state."""

@@ -1,0 +1,88 @@
+"""Array providers: a plain per-rank numpy array, or this rank's block of a
+distributed array (global shape, offset of the owned region, halo width)."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import MissingProviderError, ProviderError, ShapeMismatchError
+from .provider import Leaf, Provider
+
+
+class ArrayProvider(Provider):
+    def __init__(self, array: np.ndarray, *, global_shape: Sequence[int] | None = None,
+                 offset: Sequence[int] | None = None, halo: int | Sequence[int] = 0,
+                 on_restore: Callable[[np.ndarray], None] | None = None, name: str = ""):
+        if not isinstance(array, np.ndarray):
+            raise ProviderError(f"provider {name!r}: expected a numpy array, got {type(array).__name__}")
+        if array.dtype.hasobject:
+            raise ProviderError(f"provider {name!r}: object arrays cannot be stored; use a ValueProvider")
+        self.name = name
+        self.array = array
+        nd = array.ndim
+        h = (halo,) * nd if np.isscalar(halo) else tuple(int(x) for x in halo)
+        if len(h) != nd or any(x < 0 for x in h):
+            raise ProviderError(f"provider {name!r}: halo {halo!r} does not fit a {nd}-D array")
+        owned = tuple(n - 2 * x for n, x in zip(array.shape, h))
+        if any(n < 0 for n in owned):
+            raise ProviderError(f"provider {name!r}: halo {h} is wider than the array {array.shape}")
+        self.halo = h
+        self.owned_shape = owned
+        self.on_restore = on_restore
+        if global_shape is None:
+            if offset is not None:
+                raise ProviderError(f"provider {name!r}: offset given without global_shape")
+            self.kind = "array"
+            self.global_shape = self.offset = None
+        else:
+            gs = tuple(int(x) for x in global_shape)
+            off = tuple(int(x) for x in (offset if offset is not None else (0,) * nd))
+            if len(gs) != nd or len(off) != nd:
+                raise ProviderError(f"provider {name!r}: global_shape {gs} / offset {off} must have "
+                                    f"{nd} entries like the array")
+            if any(o < 0 or o + n > g for o, n, g in zip(off, owned, gs)):
+                raise ProviderError(f"provider {name!r}: owned block at offset {off} with shape {owned} "
+                                    f"lies outside the global shape {gs}")
+            self.kind = "distributed"
+            self.global_shape, self.offset = gs, off
+
+    def owned(self) -> np.ndarray:
+        """The owned interior (a view; halos excluded)."""
+        if not any(self.halo):
+            return self.array
+        return self.array[tuple(slice(x, n - x) for x, n in zip(self.halo, self.array.shape))]
+
+    def leaf(self) -> Leaf:
+        return Leaf(self.name, self.kind, self.array.dtype.str, self.owned_shape,
+                    self.global_shape, self.offset)
+
+    def capture(self, copy: bool) -> list[Leaf]:
+        own = self.owned()
+        data = np.array(own, order="C", copy=True) if copy else np.ascontiguousarray(own)
+        leaf = self.leaf()
+        leaf.data = data.reshape(-1).view(np.uint8)
+        return [leaf]
+
+    def check_restore(self, stored, where):
+        e = stored.get(self.name)
+        if e is None:
+            raise MissingProviderError(f"provider {self.name!r} is not in {where}")
+        if e["kind"] != self.kind:
+            raise ShapeMismatchError(f"provider {self.name!r}: {where} stores a {e['kind']} array, "
+                                     f"registered a {self.kind} array")
+        if np.dtype(e["dtype"]) != self.array.dtype:
+            raise ShapeMismatchError(f"provider {self.name!r}: dtype mismatch, {where} has "
+                                     f"{np.dtype(e['dtype'])}, registered {self.array.dtype}")
+        if self.kind == "distributed":
+            if tuple(e["global_shape"]) != self.global_shape:
+                raise ShapeMismatchError(f"provider {self.name!r}: global shape mismatch, {where} has "
+                                         f"{tuple(e['global_shape'])}, registered {self.global_shape}")
+        # Per-rank shapes may differ between ranks: checked against this rank's
+        # stored block when it is read (before any byte is copied).
+
+    def restore_leaves(self, stored, read) -> None:
+        read(self.name, self.owned())
+        if self.on_restore is not None:
+            self.on_restore(self.array)

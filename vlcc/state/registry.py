@@ -1,0 +1,76 @@
+"""The composed state: a tree of provider names registered by independent
+modules. One checkpoint captures every registered provider."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from ..errors import DuplicateProviderError, ProviderError
+from .array import ArrayProvider
+from .obj import ObjectProvider
+from .provider import Leaf, Provider
+from .value import ValueProvider
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ProviderError(f"invalid provider name {name!r}: use parts of letters, digits, "
+                            f"'_', '.', '-' separated by '/', e.g. 'solver/u'")
+    return name
+
+
+def make_provider(name: str, obj: Any, **kw) -> Provider:
+    """Pick the provider kind for ``obj``."""
+    if isinstance(obj, Provider):
+        if kw:
+            raise ProviderError(f"provider {name!r}: options {sorted(kw)} apply to arrays only")
+        obj.name = name
+        return obj
+    if isinstance(obj, np.ndarray):
+        return ArrayProvider(obj, name=name, **kw)
+    if kw:
+        raise ProviderError(f"provider {name!r}: options {sorted(kw)} apply to numpy arrays only")
+    if hasattr(obj, "capture") and hasattr(obj, "restore"):
+        return ObjectProvider(obj, name=name)
+    raise ProviderError(f"provider {name!r}: cannot register a {type(obj).__name__}; register a numpy "
+                        f"array, a vlcc.ValueProvider, or an object with capture()/restore()")
+
+
+class State:
+    """Registered providers by name, in registration order."""
+
+    def __init__(self):
+        self.providers: dict[str, Provider] = {}
+
+    def add(self, name: str, obj: Any, **kw) -> Provider:
+        check_name(name)
+        if name in self.providers:
+            raise DuplicateProviderError(f"provider {name!r} is already registered")
+        for other in self.providers:
+            if other.startswith(name + "/") or name.startswith(other + "/"):
+                raise DuplicateProviderError(f"provider {name!r} clashes with registered provider "
+                                             f"{other!r}: a name cannot be both a leaf and a group")
+        p = make_provider(name, obj, **kw)
+        self.providers[name] = p
+        return p
+
+    def remove(self, name: str) -> None:
+        if self.providers.pop(name, None) is None:
+            raise ProviderError(f"provider {name!r} is not registered")
+
+    def capture(self, copy: bool) -> list[Leaf]:
+        leaves: list[Leaf] = []
+        for p in self.providers.values():
+            try:
+                leaves.extend(p.capture(copy))
+            except ProviderError:
+                raise
+            except Exception as exc:
+                raise ProviderError(f"capturing provider {p.name!r} failed: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+        return leaves
