@@ -62,13 +62,44 @@ class BlockWriter:
         self._keep.append(data)
 
     def close(self) -> None:
+        if self._keep is None:  # already closed (or failed): idempotent
+            return
         try:
             self._engine.close()
         except Exception as exc:
-            raise StorageError(f"writing data file {self.path} failed: {exc}") from exc
+            # ADIOS2's engine destructor retries the failed write and, when it
+            # fails again (disk still full), throws from a destructor: the C++
+            # runtime then aborts the whole process. Truncating what this file
+            # wrote gives the space back, so dropping the engine below is safe.
+            _truncate_tree(self.path)
+            raise StorageError(f"writing data file {self.path} failed: {_adios_message(exc)}") from exc
         finally:
-            self._keep.clear()
+            self._keep = None
             _drop_io(self._name)
+
+
+def _adios_message(exc: BaseException) -> str:
+    """ADIOS2's exception text without its terminal colour codes, with the
+    errno spelled out (e.g. 'no space left on device')."""
+    import errno as _errno
+    import re
+    msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    m = re.search(r"errno = (\d+)", msg)
+    if m:
+        code = int(m.group(1))
+        reason = {_errno.ENOSPC: "no space left on device", _errno.EROFS: "read-only file system",
+                  _errno.EDQUOT: "disk quota exceeded"}.get(code, os.strerror(code))
+        msg = f"{reason} ({msg})"
+    return msg
+
+
+def _truncate_tree(path: str) -> None:
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                os.truncate(os.path.join(root, f), 0)
+            except OSError:
+                pass
 
 
 class BlockReader:

@@ -10,10 +10,10 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import CorruptionError, NotFoundError, VlccError
+from ..errors import CorruptionError, FormatVersionError, NotFoundError, VlccError
 from . import refs
 from .layout import Layout, is_version_id, read_config
-from .manifest import Version, unseal
+from .manifest import MANIFEST_VERSION, Version, unseal
 
 class Repository:
     """A vlcc repository on disk, opened for inspection.
@@ -42,6 +42,9 @@ class Repository:
             except FileNotFoundError:
                 raise NotFoundError(f"unknown version {vid!r} in repository {self.path}") from None
             doc = unseal(raw, f"manifest of version {vid} ({path})")
+            if doc.get("vlcc_manifest") != MANIFEST_VERSION:
+                raise FormatVersionError(f"manifest {path} has manifest version "
+                                         f"{doc.get('vlcc_manifest')!r}; this vlcc reads {MANIFEST_VERSION}")
             if doc.get("id") != vid:
                 raise CorruptionError(f"manifest {path} names version {doc.get('id')!r}, not {vid!r}")
             v = self._cache[vid] = Version.from_manifest(doc)

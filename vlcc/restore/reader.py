@@ -8,12 +8,12 @@ import pickle
 import numpy as np
 
 from ..encode import get_codec
-from ..errors import CorruptionError, ShapeMismatchError, VlccError
+from ..errors import CorruptionError, FormatVersionError, ShapeMismatchError, VlccError
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..redundancy.hashing import chunk_hash
 from ..repo.layout import Layout
-from ..repo.manifest import unseal
+from ..repo.manifest import INDEX_VERSION, unseal
 
 
 class VersionReader:
@@ -41,6 +41,9 @@ class VersionReader:
             if chunk_hash(raw) != info["index_checksum"]:
                 raise CorruptionError(f"{where}: checksum differs from the manifest's")
             idx = unseal(raw, where)
+            if idx.get("vlcc_index") != INDEX_VERSION:
+                raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
+                                         f"this vlcc reads {INDEX_VERSION}")
             self._index[rank] = idx
         return idx
 
