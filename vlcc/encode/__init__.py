@@ -1,6 +1,16 @@
 """Encode: codecs applied to chunks before they reach the data files.
-One codec per file; the manifest records each codec's config so old versions
-decode after defaults change."""
+One codec per file; the index records each chunk's codec config so old
+versions decode after defaults change. blosc2 and zstd register themselves
+when their packages are installed (the ``compress`` extra)."""
 
-from .base import Codec, get_codec, register_codec  # noqa: F401
+from .base import Codec, get_codec, known_codecs, register_codec  # noqa: F401
 from . import raw  # noqa: F401  (registers "raw")
+
+try:
+    from . import zstd  # noqa: F401
+except ImportError:
+    pass
+try:
+    from . import blosc2  # noqa: F401
+except ImportError:
+    pass

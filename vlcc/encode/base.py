@@ -1,4 +1,8 @@
-"""Codec base class and registry (numcodecs-style: id + config round trip)."""
+"""Codec base class and registry (numcodecs-style: id + config round trip).
+
+A codec turns a chunk's bytes into stored bytes and back. The index records
+each chunk's codec config (``get_config``), so a version decodes with the
+parameters it was written with, whatever the defaults are later."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ _REGISTRY: dict[str, type["Codec"]] = {}
 
 class Codec(abc.ABC):
     codec_id: str = ""
+    lossless: bool = True
 
     @abc.abstractmethod
     def encode(self, buf) -> bytes | memoryview: ...
@@ -24,15 +29,38 @@ class Codec(abc.ABC):
         kw = {k: v for k, v in config.items() if k != "id"}
         return cls(**kw)
 
+    def for_dtype(self, dtype: str) -> "Codec":
+        """The codec to use for a leaf of numpy dtype ``dtype`` (e.g. with the
+        element size as shuffle unit). Default: itself."""
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.get_config()})"
+
 
 def register_codec(cls: type[Codec]) -> type[Codec]:
     _REGISTRY[cls.codec_id] = cls
     return cls
 
 
-def get_codec(config: dict) -> Codec:
+def known_codecs() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_codec(config) -> Codec:
+    """A codec from its config dict, its id (str), or a Codec instance."""
+    from ..errors import VlccError
+    if isinstance(config, Codec):
+        return config
+    if isinstance(config, str):
+        config = {"id": config}
+    if not isinstance(config, dict):
+        raise VlccError(f"a codec is given by id, config dict or Codec, not {type(config).__name__}")
     cid = config.get("id")
     if cid not in _REGISTRY:
-        from ..errors import VlccError
-        raise VlccError(f"unknown codec {cid!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[cid].from_config(config)
+        raise VlccError(f"unknown codec {cid!r} (known: {', '.join(sorted(_REGISTRY))}; "
+                        f"blosc2/zstd need the 'compress' extra: pip install vlcc[compress])")
+    try:
+        return _REGISTRY[cid].from_config(config)
+    except TypeError as exc:
+        raise VlccError(f"bad config for codec {cid!r}: {exc}") from None

@@ -6,29 +6,33 @@ build); every stored block is one 1-D uint8 variable, so any byte range of it
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 
 import adios2
 import numpy as np
 
 from ..errors import CorruptionError, StorageError, storage_error
 
-_ADIOS = None
+_TLS = threading.local()
 
 
 def _adios() -> "adios2.Adios":
-    global _ADIOS
-    if _ADIOS is None:
-        _ADIOS = adios2.Adios()
-    return _ADIOS
+    # One ADIOS2 factory per thread: the engine's flusher and prefetcher
+    # threads do I/O while the application thread restores, and ADIOS2
+    # objects are not thread-safe.
+    a = getattr(_TLS, "adios", None)
+    if a is None:
+        a = _TLS.adios = adios2.Adios()
+    return a
 
 
-_IO_COUNTER = [0]
+_IO_COUNTER = itertools.count()
 
 
 def _new_io(tag: str):
-    _IO_COUNTER[0] += 1
-    name = f"vlcc-{tag}-{_IO_COUNTER[0]}"
+    name = f"vlcc-{tag}-{next(_IO_COUNTER)}"
     io = _adios().declare_io(name)
     io.set_engine("BP5")
     # Min/max statistics of uint8 byte streams are useless to us and cost

@@ -1,15 +1,34 @@
-"""Write one rank's part of a version: chunk, hash and store every leaf's
-bytes in the rank's BP5 file, then publish the rank's chunk index. Everything
-is fsync'ed before this returns, so the commit may reference it."""
+"""Write one rank's part of a version (docs/format.md, sections 3 and
+"Redundancy and encoding").
+
+Two steps so that ranks can agree on shared chunks in between:
+
+1. ``prepare_rank`` (local): cut every leaf into chunks, hash them (only the
+   dirty ones with a tracking ChunkHasher), look each chunk up in the
+   parent's chunk table (found: a reference, nothing to write), encode the
+   rest with the leaf's codec. The result offers the not-yet-stored chunks.
+2. the caller allgathers the offers and runs ``dedup.assign_owners`` (the
+   first rank offering a hash writes it); ``write_rank`` then writes the
+   chunks this rank owns, packed per leaf into one variable of its BP5 file,
+   and publishes the rank index (every chunk: file, variable, offset, sizes,
+   hash, codec). Everything is fsync'ed before it returns.
+
+``write_rank(layout, vid, rank, leaves, chunk_size)`` alone (no plan) is the
+single-rank path without dedup against a parent."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..encode import Codec, get_codec
+from ..encode.raw import Raw
 from ..errors import StorageError, storage_error
 from ..layout.chunking import chunk_bounds
+from ..redundancy.dedup import ChunkTable, assign_owners, codec_key, load_parent_indexes
+from ..redundancy.dirty import ChunkHasher
 from ..redundancy.hashing import chunk_hash, digest_of
 from ..repo.fsutil import atomic_write, fsync_tree, makedirs
 from ..repo.layout import Layout
@@ -17,45 +36,276 @@ from ..repo.manifest import INDEX_VERSION, seal
 from ..state.provider import Leaf
 from .bp5 import BlockWriter
 
+RAW = {"id": "raw"}
 
-def write_rank(layout: Layout, vid: str, rank: int, leaves: list[Leaf], chunk_size: int) -> dict:
-    """Store ``leaves`` for ``rank`` of version ``vid``. Returns what the
-    manifest needs: per-leaf nbytes/digest and the index file with its checksum."""
+
+@dataclass
+class LeafPlan:
+    leaf: Leaf
+    hashes: list
+    # per chunk: ("ref", StoredChunk) or ("new", offer position)
+    where: list = field(default_factory=list)
+
+
+@dataclass
+class RankPlan:
+    rank: int
+    chunk_size: int
+    leaves: list                                  # LeafPlan, in capture order
+    offer: dict                                   # {"codecs": [...], "chunks": [...]}
+    payload: list                                 # encoded bytes per offered chunk
+    assignment: list | None = None                # per offered chunk (owner, var, off, stored, codec)
+    stats: dict = field(default_factory=dict)
+    index: dict | None = None                     # the index written (kept for the next dedup)
+
+
+def _leaf_codec(leaf: Leaf, codecs) -> Codec | None:
+    if not codecs:
+        return None
+    c = codecs.get(leaf.name) or (codecs.get(leaf.of) if leaf.of else None)
+    if c is None:
+        return None
+    return c.for_dtype(leaf.dtype)
+
+
+def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: ChunkTable | None = None,
+                 codecs: dict[str, Codec] | None = None, hasher: ChunkHasher | None = None) -> RankPlan:
+    hasher = hasher or ChunkHasher()
+    parent = parent or ChunkTable()
+    offer = {"codecs": [], "chunks": []}
+    ckeys: dict[str, int] = {}
+    payload = []
+    plans = []
+    n_ref = n_chunks = dirty = 0
+    for leaf in leaves:
+        data = leaf.data
+        hashes = hasher.hashes(leaf.name, data, chunk_size)
+        dirty += hasher.last_dirty.get(leaf.name, len(hashes))
+        codec = _leaf_codec(leaf, codecs)
+        lp = LeafPlan(leaf, hashes)
+        for (start, length), h in zip(chunk_bounds(data.size, chunk_size), hashes):
+            n_chunks += 1
+            hit = parent.get(h, length)
+            if hit is not None:
+                lp.where.append(("ref", hit))
+                n_ref += 1
+                continue
+            view = data[start:start + length]
+            cfg, buf = RAW, view
+            if codec is not None and not isinstance(codec, Raw):
+                enc = codec.encode(view)
+                if len(enc) < length:   # incompressible chunks stay raw
+                    cfg, buf = codec.get_config(), np.frombuffer(enc, np.uint8)
+            k = codec_key(cfg)
+            ci = ckeys.get(k)
+            if ci is None:
+                ci = ckeys[k] = len(offer["codecs"])
+                offer["codecs"].append(cfg)
+            lp.where.append(("new", len(offer["chunks"])))
+            offer["chunks"].append((h, length, int(buf.size), leaf.name, ci))
+            payload.append(buf)
+        plans.append(lp)
+    stats = {"chunks": n_chunks, "parent_refs": n_ref, "hashed_chunks": dirty,
+             "logical_bytes": int(sum(l.data.size for l in leaves))}
+    return RankPlan(rank, chunk_size, plans, offer, payload, stats=stats)
+
+
+def write_rank(layout: Layout, vid: str, rank: int, leaves, chunk_size: int | None = None) -> dict:
+    """Store this rank's part of version ``vid``. ``leaves`` is a RankPlan
+    whose ``assignment`` is set (from ``assign_owners`` over all ranks'
+    offers), or a list of leaves (then: no parent, this rank alone).
+    Returns what the manifest needs: per-leaf nbytes/digest, the index file
+    and its checksum, and write statistics."""
+    if isinstance(leaves, RankPlan):
+        plan = leaves
+    else:
+        plan = prepare_rank(rank, leaves, chunk_size)
+    if plan.assignment is None:
+        offers = [{"codecs": [], "chunks": []}] * rank + [plan.offer]
+        plan.assignment = assign_owners(offers)[rank]
     rel_bp = layout.rel_data_file(vid, rank)
     rel_idx = layout.rel_index_file(vid, rank)
     makedirs(layout.data_dir(vid))
+
+    files: dict[str, int] = {}
+    codecs: dict[str, int] = {}
+    codec_list: list[dict] = []
+
+    def fi(rel):
+        if rel not in files:
+            files[rel] = len(files)
+        return files[rel]
+
+    def ci(cfg):
+        k = codec_key(cfg)
+        if k not in codecs:
+            codecs[k] = len(codec_list)
+            codec_list.append(cfg)
+        return codecs[k]
+
+    # What this rank writes: per variable, its owned chunks in offer order.
+    own: dict[str, list[int]] = {}
+    for pos, (_owner, var, _off, _st, _cfg, writes) in enumerate(plan.assignment):
+        if writes:
+            own.setdefault(var, []).append(pos)
+
     index = {"vlcc_index": INDEX_VERSION, "version": vid, "rank": rank,
-             "files": [rel_bp], "codecs": [{"id": "raw"}], "leaves": {}}
+             "files": None, "codecs": None, "leaves": {}}
     summary = {}
-    writer = None
-    try:
-        writer = BlockWriter(layout.abs(rel_bp))
-        for leaf in leaves:
-            data = leaf.data
-            chunks = []
-            for start, length in chunk_bounds(data.size, chunk_size):
-                h = chunk_hash(data[start:start + length])
-                chunks.append([0, leaf.name, start, length, length, h, 0])
-            if data.size:
-                writer.put(leaf.name, data)
-            index["leaves"][leaf.name] = {"nbytes": int(data.size), "chunk_size": chunk_size,
-                                          "chunks": chunks}
-            summary[leaf.name] = {"nbytes": int(data.size),
-                                  "digest": digest_of([c[5] for c in chunks])}
-        writer.close()
+    written = 0
+    for lp in plan.leaves:
+        leaf = lp.leaf
+        chunks = []
+        for (start, length), h, (kind, ref) in zip(chunk_bounds(leaf.data.size, plan.chunk_size),
+                                                   lp.hashes, lp.where):
+            if kind == "ref":
+                chunks.append([fi(ref.file), ref.var, ref.offset, ref.stored, ref.nbytes, h,
+                               ci(ref.codec)])
+            else:
+                owner, var, off, stored, cfg, _w = plan.assignment[ref]
+                chunks.append([fi(layout.rel_data_file(vid, owner)), var, off, stored, length, h,
+                               ci(cfg)])
+        index["leaves"][leaf.name] = {"nbytes": int(leaf.data.size), "chunk_size": plan.chunk_size,
+                                      "chunks": chunks}
+        summary[leaf.name] = {"nbytes": int(leaf.data.size), "digest": digest_of(lp.hashes)}
+    index["files"] = sorted(files, key=files.get)
+    index["codecs"] = codec_list or [dict(RAW)]
+
+    if own:
+        by_name = {lp.leaf.name: lp.leaf for lp in plan.leaves}
         writer = None
-        fsync_tree(layout.abs(rel_bp))
-    except OSError as exc:
-        raise storage_error(exc, f"rank {rank}: cannot write data of version {vid}") from exc
-    except StorageError as exc:
-        raise StorageError(f"rank {rank}: {exc}") from exc
-    finally:
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:
-                pass
+        try:
+            writer = BlockWriter(layout.abs(rel_bp))
+            for var, positions in own.items():
+                pieces = [plan.payload[p] for p in positions]
+                leaf = by_name.get(var)
+                total = sum(int(p.size) for p in pieces)
+                if (leaf is not None and total == leaf.data.size and len(pieces) ==
+                        len(chunk_bounds(leaf.data.size, plan.chunk_size))
+                        and all(plan.offer["chunks"][p][1] == plan.offer["chunks"][p][2]
+                                for p in positions)):
+                    # every chunk of the leaf is new and raw: write it without a copy
+                    buf = leaf.data
+                else:
+                    buf = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+                writer.put(var, buf)
+                written += total
+            writer.close()
+            writer = None
+            fsync_tree(layout.abs(rel_bp))
+        except OSError as exc:
+            raise storage_error(exc, f"rank {rank}: cannot write data of version {vid}") from exc
+        except StorageError as exc:
+            raise StorageError(f"rank {rank}: {exc}") from exc
+        finally:
+            if writer is not None:
+                try:
+                    writer.close()
+                except Exception:
+                    pass
+    stats = dict(plan.stats, written_bytes=written, written_chunks=sum(len(v) for v in own.values()))
+    index["stats"] = stats
     raw = seal(index)
     atomic_write(layout.abs(rel_idx), raw)
+    plan.index = index
+    plan.payload = []
     return {"leaves": summary, "index": rel_idx, "index_checksum": chunk_hash(raw),
-            "host": os.uname().nodename}
+            "host": os.uname().nodename, "stats": stats}
+
+
+def _allgather_checked(comm, local):
+    """Run ``local`` on every rank and allgather the results; if it failed on
+    any rank, raise on every rank (same contract as commit.protocol.agree)."""
+    from ..commit.protocol import _raise, _run
+    payload, own = _run(local)
+    gathered = comm.allgather(payload)
+    for r, p in enumerate(gathered):
+        if p[0] == "err":
+            if comm.rank == r:
+                raise own  # type: ignore[misc]
+            return _raise(comm, ("err", r, p[1], p[2]), None)
+    return [p[1] for p in gathered]
+
+
+class RankWriter:
+    """The per-rank write path of a Checkpointer: dedup state (the chunk
+    table of the last version this rank wrote, the dirty tracker) and
+    per-provider codecs.
+
+    ``prepare`` is collective (one allgather of the offered chunk hashes);
+    ``write`` is local; ``committed`` keeps the written index as the next
+    version's dedup parent (no re-read from disk)."""
+
+    def __init__(self, layout: Layout, rank: int, chunk_size: int, *, size: int = 1,
+                 dedup: bool = True, track_dirty: bool = False):
+        self.layout, self.rank, self.size, self.chunk_size = layout, rank, size, int(chunk_size)
+        self.dedup = bool(dedup)
+        self.hasher = ChunkHasher(track=track_dirty)
+        self.codecs: dict[str, Codec] = {}
+        self._last: tuple[str, dict] | None = None
+        self._plan: RankPlan | None = None
+
+    def set_codec(self, name: str, compress) -> None:
+        """Codec for provider ``name``: an id ("zstd", "blosc2", "raw"), a
+        config dict, a Codec, or None/False for none."""
+        if compress is None or compress is False:
+            self.codecs.pop(name, None)
+        else:
+            self.codecs[name] = get_codec("zstd" if compress is True else compress)
+
+    def forget(self, name: str) -> None:
+        self.codecs.pop(name, None)
+        self.hasher.forget(name)
+
+    def _parent_table(self, parent: str | None) -> ChunkTable:
+        if not self.dedup or parent is None:
+            return ChunkTable()
+        if self._last is not None and self._last[0] == parent:
+            return ChunkTable.from_indexes([self._last[1]])
+        return ChunkTable.from_indexes(load_parent_indexes(self.layout, parent, self.rank, self.size))
+
+    def prepare(self, comm, parent: str | None, leaves: list[Leaf]) -> RankPlan:
+        """Collective: hash, look up, encode; agree on who writes shared chunks."""
+        def local():
+            self._plan = prepare_rank(self.rank, leaves, self.chunk_size,
+                                      parent=self._parent_table(parent), codecs=self.codecs,
+                                      hasher=self.hasher)
+            return self._plan.offer if self.dedup else None
+        offers = _allgather_checked(comm, local)
+        if self.dedup:
+            self._plan.assignment = assign_owners(offers)[self.rank]
+        return self._plan
+
+    def write(self, vid: str) -> dict:
+        plan, self._plan = self._plan, None
+        if plan is None:
+            raise StorageError("RankWriter.write called without prepare")
+        res = write_rank(self.layout, vid, self.rank, plan)
+        self._pending = (vid, plan.index)
+        return res
+
+    # -- async mode: plans leave with their version to the flusher thread ----------
+    def detach_plan(self) -> None:
+        """Forget the prepared plan here: the caller carries it (async flush)."""
+        self._plan = None
+
+    def note_written(self, vid: str, plan: "RankPlan") -> None:
+        """Called by the flusher thread once ``vid`` is written: its index is the
+        dedup parent table of later versions (a tuple swap, atomic under the GIL)."""
+        self._last = (vid, plan.index)
+
+    def last_written(self) -> str | None:
+        last = self._last
+        return last[0] if last is not None else None
+
+    def committed(self, vid: str) -> None:
+        pend = getattr(self, "_pending", None)
+        if pend is not None and pend[0] == vid:
+            self._last = pend
+        self._pending = None
+
+    def abort(self) -> None:
+        self._plan = None
+        self._pending = None
+        # the tracker's copy already moved on to the failed capture: its hashes
+        # are still exact for those bytes, so nothing else to undo

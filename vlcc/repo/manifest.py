@@ -57,6 +57,7 @@ class Version:
     run: dict = field(default_factory=dict)
     providers: dict = field(default_factory=dict, repr=False)
     manifest: dict = field(default_factory=dict, repr=False, compare=False)
+    pending: bool = False       # async mode: captured, not yet committed (not durable)
 
     @property
     def host(self) -> str | None:
@@ -75,7 +76,8 @@ class Version:
                    step=doc.get("step"), message=doc.get("message", ""), time=doc["time"],
                    nranks=doc["nranks"], attrs=doc.get("attrs", {}), hosts=doc.get("hosts", []),
                    slurm=doc.get("slurm", {}), run=doc.get("run", {}),
-                   providers=doc.get("providers", {}), manifest=doc)
+                   providers=doc.get("providers", {}), manifest=doc,
+                   pending=bool(doc.get("pending", False)))
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "parent": self.parent, "branch": self.branch, "step": self.step,

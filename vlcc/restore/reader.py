@@ -3,12 +3,14 @@ checked against its xxh3_128 hash before its bytes are used."""
 
 from __future__ import annotations
 
+import os
 import pickle
 
 import numpy as np
 
 from ..encode import get_codec
-from ..errors import CorruptionError, FormatVersionError, ShapeMismatchError, VlccError
+from ..errors import (CorruptionError, FormatVersionError, MissingProviderError,
+                      ShapeMismatchError, VlccError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..redundancy.hashing import chunk_hash
@@ -19,19 +21,29 @@ from ..repo.manifest import INDEX_VERSION, unseal
 class VersionReader:
     """Reads the stored leaves of one version (a manifest dict)."""
 
-    def __init__(self, layout: Layout, manifest: dict):
+    def __init__(self, layout: Layout, manifest: dict, faster: list[Layout] | None = None):
         self.layout = layout
+        # Faster tiers holding copies of some files (node-local dir): tried first.
+        self.faster = list(faster or [])
         self.m = manifest
         self.vid = manifest["id"]
         self._index: dict[int, dict] = {}
         self._files: dict[str, BlockReader] = {}
+
+    def path(self, rel: str) -> str:
+        """Absolute path of a repository-relative file on the fastest tier holding it."""
+        for lay in self.faster:
+            p = lay.abs(rel)
+            if os.path.exists(p):
+                return p
+        return self.layout.abs(rel)
 
     # -- metadata ---------------------------------------------------------
     def index(self, rank: int) -> dict:
         idx = self._index.get(rank)
         if idx is None:
             info = self.m["ranks"][rank]
-            path = self.layout.abs(info["index"])
+            path = self.path(info["index"])
             where = f"version {self.vid}, rank {rank}, index file {path}"
             try:
                 with open(path, "rb") as f:
@@ -50,7 +62,7 @@ class VersionReader:
     def _reader(self, rel: str, what: str) -> BlockReader:
         r = self._files.get(rel)
         if r is None:
-            r = self._files[rel] = BlockReader(self.layout.abs(rel), what=what)
+            r = self._files[rel] = BlockReader(self.path(rel), what=what)
         return r
 
     def close(self) -> None:
@@ -89,7 +101,7 @@ class VersionReader:
     def _read_run(self, name, rank, idx, chunks, csize, run, buf) -> None:
         first = chunks[run[0]]
         rel = idx["files"][first[0]]
-        where = f"version {self.vid}, provider {name!r}, rank {rank}, file {self.layout.abs(rel)}"
+        where = f"version {self.vid}, provider {name!r}, rank {rank}, file {self.path(rel)}"
         reader = self._reader(rel, f"version {self.vid}, provider {name!r}, rank {rank}: ")
         lo = run[0] * csize
         if len(run) > 1 or self._is_raw(idx, first[6]):
@@ -113,7 +125,7 @@ class VersionReader:
     def entry(self, name: str) -> dict:
         e = self.m["providers"].get(name)
         if e is None:
-            raise VlccError(f"version {self.vid} has no provider {name!r} "
+            raise MissingProviderError(f"version {self.vid} has no provider {name!r} "
                             f"(it has: {', '.join(sorted(self.m['providers']))})")
         return e
 

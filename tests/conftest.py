@@ -1,0 +1,126 @@
+"""Shared fixtures of the vlcc test suite.
+
+* ``mpi_tmp``: a temporary directory shared by every rank of COMM_WORLD (rank 0
+  creates it and broadcasts the path), removed after the test.
+* ``mpirun``: launch ``mpiexec -n N python -m mpi4py SCRIPT ARGS`` from a serial
+  test (N→M restart, other rank counts), with a timeout so a hang fails.
+* ``tmpfs``: small tmpfs mounts (root only) for no-space / read-only tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+SCRIPTS_DIR = os.path.join(TESTS_DIR, "scripts")
+MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+DEFAULT_TIMEOUT = 120
+
+
+@pytest.fixture
+def comm():
+    from mpi4py import MPI
+    return MPI.COMM_WORLD
+
+
+@pytest.fixture
+def mpi_tmp():
+    """A fresh directory visible to every rank (same path everywhere)."""
+    from mpi4py import MPI
+    world = MPI.COMM_WORLD
+    path = tempfile.mkdtemp(prefix="vlcc-test-") if world.rank == 0 else None
+    path = world.bcast(path, root=0)
+    yield path
+    world.Barrier()  # nobody may still be reading when rank 0 removes it
+    if world.rank == 0:
+        _force_rmtree(path)
+
+
+def _force_rmtree(path: str) -> None:
+    def onerror(func, p, _exc):
+        # Tests make directories read-only on purpose: give write access back.
+        try:
+            os.chmod(os.path.dirname(p), 0o755)
+            os.chmod(p, 0o755)
+            func(p)
+        except OSError:
+            pass
+    shutil.rmtree(path, onerror=onerror)
+
+
+def _env_without_pmi() -> dict:
+    """The environment for a nested mpiexec: drop the PMI/Hydra variables of a
+    surrounding MPI launch so the child job gets its own process manager."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
+
+
+def run_mpi(nprocs: int, script: str, *args: str, timeout: float = DEFAULT_TIMEOUT,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``tests/scripts/SCRIPT`` on ``nprocs`` ranks under ``python -m mpi4py``
+    (an uncaught exception on any rank aborts the whole job instead of hanging it).
+    With ``check`` a non-zero exit fails the calling test with the job's output."""
+    path = script if os.path.isabs(script) else os.path.join(SCRIPTS_DIR, script)
+    cmd = [MPIEXEC, "-n", str(nprocs), sys.executable, "-m", "mpi4py", path, *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env_without_pmi(), start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # mpiexec and every rank it started
+        out, err = proc.communicate()
+        pytest.fail(f"timeout after {timeout}s: {' '.join(cmd)}\nstdout:\n{out}\nstderr:\n{err}")
+    res = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if check and proc.returncode != 0:
+        pytest.fail(f"exit code {proc.returncode}: {' '.join(cmd)}\nstdout:\n{out}\nstderr:\n{err}")
+    return res
+
+
+@pytest.fixture
+def mpirun():
+    return run_mpi
+
+
+class Tmpfs:
+    """Small tmpfs mounts for no-space / read-only tests (root only); every
+    mount is undone when the test ends."""
+
+    def __init__(self, base):
+        self.base = base
+        self.mounted: list[str] = []
+
+    def mount(self, size: str = "1m") -> str:
+        if os.geteuid() != 0 or shutil.which("mount") is None:
+            pytest.skip("mounting a tmpfs needs root and mount(8)")
+        d = os.path.join(str(self.base), f"tmpfs{len(self.mounted)}")
+        os.mkdir(d)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", d],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        self.mounted.append(d)
+        return d
+
+    def remount(self, path: str, mode: str) -> None:
+        """Remount ``path`` ``ro`` or ``rw``."""
+        subprocess.run(["mount", "-o", f"remount,{mode}", path], check=True,
+                       capture_output=True, timeout=30)
+
+    def cleanup(self) -> None:
+        for d in reversed(self.mounted):
+            subprocess.run(["umount", "-l", d], capture_output=True, timeout=30)
+        self.mounted.clear()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    t = Tmpfs(tmp_path)
+    yield t
+    t.cleanup()

@@ -1,0 +1,61 @@
+"""``vlcc-config``: flags to compile and link against libvlcc.
+
+    vlcc-config --cflags --libs      C (compile with the mpicc of the MPI vlcc uses)
+    vlcc-config --fflags --flibs     Fortran (gfortran; see docs/capi.md for MPI from Fortran)
+    vlcc-config --libdir | --includedir | --fmoddir | --pkgconfigdir | --mpicc | --version
+    vlcc-config --build              (re)build libvlcc, the Fortran module and vlcc.pc
+
+Every link flag carries an rpath, so linked programs run without LD_LIBRARY_PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .build import DEFAULT_OUT, find_tool, is_stale
+
+
+def flags(what: str, out=DEFAULT_OUT) -> str:
+    lib, inc, mod = out / "lib", out / "include", out / "fortran"
+    return {
+        "cflags": f"-I{inc}",
+        "libs": f"-L{lib} -Wl,-rpath,{lib} -lvlcc",
+        "fflags": f"-I{mod}",
+        "flibs": f"-L{lib} -Wl,-rpath,{lib} -lvlccf -lvlcc",
+        "libdir": str(lib), "includedir": str(inc), "fmoddir": str(mod),
+        "pkgconfigdir": str(out / "pkgconfig"),
+    }[what]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="vlcc-config", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    for k in ("cflags", "libs", "fflags", "flibs", "libdir", "includedir", "fmoddir",
+              "pkgconfigdir"):
+        ap.add_argument(f"--{k}", action="append_const", const=k, dest="what")
+    ap.add_argument("--mpicc", action="store_true", help="the mpicc of the MPI vlcc's Python uses")
+    ap.add_argument("--version", action="store_true")
+    ap.add_argument("--build", action="store_true", help="(re)build libvlcc now")
+    a = ap.parse_args(argv)
+    if a.build:
+        from .build import build
+        build()
+    if a.version:
+        from .. import __version__
+        print(__version__)
+    if a.mpicc:
+        print(find_tool("mpicc"))
+    if a.what:
+        if is_stale(DEFAULT_OUT, fortran=any(w in ("fflags", "flibs", "fmoddir") for w in a.what)):
+            print(f"vlcc-config: libvlcc is not built or out of date in {DEFAULT_OUT}; "
+                  f"run 'vlcc-config --build'", file=sys.stderr)
+            return 1
+        print(" ".join(flags(w) for w in a.what))
+    elif not (a.build or a.version or a.mpicc):
+        ap.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Engine settings: keyword arguments, else environment variables, else defaults.
+
+| setting        | keyword          | environment             | default |
+| -------------- | ---------------- | ----------------------- | ------- |
+| mode           | ``mode``         | ``VLCC_MODE``           | ``sync`` |
+| memory budget  | ``memory_budget``| ``VLCC_MEMORY_BUDGET``  | 1 GiB per rank |
+| local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir; ``none`` disables |
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+
+from ..errors import VlccError
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
+
+
+def parse_bytes(value, what: str) -> int:
+    """``1073741824``, ``"512MiB"``, ``"2G"`` → bytes."""
+    if isinstance(value, (int, float)):
+        n = int(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
+        if not m or m.group(2).lower() not in _UNITS:
+            raise VlccError(f"{what}: cannot parse size {value!r} (use e.g. 512MiB, 2GiB, 1000000)")
+        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if n <= 0:
+        raise VlccError(f"{what} must be positive, got {value!r}")
+    return n
+
+
+def default_local_dir(need: int) -> str:
+    job = os.environ.get("SLURM_JOB_ID") or f"p{os.getppid()}"
+    name = f"vlcc-{os.getuid()}-{job}"
+    shm = "/dev/shm"
+    try:
+        if os.path.isdir(shm) and shutil.disk_usage(shm).free > 2 * need:
+            return os.path.join(shm, name)
+    except OSError:
+        pass
+    return os.path.join(tempfile.gettempdir(), name)
+
+
+@dataclass
+class EngineConfig:
+    mode: str = "sync"
+    memory_budget: int = 1 << 30
+    local_dir: str | None = None     # None: no local tier
+
+    @classmethod
+    def resolve(cls, mode=None, memory_budget=None, local_dir=None) -> "EngineConfig":
+        env = os.environ
+        mode = mode or env.get("VLCC_MODE") or "sync"
+        if mode not in ("sync", "async"):
+            raise VlccError(f"unknown mode {mode!r}: use 'sync' or 'async'")
+        budget = parse_bytes(memory_budget if memory_budget is not None
+                             else env.get("VLCC_MEMORY_BUDGET", 1 << 30), "memory_budget")
+        ld = local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")
+        if ld is None:
+            ld = default_local_dir(budget) if mode == "async" else "none"
+        ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
+        return cls(mode=mode, memory_budget=budget, local_dir=ld)

@@ -1,0 +1,168 @@
+"""The memory tier: this rank's leaves of recent versions, within a byte budget.
+
+Entries are *dirty* (captured, not yet durable on persistent storage: never
+evicted) or *clean* (durable, or prefetched from storage: evictable). Space is
+made by evicting clean entries — the one used farthest in the future when a
+plan is known (Belady), else the least recently used — and, when only dirty
+entries remain, by waiting for the flusher (back-pressure)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Entry:
+    vid: str
+    leaves: dict            # leaf name -> Leaf (with .data)
+    nbytes: int
+    dirty: bool
+
+
+@dataclass
+class Stats:
+    hits: int = 0
+    misses: int = 0
+    prefetched: int = 0
+    prefetch_hits: int = 0
+    evictions: int = 0
+    waits: int = 0
+    wait_seconds: float = 0.0
+    peak_bytes: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class MemoryTier:
+    def __init__(self, budget: int):
+        self.budget = budget
+        self.used = 0
+        self._entries: "OrderedDict[str, Entry]" = OrderedDict()
+        self._cv = threading.Condition()
+        self.stats = Stats()
+        self._plan: list[str] = []
+        self._pos = 0
+        self._prefetched: set[str] = set()
+
+    # -- schedule -----------------------------------------------------------------
+    def set_plan(self, vids: list[str]) -> None:
+        with self._cv:
+            self._plan, self._pos = list(vids), 0
+
+    def advance(self, vid: str) -> None:
+        """Record that ``vid`` was just used: the plan position moves past it."""
+        with self._cv:
+            for i in range(self._pos, len(self._plan)):
+                if self._plan[i] == vid:
+                    self._pos = i + 1
+                    break
+
+    def upcoming(self, n: int) -> list[str]:
+        with self._cv:
+            return self._plan[self._pos:self._pos + n]
+
+    def _next_use(self, vid: str) -> float:
+        for i in range(self._pos, len(self._plan)):
+            if self._plan[i] == vid:
+                return i
+        return float("inf")
+
+    # -- entries ------------------------------------------------------------------
+    def get(self, vid: str) -> Entry | None:
+        with self._cv:
+            e = self._entries.get(vid)
+            if e is not None:
+                self._entries.move_to_end(vid)
+            return e
+
+    def contains(self, vid: str) -> bool:
+        with self._cv:
+            return vid in self._entries
+
+    def _victim(self, protect: str | None) -> str | None:
+        clean = [v for v, e in self._entries.items() if not e.dirty and v != protect]
+        if not clean:
+            return None
+        if self._plan:
+            return max(clean, key=lambda v: (self._next_use(v), -list(self._entries).index(v)))
+        return clean[0]  # OrderedDict order = least recently used first
+
+    def _evict_one(self, protect=None) -> bool:
+        v = self._victim(protect)
+        if v is None:
+            return False
+        e = self._entries.pop(v)
+        self.used -= e.nbytes
+        self.stats.evictions += 1
+        self._prefetched.discard(v)
+        self._cv.notify_all()
+        return True
+
+    def put(self, vid: str, leaves: dict, nbytes: int, dirty: bool, *, block: bool = True,
+            prefetched: bool = False) -> bool:
+        """Insert an entry, making room first. A dirty insert blocks until room
+        exists (back-pressure); a clean one gives up (returns False) when it would
+        have to wait or would evict something needed sooner than itself."""
+        with self._cv:
+            if vid in self._entries:
+                return True
+            t0 = None
+            while self.used + nbytes > self.budget and self._entries:
+                if not dirty and self._plan:
+                    v = self._victim(None)
+                    if v is None or self._next_use(v) <= self._next_use(vid):
+                        return False
+                if self._evict_one():
+                    continue
+                if not (dirty and block):
+                    return False
+                if t0 is None:
+                    t0 = time.monotonic()
+                    self.stats.waits += 1
+                self._cv.wait(timeout=0.5)
+            if t0 is not None:
+                self.stats.wait_seconds += time.monotonic() - t0
+            self._entries[vid] = Entry(vid, leaves, nbytes, dirty)
+            self.used += nbytes
+            self.stats.peak_bytes = max(self.stats.peak_bytes, self.used)
+            if prefetched:
+                self._prefetched.add(vid)
+                self.stats.prefetched += 1
+            return True
+
+    def mark_clean(self, vid: str) -> None:
+        with self._cv:
+            e = self._entries.get(vid)
+            if e is not None:
+                e.dirty = False
+            # A budget overrun by a single large version is allowed; shrink now.
+            while self.used > self.budget and self._evict_one():
+                pass
+            self._cv.notify_all()
+
+    def drop(self, vid: str) -> None:
+        with self._cv:
+            e = self._entries.pop(vid, None)
+            if e is not None:
+                self.used -= e.nbytes
+                self._cv.notify_all()
+
+    def record_access(self, vid: str, hit: bool) -> None:
+        with self._cv:
+            if hit:
+                self.stats.hits += 1
+                if vid in self._prefetched:
+                    self.stats.prefetch_hits += 1
+                    self._prefetched.discard(vid)
+            else:
+                self.stats.misses += 1
+
+    def clear(self) -> None:
+        with self._cv:
+            self._entries.clear()
+            self.used = 0
+            self._cv.notify_all()

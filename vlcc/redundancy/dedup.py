@@ -1,0 +1,130 @@
+"""Dedup lookup: which chunks are already stored, and who stores the new ones.
+
+Two sources of "already stored" (docs/format.md, "Redundancy and encoding"):
+
+* **the parent version** (versions and branches): a table ``(hash, nbytes) →
+  stored chunk`` built from the parent's index of the same rank. A chunk found
+  there is referenced (its entry names the older file), not written. Entries
+  of the parent index are already resolved to files, so references never
+  chain through more than one lookup, and a child of a branch point dedups
+  against the branch point.
+* **the other ranks of the same version** (ranks, replicated data): every rank
+  offers its not-yet-stored chunks (hash, sizes, codec) in an allgather; in
+  the global order (rank, leaf, chunk) the first offer of a hash writes it,
+  every later one references the writer's file of this version. Each rank
+  computes the same assignment from the same gathered list: no second round.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..errors import CorruptionError
+from ..repo.layout import Layout
+from ..repo.manifest import unseal
+from .hashing import chunk_hash
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    file: str          # repository-relative BP5 file
+    var: str           # variable in that file
+    offset: int        # byte offset in the variable
+    stored: int        # stored (encoded) bytes
+    nbytes: int        # decoded bytes
+    hash: str          # xxh3_128 hex of the decoded bytes
+    codec: dict        # codec config
+
+
+class ChunkTable:
+    """(hash, nbytes) → StoredChunk."""
+
+    def __init__(self):
+        self._t: dict[tuple[str, int], StoredChunk] = {}
+
+    def __len__(self) -> int:
+        return len(self._t)
+
+    def get(self, h: str, nbytes: int) -> StoredChunk | None:
+        return self._t.get((h, nbytes))
+
+    def add_index(self, idx: dict) -> None:
+        files, codecs = idx["files"], idx["codecs"]
+        for entry in idx["leaves"].values():
+            for c in entry["chunks"]:
+                key = (c[5], c[4])
+                if key not in self._t:
+                    self._t[key] = StoredChunk(files[c[0]], c[1], c[2], c[3], c[4], c[5], codecs[c[6]])
+
+    @classmethod
+    def from_indexes(cls, idxs) -> "ChunkTable":
+        t = cls()
+        for idx in idxs:
+            t.add_index(idx)
+        return t
+
+
+MAX_CROSS_INDEXES = 64   # after N→M, read at most this many parent indexes per rank
+
+
+def load_parent_indexes(layout: Layout, parent: str | None, rank: int, size: int) -> list[dict]:
+    """The parent version's rank indexes this rank dedups against (each
+    checked against the manifest's checksum): the same rank's when the parent
+    was written on ``size`` ranks; after an N→M restart, every parent rank's
+    (up to MAX_CROSS_INDEXES, else the same rank's if it exists), so chunks
+    whose boundaries line up with the old decomposition are still shared."""
+    if parent is None:
+        return []
+    path = layout.manifest(parent)
+    with open(path, "rb") as f:
+        m = unseal(f.read(), f"manifest of version {parent} ({path})")
+    n = len(m["ranks"])
+    if n == size or n > MAX_CROSS_INDEXES:
+        which = [rank] if rank < n else []
+    else:
+        which = list(range(n))
+    out = []
+    for r in which:
+        info = m["ranks"][r]
+        ipath = layout.abs(info["index"])
+        where = f"version {parent}, rank {r}, index file {ipath}"
+        try:
+            with open(ipath, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            raise CorruptionError(f"{where}: missing (needed as dedup parent)") from None
+        if chunk_hash(raw) != info["index_checksum"]:
+            raise CorruptionError(f"{where}: checksum differs from the manifest's")
+        out.append(unseal(raw, where))
+    return out
+
+
+def codec_key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def assign_owners(offers: list[dict]) -> list[list[tuple]]:
+    """Given every rank's offer ``{"codecs": [cfg...], "chunks": [(hash, nbytes,
+    stored, var, codec_i), ...]}`` (list index = rank), return per rank and
+    offered chunk ``(owner_rank, var, offset, stored, codec, writes)``: where
+    the chunk will be in this version, how the owner encodes it, and whether
+    this offer is the one that writes it (the first in (rank, leaf, chunk)
+    order). The owner packs the chunks it writes per variable in offer order."""
+    owner: dict[tuple[str, int], tuple[int, str, int, int, dict]] = {}
+    out = []
+    for rank, offer in enumerate(offers):
+        fill: dict[str, int] = {}
+        mine = []
+        for h, n, stored, var, ci in offer["chunks"]:
+            key = (h, n)
+            where = owner.get(key)
+            if where is None:
+                off = fill.get(var, 0)
+                fill[var] = off + stored
+                where = owner[key] = (rank, var, off, stored, offer["codecs"][ci])
+                mine.append(where + (True,))
+            else:
+                mine.append(where + (False,))
+        out.append(mine)
+    return out
