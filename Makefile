@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q mpich mpi4py
 	$(BIN)/pip install -q -e '.[test,bench,compress]'
 	@$(MAKE) --no-print-directory fortran
+	# libvlcc (cffi embedding) + the Fortran module, into vlcc/_lib/
+	$(PY) bindings/build_libvlcc.py --if-stale
 	@touch $(STAMP)
 
 # gfortran comes from Debian (the C/Fortran bindings need it); only root can install it.

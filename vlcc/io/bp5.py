@@ -24,6 +24,11 @@ def _adios() -> "adios2.Adios":
     # objects are not thread-safe.
     a = getattr(_TLS, "adios", None)
     if a is None:
+        # adios2.Adios() segfaults when HOME is unset (seen with a clean
+        # environment, e.g. a C program embedding vlcc): give it one.
+        if "HOME" not in os.environ:
+            import pwd
+            os.environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir or "/tmp"
         a = _TLS.adios = adios2.Adios()
     return a
 

@@ -1,0 +1,176 @@
+"""The multi-level async engine: async round trips, wait(), restore of a
+pending version, bounded memory, schedule-aware prefetch vs LRU, concurrent
+writers on branches of one repository."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import vlcc
+
+from conftest import SCRIPTS_DIR, _env_without_pmi
+
+
+def _block(comm, gshape):
+    rows = np.array_split(np.arange(gshape[0]), comm.size)[comm.rank]
+    return int(rows[0]) if len(rows) else 0, len(rows)
+
+
+def _field(gshape, k):
+    return (np.arange(np.prod(gshape), dtype=np.float64).reshape(gshape) * 1e-3 + k)
+
+
+@pytest.mark.mpi
+def test_async_roundtrip_wait_and_pending_restore(comm, mpi_tmp):
+    G = (37, 11)
+    y0, ny = _block(comm, G)
+    u = np.zeros((ny, G[1]))
+    meta = {"step": -1}
+    with vlcc.Checkpointer(os.path.join(mpi_tmp, "r"), comm=comm, mode="async",
+                           local_dir=os.path.join(mpi_tmp, "local"), chunk_size=256) as ck:
+        ck.register("u", u, global_shape=G, offset=(y0, 0))
+        ck.register("meta", vlcc.ValueProvider(get=lambda: dict(meta), set=meta.update))
+        ids = []
+        for k in range(6):
+            u[:] = _field(G, k)[y0:y0 + ny]
+            meta["step"] = k
+            v = ck.checkpoint(step=k)
+            assert v.pending and v.step == k
+            ids.append(v.id)
+        # A pending (or just flushed) version restores in-process.
+        u[:] = -1
+        meta["step"] = None
+        ck.restore(ids[-1])
+        assert np.array_equal(u, _field(G, 5)[y0:y0 + ny]) and meta["step"] == 5
+        committed = ck.wait()
+        assert [v.id for v in committed] == ids[-len(committed):]
+        assert ck.stats["pending"] == 0
+        # Lineage: each async version's parent is the one before.
+        repo = vlcc.Repository(os.path.join(mpi_tmp, "r"))
+        log = repo.log("main")
+        assert [v.id for v in log] == ids[::-1]
+        assert [v.parent for v in log[:-1]] == ids[::-1][1:]
+        # Committed versions restore bit-exact from persistent storage too.
+        ck.restore(ids[2])
+        assert np.array_equal(u, _field(G, 2)[y0:y0 + ny]) and meta["step"] == 2
+    if comm.rank == 0:
+        assert repo.verify()["versions"] == 6
+        assert np.array_equal(repo.read(ids[4], "u"), _field(G, 4))
+
+
+@pytest.mark.mpi
+def test_async_local_tier_is_cleaned_and_data_reaches_persistent(comm, mpi_tmp):
+    local = os.path.join(mpi_tmp, "local")
+    u = np.full(1000, comm.rank, dtype=np.int32)
+    ck = vlcc.Checkpointer(os.path.join(mpi_tmp, "r"), comm=comm, mode="async", local_dir=local)
+    ck.register("u", u)
+    for k in range(3):
+        u += 1
+        ck.checkpoint(step=k)
+    ck.close()   # commits what is pending
+    comm.Barrier()
+    repo = vlcc.Repository(os.path.join(mpi_tmp, "r"))
+    assert len(repo.log()) == 3
+    assert np.array_equal(repo.read(repo.log()[0], "u", rank=comm.rank), np.full(1000, comm.rank + 3))
+    # The per-process local directories are removed at close.
+    assert not [d for d in os.listdir(local) if d.endswith(f"-{os.getpid()}")]
+
+
+def test_memory_budget_bounds_rss(tmp_path):
+    """A burst of async checkpoints never holds more than the budget of captures."""
+    n = 8 << 20                                  # 8 MiB per version
+    budget = 4 * n
+    u = np.zeros(n // 8)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with vlcc.Checkpointer(tmp_path / "r", mode="async", memory_budget=budget,
+                           local_dir="none", dedup=False) as ck:
+        ck.register("u", u)
+        for k in range(30):
+            u[:] = k                             # every version is new data
+            ck.checkpoint(step=k)
+            assert ck.stats["memory_used"] <= budget
+        stats = ck.stats
+    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    assert stats["peak_bytes"] <= budget
+    # 30 unbounded captures would be 240 MiB; the budget allows 32 MiB plus
+    # the write path's working memory.
+    assert rss1 - rss0 < 30 * n // 2, f"peak RSS grew by {(rss1 - rss0) >> 20} MiB"
+    repo = vlcc.Repository(tmp_path / "r")
+    assert [v.step for v in repo.log("main")] == list(range(29, -1, -1))
+    assert np.array_equal(repo.read("latest", "u"), np.full(n // 8, 29.0))
+
+
+def _replay(path, plan: bool, budget_versions: int = 5, nversions: int = 20):
+    u = np.zeros(64 * 1024)                      # 512 KiB per version
+    with vlcc.Checkpointer(path, memory_budget=budget_versions * u.nbytes + 1024) as ck:
+        ck.register("u", u)
+        ids = [v.id for v in reversed(ck.log("main"))]
+        assert len(ids) == nversions
+        order = ids[::-1]
+        if plan:
+            ck.plan(order)
+        for k, vid in zip(range(nversions - 1, -1, -1), order):
+            ck.restore(vid)
+            assert u[0] == k and u[-1] == k
+        s = ck.stats
+        assert s["peak_bytes"] <= ck.stats["memory_budget"]
+        return s["hits"] / (s["hits"] + s["misses"]), s
+
+
+def test_schedule_aware_prefetch_beats_lru(tmp_path):
+    path = tmp_path / "r"
+    u = np.zeros(64 * 1024)
+    with vlcc.Checkpointer(path) as ck:
+        ck.register("u", u)
+        for k in range(20):
+            u[:] = k
+            ck.checkpoint(step=k)
+    lru, s_lru = _replay(path, plan=False)
+    planned, s_plan = _replay(path, plan=True)
+    print(f"reverse replay hit rate: LRU {lru:.2f}, schedule-aware {planned:.2f} "
+          f"(prefetched {s_plan['prefetched']}, evictions {s_plan['evictions']})")
+    assert planned > lru
+    assert s_plan["prefetch_hits"] > 0
+
+
+def test_plan_by_step_and_unknown_step(tmp_path):
+    u = np.zeros(10)
+    with vlcc.Checkpointer(tmp_path / "r") as ck:
+        ck.register("u", u)
+        for k in range(3):
+            u[:] = k
+            ck.checkpoint(step=10 * k)
+        vids = ck.plan([20, 0])
+        assert len(vids) == 2
+        ck.restore(vids[0])
+        assert u[0] == 2
+        with pytest.raises(vlcc.NotFoundError, match="step 5"):
+            ck.plan([5])
+
+
+def test_concurrent_writers_on_branches(tmp_path):
+    """8 independent processes × 20 versions, each on its own branch of one repository."""
+    repo_path = str(tmp_path / "shared")
+    script = os.path.join(SCRIPTS_DIR, "engine_writer.py")
+    procs = [subprocess.Popen([sys.executable, script, repo_path, f"w{i}", "20", str(i)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env_without_pmi())
+             for i in range(8)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    repo = vlcc.Repository(repo_path)
+    assert len(repo.log()) == 160
+    for i in range(8):
+        lineage = repo.log(f"w{i}")
+        assert [v.step for v in lineage] == list(range(19, -1, -1))
+        for v in lineage[::5]:
+            a = repo.read(v, "x")
+            assert np.array_equal(a, np.full(1000, 1000 * i + v.step, dtype=np.int64))
+    assert repo.verify()["versions"] == 160
