@@ -61,18 +61,21 @@ def content(step: int, lo: int, hi: int) -> np.ndarray:
 
 
 # -- the job ------------------------------------------------------------------
-def worker(repo: str, nbytes: int, steps: int, resume: bool) -> int:
+def worker(repo: str, total_bytes: int, steps: int, resume: bool) -> int:
     """Checkpoint ``steps`` versions (0: until killed) of a distributed uint64
-    array of ``nbytes`` per rank plus the step as a value; rank 0 prints
-    ``committed STEP ID`` after each checkpoint() returned."""
+    array of ``total_bytes`` (split over the ranks) plus the step as a value;
+    rank 0 prints ``committed STEP ID`` after each checkpoint() returned.
+    With ``resume`` it first restores the newest version (any rank count)."""
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
-    n = max(1, nbytes // 8)
-    lo = comm.rank * n
+    total = max(comm.size, total_bytes // 8)
+    base, extra = divmod(total, comm.size)
+    lo = comm.rank * base + min(comm.rank, extra)
+    n = base + (1 if comm.rank < extra else 0)
     x = np.zeros(n, np.uint64)
     state = {"step": 0}
     ck = vlcc.Checkpointer(repo, comm=comm)
-    ck.register("crash/x", x, global_shape=(comm.size * n,), offset=(lo,))
+    ck.register("crash/x", x, global_shape=(total,), offset=(lo,))
     ck.register("crash/step", vlcc.ValueProvider(get=lambda: state["step"],
                                                  set=lambda v: state.__setitem__("step", v)))
     if resume and not ck.log():
@@ -91,8 +94,12 @@ def worker(repo: str, nbytes: int, steps: int, resume: bool) -> int:
         x[:] = content(step, lo, lo + n)
         state["step"] = step
         v = ck.checkpoint(step=step, message=f"crash trial step {step}", attrs={"step": step})
+        # Async mode (VLCC_MODE=async): checkpoint() returns a pending version;
+        # only what wait() returns is known to be committed.
+        done = [v] if not v.pending else (ck.wait() if step % 2 == 0 else [])
         if comm.rank == 0:
-            print(f"committed {step} {v.id}", flush=True)
+            for c in done:
+                print(f"committed {c.step} {c.id}", flush=True)
         step += 1
     ck.close()
     return 0
@@ -104,16 +111,18 @@ def _env() -> dict:
             if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
 
 
-def job_cmd(nranks: int, repo: str, nbytes: int, steps: int = 0, resume: bool = False) -> list[str]:
+def job_cmd(nranks: int, repo: str, total_bytes: int, steps: int = 0,
+            resume: bool = False) -> list[str]:
+    """The job: ``total_bytes`` per version split over ``nranks`` ranks."""
     cmd = [MPIEXEC, "-n", str(nranks), sys.executable, "-m", "mpi4py", THIS, "--worker", repo,
-           "--nbytes", str(nbytes), "--steps", str(steps)]
+           "--total-bytes", str(total_bytes), "--steps", str(steps)]
     return cmd + (["--resume"] if resume else [])
 
 
-def run_job(nranks: int, repo: str, nbytes: int, steps: int, resume: bool = False,
+def run_job(nranks: int, repo: str, total_bytes: int, steps: int, resume: bool = False,
             timeout: float = JOB_TIMEOUT) -> str:
     """Run the job to completion (no kill); return rank 0's output, raise on failure."""
-    p = subprocess.Popen(job_cmd(nranks, repo, nbytes, steps, resume), stdout=subprocess.PIPE,
+    p = subprocess.Popen(job_cmd(nranks, repo, total_bytes, steps, resume), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=_env(),
                          start_new_session=True)
     try:
@@ -200,8 +209,8 @@ def trial(workdir: str, rng: random.Random, *, nranks: int = 2, nbytes: int = 2 
     k = rng.randint(0, max_commits)
     delay = rng.uniform(0.0, jitter)
     with open(out_path, "w") as out:
-        p = subprocess.Popen(job_cmd(nranks, repo, nbytes), stdout=out, stderr=subprocess.STDOUT,
-                             cwd=ROOT, env=_env(), start_new_session=True)
+        p = subprocess.Popen(job_cmd(nranks, repo, nbytes * nranks), stdout=out,
+                             stderr=subprocess.STDOUT, cwd=ROOT, env=_env(), start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
         # wait for k commits (k=0: for the repository to exist), then the random delay
@@ -231,7 +240,7 @@ def trial(workdir: str, rng: random.Random, *, nranks: int = 2, nbytes: int = 2 
         # a new job on the killed repository resumes from its newest version and
         # commits one more, whatever the kill left behind (partial data, a ref lock)
         try:
-            out = run_job(nranks, repo, nbytes, steps=1, resume=True, timeout=timeout)
+            out = run_job(nranks, repo, nbytes * nranks, steps=1, resume=True, timeout=timeout)
         except RuntimeError as exc:
             res["problems"].append(f"restart after the kill failed: {exc}")
             return res
@@ -249,8 +258,8 @@ def trial(workdir: str, rng: random.Random, *, nranks: int = 2, nbytes: int = 2 
 
 
 def run_trials(ntrials: int, seed: int, *, nranks: int = 2, nbytes: int = 2 << 20,
-               jitter: float = 0.1, restart: bool = True, keep: str | None = None,
-               echo=print) -> list[dict]:
+               jitter: float = 0.1, max_commits: int = 4, restart: bool = True,
+               keep: str | None = None, echo=print) -> list[dict]:
     """``ntrials`` trials; repositories of failed trials are kept under ``keep``
     (if given). Prints one line per trial through ``echo``."""
     rng = random.Random(seed)
@@ -258,7 +267,8 @@ def run_trials(ntrials: int, seed: int, *, nranks: int = 2, nbytes: int = 2 << 2
     for i in range(ntrials):
         work = tempfile.mkdtemp(prefix="vlcc-crash-")
         try:
-            res = trial(work, rng, nranks=nranks, nbytes=nbytes, jitter=jitter, restart=restart)
+            res = trial(work, rng, nranks=nranks, nbytes=nbytes, jitter=jitter,
+                        max_commits=max_commits, restart=restart)
         except Exception as exc:  # noqa: BLE001 - a trial that cannot run is a failed trial
             res = {"versions": 0, "intact": 0, "partial_dirs": 0, "lock_left": False,
                    "after_commits": None, "delay": None, "reported": 0, "restarted": None,
@@ -311,12 +321,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-restart", action="store_true",
                     help="skip the restart on the killed repository after each check")
     ap.add_argument("--worker", metavar="REPO", help=argparse.SUPPRESS)
-    ap.add_argument("--nbytes", type=int, default=2 << 20, help=argparse.SUPPRESS)
+    ap.add_argument("--total-bytes", type=int, default=4 << 20, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        return worker(a.worker, a.nbytes, a.steps, a.resume)
+        return worker(a.worker, a.total_bytes, a.steps, a.resume)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(2 ** 32)
     nbytes = int(a.mib * (1 << 20))
     print(f"crash trials: {a.trials} trials, {a.ranks} ranks, {nbytes / (1 << 20):.1f} MiB per rank "

@@ -81,7 +81,11 @@ typedef enum {
 /* Start vlcc on communicator `comm` (not freed by vlcc; vlcc works on a duplicate) with the
  * repository at `repo_path` (created when missing). Collective.
  * options: NULL or "key=value;key=value": branch=NAME (default main), chunk_size=BYTES,
- *          mode=sync, create=0|1 (default 1: create a missing repository).
+ *          mode=sync|async (async: vlcc_checkpoint returns once the buffers are copied into
+ *          the memory tier; background threads write and a later collective call commits;
+ *          vlcc_wait blocks until all is durable), local_dir=PATH|none (node-local tier),
+ *          memory_budget=SIZE (e.g. 512MiB; memory tier per rank; async checkpoints wait
+ *          when it is full), create=0|1 (default 1: create a missing repository).
  * Errors: VLCC_ESTATE (MPI not initialized, already initialized), VLCC_EINVAL (NULL path,
  *         bad option), VLCC_EREPO, VLCC_ESTORAGE, VLCC_EINIT. */
 int vlcc_init(const char *repo_path, MPI_Comm comm, const char *options);
@@ -153,8 +157,10 @@ int vlcc_switch(const char *name, int create);
  * Errors: VLCC_EEXISTS, VLCC_ENOTFOUND, VLCC_EINVAL. */
 int vlcc_tag(const char *name, const char *version);
 
-/* Block until the last version is durable on persistent storage (sync mode: returns at
- * once). Collective. */
+/* Block until every version checkpointed so far is durable on persistent storage and
+ * committed (async mode; sync mode: returns at once). Collective.
+ * Errors: VLCC_ESTORAGE (a background flush failed on some rank: the pending versions
+ *         are abandoned, committed ones are intact), VLCC_ESTATE. */
 int vlcc_wait(void);
 
 /* Release vlcc's communicator and forget every provider (the buffers are not touched).

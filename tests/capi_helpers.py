@@ -47,3 +47,19 @@ def build_c(src, exe: Path, extra=()) -> Path:
     run([mpicc, "-O2", "-Wall", *flags("cflags").split(), str(src), *extra, "-o", str(exe),
          *flags("libs").split()], env=None)
     return exe
+
+
+def build_fortran(src, exe: Path, c_shims=()) -> Path:
+    """gfortran program + C shims (compiled with mpicc) linked to libvlccf, libvlcc and the MPI
+    library vlcc's Python uses."""
+    from vlcc.capi.config import mpilibs
+    ensure_lib()
+    mpicc = capi_build.find_tool("mpicc")
+    objs = []
+    for c in c_shims:
+        o = exe.parent / (Path(c).stem + ".o")
+        run([mpicc, "-O2", "-c", str(c), "-o", str(o)], env=None)
+        objs.append(str(o))
+    run(["gfortran", "-O2", *flags("fflags").split(), str(src), *objs, "-o", str(exe),
+         *flags("flibs").split(), *mpilibs().split()], env=None, cwd=exe.parent)
+    return exe

@@ -24,6 +24,21 @@ MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 DEFAULT_TIMEOUT = 120
 
 
+def pytest_collection_modifyitems(config, items):
+    """pytest-mpi 0.6 ignores ``--only-mpi`` when ``--with-mpi`` is also given
+    (the documented way to run the MPI tests): every serial test would then run
+    once per rank, including the ones that launch their own mpiexec. Skip them."""
+    try:
+        only_mpi = config.getoption("--only-mpi")
+    except ValueError:  # pytest-mpi not installed
+        return
+    if only_mpi:
+        skip = pytest.mark.skip(reason="not an MPI test (--only-mpi)")
+        for item in items:
+            if item.get_closest_marker("mpi") is None:
+                item.add_marker(skip)
+
+
 @pytest.fixture
 def comm():
     from mpi4py import MPI

@@ -32,6 +32,20 @@ def dir_bytes(repo: str, vid: str) -> int:
     return total
 
 
+def on_root(comm, check) -> None:
+    """Run ``check`` on rank 0 and fail on every rank if it fails there (an
+    assertion on rank 0 alone would leave the others waiting in a collective)."""
+    err = None
+    if comm.rank == 0:
+        try:
+            check()
+        except BaseException as exc:  # noqa: BLE001
+            err = f"{type(exc).__name__}: {exc}"
+    err = comm.bcast(err, root=0)
+    if err is not None:
+        pytest.fail(f"rank 0: {err}")
+
+
 def index(repo: str, vid: str, rank: int) -> dict:
     with open(os.path.join(repo, "data", vid, f"r{rank}.idx.json")) as f:
         return json.load(f)
@@ -72,7 +86,7 @@ def test_replicated_array_stored_once(mpi_tmp, comm):
         ck.register("same", same)
         ck.register("mine", mine)
         v = ck.checkpoint()
-    if comm.rank == 0:
+    def check():
         assert data_bytes(mpi_tmp, v.id) == same.nbytes + comm.size * mine.nbytes
         for r in range(1, comm.size):
             idx = index(mpi_tmp, v.id, r)
@@ -83,7 +97,7 @@ def test_replicated_array_stored_once(mpi_tmp, comm):
         np.testing.assert_array_equal(repo.read(v, "same"), same)
         for r in range(comm.size):
             np.testing.assert_array_equal(repo.read(v, "mine", rank=r), np.full_like(mine, r))
-    comm.Barrier()
+    on_root(comm, check)
 
 
 @pytest.mark.mpi
@@ -98,10 +112,10 @@ def test_repeated_chunks_within_a_version_stored_once(mpi_tmp, comm):
         ck.register("z", z2)
         ck.restore(v)
         np.testing.assert_array_equal(z2, z)
-    if comm.rank == 0:
+    def check():
         # one zero chunk for everyone + one distinct last chunk per rank
         assert data_bytes(mpi_tmp, v.id) == CHUNK * (1 + comm.size)
-    comm.Barrier()
+    on_root(comm, check)
 
 
 @pytest.mark.mpi
@@ -117,13 +131,13 @@ def test_unchanged_version_writes_no_chunks_and_restarts_dedup(mpi_tmp, comm):
         ck.register("u", u)
         u[:CHUNK // 8] += 1
         v3 = ck.checkpoint()
-    if comm.rank == 0:
+    def check():
         assert data_bytes(mpi_tmp, v1.id) == comm.size * u.nbytes
         assert data_bytes(mpi_tmp, v2.id) == 0
         assert data_bytes(mpi_tmp, v3.id) == comm.size * CHUNK
         repo = vlcc.Repository(mpi_tmp)
         assert repo.verify()["versions"] == 3
-    comm.Barrier()
+    on_root(comm, check)
     repo = vlcc.Repository(mpi_tmp)
     np.testing.assert_array_equal(repo.read(v3, "u", rank=comm.rank), u)
     comm.Barrier()
@@ -136,12 +150,12 @@ def test_two_branches_share_their_common_chunks(mpi_tmp, comm):
         ck.register("u", u)
         base = ck.checkpoint(message="base")
         ck.branch("other", at=base)
-        u[:CHUNK // 8] = -1.0          # main changes chunk 0
+        u[:CHUNK // 8] = -1.0 - comm.rank   # main changes chunk 0 (differs per rank)
         m1 = ck.checkpoint()
         main_u = u.copy()
         ck.switch("other")
         ck.restore()                   # back to base
-        u[-CHUNK // 8:] = -2.0         # other changes the last chunk
+        u[-CHUNK // 8:] = -2.0 - comm.rank  # other changes the last chunk
         o1 = ck.checkpoint()
         other_u = u.copy()
         ck.switch("main")
@@ -150,11 +164,11 @@ def test_two_branches_share_their_common_chunks(mpi_tmp, comm):
         ck.switch("other")
         ck.restore()
         np.testing.assert_array_equal(u, other_u)
-    if comm.rank == 0:
+    def check():
         assert data_bytes(mpi_tmp, m1.id) == comm.size * CHUNK
         assert data_bytes(mpi_tmp, o1.id) == comm.size * CHUNK
         vlcc.Repository(mpi_tmp).verify()
-    comm.Barrier()
+    on_root(comm, check)
 
 
 @pytest.mark.mpi
@@ -164,9 +178,9 @@ def test_dedup_off_writes_everything(mpi_tmp, comm):
         ck.register("u", u)
         ck.checkpoint()
         v = ck.checkpoint()
-    if comm.rank == 0:
+    def check():
         assert data_bytes(mpi_tmp, v.id) == comm.size * u.nbytes
-    comm.Barrier()
+    on_root(comm, check)
 
 
 @pytest.mark.mpi
@@ -177,7 +191,7 @@ def test_corrupt_shared_chunk_is_reported_in_the_child(mpi_tmp, comm):
         v1 = ck.checkpoint()
         v2 = ck.checkpoint()
     comm.Barrier()
-    if comm.rank == 0:
+    def check():
         path = os.path.join(mpi_tmp, "data", v1.id, "r0.bp", "data.0")
         with open(path, "r+b") as f:
             f.seek(10)
@@ -186,7 +200,7 @@ def test_corrupt_shared_chunk_is_reported_in_the_child(mpi_tmp, comm):
             f.write(bytes([b[0] ^ 0xFF]))
         with pytest.raises(vlcc.CorruptionError, match=v1.id):
             vlcc.Repository(mpi_tmp).verify(v2.id)
-    comm.Barrier()
+    on_root(comm, check)
 
 
 @pytest.mark.mpi

@@ -27,6 +27,7 @@ from .engine.config import EngineConfig
 from .engine.engine import Engine, Pending
 from .errors import MissingProviderError, NotFoundError, ProviderError, ShapeMismatchError, StorageError, VlccError
 from .io.rankwrite import RankWriter
+from .repo.gc import acquire_writer_lock, release_lock
 from .layout.chunking import DEFAULT_CHUNK_SIZE
 from .repo import layout as repo_layout
 from .repo import refs
@@ -199,13 +200,22 @@ class Checkpointer:
         def decide(descs):
             validate_leaves(descs)
             holder["all_descs"] = descs
+            if not is_async:
+                # gc never runs while this is held: the parent's chunks this
+                # version will reference stay (vlcc/repo/gc.py)
+                holder["lock"] = acquire_writer_lock(self.layout)
             try:
                 json.dumps(attrs or {})
             except (TypeError, ValueError) as exc:
                 raise VlccError(f"attrs must be JSON-serializable: {exc}") from None
             return repo_layout.new_version_id()
 
-        vid = gather_decide(self.comm, capture, decide)
+        try:
+            vid = gather_decide(self.comm, capture, decide)
+        except Exception:
+            release_lock(holder.pop("lock", None))
+            raise
+        lock = holder.pop("lock", None)
         pend = Pending(vid=vid, parent=self.parent, branch=self.branch_name,
                        step=None if step is None else int(step), message=message or "",
                        attrs=dict(attrs or {}), t0=t0, leaves=holder.pop("leaves"),
@@ -214,6 +224,7 @@ class Checkpointer:
             pend.plan = self._writer.prepare(self.comm, self._dedup_parent(), pend.leaves)
         except Exception:
             self._writer.abort()
+            release_lock(lock)
             raise
         if is_async:
             self._writer.detach_plan()
@@ -231,6 +242,8 @@ class Checkpointer:
             if self.rank == 0 and not os.path.exists(self.layout.manifest(vid)):
                 shutil.rmtree(self.layout.data_dir(vid), ignore_errors=True)
             raise
+        finally:
+            release_lock(lock)
         self._writer.committed(vid)
         v = Version.from_manifest(doc)
         self.parent = vid

@@ -3,6 +3,9 @@
     vlcc log REPO [--branch B] [--json]
     vlcc show REPO VERSION [--json]
     vlcc verify REPO [VERSION] [--json]
+    vlcc gc REPO [--dry-run] [--grace S] [--json]
+    vlcc prune REPO --keep-last N [--branch B] [--dry-run] [--json]
+    vlcc du REPO [--json]
 
 Each subcommand is a function ``cmd_NAME(args) -> int`` registered in
 ``build_parser``; errors print one line naming what and where and exit 1.
@@ -111,6 +114,64 @@ def cmd_verify(args) -> int:
     return 0
 
 
+def cmd_gc(args) -> int:
+    from .repo.gc import gc
+    Repository(args.repo)   # a clear error when REPO is not a repository
+    res = gc(args.repo, dry_run=args.dry_run, grace=args.grace, timeout=args.timeout)
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(res['removed'])} file(s), {_human(res['reclaimed_bytes'])}; "
+          f"{res['live_versions']} live version(s)")
+    if res["kept_for_references"]:
+        print(f"kept data of {len(res['kept_for_references'])} pruned version(s) still referenced")
+    if res["kept_in_flight"]:
+        print(f"kept {len(res['kept_in_flight'])} uncommitted data dir(s) younger than the grace period")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from .repo.gc import prune
+    Repository(args.repo)
+    res = prune(args.repo, keep_last=args.keep_last, branches=args.branch or None,
+                dry_run=args.dry_run, timeout=args.timeout)
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(res['removed_versions'])} version(s), kept {len(res['kept_versions'])}; "
+          f"run 'vlcc gc' to reclaim their data")
+    for vid in res["removed_versions"]:
+        print(f"  {vid}")
+    return 0
+
+
+def cmd_du(args) -> int:
+    from .repo.gc import du
+    Repository(args.repo)
+    res = du(args.repo)
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{'version':16} {'branch':12} {'step':>6} {'logical':>10} {'stored':>10} {'reused':>10}")
+    for v in res["versions"]:
+        print(f"{v['id']:16} {v['branch'][:12]:12} {str(v['step'] if v['step'] is not None else '-'):>6} "
+              f"{_human(v['logical_bytes']):>10} {_human(v['stored_bytes']):>10} {_human(v['reused_bytes']):>10}")
+    print()
+    for b, e in sorted(res["branches"].items()):
+        print(f"branch {b}: {e['versions']} version(s), logical {_human(e['logical_bytes'])}, "
+              f"stored {_human(e['stored_bytes'])}")
+    t = res["total"]
+    ratio = f"{t['dedup_ratio']:.2f}x" if t["dedup_ratio"] else "-"
+    print(f"total: logical {_human(t['logical_bytes'])}, stored {_human(t['stored_bytes'])}, "
+          f"logical/stored {ratio}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlcc", description="Inspect a vlcc checkpoint repository.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +193,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("version", nargs="?", default=None, help="one version (default: all)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("gc", help="delete data no live version references")
+    s.add_argument("repo")
+    s.add_argument("--dry-run", "-n", action="store_true", help="only report what would go")
+    s.add_argument("--grace", type=float, default=3600.0,
+                   help="keep uncommitted data dirs younger than this many seconds (default 3600)")
+    s.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait for in-flight checkpoints (default 60)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_gc)
+
+    s = sub.add_parser("prune", help="remove old versions (keep the newest N per branch and tagged ones)")
+    s.add_argument("repo")
+    s.add_argument("--keep-last", type=int, required=True, help="versions to keep per branch")
+    s.add_argument("--branch", "-b", action="append", help="only thin this branch (repeatable)")
+    s.add_argument("--dry-run", "-n", action="store_true")
+    s.add_argument("--timeout", type=float, default=60.0)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_prune)
+
+    s = sub.add_parser("du", help="logical vs stored bytes per version and branch")
+    s.add_argument("repo")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_du)
     return p
 
 

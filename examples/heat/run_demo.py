@@ -36,16 +36,29 @@ TIMEOUT = 300  # seconds for any one mpiexec run: a hang fails, it does not bloc
 
 
 def heat_cmd(nranks: int, *args: str) -> list[str]:
-    return [MPIEXEC, "-n", str(nranks), sys.executable, HEAT, *args]
+    # python -m mpi4py: an uncaught exception on one rank aborts the job instead of hanging it
+    return [MPIEXEC, "-n", str(nranks), sys.executable, "-m", "mpi4py", HEAT, *args]
+
+
+def job_env() -> dict:
+    """The environment for our mpiexec: without the variables of a surrounding MPI launch."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
 
 
 def run_heat(nranks: int, *args: str, timeout: float = TIMEOUT) -> str:
     """Run heat.py to completion; return its output (raise on failure)."""
-    p = subprocess.run(heat_cmd(nranks, *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True, timeout=timeout, cwd=ROOT)
+    p = subprocess.Popen(heat_cmd(nranks, *args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, cwd=ROOT, env=job_env(), start_new_session=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)   # mpiexec and every rank it started
+        out, _ = p.communicate()
+        raise RuntimeError(f"heat.py on {nranks} ranks timed out after {timeout} s:\n{out}") from None
     if p.returncode != 0:
-        raise RuntimeError(f"heat.py on {nranks} ranks failed (rc={p.returncode}):\n{p.stdout}")
-    return p.stdout
+        raise RuntimeError(f"heat.py on {nranks} ranks failed (rc={p.returncode}):\n{out}")
+    return out
 
 
 def committed(repo: str) -> list:
@@ -64,7 +77,8 @@ def run_and_kill(nranks: int, repo: str, *args: str, min_versions: int = 1,
     log_path = os.path.join(os.path.dirname(os.path.abspath(repo)), "killed-run.log")
     with open(log_path, "w") as log:
         p = subprocess.Popen(heat_cmd(nranks, "--repo", repo, *args), stdout=log,
-                             stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+                             stderr=subprocess.STDOUT, cwd=ROOT, env=job_env(),
+                             start_new_session=True)
     deadline = time.monotonic() + timeout
     try:
         while len(committed(repo)) < min_versions:

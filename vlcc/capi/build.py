@@ -50,6 +50,11 @@ int _vlcc_py_wait(void);
 int _vlcc_py_finalize(void);
 """
 
+def _veloc_decls() -> str:
+    from .veloc import DECLS
+    return DECLS
+
+
 _C_DECLS = """
 void _vlcc_set_ready(int r);
 void _vlcc_set_error(const char *msg);
@@ -137,7 +142,8 @@ def build_c(out: Path, tmp: Path, verbose: bool = False) -> Path:
     src = sources()
     mpi = mpi_flags()
     ffi = cffi.FFI()
-    ffi.embedding_api(_PY_DECLS)
+    py_decls = _PY_DECLS + _veloc_decls()
+    ffi.embedding_api(py_decls)
     ffi.cdef(_C_DECLS)
     c_text = (src["bindings"] / "libvlcc.c").read_text()
     veloc = src["bindings"] / "veloc.c"
@@ -147,7 +153,7 @@ def build_c(out: Path, tmp: Path, verbose: bool = False) -> Path:
     rpaths = [str(out / "lib")] + mpi["rpath"] + ([libdir] if libdir else [])
     ffi.set_source(
         "_libvlcc",
-        "#include <stdint.h>\n" + _PY_DECLS + _C_DECLS + c_text,
+        "#include <stdint.h>\n" + py_decls + _C_DECLS + c_text,
         include_dirs=[str(src["include"])] + mpi["include_dirs"],
         library_dirs=mpi["library_dirs"],
         libraries=mpi["libraries"] or ["mpi"],
@@ -220,7 +226,7 @@ def build(out: Path = DEFAULT_OUT, fortran: bool = True, verbose: bool = False) 
 
 def inputs() -> list[Path]:
     src = sources()
-    files = [Path(__file__), PKG / "capi" / "embed.py"]
+    files = [Path(__file__), PKG / "capi" / "embed.py", PKG / "capi" / "veloc.py"]
     files += sorted(src["include"].glob("*.h"))
     files += sorted(src["bindings"].glob("*.c")) + sorted((src["bindings"] / "fortran").glob("*.f90"))
     return files
@@ -232,7 +238,9 @@ def is_stale(out: Path = DEFAULT_OUT, fortran: bool = True) -> bool:
         need += [out / "lib" / "libvlccf.so", out / "fortran" / "vlcc.mod"]
     if not all(p.exists() for p in need):
         return True
-    newest_in = max(p.stat().st_mtime for p in inputs() if p.exists() and p.name != "embed.py")
+    # Python sides (embed.py, veloc.py) are read at run time; only the C text counts.
+    newest_in = max(p.stat().st_mtime for p in inputs()
+                    if p.exists() and p.name not in ("embed.py", "veloc.py"))
     return newest_in > min(p.stat().st_mtime for p in need)
 
 

@@ -2,6 +2,7 @@
 
     vlcc-config --cflags --libs      C (compile with the mpicc of the MPI vlcc uses)
     vlcc-config --fflags --flibs     Fortran (gfortran; see docs/capi.md for MPI from Fortran)
+    vlcc-config --mpilibs            link flags of the MPI library vlcc's Python uses (for gfortran)
     vlcc-config --libdir | --includedir | --fmoddir | --pkgconfigdir | --mpicc | --version
     vlcc-config --build              (re)build libvlcc, the Fortran module and vlcc.pc
 
@@ -28,6 +29,13 @@ def flags(what: str, out=DEFAULT_OUT) -> str:
     }[what]
 
 
+def mpilibs() -> str:
+    from .build import mpi_flags
+    f = mpi_flags()
+    return " ".join([f"-L{d}" for d in f["library_dirs"]] + [f"-Wl,-rpath,{d}" for d in f["rpath"]]
+                    + [f"-l{l}" for l in f["libraries"]])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="vlcc-config", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,6 +43,7 @@ def main(argv=None) -> int:
               "pkgconfigdir"):
         ap.add_argument(f"--{k}", action="append_const", const=k, dest="what")
     ap.add_argument("--mpicc", action="store_true", help="the mpicc of the MPI vlcc's Python uses")
+    ap.add_argument("--mpilibs", action="store_true", help="link flags of that MPI (for gfortran)")
     ap.add_argument("--version", action="store_true")
     ap.add_argument("--build", action="store_true", help="(re)build libvlcc now")
     a = ap.parse_args(argv)
@@ -46,13 +55,15 @@ def main(argv=None) -> int:
         print(__version__)
     if a.mpicc:
         print(find_tool("mpicc"))
+    if a.mpilibs:
+        print(mpilibs())
     if a.what:
         if is_stale(DEFAULT_OUT, fortran=any(w in ("fflags", "flibs", "fmoddir") for w in a.what)):
             print(f"vlcc-config: libvlcc is not built or out of date in {DEFAULT_OUT}; "
                   f"run 'vlcc-config --build'", file=sys.stderr)
             return 1
         print(" ".join(flags(w) for w in a.what))
-    elif not (a.build or a.version or a.mpicc):
+    elif not (a.build or a.version or a.mpicc or a.mpilibs):
         ap.print_help()
     return 0
 

@@ -109,11 +109,23 @@ def _parse_options(s):
             except ValueError:
                 raise CapiError(C.EINVAL, f"option chunk_size={v!r} is not an integer") from None
         elif k == "mode":
+            if v not in ("sync", "async"):
+                raise CapiError(C.EINVAL, f"option mode={v!r}: use sync or async")
             opts["mode"] = v
+        elif k == "local_dir":
+            opts["local_dir"] = v          # "none" disables the node-local tier
+        elif k == "memory_budget":
+            from ..engine.config import parse_bytes
+            try:
+                parse_bytes(v, "memory_budget")
+            except Exception as exc:
+                raise CapiError(C.EINVAL, f"option {exc}") from None
+            opts["memory_budget"] = v
         elif k == "create":
             opts["create"] = v not in ("0", "false", "no")
         else:
-            raise CapiError(C.EINVAL, f"unknown option {k!r} (known: branch, chunk_size, mode, create)")
+            raise CapiError(C.EINVAL, f"unknown option {k!r} (known: branch, chunk_size, mode, "
+                                      f"local_dir, memory_budget, create)")
     return opts
 
 
@@ -283,3 +295,8 @@ def bind(ffi_, lib_) -> None:
         mpi4py.rc.finalize = False
     for name, fn in _IMPL.items():
         ffi.def_extern(name=f"_vlcc_py_{name}", error=C.EINTERNAL)(_guard(fn))
+    from . import veloc
+    try:
+        veloc.bind(ffi, lib)
+    except ffi.error:
+        pass    # a libvlcc built before the VeloC API existed: vlcc_* still work

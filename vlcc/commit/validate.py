@@ -55,9 +55,9 @@ def _check_decomposition(name: str, entries) -> None:
     np.fill_diagonal(overlap, False)
     if overlap.any():
         a, b = map(int, np.argwhere(overlap)[0])
+        box = lambda i: f"offset {tuple(map(int, offs[i]))}, shape {tuple(map(int, shps[i]))}"  # noqa: E731
         raise ShapeMismatchError(f"distributed provider {name!r}: blocks of rank {entries[a][0]} "
-                                 f"(offset {tuple(offs[a])}, shape {tuple(shps[a])}) and rank "
-                                 f"{entries[b][0]} (offset {tuple(offs[b])}, shape {tuple(shps[b])}) overlap")
+                                 f"({box(a)}) and rank {entries[b][0]} ({box(b)}) overlap")
     if vol != total:
         raise ShapeMismatchError(f"distributed provider {name!r}: the ranks' blocks cover {vol} of "
                                  f"the {total} elements of global shape {gs} (gaps in the decomposition)")

@@ -16,7 +16,7 @@ _FILTERS = {"shuffle": blosc2.Filter.SHUFFLE, "bitshuffle": blosc2.Filter.BITSHU
 class Blosc2(Codec):
     codec_id = "blosc2"
 
-    def __init__(self, cname: str = "zstd", clevel: int = 5, filter: str = "shuffle",
+    def __init__(self, cname: str = "lz4", clevel: int = 5, filter: str = "shuffle",
                  typesize: int = 0):
         if filter not in _FILTERS:
             raise ValueError(f"blosc2 filter must be one of {sorted(_FILTERS)}, not {filter!r}")

@@ -8,101 +8,85 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 
-import adios2
 import numpy as np
 
 from ..errors import CorruptionError, StorageError, storage_error
-
-_TLS = threading.local()
-
-
-def _adios() -> "adios2.Adios":
-    # One ADIOS2 factory per thread: the engine's flusher and prefetcher
-    # threads do I/O while the application thread restores, and ADIOS2
-    # objects are not thread-safe.
-    a = getattr(_TLS, "adios", None)
-    if a is None:
-        # adios2.Adios() segfaults when HOME is unset (seen with a clean
-        # environment, e.g. a C program embedding vlcc): give it one.
-        if "HOME" not in os.environ:
-            import pwd
-            os.environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir or "/tmp"
-        a = _TLS.adios = adios2.Adios()
-    return a
-
+from . import adios_c
 
 _IO_COUNTER = itertools.count()
 
 
-def _new_io(tag: str):
-    name = f"vlcc-{tag}-{next(_IO_COUNTER)}"
-    io = _adios().declare_io(name)
-    io.set_engine("BP5")
-    # Min/max statistics of uint8 byte streams are useless to us and cost
-    # ~0.3 s per 64 MiB at put time; vlcc keeps its own per-chunk hashes.
-    io.set_parameters({"StatsLevel": "0"})
-    return io, name
-
-
-def _drop_io(name: str) -> None:
-    try:
-        _adios().remove_io(name)
-    except Exception:
-        pass
-
-
 class BlockWriter:
     """Write named byte buffers into one BP5 file. ``put`` keeps a reference to
-    the buffer until ``close`` (deferred put: no copy)."""
+    the buffer until ``close`` (deferred put: no copy). Uses ADIOS2's C API
+    (io/adios_c.py) so the GIL is released while bytes move."""
 
     def __init__(self, path: str):
         self.path = path
-        self._io, self._name = _new_io("w")
-        try:
-            self._engine = self._io.open(path, adios2.bindings.Mode.Write)
-        except Exception as exc:  # adios2 raises RuntimeError/ValueError with a message
-            raise StorageError(f"cannot create data file {path}: {exc}") from exc
+        self._name = f"vlcc-w-{next(_IO_COUNTER)}".encode()
+        L = adios_c.lib()
+        self._io = L.adios2_declare_io(adios_c.adios(), self._name)
+        L.adios2_set_engine(self._io, b"BP5")
+        # Min/max statistics of uint8 byte streams are useless to us and cost
+        # ~0.3 s per 64 MiB at put time; vlcc keeps its own per-chunk hashes.
+        L.adios2_set_parameter(self._io, b"StatsLevel", b"0")
+        self._engine = L.adios2_open(self._io, os.fsencode(path), adios_c.MODE_WRITE)
+        if self._engine == adios_c.ffi.NULL:
+            self._drop()
+            raise StorageError(f"cannot create data file {path}: {_diagnose(path)}")
         self._keep = []
+
+    def _drop(self) -> None:
+        res = adios_c.ffi.new("int *")
+        adios_c.lib().adios2_remove_io(res, adios_c.adios(), self._name)
 
     def put(self, var: str, data: np.ndarray) -> None:
         data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         n = data.size
-        v = self._io.define_variable(var, data, [n], [0], [n])
-        self._engine.put(v, data, adios2.bindings.Mode.Deferred)
-        self._keep.append(data)
+        L = adios_c.lib()
+        sh = adios_c.sizes(n)
+        v = L.adios2_define_variable(self._io, var.encode(), adios_c.TYPE_UINT8, 1, sh,
+                                     adios_c.sizes(0), sh, adios_c.CONSTANT_DIMS)
+        if v == adios_c.ffi.NULL:
+            raise StorageError(f"cannot define variable {var!r} in data file {self.path}")
+        ptr = adios_c.ffi.from_buffer(data)
+        if L.adios2_put(self._engine, v, ptr, adios_c.MODE_DEFERRED) != 0:
+            raise StorageError(f"cannot write variable {var!r} to data file {self.path}")
+        self._keep.append((data, ptr))
 
     def close(self) -> None:
         if self._keep is None:  # already closed (or failed): idempotent
             return
         try:
-            self._engine.close()
-        except Exception as exc:
-            # ADIOS2's engine destructor retries the failed write and, when it
-            # fails again (disk still full), throws from a destructor: the C++
-            # runtime then aborts the whole process. Truncating what this file
-            # wrote gives the space back, so dropping the engine below is safe.
-            _truncate_tree(self.path)
-            raise StorageError(f"writing data file {self.path} failed: {_adios_message(exc)}") from exc
+            if adios_c.lib().adios2_close(self._engine) != 0:
+                # ADIOS2's engine destructor retries the failed write and, when it
+                # fails again (disk still full), throws from a destructor: the C++
+                # runtime then aborts the process. Truncating what this file wrote
+                # gives the space back, so dropping the engine below is safe.
+                _truncate_tree(self.path)
+                raise StorageError(f"writing data file {self.path} failed: {_diagnose(self.path)}")
         finally:
             self._keep = None
-            _drop_io(self._name)
+            self._drop()
 
 
-def _adios_message(exc: BaseException) -> str:
-    """ADIOS2's exception text without its terminal colour codes, with the
-    errno spelled out (e.g. 'no space left on device')."""
-    import errno as _errno
-    import re
-    msg = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    m = re.search(r"errno = (\d+)", msg)
-    if m:
-        code = int(m.group(1))
-        reason = {_errno.ENOSPC: "no space left on device", _errno.EROFS: "read-only file system",
-                  _errno.EDQUOT: "disk quota exceeded"}.get(code, os.strerror(code))
-        msg = f"{reason} ({msg})"
-    return msg
+def _diagnose(path: str) -> str:
+    """Why a write under ``path`` failed: ADIOS2's C API gives no errno."""
+    d = path
+    while d and not os.path.isdir(d):
+        d = os.path.dirname(d)
+    try:
+        st = os.statvfs(d or ".")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if st.f_flag & os.ST_RDONLY:
+        return "read-only file system"
+    if st.f_bavail * st.f_frsize < (1 << 20):
+        return "no space left on device"
+    if not os.access(d, os.W_OK):
+        return "permission denied"
+    return "ADIOS2 reported an error (see its message on stderr)"
 
 
 def _truncate_tree(path: str) -> None:
@@ -115,43 +99,63 @@ def _truncate_tree(path: str) -> None:
 
 
 class BlockReader:
-    """Random-access reads of byte ranges of variables in one BP5 file."""
+    """Random-access reads of byte ranges of variables in one BP5 file
+    (ADIOS2's C API: the GIL is released while bytes move)."""
 
     def __init__(self, path: str, *, what: str = ""):
         self.path = path
         if not os.path.isdir(path):
             raise CorruptionError(f"{what}data file {path} is missing")
-        self._io, self._name = _new_io("r")
-        try:
-            self._engine = self._io.open(path, adios2.bindings.Mode.ReadRandomAccess)
-        except Exception as exc:
-            raise CorruptionError(f"{what}cannot open data file {path}: {exc}") from exc
-        self._vars = {}
+        self._name = f"vlcc-r-{next(_IO_COUNTER)}".encode()
+        L = adios_c.lib()
+        self._io = L.adios2_declare_io(adios_c.adios(), self._name)
+        L.adios2_set_engine(self._io, b"BP5")
+        # ADIOS2's default POSIX transport retries a read past the end of a
+        # truncated data file forever (a hang); stdio reports the short read.
+        tindex = adios_c.ffi.new("size_t *")
+        if L.adios2_add_transport(tindex, self._io, b"File") == 0:
+            L.adios2_set_transport_parameter(self._io, tindex[0], b"Library", b"stdio")
+        self._engine = L.adios2_open(self._io, os.fsencode(path), adios_c.MODE_READ_RANDOM)
+        if self._engine == adios_c.ffi.NULL:
+            self._drop()
+            raise CorruptionError(f"{what}cannot open data file {path} (damaged or not BP5)")
+        self._vars: dict = {}
+        self._what = what  # "version V, provider P, rank R: " prefixed to read errors
+
+    def _drop(self) -> None:
+        res = adios_c.ffi.new("int *")
+        adios_c.lib().adios2_remove_io(res, adios_c.adios(), self._name)
 
     def read_into(self, var: str, start: int, out: np.ndarray) -> None:
         """Read ``out.size`` bytes of variable ``var`` from byte ``start`` into ``out``."""
-        v = self._vars.get(var)
-        if v is None:
-            v = self._io.inquire_variable(var)
-            if v is None:
-                raise CorruptionError(f"variable {var!r} missing in data file {self.path}")
-            self._vars[var] = v
-        total = v.shape()[0]
+        L = adios_c.lib()
+        entry = self._vars.get(var)
+        if entry is None:
+            v = L.adios2_inquire_variable(self._io, var.encode())
+            if v == adios_c.ffi.NULL:
+                raise CorruptionError(f"{self._what}variable {var!r} missing in data file {self.path}")
+            shape = adios_c.ffi.new("size_t[1]")
+            if L.adios2_variable_shape(shape, v) != 0:
+                raise CorruptionError(f"{self._what}variable {var!r} in data file {self.path}: no shape")
+            entry = self._vars[var] = (v, int(shape[0]))
+        v, total = entry
         if start + out.size > total:
-            raise CorruptionError(f"data file {self.path}: variable {var!r} has {total} bytes, "
+            raise CorruptionError(f"{self._what}data file {self.path}: variable {var!r} has {total} bytes, "
                                   f"need {start + out.size} (truncated)")
-        v.set_selection([[start], [out.size]])
-        try:
-            self._engine.get(v, out, adios2.bindings.Mode.Sync)
-        except Exception as exc:
-            raise CorruptionError(f"reading {var!r} from data file {self.path} failed: {exc}") from exc
+        if not out.size:
+            return
+        if not (out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError("read_into needs a writable contiguous buffer")
+        L.adios2_set_selection(v, 1, adios_c.sizes(start), adios_c.sizes(out.size))
+        if L.adios2_get(self._engine, v, adios_c.ffi.from_buffer(out), adios_c.MODE_SYNC) != 0:
+            raise CorruptionError(f"{self._what}reading {var!r} from data file {self.path} failed "
+                                  f"(truncated or damaged)")
 
     def close(self) -> None:
-        try:
-            self._engine.close()
-        except Exception:
-            pass
-        _drop_io(self._name)
+        if self._engine is not None:
+            adios_c.lib().adios2_close(self._engine)
+            self._engine = None
+            self._drop()
 
     def __enter__(self):
         return self

@@ -27,7 +27,7 @@ from ..encode import Codec, get_codec
 from ..encode.raw import Raw
 from ..errors import StorageError, storage_error
 from ..layout.chunking import chunk_bounds
-from ..redundancy.dedup import ChunkTable, assign_owners, codec_key, load_parent_indexes
+from ..redundancy.dedup import ChunkTable, assign_owners, codec_key, load_parent_indexes, place_own
 from ..redundancy.dirty import ChunkHasher
 from ..redundancy.hashing import chunk_hash, digest_of
 from ..repo.fsutil import atomic_write, fsync_tree, makedirs
@@ -274,6 +274,8 @@ class RankWriter:
         offers = _allgather_checked(comm, local)
         if self.dedup:
             self._plan.assignment = assign_owners(offers)[self.rank]
+        else:
+            self._plan.assignment = place_own(self._plan.offer, self.rank)
         return self._plan
 
     def write(self, vid: str) -> dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, StorageError
 from ..repo.layout import Layout
 from ..repo.manifest import unseal
 from .hashing import chunk_hash
@@ -94,6 +94,8 @@ def load_parent_indexes(layout: Layout, parent: str | None, rank: int, size: int
                 raw = f.read()
         except FileNotFoundError:
             raise CorruptionError(f"{where}: missing (needed as dedup parent)") from None
+        except OSError as exc:  # e.g. a file where a directory should be, EACCES, EIO
+            raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from exc
         if chunk_hash(raw) != info["index_checksum"]:
             raise CorruptionError(f"{where}: checksum differs from the manifest's")
         out.append(unseal(raw, where))
@@ -127,4 +129,16 @@ def assign_owners(offers: list[dict]) -> list[list[tuple]]:
             else:
                 mine.append(where + (False,))
         out.append(mine)
+    return out
+
+
+def place_own(offer: dict, rank: int) -> list[tuple]:
+    """Assignment without any dedup: every offered chunk is written by
+    ``rank``, packed per variable in offer order."""
+    fill: dict[str, int] = {}
+    out = []
+    for _h, _n, stored, var, ci in offer["chunks"]:
+        off = fill.get(var, 0)
+        fill[var] = off + stored
+        out.append((rank, var, off, stored, offer["codecs"][ci], True))
     return out

@@ -58,13 +58,14 @@ class Repository:
         return [n[:-5] for n in names if n.endswith(".json") and is_version_id(n[:-5])]
 
     def versions(self) -> list[Version]:
-        """Every readable version, newest first. A damaged manifest is skipped
-        with a warning (``verify`` reports it as an error)."""
+        """Every readable version, newest first. A damaged manifest, or one
+        written by a newer vlcc, is skipped with a warning (``verify`` reports
+        it as an error; resolving it by id raises)."""
         out = []
         for vid in self.version_ids():
             try:
                 out.append(self._load(vid))
-            except CorruptionError as exc:
+            except (CorruptionError, FormatVersionError) as exc:
                 warnings.warn(f"skipping version {vid}: {exc}", stacklevel=2)
         out.sort(key=lambda v: (v.time, v.id), reverse=True)
         return out

@@ -107,10 +107,10 @@ class VersionReader:
         if len(run) > 1 or self._is_raw(idx, first[6]):
             total = sum(chunks[k][4] for k in run)
             out = buf[lo:lo + total]
-            reader.read_into(first[1], first[2], out)
+            self._read_bytes(reader, first, out, where)
         else:
             stored = np.empty(first[3], np.uint8)
-            reader.read_into(first[1], first[2], stored)
+            self._read_bytes(reader, first, stored, where)
             raw = get_codec(idx["codecs"][first[6]]).decode(stored, first[4])
             out = buf[lo:lo + first[4]]
             out[:] = np.frombuffer(raw, np.uint8)
@@ -120,6 +120,13 @@ class VersionReader:
             if chunk_hash(out[s:s + c[4]]) != c[5]:
                 raise CorruptionError(f"{where}: checksum mismatch in chunk {k} "
                                       f"(bytes {k * csize}..{k * csize + c[4]} of the block)")
+
+    @staticmethod
+    def _read_bytes(reader, chunk, out, where: str) -> None:
+        try:
+            reader.read_into(chunk[1], chunk[2], out)
+        except CorruptionError as exc:
+            raise CorruptionError(f"{where}: {exc}") from exc
 
     # -- leaves -------------------------------------------------------------
     def entry(self, name: str) -> dict:

@@ -1,0 +1,122 @@
+! 2-D heat equation in Fortran with vlcc checkpoint/restart (module vlcc).
+!
+!   mpicc -c heat_mpi.c
+!   gfortran $(vlcc-config --fflags) heat.f90 heat_mpi.o $(vlcc-config --flibs) <MPI libs>
+!   mpiexec -n 2 ./heat_f REPO NY NX STEPS EVERY [CRASH_AT]
+!
+! Same physics as heat.c: the grid u(x, y), x = 0..nx-1 fastest, y = 0..ny-1 split in
+! blocks over ranks, one ghost layer; a = 0.2; the same update order. The field is
+! registered as a distributed array of global shape (nx, ny) in Fortran order, so
+! Repository.read(v, "heat/u")[x, y] == u(x, y) and equals the transpose of heat.c's field.
+! A run restarts from the newest version of REPO when there is one (any rank count).
+! CRASH_AT kills the process (SIGKILL) after that step.
+program heat_f
+  use, intrinsic :: iso_c_binding
+  use, intrinsic :: iso_fortran_env, only: int64, real64
+  use vlcc
+  implicit none
+  interface
+    subroutine hm_init() bind(C)
+    end subroutine
+    subroutine hm_finalize() bind(C)
+    end subroutine
+    integer(c_int) function hm_comm_world() bind(C)
+      import :: c_int
+    end function
+    integer(c_int) function hm_rank() bind(C)
+      import :: c_int
+    end function
+    integer(c_int) function hm_size() bind(C)
+      import :: c_int
+    end function
+    subroutine hm_kill_self() bind(C)
+    end subroutine
+    subroutine hm_sendrecv(sbuf, n, dest, rbuf, src, tag) bind(C)
+      import :: c_int, c_double
+      real(c_double), intent(in) :: sbuf(*)
+      real(c_double), intent(out) :: rbuf(*)
+      integer(c_int), value :: n, dest, src, tag
+    end subroutine
+  end interface
+
+  real(real64), allocatable, target :: u(:,:), v(:,:)
+  integer(int64), target :: step(1)
+  integer(int64) :: ny, nx, steps, every, crash_at, nyl, y0, gy, found_step
+  integer :: rank, nranks, up, down, ierr, i, j, nargs
+  character(len=256) :: arg, repo
+  character(len=VLCC_ID_MAX) :: vid
+  real(real64) :: dx, dy, c
+  real(real64), parameter :: a = 0.2d0
+
+  call hm_init()
+  rank = hm_rank()
+  nranks = hm_size()
+  nargs = command_argument_count()
+  call get_command_argument(1, repo)
+  call get_command_argument(2, arg); read (arg, *) ny
+  call get_command_argument(3, arg); read (arg, *) nx
+  call get_command_argument(4, arg); read (arg, *) steps
+  call get_command_argument(5, arg); read (arg, *) every
+  crash_at = -1
+  if (nargs >= 6) then
+    call get_command_argument(6, arg); read (arg, *) crash_at
+  end if
+
+  nyl = ny / nranks
+  if (rank < mod(ny, int(nranks, int64))) nyl = nyl + 1
+  y0 = rank * (ny / nranks) + min(int(rank, int64), mod(ny, int(nranks, int64)))
+  allocate(u(0:nx+1, 0:nyl+1), v(0:nx+1, 0:nyl+1))
+  u = 0; v = 0
+  do j = 1, int(nyl)
+    gy = y0 + j - 1
+    do i = 1, int(nx)
+      dy = real(gy, real64) / real(ny, real64) - 0.3d0
+      dx = real(i - 1, real64) / real(nx, real64) - 0.6d0
+      if (dx * dx + dy * dy < 0.04d0) then
+        u(i, j) = 100.0d0
+      else
+        u(i, j) = real(mod(gy * 7 + (i - 1) * 3, 11_int64), real64)
+      end if
+    end do
+  end do
+  step = 0
+
+  call vlcc_init(trim(repo), int(hm_comm_world()))          ! no ierr: stops on error
+  call vlcc_register("heat/u", u, [nx, ny], [0_int64, y0], 1)
+  call vlcc_register_local("heat/step", step)
+
+  call vlcc_query("latest", ierr, vid, found_step)
+  if (ierr == VLCC_OK) then
+    call vlcc_restore(trim(vid))
+    if (rank == 0) print '(a,a,a,i0,a,i0,a)', "heat_f: restarted from version ", trim(vid), &
+        " at step ", step(1), " on ", nranks, " ranks"
+  else if (ierr /= VLCC_ENOTFOUND) then
+    print '(a)', "heat_f: " // vlcc_last_error()
+    error stop 2
+  end if
+
+  up = merge(rank - 1, -1, rank > 0)
+  down = merge(rank + 1, -1, rank < nranks - 1)
+  do while (step(1) < steps)
+    call hm_sendrecv(u(:, 1), int(nx + 2, c_int), up, u(:, nyl + 1), down, 0)
+    call hm_sendrecv(u(:, nyl), int(nx + 2, c_int), down, u(:, 0), up, 1)
+    if (up < 0) u(:, 0) = 0
+    if (down < 0) u(:, nyl + 1) = 0
+    do j = 1, int(nyl)
+      do i = 1, int(nx)
+        c = u(i, j)
+        v(i, j) = c + a * ((((u(i, j - 1) + u(i, j + 1)) + u(i - 1, j)) + u(i + 1, j)) - 4.0d0 * c)
+      end do
+    end do
+    u(1:nx, 1:nyl) = v(1:nx, 1:nyl)
+    step(1) = step(1) + 1
+    if (mod(step(1), every) == 0 .or. step(1) == steps) then
+      write (arg, '(a,i0)') "heat.f90 step ", step(1)
+      call vlcc_checkpoint(step(1), trim(arg), version_id=vid)
+    end if
+    if (step(1) == crash_at) call hm_kill_self()
+  end do
+  if (rank == 0) print '(a,i0,a,a)', "heat_f: done at step ", step(1), ", last version ", trim(vid)
+  call vlcc_finalize()
+  call hm_finalize()
+end program heat_f

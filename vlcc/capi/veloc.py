@@ -1,0 +1,480 @@
+"""The Python side of the VeloC-compatible API (include/veloc.h, bindings/veloc.c).
+
+VeloC's memory-based model maps onto vlcc like this:
+
+* ``VELOC_Init(comm, cfg)``: the INI file's ``persistent`` is the repository,
+  ``scratch`` the node-local tier (``Checkpointer(local_dir=...)``), ``mode`` =
+  sync/async (``Checkpointer(mode=...)``). No backend process is started.
+* a protected region ``id`` is the provider ``veloc/<id>``: raw bytes of one rank
+  (``VELOC_Mem_protect``) or a block of a distributed array
+  (``VELOC_Mem_protect_dist``, restorable on another rank count).
+* checkpoint ``name`` is a vlcc branch, ``version`` the version's step.
+* the checkpoint is captured and committed at ``VELOC_Checkpoint_end(1)``; a
+  ``VELOC_Checkpoint_end(0)`` on any rank discards it on all ranks.
+
+Every function here is collective or local exactly as documented in veloc.h and
+returns 0 or raises (the C wrapper turns an exception into VELOC_FAILURE and the
+message into ``vlcc_last_error()``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import numpy as np
+
+from . import codes as C
+from . import embed
+from .codes import CapiError
+
+FAILURE = -1
+RECOVER_ALL, RECOVER_SOME, RECOVER_REST = 0, 1, 2
+PREFIX = "veloc/"
+_NAME = re.compile(r"^[A-Za-z0-9_.]+$")     # VeloC's rule for checkpoint names
+# VeloC configuration keys that have no meaning for vlcc (accepted, ignored).
+IGNORED_KEYS = {"persistent_interval", "ec_interval", "watchdog_interval", "max_versions",
+                "scratch_versions", "failure_domain", "axl_type", "chksum", "meta", "threaded",
+                "aggregated", "backend_dir", "lazy"}
+
+# regions: id -> dict(ptr=int, nbytes=int, count, base_size, dist=None|dict(dtype, shape, gshape,
+#                offset, halo)); registered: id -> key of what is registered in the Checkpointer
+_st: dict = {"regions": {}, "registered": {}, "ckpt": None, "restart": None, "cfg": None}
+
+
+def _ffi():
+    return embed.ffi
+
+
+def _ck():
+    ck = embed._state["ck"]
+    if ck is None or _st["cfg"] is None:
+        raise CapiError(C.ESTATE, "VeloC API not initialized: call VELOC_Init first")
+    return ck
+
+
+def parse_config(path: str) -> dict:
+    """VeloC's INI file -> {'persistent', 'scratch', 'mode', 'memory_budget', 'chunk_size'}."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise CapiError(C.EINVAL, f"VELOC_Init: cannot read configuration file {path!r}: "
+                                  f"{exc.strerror or exc}") from None
+    cfg: dict = {}
+    for i, raw in enumerate(lines, 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith(";") or (line.startswith("[") and line.endswith("]")):
+            continue
+        if "=" not in line:
+            raise CapiError(C.EINVAL, f"{path}:{i}: expected 'key = value', got {raw.strip()!r}")
+        k, v = (x.strip() for x in line.split("=", 1))
+        if k in ("persistent", "scratch"):
+            cfg[k] = v            # relative paths: to the working directory, as in VeloC
+        elif k == "mode":
+            if v not in ("sync", "async"):
+                raise CapiError(C.EINVAL, f"{path}:{i}: mode must be sync or async, got {v!r}")
+            cfg["mode"] = v
+        elif k in ("memory_budget", "chunk_size"):
+            cfg[k] = v
+        elif k in IGNORED_KEYS:
+            continue
+        else:
+            raise CapiError(C.EINVAL, f"{path}:{i}: unknown configuration key {k!r} (vlcc knows "
+                                      f"persistent, scratch, mode, memory_budget, chunk_size; "
+                                      f"ignores {', '.join(sorted(IGNORED_KEYS))})")
+    if not cfg.get("persistent"):
+        raise CapiError(C.EINVAL, f"{path}: 'persistent = <path>' is required (the vlcc repository)")
+    return cfg
+
+
+def init(fcomm, cfg_p):
+    if embed._state["ck"] is not None:
+        raise CapiError(C.ESTATE, "VELOC_Init: vlcc is already initialized in this process "
+                                  "(VELOC_Init or vlcc_init was called before)")
+    cfg = parse_config(embed._str(cfg_p, "cfg_file"))
+    from mpi4py import MPI
+    if not MPI.Is_initialized() or MPI.Is_finalized():
+        raise CapiError(C.ESTATE, "MPI is not initialized: call MPI_Init before VELOC_Init")
+    comm = MPI.Comm.f2py(int(fcomm))
+    if comm == MPI.COMM_NULL:
+        raise CapiError(C.EINVAL, "VELOC_Init: communicator is MPI_COMM_NULL")
+    kw = {"mode": cfg.get("mode", "sync"), "local_dir": cfg.get("scratch") or None}
+    if "memory_budget" in cfg:
+        kw["memory_budget"] = cfg["memory_budget"]
+    if "chunk_size" in cfg:
+        try:
+            kw["chunk_size"] = int(cfg["chunk_size"])
+        except ValueError:
+            raise CapiError(C.EINVAL, f"chunk_size = {cfg['chunk_size']!r} is not an integer") from None
+    from ..checkpointer import Checkpointer
+    embed._state["ck"] = Checkpointer(cfg["persistent"], comm=comm, **kw)
+    embed._state["owned"] = True
+    embed._state["buffers"] = {}
+    _st.update(regions={}, registered={}, ckpt=None, restart=None, cfg=cfg)
+
+
+def _view(r: dict, nbytes: int | None = None) -> np.ndarray:
+    ffi = _ffi()
+    n = r["nbytes"] if nbytes is None else nbytes
+    d = r["dist"]
+    if d is None:
+        buf = ffi.buffer(ffi.cast("char *", r["ptr"]), n) if n else bytearray(0)
+        return np.frombuffer(buf, dtype=np.uint8)
+    dt = np.dtype(C.DTYPES[d["dtype"]])
+    buf = ffi.buffer(ffi.cast("char *", r["ptr"]), n) if n else bytearray(0)
+    return np.frombuffer(buf, dtype=dt).reshape(d["shape"])
+
+
+def _check_id(i: int) -> None:
+    if i < 0:
+        raise CapiError(C.EINVAL, f"region id {i} is negative")
+
+
+def mem_protect(i, ptr, count, base_size):
+    _ck()
+    _check_id(i)
+    if ptr == _ffi().NULL and count * base_size:
+        raise CapiError(C.EINVAL, f"VELOC_Mem_protect({i}): ptr is NULL")
+    if base_size == 0:
+        raise CapiError(C.EINVAL, f"VELOC_Mem_protect({i}): base_size is 0")
+    _st["regions"][int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)), nbytes=int(count * base_size),
+                                  count=int(count), base_size=int(base_size), dist=None)
+
+
+def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
+    _ck()
+    _check_id(i)
+    if ptr == _ffi().NULL:
+        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): ptr is NULL")
+    if dtype not in C.DTYPES:
+        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): unknown vlcc_dtype {dtype}")
+    if not 1 <= ndim <= 32:
+        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): ndim {ndim} is not in 1..32")
+    if halo < 0:
+        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): negative halo {halo}")
+    shape = embed._ints(shape_p, ndim, f"VELOC_Mem_protect_dist({i}): local_shape")
+    gshape = embed._ints(gshape_p, ndim, f"VELOC_Mem_protect_dist({i}): global_shape")
+    off = embed._ints(off_p, ndim, "offset", null_ok=True) or (0,) * ndim
+    if any(n < 0 for n in shape):
+        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): negative extent in {shape}")
+    for d in range(ndim):
+        own = shape[d] - 2 * halo
+        if own < 0 or off[d] < 0 or off[d] + own > gshape[d]:
+            raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): block (offset {off}, "
+                                      f"local shape {shape}, halo {halo}) is outside the global "
+                                      f"shape {gshape}")
+    itemsize = np.dtype(C.DTYPES[dtype]).itemsize
+    _st["regions"][int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)),
+                                  nbytes=int(np.prod(shape, dtype=np.int64)) * itemsize,
+                                  count=int(np.prod(shape, dtype=np.int64)), base_size=itemsize,
+                                  dist=dict(dtype=int(dtype), shape=shape, gshape=gshape,
+                                            offset=off, halo=int(halo)))
+
+
+def mem_unprotect(i):
+    ck = _ck()
+    if int(i) not in _st["regions"]:
+        raise CapiError(C.EPROVIDER, f"VELOC_Mem_unprotect({i}): region {i} is not protected")
+    del _st["regions"][int(i)]
+    if int(i) in _st["registered"]:
+        ck.unregister(f"{PREFIX}{i}")
+        del _st["registered"][int(i)]
+
+
+def _key(r: dict, nbytes: int) -> tuple:
+    d = r["dist"]
+    return (r["ptr"], nbytes) if d is None else \
+        (r["ptr"], d["dtype"], d["shape"], d["gshape"], d["offset"], d["halo"])
+
+
+def _sync(ck, want: dict) -> None:
+    """Make the Checkpointer's veloc/* providers exactly ``want`` ({id: nbytes}); a region
+    whose pointer/shape did not change stays registered (keeps its dedup state)."""
+    reg = _st["registered"]
+    for i in list(reg):
+        r = _st["regions"].get(i)
+        if i not in want or r is None or reg[i] != _key(r, want[i]):
+            ck.unregister(f"{PREFIX}{i}")
+            del reg[i]
+    for i, nbytes in want.items():
+        if i in reg:
+            continue
+        r = _st["regions"][i]
+        d = r["dist"]
+        arr = _view(r, nbytes)
+        if d is None:
+            ck.register(f"{PREFIX}{i}", arr)
+        else:
+            ck.register(f"{PREFIX}{i}", arr, global_shape=d["gshape"], offset=d["offset"],
+                        halo=d["halo"])
+        reg[i] = _key(r, nbytes)
+
+
+def _check_name(name: str, version: int, what: str) -> None:
+    if not _NAME.match(name or ""):
+        raise CapiError(C.EINVAL, f"{what}: checkpoint name {name!r} may only contain "
+                                  f"[A-Za-z0-9_.]")
+    if version < 0:
+        raise CapiError(C.EINVAL, f"{what}: version {version} is negative")
+
+
+def _selection(mode: int, ids_p, n: int, universe, what: str) -> list[int]:
+    ids = set(embed._ints(ids_p, n, "ids", null_ok=True) or ()) if n > 0 else set()
+    if mode == RECOVER_ALL:
+        return sorted(universe)
+    if mode == RECOVER_SOME:
+        return sorted(i for i in universe if i in ids)
+    if mode == RECOVER_REST:
+        return sorted(i for i in universe if i not in ids)
+    raise CapiError(C.EINVAL, f"{what}: unknown mode {mode} (use 0 ALL, 1 SOME, 2 REST)")
+
+
+# -- checkpoint ------------------------------------------------------------------------
+def checkpoint_begin(name_p, version):
+    _ck()
+    name = embed._str(name_p, "name")
+    _check_name(name, version, "VELOC_Checkpoint_begin")
+    if _st["ckpt"] is not None:
+        raise CapiError(C.ESTATE, "VELOC_Checkpoint_begin: a checkpoint is already in progress "
+                                  "(call VELOC_Checkpoint_end first)")
+    if _st["restart"] is not None:
+        raise CapiError(C.ESTATE, "VELOC_Checkpoint_begin: a restart is in progress "
+                                  "(call VELOC_Restart_end first)")
+    _st["ckpt"] = {"name": name, "version": int(version), "ids": None}
+
+
+def checkpoint_selective(mode, ids_p, n):
+    _ck()
+    c = _st["ckpt"]
+    if c is None:
+        raise CapiError(C.ESTATE, "VELOC_Checkpoint_mem: call VELOC_Checkpoint_begin first")
+    sel = _selection(mode, ids_p, n, _st["regions"], "VELOC_Checkpoint_selective")
+    if not sel:
+        raise CapiError(C.EPROVIDER, "VELOC_Checkpoint_mem: no protected memory region selected "
+                                     "(call VELOC_Mem_protect first)")
+    c["ids"] = sorted(set(c["ids"] or ()) | set(sel))
+
+
+def checkpoint_end(success):
+    ck = _ck()
+    c = _st["ckpt"]
+    _st["ckpt"] = None
+    from mpi4py import MPI
+    everyone = ck.comm.allreduce(int(bool(success) and c is not None and c["ids"] is not None),
+                                 op=MPI.MIN)
+    if c is None:
+        raise CapiError(C.ESTATE, "VELOC_Checkpoint_end: no checkpoint in progress")
+    if not everyone:
+        if success and c["ids"] is None:
+            raise CapiError(C.ESTATE, "VELOC_Checkpoint_end: VELOC_Checkpoint_mem was not called "
+                                      "(nothing captured); nothing was committed")
+        if success:
+            raise CapiError(C.ECOLLECTIVE, f"VELOC_Checkpoint_end: another rank ended checkpoint "
+                                           f"{c['name']!r} version {c['version']} with success=0 "
+                                           f"(or failed); nothing was committed")
+        return C.OK          # success=0 everywhere: discarded, as asked
+    if ck.branch_name != c["name"]:
+        ck.switch(c["name"], create=True)
+    _sync(ck, {i: _st["regions"][i]["nbytes"] for i in c["ids"]})
+    ck.checkpoint(step=c["version"], message=f"VELOC_Checkpoint {c['name']} {c['version']}",
+                  attrs={"veloc": {"name": c["name"], "version": c["version"]}})
+    return C.OK
+
+
+def checkpoint_wait():
+    _ck().wait()
+
+
+# -- restart -----------------------------------------------------------------------------
+def _find(ck, name: str, version: int, below: bool):
+    """Rank 0 reads, all ranks get: the manifest of version ``version`` (or, with ``below``,
+    of the newest version with step < version; version 0 = no bound) on branch ``name``."""
+    from ..commit.protocol import root_only
+    from ..errors import NotFoundError
+    from ..repo.repository import Repository
+
+    def look():
+        repo = Repository(ck.path)
+        try:
+            log = repo.log(name)
+        except NotFoundError:
+            return None
+        best = None
+        for v in log:            # newest first along the branch's lineage
+            if v.step is None or v.branch != name:
+                continue         # ancestors on other branches belong to other names
+            if below:
+                if (version == 0 or v.step < version) and (best is None or v.step > best.step):
+                    best = v
+            elif v.step == version:
+                best = v
+                break
+        return None if best is None else best.manifest
+    return root_only(ck.comm, look)
+
+
+def restart_test(name_p, version, out_p):
+    """*out = the newest version < ``version`` (0: any) of checkpoint ``name``, or -1."""
+    ck = _ck()
+    name = embed._str(name_p, "name")
+    _check_name(name, version, "VELOC_Restart_test")
+    ck.wait()    # a version of this run that is still being flushed counts too
+    m = _find(ck, name, int(version), below=True)
+    out_p[0] = FAILURE if m is None else int(m["step"])
+
+
+def restart_begin(name_p, version):
+    ck = _ck()
+    name = embed._str(name_p, "name")
+    _check_name(name, version, "VELOC_Restart_begin")
+    if _st["ckpt"] is not None:
+        raise CapiError(C.ESTATE, "VELOC_Restart_begin: a checkpoint is in progress")
+    ck.wait()
+    m = _find(ck, name, int(version), below=False)
+    if m is None:
+        raise CapiError(C.ENOTFOUND, f"VELOC_Restart_begin: checkpoint {name!r} has no version "
+                                     f"{version} in {ck.path}")
+    if ck.branch_name != name:
+        ck.switch(name)      # the next checkpoints continue the restored branch
+    _st["restart"] = {"name": name, "version": int(version), "manifest": m, "done": set()}
+
+
+def _stored(m: dict) -> dict[int, dict]:
+    out = {}
+    for pname, e in m["providers"].items():
+        if pname.startswith(PREFIX) and pname[len(PREFIX):].isdigit():
+            out[int(pname[len(PREFIX):])] = e
+    return out
+
+
+def _stored_nbytes(e: dict, rank: int, size: int) -> int:
+    """Bytes of region entry ``e`` this rank restores (plain regions); -1 when they
+    cannot be restored on this rank count."""
+    if e["kind"] == "distributed":
+        return int(np.prod(e["global_shape"], dtype=np.int64)) * np.dtype(e["dtype"]).itemsize
+    blocks = e["blocks"]
+    if len(blocks) == size:
+        return int([b for b in blocks if b["rank"] == rank][0]["nbytes"])
+    if e.get("replicated"):
+        return int(blocks[0]["nbytes"])
+    return -1
+
+
+def recover_selective(mode, ids_p, n):
+    ck = _ck()
+    rs = _st["restart"]
+    if rs is None:
+        raise CapiError(C.ESTATE, "VELOC_Recover_mem: call VELOC_Restart_begin first")
+    m = rs["manifest"]
+    stored = _stored(m)
+    sel = _selection(mode, ids_p, n, stored, "VELOC_Recover_selective")
+    want = {}
+    for i in sel:
+        e = stored[i]
+        r = _st["regions"].get(i)
+        if r is None:
+            raise CapiError(C.EPROVIDER, f"VELOC_Recover_mem: version {m['step']} of checkpoint "
+                                         f"{rs['name']!r} holds region {i}, which is not protected "
+                                         f"(VELOC_Mem_protect it, or recover selectively)")
+        dist = e["kind"] == "distributed"
+        if dist != (r["dist"] is not None):
+            raise CapiError(C.EMISMATCH, f"VELOC_Recover_mem: region {i} was saved "
+                                         f"{'with' if dist else 'without'} VELOC_Mem_protect_dist "
+                                         f"but is now protected "
+                                         f"{'without' if dist else 'with'} it")
+        if dist:
+            want[i] = r["nbytes"]
+            continue
+        need = _stored_nbytes(e, ck.rank, ck.size)
+        if need < 0:
+            raise CapiError(C.EMISMATCH, f"VELOC_Recover_mem: region {i} was saved by "
+                                         f"{len(e['blocks'])} ranks with different bytes per rank; "
+                                         f"it cannot be restored on {ck.size} ranks (protect it with "
+                                         f"VELOC_Mem_protect_dist for N->M restart)")
+        if r["nbytes"] < need:
+            raise CapiError(C.EMISMATCH, f"VELOC_Recover_mem: protected region {i} has "
+                                         f"{r['nbytes']} bytes, too small for the {need} bytes "
+                                         f"saved (rank {ck.rank})")
+        want[i] = need
+    if not want:
+        raise CapiError(C.EPROVIDER, "VELOC_Recover_mem: no region selected")
+    _sync(ck, want)
+    ck.restore(m["id"], strict=False)
+    rs["done"] |= set(want)
+
+
+def recover_size(i, out_p):
+    """*out = bytes saved under region ``i`` that this rank restores (plain regions), the
+    bytes of the whole global array (distributed regions), or -1 (not in the version)."""
+    ck = _ck()
+    rs = _st["restart"]
+    if rs is None:
+        raise CapiError(C.ESTATE, "VELOC_Recover_size: call VELOC_Restart_begin first")
+    e = _stored(rs["manifest"]).get(int(i))
+    out_p[0] = -1 if e is None else _stored_nbytes(e, ck.rank, ck.size)
+
+
+def restart_end(success):
+    _ck()
+    if _st["restart"] is None:
+        raise CapiError(C.ESTATE, "VELOC_Restart_end: no restart in progress")
+    _st["restart"] = None
+
+
+def route_file(orig_p, routed_p):
+    _ck()
+    orig = embed._str(orig_p, "original", null_ok=True)
+    raise CapiError(C.EUNSUPPORTED,
+                    f"VELOC_Route_file({orig!r}): file-based checkpoints are not supported by "
+                    f"vlcc's VeloC API; protect the data with VELOC_Mem_protect (or "
+                    f"VELOC_Mem_protect_dist for N->M restart) instead")
+
+
+def finalize(cleanup):
+    ck = _ck()
+    try:
+        if _st["ckpt"] is not None:
+            sys.stderr.write("VELOC_Finalize: a checkpoint begun with VELOC_Checkpoint_begin was "
+                             "never ended; it is discarded\n")
+        ck.close()         # commits what async mode still flushes; no daemon to wait for
+    finally:
+        _st.update(regions={}, registered={}, ckpt=None, restart=None, cfg=None)
+        embed.detach()
+
+
+_IMPL = {"init": init, "mem_protect": mem_protect, "mem_protect_dist": mem_protect_dist,
+         "mem_unprotect": mem_unprotect, "checkpoint_begin": checkpoint_begin,
+         "checkpoint_selective": checkpoint_selective, "checkpoint_end": checkpoint_end,
+         "checkpoint_wait": checkpoint_wait, "restart_test": restart_test,
+         "restart_begin": restart_begin, "recover_selective": recover_selective,
+         "recover_size": recover_size, "restart_end": restart_end, "route_file": route_file,
+         "finalize": finalize}
+
+# The Python functions libvlcc calls (cffi embedding_api). Changing these needs a rebuild:
+# touch bindings/veloc.c (its mtime makes `build_libvlcc.py --if-stale` rebuild).
+DECLS = """
+int _veloc_py_init(long long fcomm, const char *cfg);
+int _veloc_py_mem_protect(int id, void *ptr, size_t count, size_t base_size);
+int _veloc_py_mem_protect_dist(int id, void *ptr, int dtype, int ndim, const int64_t *local_shape,
+                               const int64_t *global_shape, const int64_t *offset, int halo);
+int _veloc_py_mem_unprotect(int id);
+int _veloc_py_checkpoint_begin(const char *name, int version);
+int _veloc_py_checkpoint_selective(int mode, const int *ids, int n);
+int _veloc_py_checkpoint_end(int success);
+int _veloc_py_checkpoint_wait(void);
+int _veloc_py_restart_test(const char *name, int version, int64_t *out);
+int _veloc_py_restart_begin(const char *name, int version);
+int _veloc_py_recover_selective(int mode, const int *ids, int n);
+int _veloc_py_recover_size(int id, int64_t *out);
+int _veloc_py_restart_end(int success);
+int _veloc_py_route_file(const char *original, char *routed);
+int _veloc_py_finalize(int cleanup);
+"""
+
+
+def bind(ffi, lib) -> None:
+    """Attach the implementations (called by embed.bind). Each returns a VLCC_* code; the C
+    wrappers in bindings/veloc.c turn any error into VELOC_FAILURE."""
+    for name, fn in _IMPL.items():
+        ffi.def_extern(name=f"_veloc_py_{name}", error=C.EINTERNAL)(embed._guard(fn))
