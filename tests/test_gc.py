@@ -201,3 +201,33 @@ def test_cli_gc_prune_du(tmp_path):
     assert r.returncode == 1 and "keep_last" in r.stderr
     r = cli("gc", str(tmp_path / "nothing"))
     assert r.returncode == 1 and "no repository" in r.stderr
+
+
+def test_log_after_prune_stops_at_the_pruned_lineage(tmp_path):
+    repo = str(tmp_path / "r")
+    states = make_history(repo)
+    gcmod.prune(repo, keep_last=2)
+    log = vlcc.Repository(repo).log("main")
+    assert [v.id for v in log] == [states[-1][0], states[-2][0]]
+    assert log[-1].parent == states[-3][0]      # the pruned parent stays named
+
+
+def test_gc_waits_for_pending_async_versions(tmp_path):
+    """An async version holds the writer lock until it is committed: gc cannot
+    delete the files its chunks reference in the meantime."""
+    repo = str(tmp_path / "r")
+    states = make_history(repo, nversions=2)
+    u = states[-1][1].copy()
+    with vlcc.Checkpointer(repo, chunk_size=CHUNK, mode="async", local_dir="none") as ck:
+        ck.register("u", u)
+        u[:CHUNK // 8] += 1.0                    # one new chunk, the rest references v1
+        v = ck.checkpoint(step=9)
+        assert v.pending
+        with pytest.raises(gcmod.LockBusyError):
+            gcmod.gc(repo, grace=0, timeout=0.5)
+        ck.wait()
+        out = gcmod.gc(repo, grace=0, timeout=5)
+    assert out is not None
+    r = vlcc.Repository(repo)
+    assert np.array_equal(r.read(v.id, "u"), u)
+    assert r.verify()["versions"] == 3

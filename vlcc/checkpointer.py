@@ -200,10 +200,10 @@ class Checkpointer:
         def decide(descs):
             validate_leaves(descs)
             holder["all_descs"] = descs
-            if not is_async:
-                # gc never runs while this is held: the parent's chunks this
-                # version will reference stay (vlcc/repo/gc.py)
-                holder["lock"] = acquire_writer_lock(self.layout)
+            # gc never runs while this is held: the parent's chunks this
+            # version will reference stay (vlcc/repo/gc.py). Async: held until
+            # the version is committed or abandoned.
+            holder["lock"] = acquire_writer_lock(self.layout)
             try:
                 json.dumps(attrs or {})
             except (TypeError, ValueError) as exc:
@@ -228,7 +228,12 @@ class Checkpointer:
             raise
         if is_async:
             self._writer.detach_plan()
-            self._engine.submit(pend)       # may wait for memory (back-pressure)
+            pend.lock = lock
+            try:
+                self._engine.submit(pend)   # may wait for memory (back-pressure)
+            except BaseException:
+                release_lock(lock)
+                raise
             self.parent = vid
             v = Version.from_manifest(self._provisional(pend))
             self.last_version = v
@@ -295,10 +300,12 @@ class Checkpointer:
             return docs, errs
         docs, errs = gather_decide(self.comm, lambda: eng.flushed_prefix(block), decide)
         for doc in docs:
-            eng.pending.pop(0)
+            release_lock(eng.pending.pop(0).lock)
             self.last_version = Version.from_manifest(doc) \
                 if self.last_version is None or self.last_version.id == doc["id"] else self.last_version
         if errs:
+            for p in eng.pending:
+                release_lock(p.lock)
             abandoned = eng.abandon_pending()
             if self.rank == 0:
                 for vid in abandoned:

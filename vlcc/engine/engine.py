@@ -33,6 +33,7 @@ class Pending:
     all_descs: list | None          # rank 0 only: every rank's leaf descriptions
     nbytes: int = 0
     plan: object = None             # the RankWriter plan (dedup decisions, encoded chunks)
+    lock: str | None = None         # rank 0: the repository writer lock (keeps gc away)
     future: cf.Future | None = field(default=None, repr=False)
 
 

@@ -149,7 +149,12 @@ class Repository:
             return []
         out = []
         while vid is not None:
-            v = self._load(vid)
+            try:
+                v = self._load(vid)
+            except NotFoundError:
+                if not out:
+                    raise
+                break   # the rest of the lineage was pruned (vlcc prune)
             out.append(v)
             vid = v.parent
         return out
