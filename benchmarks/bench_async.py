@@ -57,14 +57,21 @@ def main():
     copies = [wall(comm, lambda: u0.copy()) for _ in range(5)]
     out["numpy.copy"] = min(copies)
     u = u0.copy()
+    # Budget of 3 versions: after the first ones the memory tier recycles the
+    # buffers of flushed versions (steady state); the first capture of a run
+    # pays fresh page faults (reported as "cold").
     ck = vlcc.Checkpointer(os.path.join(base, "r1"), comm=comm, mode="async",
-                           memory_budget=8 * nbytes, dedup=False)
+                           memory_budget=3 * nbytes + 4096, dedup=False)
     ck.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
     blocks = []
-    for k in range(5):
+    for k in range(8):
         u += 1.0
         blocks.append(wall(comm, lambda: ck.checkpoint(step=k)))
-    out["async checkpoint (blocking)"] = min(blocks)
+        comm.Barrier()
+        import time as _t
+        _t.sleep(0.3)          # the application computes; the flush proceeds
+    out["async checkpoint, cold"] = blocks[0]
+    out["async checkpoint (blocking)"] = float(np.median(blocks[4:]))
     out["wait (rest of flush)"] = wall(comm, ck.wait)
     ck.close()
 
@@ -72,15 +79,16 @@ def main():
     u = u0.copy()
     out["loop, no checkpoint"] = wall(comm, lambda: stencil_steps(u, args.steps))
     times = {}
-    for mode in ("async", "sync"):
+    for mode, local in (("async", None), ("async-nolocal", "none"), ("sync", None)):
         u = u0.copy()
-        c = vlcc.Checkpointer(os.path.join(base, f"loop-{mode}"), comm=comm, mode=mode,
-                              memory_budget=4 * nbytes)
+        c = vlcc.Checkpointer(os.path.join(base, f"loop-{mode}"), comm=comm, mode=mode.split("-")[0],
+                              memory_budget=4 * nbytes, local_dir=local)
         c.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
         hook = (lambda s, c=c: c.checkpoint(step=s) if (s + 1) % args.every == 0 else None)
         times[mode] = wall(comm, lambda: (stencil_steps(u, args.steps, hook), c.wait()))
         c.close()
     out["loop, async checkpoints"] = times["async"]
+    out["loop, async, no local tier"] = times["async-nolocal"]
     out["loop, sync checkpoints"] = times["sync"]
 
     # 3. reverse replay, budget of 5 versions
@@ -119,8 +127,12 @@ def main():
         block_ratio = out["async checkpoint (blocking)"] / out["numpy.copy"]
         slow_async = out["loop, async checkpoints"] / out["loop, no checkpoint"] - 1
         slow_sync = out["loop, sync checkpoints"] / out["loop, no checkpoint"] - 1
-        print(f"blocking async checkpoint / numpy.copy = {block_ratio:.2f}x (target <= 1.25)")
-        print(f"slowdown: async {slow_async * 100:+.1f} %, sync {slow_sync * 100:+.1f} % (target async <= 5 %)")
+        slow_nl = out["loop, async, no local tier"] / out["loop, no checkpoint"] - 1
+        print(f"blocking async checkpoint / numpy.copy = {block_ratio:.2f}x steady state (target <= 1.25), "
+              f"{out['async checkpoint, cold'] / out['numpy.copy']:.2f}x cold")
+        print(f"slowdown: async {slow_async * 100:+.1f} %, async without local tier {slow_nl * 100:+.1f} %, "
+              f"sync {slow_sync * 100:+.1f} % (target async <= 5 %; async only overlaps I/O with "
+              f"compute when a core is free: run with fewer ranks than cores to see it)")
         print(f"reverse replay hit rate: plan {hit['plan']:.2f}, lru {hit['lru']:.2f}; time plan/lru "
               f"{out['reverse replay, plan'] / out['reverse replay, lru']:.2f}x, plan/persistent "
               f"{out['reverse replay, plan'] / out['reverse replay, persistent']:.2f}x")

@@ -193,7 +193,8 @@ class Checkpointer:
                 raise ProviderError("nothing to checkpoint: no provider is registered")
             if step is not None and not isinstance(step, (int, np.integer)):
                 raise VlccError(f"step must be an int, got {type(step).__name__}")
-            leaves = self._state.capture(copy=is_async)
+            leaves = self._state.capture(copy=is_async,
+                                         alloc=self._engine.memory.take if is_async else None)
             holder["leaves"] = leaves
             return [(l.name, l.describe()) for l in leaves]
 

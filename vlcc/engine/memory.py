@@ -13,6 +13,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass
 class Entry:
@@ -47,6 +49,10 @@ class MemoryTier:
         self._plan: list[str] = []
         self._pos = 0
         self._prefetched: set[str] = set()
+        # Buffers of evicted captures, by size, for the next capture: reusing
+        # them avoids page faults (and THP compaction) on every checkpoint.
+        self._free: dict[int, list[np.ndarray]] = {}
+        self.pool_bytes = 0
 
     # -- schedule -----------------------------------------------------------------
     def set_plan(self, vids: list[str]) -> None:
@@ -91,12 +97,40 @@ class MemoryTier:
             return max(clean, key=lambda v: (self._next_use(v), -list(self._entries).index(v)))
         return clean[0]  # OrderedDict order = least recently used first
 
+    # -- buffer pool ------------------------------------------------------------------
+    def take(self, nbytes: int) -> np.ndarray | None:
+        """A recycled flat uint8 buffer of exactly ``nbytes`` bytes, or None."""
+        with self._cv:
+            lst = self._free.get(nbytes)
+            if not lst:
+                return None
+            self.pool_bytes -= nbytes
+            return lst.pop()
+
+    def _recycle(self, e: Entry) -> None:
+        for leaf in e.leaves.values():
+            d = getattr(leaf, "data", None)
+            if (getattr(leaf, "pooled", False) and d is not None and d.base is None
+                    and d.flags.c_contiguous and d.nbytes
+                    and self.used + self.pool_bytes + d.nbytes <= self.budget):
+                self._free.setdefault(d.nbytes, []).append(d)
+                self.pool_bytes += d.nbytes
+
+    def _shrink_pool(self, need: int) -> None:
+        """Release pooled buffers until ``need`` more bytes fit in the budget."""
+        for size in sorted(self._free, reverse=True):
+            lst = self._free[size]
+            while lst and self.used + self.pool_bytes + need > self.budget:
+                lst.pop()
+                self.pool_bytes -= size
+
     def _evict_one(self, protect=None) -> bool:
         v = self._victim(protect)
         if v is None:
             return False
         e = self._entries.pop(v)
         self.used -= e.nbytes
+        self._recycle(e)
         self.stats.evictions += 1
         self._prefetched.discard(v)
         self._cv.notify_all()
@@ -110,6 +144,7 @@ class MemoryTier:
         with self._cv:
             if vid in self._entries:
                 return True
+            self._shrink_pool(nbytes)
             t0 = None
             while self.used + nbytes > self.budget and self._entries:
                 if not dirty and self._plan:
@@ -164,5 +199,7 @@ class MemoryTier:
     def clear(self) -> None:
         with self._cv:
             self._entries.clear()
+            self._free.clear()
+            self.pool_bytes = 0
             self.used = 0
             self._cv.notify_all()

@@ -17,7 +17,7 @@ class ObjectProvider(Provider):
             raise ProviderError(f"provider {name!r}: {type(obj).__name__} has no capture()/restore()")
         self.obj, self.name = obj, name
 
-    def capture(self, copy: bool) -> list[Leaf]:
+    def capture(self, copy: bool, alloc=None) -> list[Leaf]:
         state = self.obj.capture()
         if not isinstance(state, dict):
             raise ProviderError(f"provider {self.name!r}: capture() returned "

@@ -29,6 +29,7 @@ class Leaf:
     offset: tuple | None = None
     of: str | None = None           # object provider this leaf belongs to
     data: np.ndarray | None = field(default=None, repr=False)   # flat uint8
+    pooled: bool = False            # data is a private copy the memory tier may recycle
 
     def describe(self) -> dict:
         d = {"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape)}
@@ -46,9 +47,10 @@ class Provider(abc.ABC):
     name: str
 
     @abc.abstractmethod
-    def capture(self, copy: bool) -> list[Leaf]:
+    def capture(self, copy: bool, alloc=None) -> list[Leaf]:
         """Leaves with their bytes. With ``copy`` the bytes must not alias
-        application memory (async modes); without it they may (sync mode)."""
+        application memory (async modes); without it they may (sync mode).
+        ``alloc(nbytes)`` may hand out a recycled flat uint8 buffer (or None)."""
 
     @abc.abstractmethod
     def restore_leaves(self, stored: dict[str, dict], read) -> None:

@@ -63,11 +63,11 @@ class State:
         if self.providers.pop(name, None) is None:
             raise ProviderError(f"provider {name!r} is not registered")
 
-    def capture(self, copy: bool) -> list[Leaf]:
+    def capture(self, copy: bool, alloc=None) -> list[Leaf]:
         leaves: list[Leaf] = []
         for p in self.providers.values():
             try:
-                leaves.extend(p.capture(copy))
+                leaves.extend(p.capture(copy, alloc))
             except ProviderError:
                 raise
             except Exception as exc:

@@ -29,7 +29,7 @@ class ValueProvider(Provider):
         self._get, self._set = get, set
         self.name = ""
 
-    def capture(self, copy: bool) -> list[Leaf]:
+    def capture(self, copy: bool, alloc=None) -> list[Leaf]:
         data = pickle_bytes(self._get(), f"provider {self.name!r}")
         return [Leaf(self.name, "value", "pickle", (), data=data)]
 
