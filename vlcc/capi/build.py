@@ -166,10 +166,26 @@ def build_c(out: Path, tmp: Path, verbose: bool = False) -> Path:
     return Path(built)
 
 
+def fortran_source() -> Path:
+    return sources()["bindings"] / "fortran" / "vlcc.f90.in"
+
+
+def render_fortran(dest: Path) -> Path:
+    """Write the Fortran module source (bindings/fortran/generate.py expands the
+    per-type/rank procedures of vlcc.f90.in) to ``dest``."""
+    import importlib.util
+    gen = sources()["bindings"] / "fortran" / "generate.py"
+    spec = importlib.util.spec_from_file_location("vlcc_fortran_generate", gen)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    dest.write_text(mod.render(fortran_source()))
+    return dest
+
+
 def build_fortran(out: Path, tmp: Path, fc: str | None = None) -> Path | None:
-    src = sources()["bindings"] / "fortran" / "vlcc.f90"
-    if not src.exists():
+    if not fortran_source().exists():
         return None
+    src = render_fortran(tmp / "vlcc.f90")
     fc = fc or os.environ.get("FC") or shutil.which("gfortran")
     if not fc:
         raise FileNotFoundError("gfortran not found (make setup installs it): cannot build the "
@@ -215,9 +231,8 @@ def build(out: Path = DEFAULT_OUT, fortran: bool = True, verbose: bool = False) 
                 put(m, out / "fortran" / m.name)
         for h in src["include"].glob("*.h"):
             put(h, out / "include" / h.name)
-        f90 = src["bindings"] / "fortran" / "vlcc.f90"
-        if f90.exists():
-            put(f90, out / "fortran" / "vlcc.f90")
+        if (tmp / "vlcc.f90").exists():
+            put(tmp / "vlcc.f90", out / "fortran" / "vlcc.f90")   # the rendered module source
         pc = tmp / "vlcc.pc"
         pc.write_text(pc_text(out))
         put(pc, out / "pkgconfig" / "vlcc.pc")
@@ -228,13 +243,14 @@ def inputs() -> list[Path]:
     src = sources()
     files = [Path(__file__), PKG / "capi" / "embed.py", PKG / "capi" / "veloc.py"]
     files += sorted(src["include"].glob("*.h"))
-    files += sorted(src["bindings"].glob("*.c")) + sorted((src["bindings"] / "fortran").glob("*.f90"))
+    files += sorted(src["bindings"].glob("*.c")) + sorted((src["bindings"] / "fortran").glob("*.f90*"))
+    files += sorted((src["bindings"] / "fortran").glob("*.py"))
     return files
 
 
 def is_stale(out: Path = DEFAULT_OUT, fortran: bool = True) -> bool:
     need = [out / "lib" / "libvlcc.so", out / "pkgconfig" / "vlcc.pc"]
-    if fortran and (sources()["bindings"] / "fortran" / "vlcc.f90").exists():
+    if fortran and fortran_source().exists():
         need += [out / "lib" / "libvlccf.so", out / "fortran" / "vlcc.mod"]
     if not all(p.exists() for p in need):
         return True
