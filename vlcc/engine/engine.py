@@ -73,6 +73,9 @@ class Engine:
             res = self._write(self.persistent, p)
         else:
             res = self._write(self.local.layout, p)
+            # The bytes are safe in the local tier now: the memory copy may be
+            # evicted/recycled while the promotion to persistent storage runs.
+            self.memory.mark_clean(p.vid)
             self.local.promote(self.persistent, [
                 self.persistent.rel_data_file(p.vid, self.rank),
                 self.persistent.rel_index_file(p.vid, self.rank)])
