@@ -10,7 +10,10 @@
 2. Hash/compare throughput (rank 0, one --mib buffer): Numba fused
    compare+refresh kernel (0 % and 5 % dirty), xxh3_128 per chunk,
    numpy.array_equal per chunk.
-3. Many small providers: 10,000 arrays of 1 KiB, checkpoint time.
+3. Many small providers: 10,000 arrays of 1 KiB, checkpoint (first and
+   1 %-changed) and restore time, coalesced into one pack (default,
+   coalesce_below=64 KiB) vs not (coalesce_below=0); plus the gather itself:
+   np.concatenate(out=) vs a Python copy loop.
 4. Codecs: compression ratio and encode/decode throughput on a smooth field
    (heat-equation-like) and on random data.
 Ends with one summary line."""
@@ -103,17 +106,30 @@ def hashing(mib, chunk):
     return res
 
 
-def small_providers(comm, root, count=10_000, nbytes=1024):
-    d = os.path.join(root, "repo-small")
+def small_providers(comm, root, coalesce_below, count=10_000, nbytes=1024):
+    d = os.path.join(root, f"repo-small-{coalesce_below}")
     arrays = [np.full(nbytes // 8, i, dtype=np.float64) for i in range(count)]
-    with vlcc.Checkpointer(d, comm) as ck:
+    with vlcc.Checkpointer(d, comm, coalesce_below=coalesce_below) as ck:
         for i, a in enumerate(arrays):
             ck.register(f"p/{i}", a)
         t1, _ = timed(comm, ck.checkpoint)
         for a in arrays[::100]:
             a += 1
-        t2, _ = timed(comm, ck.checkpoint)
-    return t1, t2
+        t2, v = timed(comm, ck.checkpoint)
+        t3, _ = timed(comm, lambda: ck.restore(v))
+    return t1, t2, t3
+
+
+def gather(count=10_000, nbytes=1024):
+    arrays = [np.full(nbytes, i % 256, dtype=np.uint8) for i in range(count)]
+    out = np.empty(count * nbytes, np.uint8)
+
+    def loop():
+        o = 0
+        for a in arrays:
+            out[o:o + a.size] = a
+            o += a.size
+    return (gbps(out.size, lambda: np.concatenate(arrays, out=out), 5), gbps(out.size, loop, 5))
 
 
 def heat_field(n):
@@ -170,9 +186,17 @@ def main():
             h = hashing(a.mib, chunk)
             for k, g in h.items():
                 say(f"{k:50} {g:8.2f} GB/s")
-        t1, t2 = small_providers(comm, root)
-        say(f"\n## 10,000 providers of 1 KiB: first checkpoint {t1:.3f} s, "
-            f"second (1 % changed) {t2:.3f} s (no coalescing yet)")
+        say("\n## 10,000 providers of 1 KiB (seconds)")
+        say(f"{'layout':24} {'first':>8} {'1% changed':>11} {'restore':>8}")
+        small = {}
+        for cb, label in ((0, "one leaf each"), (64 << 10, "coalesced (64 KiB)")):
+            small[cb] = small_providers(comm, root, cb)
+            say(f"{label:24} {small[cb][0]:8.3f} {small[cb][1]:11.3f} {small[cb][2]:8.3f}")
+        say(f"coalesced/uncoalesced: first {small[64 << 10][0] / small[0][0]:.3f}, "
+            f"1% changed {small[64 << 10][1] / small[0][1]:.3f}, restore {small[64 << 10][2] / small[0][2]:.3f}")
+        if comm.rank == 0:
+            gc_, gl = gather()
+            say(f"gather 10,000 x 1 KiB: np.concatenate(out=) {gc_:.2f} GB/s, Python copy loop {gl:.2f} GB/s")
         if comm.rank == 0:
             say(f"\n## codecs ({a.codec_mib} MiB, chunk {a.chunk_kib} KiB)")
             say(f"{'data':14} {'codec':7} {'ratio':>7} {'enc GB/s':>9} {'dec GB/s':>9}")
@@ -180,7 +204,9 @@ def main():
                 say(f"{dname:14} {cid:7} {ratio:7.2f} {te:9.2f} {td:9.2f}")
         (b5, t5, t0), (b5t, t5t, t0t) = summary[False], summary[True]
         say(f"\nSUMMARY bench_dedup ranks={comm.size} mib={a.mib}: 5% changed bytes/full={b5:.3f} "
-            f"time/full={t5:.3f} (tracking {t5t:.3f}); 0% changed time/full={t0:.3f} (tracking {t0t:.3f})")
+            f"time/full={t5:.3f} (tracking {t5t:.3f}); 0% changed time/full={t0:.3f} (tracking {t0t:.3f}); "
+            f"10k small providers: {small[0][0]:.3f} s -> {small[64 << 10][0]:.3f} s coalesced "
+            f"({small[0][0] / small[64 << 10][0]:.1f}x)")
     finally:
         comm.Barrier()
         if comm.rank == 0:

@@ -12,6 +12,7 @@ The public API (one page):
         .log(branch=None) / .read(version, name) / .verify(version=None)
         .resolve(spec) / .branches() / .tags()
     ValueProvider(get, set)
+    DerivedProvider(fn, inputs, recipe=, set=, target=)        or ck.register_derived(name, fn, inputs, ...)
     Version, and errors under VlccError
 """
 
@@ -25,10 +26,11 @@ from .errors import (  # noqa: E402
 from .repo.manifest import Version  # noqa: E402
 from .repo.repository import Repository  # noqa: E402
 from .state.value import ValueProvider  # noqa: E402
+from .state.derived import DerivedProvider  # noqa: E402
 from .checkpointer import Checkpointer  # noqa: E402
 
 __all__ = [
-    "Checkpointer", "Repository", "Version", "ValueProvider",
+    "Checkpointer", "Repository", "Version", "ValueProvider", "DerivedProvider",
     "VlccError", "RepositoryError", "FormatVersionError", "StorageError", "NotFoundError",
     "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
     "ShapeMismatchError", "CorruptionError", "CollectiveError",

@@ -29,6 +29,7 @@ from .errors import MissingProviderError, NotFoundError, ProviderError, ShapeMis
 from .io.rankwrite import RankWriter
 from .repo.gc import acquire_writer_lock, release_lock
 from .layout.chunking import DEFAULT_CHUNK_SIZE
+from .layout.coalesce import DEFAULT_COALESCE_BELOW
 from .repo import layout as repo_layout
 from .repo import refs
 from .repo.fsutil import atomic_write
@@ -36,6 +37,7 @@ from .repo.manifest import MANIFEST_VERSION, Version, seal, unseal
 from .repo.repository import Repository
 from .restore.reader import VersionReader
 from .state.array import ArrayProvider
+from .state.derived import DerivedProvider
 from .state.provider import Leaf
 from .state.registry import State
 
@@ -78,16 +80,22 @@ class Checkpointer:
                  nor a lower rank of this version already stores it (default True).
     track_dirty: keep a copy of the last capture and hash only changed chunks
                  (Numba compare kernel; costs one copy of the state in memory).
+    coalesce_below: leaves smaller than this many bytes (default 64 KiB; 0 disables)
+                 are packed into one per-rank buffer before chunking: one BP5
+                 variable and a few chunks instead of one each (docs/format.md 3.1).
     """
 
     def __init__(self, path: str | os.PathLike, comm=None, *, branch: str = "main",
                  mode: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, create: bool = True,
                  dedup: bool = True, track_dirty: bool = False,
+                 coalesce_below: int = DEFAULT_COALESCE_BELOW,
                  memory_budget: int | str | None = None, local_dir: str | None = None):
         cfg = EngineConfig.resolve(mode, memory_budget, local_dir)
         mode = cfg.mode
         if int(chunk_size) <= 0:
             raise VlccError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
+        if int(coalesce_below) < 0:
+            raise VlccError(f"coalesce_below must be >= 0 bytes (0 disables), got {coalesce_below}")
         base = comm if comm is not None else _default_comm()
         self.comm = base.Dup()
         self.rank, self.size = self.comm.rank, self.comm.size
@@ -96,7 +104,8 @@ class Checkpointer:
         self.layout = repo_layout.Layout(self.path)
         self._state = State()
         self._writer = RankWriter(self.layout, self.rank, self.chunk_size, size=self.size,
-                                  dedup=dedup, track_dirty=track_dirty)
+                                  dedup=dedup, track_dirty=track_dirty,
+                                  coalesce_below=int(coalesce_below))
         self._closed = False
         repo_layout.check_ref_name(branch, "branch")
 
@@ -164,6 +173,16 @@ class Checkpointer:
         codec = None if compress in (None, False) else get_codec("zstd" if compress is True else compress)
         self._state.add(name, obj, **kw)
         self._writer.set_codec(name, codec)
+
+    def register_derived(self, name: str, fn: Callable[..., Any], inputs: Sequence[str], *,
+                         recipe: Any = None, set: Callable[[Any], None] | None = None,
+                         target: np.ndarray | None = None) -> None:
+        """Register ``name`` as derived from the providers ``inputs``: versions
+        store ``recipe`` (JSON; default the function's qualified name) and the
+        input names, not bytes; restore recomputes ``fn(*inputs)`` and hands it
+        to ``set`` and/or copies it into ``target``. Same as
+        ``register(name, vlcc.DerivedProvider(fn, inputs, ...))``."""
+        self.register(name, DerivedProvider(fn, inputs, recipe=recipe, set=set, target=target))
 
     def unregister(self, name: str) -> None:
         self._state.remove(name)
@@ -331,6 +350,8 @@ class Checkpointer:
                 b = {"rank": rank, "shape": d["shape"], "nbytes": s["nbytes"], "digest": s["digest"]}
                 if d["kind"] == "distributed":
                     b["offset"] = d["offset"]
+                if "pack" in s:
+                    b["pack"] = s["pack"]
                 providers[name]["blocks"].append(b)
         for e in providers.values():
             e["replicated"] = len({b["digest"] for b in e["blocks"]}) == 1 and \
@@ -434,6 +455,8 @@ class Checkpointer:
                     data = reader.read_block(name, block)
                     leaf = Leaf(name, e["kind"], e["dtype"], tuple(block["shape"]), of=e.get("of"),
                                 data=data)
+                    if e["kind"] == "derived":
+                        leaf.extra = {"recipe": e.get("recipe"), "inputs": e.get("inputs")}
                 leaves[name] = leaf
                 nbytes += leaf.data.nbytes
         finally:
@@ -508,7 +531,7 @@ class Checkpointer:
 
         def do_restore():
             try:
-                for p in self._state.providers.values():
+                for p in self._state.restore_order():
                     p.restore_leaves(stored, read)
             finally:
                 reader.close()
@@ -559,7 +582,7 @@ class Checkpointer:
 
         def do_restore():
             self._check_stored(stored, where, strict)
-            for p in self._state.providers.values():
+            for p in self._state.restore_order():
                 p.restore_leaves(stored, read)
         agree(self.comm, do_restore)
         self._engine.memory.record_access(vid, hit=True)

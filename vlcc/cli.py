@@ -2,7 +2,7 @@
 
     vlcc log REPO [--branch B] [--json]
     vlcc show REPO VERSION [--json]
-    vlcc verify REPO [VERSION] [--json]
+    vlcc verify REPO [VERSION] [--deep] [--json]
     vlcc gc REPO [--dry-run] [--grace S] [--json]
     vlcc prune REPO --keep-last N [--branch B] [--dry-run] [--json]
     vlcc du REPO [--json]
@@ -96,6 +96,8 @@ def cmd_show(args) -> int:
             desc = f"distributed {e['dtype']} {shape} in {len(e['blocks'])} blocks"
         elif e["kind"] == "array":
             desc = f"per-rank {e['dtype']} {tuple(e['shape'])}" + (" (replicated)" if e.get("replicated") else "")
+        elif e["kind"] == "derived":
+            desc = f"derived from {', '.join(e.get('inputs') or [])}: {json.dumps(e.get('recipe'))}"
         else:
             desc = "value" + (" (replicated)" if e.get("replicated") else " (per rank)")
         print(f"  {name:<32} {desc:<48} {_human(size)}")
@@ -104,13 +106,18 @@ def cmd_show(args) -> int:
 
 def cmd_verify(args) -> int:
     repo = Repository(args.repo)
-    res = repo.verify(args.version)
+    res = repo.verify(args.version, deep=args.deep)
     if args.json:
         json.dump({"ok": True} | res, sys.stdout)
         print()
     else:
         what = f"version {repo.resolve(args.version).id}" if args.version else f"{res['versions']} versions"
         print(f"ok: {what}, {res['chunks']} chunks, {_human(res['bytes'])} checked")
+        if args.deep:
+            d = res["deep"]
+            print(f"deep: {d['shared_hashes']} shared chunk hash(es) with {d['references']} references; "
+                  f"{d['copies_read']} stored copies read, {_human(d['bytes_compared'])} compared "
+                  f"byte-for-byte, no collision")
     return 0
 
 
@@ -191,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("verify", help="check every checksum")
     s.add_argument("repo")
     s.add_argument("version", nargs="?", default=None, help="one version (default: all)")
+    s.add_argument("--deep", action="store_true",
+                   help="also read every stored copy of each shared chunk and compare bytes "
+                        "(does not trust the hash for dedup identity)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_verify)
 

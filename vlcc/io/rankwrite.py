@@ -3,7 +3,9 @@
 
 Two steps so that ranks can agree on shared chunks in between:
 
-1. ``prepare_rank`` (local): cut every leaf into chunks, hash them (only the
+1. ``prepare_rank`` (local): coalesce small leaves into one pack leaf
+   (layout/coalesce.py; their manifest blocks then say where in the pack
+   they are), cut every leaf into chunks, hash them (only the
    dirty ones with a tracking ChunkHasher), look each chunk up in the
    parent's chunk table (found: a reference, nothing to write), encode the
    rest with the leaf's codec. The result offers the not-yet-stored chunks.
@@ -27,6 +29,7 @@ from ..encode import Codec, get_codec
 from ..encode.raw import Raw
 from ..errors import StorageError, storage_error
 from ..layout.chunking import chunk_bounds
+from ..layout.coalesce import Packed, coalesce
 from ..redundancy.dedup import ChunkTable, assign_owners, codec_key, load_parent_indexes, place_own
 from ..redundancy.dirty import ChunkHasher
 from ..redundancy.hashing import chunk_hash, digest_of
@@ -57,6 +60,7 @@ class RankPlan:
     assignment: list | None = None                # per offered chunk (owner, var, off, stored, codec)
     stats: dict = field(default_factory=dict)
     index: dict | None = None                     # the index written (kept for the next dedup)
+    packed: Packed | None = None                  # small leaves coalesced into one pack leaf
 
 
 def _leaf_codec(leaf: Leaf, codecs) -> Codec | None:
@@ -69,8 +73,13 @@ def _leaf_codec(leaf: Leaf, codecs) -> Codec | None:
 
 
 def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: ChunkTable | None = None,
-                 codecs: dict[str, Codec] | None = None, hasher: ChunkHasher | None = None) -> RankPlan:
+                 codecs: dict[str, Codec] | None = None, hasher: ChunkHasher | None = None,
+                 coalesce_below: int = 0) -> RankPlan:
     hasher = hasher or ChunkHasher()
+    logical = int(sum(l.data.size for l in leaves))
+    # layout: small leaves without a codec of their own go into one pack leaf
+    leaves, packed = coalesce(leaves, coalesce_below, chunk_size,
+                              exclude=lambda l: _leaf_codec(l, codecs) is not None)
     parent = parent or ChunkTable()
     offer = {"codecs": [], "chunks": []}
     ckeys: dict[str, int] = {}
@@ -106,8 +115,8 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
             payload.append(buf)
         plans.append(lp)
     stats = {"chunks": n_chunks, "parent_refs": n_ref, "hashed_chunks": dirty,
-             "logical_bytes": int(sum(l.data.size for l in leaves))}
-    return RankPlan(rank, chunk_size, plans, offer, payload, stats=stats)
+             "logical_bytes": logical, "packed_leaves": len(packed.leaves)}
+    return RankPlan(rank, chunk_size, plans, offer, payload, stats=stats, packed=packed)
 
 
 def write_rank(layout: Layout, vid: str, rank: int, leaves, chunk_size: int | None = None) -> dict:
@@ -167,7 +176,13 @@ def write_rank(layout: Layout, vid: str, rank: int, leaves, chunk_size: int | No
                                ci(cfg)])
         index["leaves"][leaf.name] = {"nbytes": int(leaf.data.size), "chunk_size": plan.chunk_size,
                                       "chunks": chunks}
-        summary[leaf.name] = {"nbytes": int(leaf.data.size), "digest": digest_of(lp.hashes)}
+        if plan.packed is None or leaf is not plan.packed.pack:
+            summary[leaf.name] = {"nbytes": int(leaf.data.size), "digest": digest_of(lp.hashes)}
+    if plan.packed is not None and plan.packed.pack is not None:
+        pk = plan.packed
+        for leaf in pk.leaves:   # manifest blocks say where in the pack they are
+            summary[leaf.name] = {"nbytes": int(leaf.data.size), "digest": pk.digests[leaf.name],
+                                  "pack": {"leaf": pk.pack.name, "offset": pk.offsets[leaf.name]}}
     index["files"] = sorted(files, key=files.get)
     index["codecs"] = codec_list or [dict(RAW)]
 
@@ -237,8 +252,9 @@ class RankWriter:
     version's dedup parent (no re-read from disk)."""
 
     def __init__(self, layout: Layout, rank: int, chunk_size: int, *, size: int = 1,
-                 dedup: bool = True, track_dirty: bool = False):
+                 dedup: bool = True, track_dirty: bool = False, coalesce_below: int = 0):
         self.layout, self.rank, self.size, self.chunk_size = layout, rank, size, int(chunk_size)
+        self.coalesce_below = int(coalesce_below)
         self.dedup = bool(dedup)
         self.hasher = ChunkHasher(track=track_dirty)
         self.codecs: dict[str, Codec] = {}
@@ -269,7 +285,7 @@ class RankWriter:
         def local():
             self._plan = prepare_rank(self.rank, leaves, self.chunk_size,
                                       parent=self._parent_table(parent), codecs=self.codecs,
-                                      hasher=self.hasher)
+                                      hasher=self.hasher, coalesce_below=self.coalesce_below)
             return self._plan.offer if self.dedup else None
         offers = _allgather_checked(comm, local)
         if self.dedup:

@@ -22,7 +22,9 @@ def seal(doc: dict) -> bytes:
     """Serialize a manifest/index with a checksum over its canonical form."""
     body = {k: v for k, v in doc.items() if k != "checksum"}
     body["checksum"] = text_hash(_canonical(body))
-    return json.dumps(body, indent=1, sort_keys=True).encode()
+    # Compact: indent= makes json fall back to its pure-Python encoder, which
+    # dominated checkpoints of 10,000 small providers (0.75 s vs 0.63 s).
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
 def unseal(raw: bytes, where: str) -> dict:

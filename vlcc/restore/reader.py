@@ -13,7 +13,7 @@ from ..errors import (CorruptionError, FormatVersionError, MissingProviderError,
                       ShapeMismatchError, VlccError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
-from ..redundancy.hashing import chunk_hash
+from ..redundancy.hashing import chunk_hash, digest_of
 from ..repo.layout import Layout
 from ..repo.manifest import INDEX_VERSION, unseal
 
@@ -29,6 +29,8 @@ class VersionReader:
         self.vid = manifest["id"]
         self._index: dict[int, dict] = {}
         self._files: dict[str, BlockReader] = {}
+        # decoded pack leaves (section 3.1): (rank, pack) -> (bytes, chunk loaded?)
+        self._packs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def path(self, rel: str) -> str:
         """Absolute path of a repository-relative file on the fastest tier holding it."""
@@ -69,6 +71,7 @@ class VersionReader:
         for r in self._files.values():
             r.close()
         self._files.clear()
+        self._packs.clear()
 
     # -- bytes --------------------------------------------------------------
     def read_chunks(self, name: str, rank: int, buf: np.ndarray, which) -> None:
@@ -138,11 +141,61 @@ class VersionReader:
 
     def read_block(self, name: str, block: dict) -> np.ndarray:
         """The whole stored block of ``name`` written by ``block['rank']``, as bytes."""
+        return self.block_bytes(name, block)
+
+    def block_bytes(self, name: str, block: dict, which=None) -> np.ndarray:
+        """The stored bytes of one block (flat uint8), verified. With ``which``
+        (chunk indices) only those chunks are read; the rest stays undefined.
+        A packed block (``block["pack"]``) is cut out of its rank's pack leaf."""
+        if block.get("pack") is not None:
+            return self._packed(name, block).copy()
         buf = np.empty(block["nbytes"], np.uint8)
-        nch = -(-block["nbytes"] // self.index(block["rank"])["leaves"][name]["chunk_size"]) \
-            if block["nbytes"] else 0
-        self.read_chunks(name, block["rank"], buf, range(nch))
+        if which is None:
+            which = range(self.nchunks(name, block))
+        self.read_chunks(name, block["rank"], buf, which)
         return buf
+
+    def nchunks(self, name: str, block: dict) -> int:
+        entry = self.index(block["rank"])["leaves"].get(name)
+        if entry is None:
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {block['rank']}: "
+                                  f"missing from the rank index")
+        return len(entry["chunks"])
+
+    def _packed(self, name: str, block: dict) -> np.ndarray:
+        """A read-only view of a packed block's bytes inside the (cached) pack
+        leaf of its rank; only the pack chunks it overlaps are read (once)."""
+        rank, pk = block["rank"], block["pack"]
+        pname, off, n = pk["leaf"], int(pk["offset"]), int(block["nbytes"])
+        where = f"version {self.vid}, provider {name!r}, rank {rank}"
+        key = (rank, pname)
+        cached = self._packs.get(key)
+        entry = self.index(rank)["leaves"].get(pname)
+        if entry is None:
+            raise CorruptionError(f"{where}: pack leaf {pname!r} missing from the rank index")
+        if off < 0 or off + n > entry["nbytes"]:
+            raise CorruptionError(f"{where}: bytes {off}..{off + n} lie outside the pack leaf "
+                                  f"{pname!r} of {entry['nbytes']} bytes")
+        if cached is None:
+            nch = len(entry["chunks"])
+            cached = self._packs[key] = (np.empty(entry["nbytes"], np.uint8), np.zeros(nch, bool))
+        buf, loaded = cached
+        csize = entry["chunk_size"]
+        if n:
+            need = np.arange(off // csize, (off + n - 1) // csize + 1)
+            missing = need[~loaded[need]]
+            if missing.size:
+                try:
+                    self.read_chunks(pname, rank, buf, missing.tolist())
+                except CorruptionError as exc:
+                    raise CorruptionError(f"{where} (packed at bytes {off}..{off + n} of the "
+                                          f"pack): {exc}") from exc
+                loaded[missing] = True
+        view = buf[off:off + n]
+        if digest_of([chunk_hash(view)]) != block["digest"]:
+            raise CorruptionError(f"{where}: packed bytes {off}..{off + n} of pack {pname!r} do "
+                                  f"not match the block digest of the manifest")
+        return view
 
     def pick_rank_block(self, name: str, rank: int, nranks: int) -> dict:
         """The block a per-rank leaf restores from on ``rank`` of ``nranks``."""
@@ -202,16 +255,21 @@ class VersionReader:
             inter = (boff, bshape)
         ioff, ishape = inter
         whole = tuple(ioff) == boff and tuple(ishape) == bshape
+        packed = block.get("pack") is not None
         if whole and tuple(out_shape) == bshape and out.flags.c_contiguous:
             # Same decomposition: read straight into the application's memory.
             buf = out.reshape(-1).view(np.uint8)
-            nch = len(self.index(block["rank"])["leaves"][name]["chunks"])
-            self.read_chunks(name, block["rank"], buf, range(nch))
+            if packed:
+                buf[:] = self._packed(name, block)
+            else:
+                self.read_chunks(name, block["rank"], buf, range(self.nchunks(name, block)))
             return
-        csize = self.index(block["rank"])["leaves"][name]["chunk_size"]
-        sub_off = tuple(a - b for a, b in zip(ioff, boff))
-        which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
-        buf = np.empty(block["nbytes"], np.uint8)
-        self.read_chunks(name, block["rank"], buf, which)
+        if packed:
+            buf = self._packed(name, block)
+        else:
+            csize = self.index(block["rank"])["leaves"][name]["chunk_size"]
+            sub_off = tuple(a - b for a, b in zip(ioff, boff))
+            which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
+            buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
         out[local_slices(ioff, ishape, out_off)] = src[local_slices(ioff, ishape, boff)]

@@ -9,6 +9,8 @@ and restore them. Kinds:
 * ``array``: a plain per-rank array; restorable on another rank count only if
   all ranks held identical bytes (replicated).
 * ``value``: a small picklable object (step, RNG state, config), per rank.
+* ``derived``: no bytes; a recipe recomputed from other providers on restore
+  (state/derived.py).
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ class Leaf:
     of: str | None = None           # object provider this leaf belongs to
     data: np.ndarray | None = field(default=None, repr=False)   # flat uint8
     pooled: bool = False            # data is a private copy the memory tier may recycle
+    extra: dict | None = None       # kind-specific manifest keys (derived: recipe, inputs)
 
     def describe(self) -> dict:
         d = {"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.extra:
+            d.update(self.extra)
         if self.kind == "distributed":
             d["global_shape"] = list(self.global_shape)
             d["offset"] = list(self.offset)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import DuplicateProviderError, ProviderError
 from .array import ArrayProvider
+from .derived import DerivedProvider
 from .obj import ObjectProvider
 from .provider import Leaf, Provider
 from .value import ValueProvider
@@ -56,12 +57,26 @@ class State:
                 raise DuplicateProviderError(f"provider {name!r} clashes with registered provider "
                                              f"{other!r}: a name cannot be both a leaf and a group")
         p = make_provider(name, obj, **kw)
+        if isinstance(p, DerivedProvider):
+            p.bind(self)
         self.providers[name] = p
         return p
 
     def remove(self, name: str) -> None:
+        users = [n for n, p in self.providers.items()
+                 if isinstance(p, DerivedProvider) and name in p.inputs]
+        if users:
+            raise ProviderError(f"provider {name!r} is an input of derived provider(s) {users}; "
+                                f"unregister those first")
         if self.providers.pop(name, None) is None:
             raise ProviderError(f"provider {name!r} is not registered")
+
+    def restore_order(self) -> list[Provider]:
+        """Providers with stored bytes first, then derived ones in registration
+        order (their inputs were registered before them)."""
+        ps = list(self.providers.values())
+        return ([p for p in ps if not isinstance(p, DerivedProvider)]
+                + [p for p in ps if isinstance(p, DerivedProvider)])
 
     def capture(self, copy: bool, alloc=None) -> list[Leaf]:
         leaves: list[Leaf] = []
