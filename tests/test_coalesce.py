@@ -12,25 +12,9 @@ import pytest
 
 import vlcc
 from vlcc.layout.coalesce import PACK_NAME
+from mpi_helpers import on_root, index
 
 CHUNK = 4096
-
-
-def index(repo: str, vid: str, rank: int) -> dict:
-    with open(os.path.join(repo, "data", vid, f"r{rank}.idx.json")) as f:
-        return json.load(f)
-
-
-def on_root(comm, check) -> None:
-    err = None
-    if comm.rank == 0:
-        try:
-            check()
-        except BaseException as exc:  # noqa: BLE001
-            err = f"{type(exc).__name__}: {exc}"
-    err = comm.bcast(err, root=0)
-    if err is not None:
-        pytest.fail(f"rank 0: {err}")
 
 
 def small_state(rank: int, count: int = 300):

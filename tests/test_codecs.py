@@ -12,6 +12,7 @@ import pytest
 
 import vlcc
 from vlcc.encode import get_codec, known_codecs
+from mpi_helpers import on_root
 
 CODECS = known_codecs()
 CHUNK = 8192
@@ -77,18 +78,6 @@ def _index(repo, vid, rank):
         return json.load(f)
 
 
-def _on_root(comm, check):
-    err = None
-    if comm.rank == 0:
-        try:
-            check()
-        except BaseException as exc:  # noqa: BLE001
-            err = f"{type(exc).__name__}: {exc}"
-    err = comm.bcast(err, root=0)
-    if err is not None:
-        pytest.fail(f"rank 0: {err}")
-
-
 @pytest.mark.mpi
 @pytest.mark.parametrize("cid", CODECS)
 def test_checkpoint_with_codec_restores_bit_exact(mpi_tmp, comm, cid):
@@ -125,7 +114,7 @@ def test_checkpoint_with_codec_restores_bit_exact(mpi_tmp, comm, cid):
         repo = vlcc.Repository(mpi_tmp)
         repo.verify(v.id)
         np.testing.assert_array_equal(repo.read(v, "smooth"), np.exp(-y))
-    _on_root(comm, check)
+    on_root(comm, check)
 
 
 @pytest.mark.mpi

@@ -13,6 +13,7 @@ import pytest
 import vlcc
 from vlcc.kernels.dirty import dirty_chunks
 from vlcc.redundancy.dirty import ChunkHasher
+from mpi_helpers import on_root, index
 
 CHUNK = 4096
 
@@ -30,25 +31,6 @@ def dir_bytes(repo: str, vid: str) -> int:
     for root, _dirs, files in os.walk(os.path.join(repo, "data", vid)):
         total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
     return total
-
-
-def on_root(comm, check) -> None:
-    """Run ``check`` on rank 0 and fail on every rank if it fails there (an
-    assertion on rank 0 alone would leave the others waiting in a collective)."""
-    err = None
-    if comm.rank == 0:
-        try:
-            check()
-        except BaseException as exc:  # noqa: BLE001
-            err = f"{type(exc).__name__}: {exc}"
-    err = comm.bcast(err, root=0)
-    if err is not None:
-        pytest.fail(f"rank 0: {err}")
-
-
-def index(repo: str, vid: str, rank: int) -> dict:
-    with open(os.path.join(repo, "data", vid, f"r{rank}.idx.json")) as f:
-        return json.load(f)
 
 
 # -- k % changed, 1/2/3 ranks and N→M (subprocess jobs) ---------------------------------

@@ -15,6 +15,7 @@ import pytest
 import vlcc
 from vlcc.redundancy.hashing import chunk_hash, digest_of
 from vlcc.repo.manifest import seal
+from mpi_helpers import on_root
 
 CHUNK = 4096
 VLCC = [sys.executable, "-m", "vlcc.cli"]
@@ -22,18 +23,6 @@ VLCC = [sys.executable, "-m", "vlcc.cli"]
 
 def cli(*args):
     return subprocess.run([*VLCC, *args], capture_output=True, text=True, timeout=120)
-
-
-def on_root(comm, check) -> None:
-    err = None
-    if comm.rank == 0:
-        try:
-            check()
-        except BaseException as exc:  # noqa: BLE001
-            err = f"{type(exc).__name__}: {exc}"
-    err = comm.bcast(err, root=0)
-    if err is not None:
-        pytest.fail(f"rank 0: {err}")
 
 
 @pytest.mark.mpi

@@ -1,0 +1,28 @@
+"""Small helpers shared by the MPI tests."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+
+def on_root(comm, check) -> None:
+    """Run ``check`` on rank 0 and fail on every rank if it fails there (an
+    assertion on rank 0 alone would leave the others waiting in a collective)."""
+    err = None
+    if comm.rank == 0:
+        try:
+            check()
+        except BaseException as exc:  # noqa: BLE001
+            err = f"{type(exc).__name__}: {exc}"
+    err = comm.bcast(err, root=0)
+    if err is not None:
+        pytest.fail(f"rank 0: {err}")
+
+
+def index(repo: str, vid: str, rank: int) -> dict:
+    """A rank's chunk index of a version, as stored."""
+    with open(os.path.join(repo, "data", vid, f"r{rank}.idx.json")) as f:
+        return json.load(f)
