@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..errors import CorruptionError, StorageError
 from ..repo.layout import Layout
-from ..repo.manifest import unseal
-from .hashing import chunk_hash
+from ..repo.manifest import load_index, unseal
 
 
 @dataclass(frozen=True)
@@ -89,16 +87,8 @@ def load_parent_indexes(layout: Layout, parent: str | None, rank: int, size: int
         info = m["ranks"][r]
         ipath = layout.abs(info["index"])
         where = f"version {parent}, rank {r}, index file {ipath}"
-        try:
-            with open(ipath, "rb") as f:
-                raw = f.read()
-        except FileNotFoundError:
-            raise CorruptionError(f"{where}: missing (needed as dedup parent)") from None
-        except OSError as exc:  # e.g. a file where a directory should be, EACCES, EIO
-            raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from exc
-        if chunk_hash(raw) != info["index_checksum"]:
-            raise CorruptionError(f"{where}: checksum differs from the manifest's")
-        out.append(unseal(raw, where))
+        out.append(load_index(ipath, info["index_checksum"], where,
+                              purpose=" (needed as dedup parent)"))
     return out
 
 

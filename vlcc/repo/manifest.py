@@ -85,3 +85,25 @@ class Version:
         return {"id": self.id, "parent": self.parent, "branch": self.branch, "step": self.step,
                 "message": self.message, "time": self.time, "nranks": self.nranks,
                 "attrs": self.attrs, "hosts": self.hosts, "slurm": self.slurm}
+
+
+def load_index(path: str, expected_checksum: str, where: str, *, purpose: str = "") -> dict:
+    """Read, check and parse a rank index file (docs/format.md, section 3):
+    its bytes must hash to the manifest's ``index_checksum``, its seal must
+    hold and its format version must be known. Errors name ``where``."""
+    from ..errors import CorruptionError, FormatVersionError, StorageError
+    from ..redundancy.hashing import chunk_hash
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise CorruptionError(f"{where}: missing{purpose}") from None
+    except OSError as exc:  # e.g. a file where a directory should be, EACCES, EIO
+        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from exc
+    if chunk_hash(raw) != expected_checksum:
+        raise CorruptionError(f"{where}: checksum differs from the manifest's")
+    idx = unseal(raw, where)
+    if idx.get("vlcc_index") != INDEX_VERSION:
+        raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
+                                 f"this vlcc reads {INDEX_VERSION}")
+    return idx

@@ -9,13 +9,13 @@ import pickle
 import numpy as np
 
 from ..encode import get_codec
-from ..errors import (CorruptionError, FormatVersionError, MissingProviderError,
+from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError, VlccError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..redundancy.hashing import chunk_hash, digest_of
 from ..repo.layout import Layout
-from ..repo.manifest import INDEX_VERSION, unseal
+from ..repo.manifest import load_index
 
 
 class VersionReader:
@@ -47,17 +47,7 @@ class VersionReader:
             info = self.m["ranks"][rank]
             path = self.path(info["index"])
             where = f"version {self.vid}, rank {rank}, index file {path}"
-            try:
-                with open(path, "rb") as f:
-                    raw = f.read()
-            except FileNotFoundError:
-                raise CorruptionError(f"{where}: missing") from None
-            if chunk_hash(raw) != info["index_checksum"]:
-                raise CorruptionError(f"{where}: checksum differs from the manifest's")
-            idx = unseal(raw, where)
-            if idx.get("vlcc_index") != INDEX_VERSION:
-                raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
-                                         f"this vlcc reads {INDEX_VERSION}")
+            idx = load_index(path, info["index_checksum"], where)
             self._index[rank] = idx
         return idx
 
