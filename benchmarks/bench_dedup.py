@@ -14,8 +14,9 @@
    1 %-changed) and restore time, coalesced into one pack (default,
    coalesce_below=64 KiB) vs not (coalesce_below=0); plus the gather itself:
    np.concatenate(out=) vs a Python copy loop.
-4. Codecs: compression ratio and encode/decode throughput on a smooth field
-   (heat-equation-like) and on random data.
+4. Codecs: compression ratio, encode/decode throughput and max abs error on
+   a smooth field (heat-equation-like) and on random data; every lossless
+   codec, and the lossy zfp at tolerance 1e-3 and 1e-6 (absolute bounds).
 Ends with one summary line."""
 
 from __future__ import annotations
@@ -144,17 +145,24 @@ def heat_field(n):
 def codecs(mib, chunk):
     n = (mib << 20) // 8
     data = {"smooth (heat)": heat_field(n), "random": np.random.default_rng(9).random(n)}
+    # lossless codecs by id; the lossy zfp (only when asked) at two absolute bounds
+    configs = [(cid, cid) for cid in known_codecs() if cid != "zfp"]
+    if "zfp" in known_codecs():
+        configs += [(f"zfp {tol:g}", {"id": "zfp", "tolerance": tol}) for tol in (1e-3, 1e-6)]
     rows = []
     for dname, arr in data.items():
         b = arr.view(np.uint8)
-        for cid in known_codecs():
-            c = get_codec(cid).for_dtype(arr.dtype.str)
+        for label, cfg in configs:
+            c = get_codec(cfg).for_dtype(arr.dtype.str)
             enc = []
             t_enc = gbps(b.size, lambda: enc.__setitem__(slice(None), [c.encode(b[s:s + chunk]) for s in range(0, b.size, chunk)]), 1)
             stored = sum(len(e) for e in enc)
             encs = [np.frombuffer(e, np.uint8) if not isinstance(e, np.ndarray) else e for e in enc]
-            t_dec = gbps(b.size, lambda: [c.decode(e, chunk) for e in encs], 1)
-            rows.append((dname, cid, b.size / stored, t_enc, t_dec))
+            dec = []
+            t_dec = gbps(b.size, lambda: dec.__setitem__(slice(None), [c.decode(e, min(chunk, b.size - i * chunk)) for i, e in enumerate(encs)]), 1)
+            out = np.concatenate([np.frombuffer(d, np.uint8) for d in dec]).view(arr.dtype)
+            err = float(np.abs(out - arr).max()) if arr.size else 0.0
+            rows.append((dname, label, b.size / stored, t_enc, t_dec, err))
     return rows
 
 
@@ -199,9 +207,9 @@ def main():
             say(f"gather 10,000 x 1 KiB: np.concatenate(out=) {gc_:.2f} GB/s, Python copy loop {gl:.2f} GB/s")
         if comm.rank == 0:
             say(f"\n## codecs ({a.codec_mib} MiB, chunk {a.chunk_kib} KiB)")
-            say(f"{'data':14} {'codec':7} {'ratio':>7} {'enc GB/s':>9} {'dec GB/s':>9}")
-            for dname, cid, ratio, te, td in codecs(a.codec_mib, chunk):
-                say(f"{dname:14} {cid:7} {ratio:7.2f} {te:9.2f} {td:9.2f}")
+            say(f"{'data':14} {'codec':10} {'ratio':>7} {'enc GB/s':>9} {'dec GB/s':>9} {'max abs err':>12}")
+            for dname, cid, ratio, te, td, err in codecs(a.codec_mib, chunk):
+                say(f"{dname:14} {cid:10} {ratio:7.2f} {te:9.2f} {td:9.2f} {err:12.3g}")
         (b5, t5, t0), (b5t, t5t, t0t) = summary[False], summary[True]
         say(f"\nSUMMARY bench_dedup ranks={comm.size} mib={a.mib}: 5% changed bytes/full={b5:.3f} "
             f"time/full={t5:.3f} (tracking {t5t:.3f}); 0% changed time/full={t0:.3f} (tracking {t0t:.3f}); "

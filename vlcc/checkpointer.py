@@ -161,7 +161,12 @@ class Checkpointer:
         a block of a distributed array; ``on_restore(array)`` may refresh halos),
         a :class:`vlcc.ValueProvider`, or any object with ``capture()``/``restore()``.
         ``compress``: codec for its chunks ("zstd", "blosc2", a config dict such
-        as ``{"id": "zstd", "level": 9}``, or True for zstd); recorded per chunk."""
+        as ``{"id": "zstd", "level": 9}``, or True for zstd); recorded per chunk.
+        Lossy compression is never the default: only an explicit
+        ``{"id": "zfp", "tolerance": E}`` (absolute error bound, recorded in the
+        index) stores float32/float64 leaves lossily; they then restore within
+        ``E``, not bit-exact (other leaves of the provider are stored raw).
+        See docs/format.md, section 10."""
         self._check_open()
         kw = {}
         if isinstance(obj, np.ndarray):

@@ -91,8 +91,24 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
         hashes = hasher.hashes(leaf.name, data, chunk_size)
         dirty += hasher.last_dirty.get(leaf.name, len(hashes))
         codec = _leaf_codec(leaf, codecs)
+        bounds = chunk_bounds(data.size, chunk_size)
+        lossy = None
+        if codec is not None and not codec.lossless:
+            # Lossy leaf (encode/zfp.py): encode every chunk first and key it on
+            # the hash of its DECODED bytes — what a restore returns and what
+            # restore/verify check — so dedup never matches it against the
+            # original bytes. Chunks the codec leaves alone keep their raw hash.
+            hashes = list(hashes)
+            lossy = []
+            for i, (start, length) in enumerate(bounds):
+                res = codec.encode_lossy(data[start:start + length], start)
+                if res is not None and len(res[0]) < length:
+                    hashes[i] = chunk_hash(res[1])
+                    lossy.append(np.frombuffer(res[0], np.uint8))
+                else:
+                    lossy.append(None)
         lp = LeafPlan(leaf, hashes)
-        for (start, length), h in zip(chunk_bounds(data.size, chunk_size), hashes):
+        for i, ((start, length), h) in enumerate(zip(bounds, hashes)):
             n_chunks += 1
             hit = parent.get(h, length)
             if hit is not None:
@@ -101,7 +117,10 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
                 continue
             view = data[start:start + length]
             cfg, buf = RAW, view
-            if codec is not None and not isinstance(codec, Raw):
+            if lossy is not None:
+                if lossy[i] is not None:
+                    cfg, buf = codec.get_config(), lossy[i]
+            elif codec is not None and not isinstance(codec, Raw):
                 enc = codec.encode(view)
                 if len(enc) < length:   # incompressible chunks stay raw
                     cfg, buf = codec.get_config(), np.frombuffer(enc, np.uint8)
