@@ -26,14 +26,14 @@ from .commit.validate import validate_leaves
 from .engine.config import EngineConfig
 from .engine.engine import Engine, Pending
 from .errors import MissingProviderError, NotFoundError, ProviderError, ShapeMismatchError, StorageError, VlccError
-from .io.rankwrite import RankWriter
+from .io.rankwrite import RankWriter, write_rank
 from .repo.gc import acquire_writer_lock, release_lock
 from .layout.chunking import DEFAULT_CHUNK_SIZE
 from .layout.coalesce import DEFAULT_COALESCE_BELOW
 from .repo import layout as repo_layout
 from .repo import refs
 from .repo.fsutil import atomic_write
-from .repo.manifest import MANIFEST_VERSION, Version, seal, unseal
+from .repo.manifest import MANIFEST_VERSION, Version, load_manifest, seal
 from .repo.repository import Repository
 from .restore.reader import VersionReader
 from .state.array import ArrayProvider
@@ -290,7 +290,6 @@ class Checkpointer:
 
     def _flush_write(self, layout, pend: Pending) -> dict:
         """Runs in the engine's flusher thread: no MPI here."""
-        from .io.rankwrite import write_rank
         res = write_rank(layout, pend.vid, self.rank, pend.plan)
         self._writer.note_written(pend.vid, pend.plan)
         pend.leaves = []   # the memory tier holds them for restore
@@ -326,8 +325,8 @@ class Checkpointer:
         docs, errs = gather_decide(self.comm, lambda: eng.flushed_prefix(block), decide)
         for doc in docs:
             release_lock(eng.pending.pop(0).lock)
-            self.last_version = Version.from_manifest(doc) \
-                if self.last_version is None or self.last_version.id == doc["id"] else self.last_version
+            if self.last_version is None or self.last_version.id == doc["id"]:
+                self.last_version = Version.from_manifest(doc)   # no longer pending
         if errs:
             for p in eng.pending:
                 release_lock(p.lock)
@@ -392,9 +391,7 @@ class Checkpointer:
         int is the newest version with that step on the current branch). The
         memory tier then evicts the version used farthest in the future
         (Belady) and prefetches the next ones in the background."""
-        self._check_open()
-        if self._engine.pending:
-            self._progress(block=True)
+        self.wait()
         specs = [v.id if isinstance(v, Version) else v for v in versions]
 
         def resolve():
@@ -436,9 +433,7 @@ class Checkpointer:
     def _load_for_memory(self, vid: str):
         """Prefetcher thread: read what this rank's providers need from ``vid``
         into fresh buffers (no MPI). Returns (leaves by name, bytes)."""
-        path = self.layout.manifest(vid)
-        with open(path, "rb") as f:
-            doc = unseal(f.read(), f"manifest of version {vid} ({path})")
+        doc = load_manifest(self.layout.manifest(vid), vid, self.path)
         reader = VersionReader(self.layout, doc, faster=self._engine.faster_layouts)
         leaves, nbytes = {}, 0
         try:
@@ -604,9 +599,7 @@ class Checkpointer:
     def branch(self, name: str, at: Version | str | None = None) -> Version:
         """Create branch ``name`` at version ``at`` (default: the current parent).
         Collective. Does not switch to it (see :meth:`switch`)."""
-        self._check_open()
-        if self._engine.pending:
-            self._progress(block=True)   # a ref may only name a committed version
+        self.wait()   # a ref may only name a committed version
 
         def make():
             vid = self._resolve_id(at)
@@ -632,9 +625,7 @@ class Checkpointer:
 
     def tag(self, name: str, version: Version | str | None = None) -> None:
         """Fix tag ``name`` on a version (default: the current parent). Collective."""
-        self._check_open()
-        if self._engine.pending:
-            self._progress(block=True)
+        self.wait()
         root_only(self.comm, lambda: refs.create_ref(self.layout, "tag", name, self._resolve_id(version)))
 
     def log(self, branch: str | None = None) -> list[Version]:
@@ -649,8 +640,7 @@ class Checkpointer:
         if self._closed:
             return
         try:
-            if self._engine.pending:
-                self._progress(block=True)
+            self.wait()
         finally:
             self._closed = True
             self._engine.close()

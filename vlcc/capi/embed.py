@@ -282,13 +282,7 @@ def bind(ffi_, lib_) -> None:
     global ffi, lib
     ffi, lib = ffi_, lib_
     import mpi4py
-    import os
     import sys
-    if not os.environ.get("HOME"):
-        # ADIOS2 (PyPI 2.10) crashes with SIGSEGV in adios2.Adios() when HOME is unset,
-        # as under some batch systems and `env -i`; give it the user's home.
-        import pwd
-        os.environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir
     if "mpi4py.MPI" not in sys.modules:
         # The host program owns MPI: never initialize or finalize it from here.
         mpi4py.rc.initialize = False

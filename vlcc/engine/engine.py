@@ -71,6 +71,7 @@ class Engine:
     def _flush(self, p: Pending) -> dict:
         if self.local is None:
             res = self._write(self.persistent, p)
+            self.memory.mark_clean(p.vid)
         else:
             res = self._write(self.local.layout, p)
             # The bytes are safe in the local tier now: the memory copy may be
@@ -82,7 +83,6 @@ class Engine:
             self._local_kept.append(p.vid)
             while len(self._local_kept) > self.KEEP_LOCAL:
                 self.local.evict(self._local_kept.popleft(), self.rank)
-        self.memory.mark_clean(p.vid)
         return res
 
     def flushed_prefix(self, block: bool) -> tuple[list[dict], str | None]:

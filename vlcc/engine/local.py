@@ -8,7 +8,7 @@ import os
 import shutil
 import socket
 
-from ..repo.fsutil import fsync_tree, makedirs
+from ..repo.fsutil import fsync_dir, fsync_file, fsync_tree, makedirs
 from ..repo.layout import Layout
 
 
@@ -55,33 +55,25 @@ class LocalTier:
             if not os.path.exists(src):
                 continue   # e.g. no data file: every chunk of this rank was a dedup reference
             makedirs(os.path.dirname(dst))
+            tmp = dst + ".tmp-promote"
             if os.path.isdir(src):
-                tmp = dst + ".tmp-promote"
                 shutil.rmtree(tmp, ignore_errors=True)
                 shutil.copytree(src, tmp)
                 fsync_tree(tmp)
-                os.replace(tmp, dst)
             else:
-                tmp = dst + ".tmp-promote"
                 shutil.copyfile(src, tmp)
-                fd = os.open(tmp, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, dst)
-            fd = os.open(os.path.dirname(dst), os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+                fsync_file(tmp)
+            os.replace(tmp, dst)
+            fsync_dir(os.path.dirname(dst))
 
     def evict(self, vid: str, rank: int) -> None:
         d = self.layout.data_dir(vid)
         for name in (f"r{rank}.bp", f"r{rank}.idx.json"):
             p = os.path.join(d, name)
-            shutil.rmtree(p, ignore_errors=True) if os.path.isdir(p) else \
-                (os.path.exists(p) and os.unlink(p))
+            if os.path.isdir(p):
+                shutil.rmtree(p, ignore_errors=True)
+            elif os.path.exists(p):
+                os.unlink(p)
         try:
             os.rmdir(d)
         except OSError:

@@ -76,7 +76,7 @@ def adios():
     """One ADIOS2 factory per thread (ADIOS2 objects are not thread-safe)."""
     a = getattr(_TLS, "adios", None)
     if a is None:
-        if "HOME" not in os.environ:   # ADIOS2 crashes without HOME
+        if not os.environ.get("HOME"):   # ADIOS2 crashes (SIGSEGV) without HOME, e.g. under env -i
             import pwd
             os.environ["HOME"] = pwd.getpwuid(os.getuid()).pw_dir or "/tmp"
         a = lib().adios2_init_serial()

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from ..errors import CorruptionError, StorageError, storage_error
+from ..errors import CorruptionError, StorageError
 from . import adios_c
 
 _IO_COUNTER = itertools.count()
@@ -165,6 +165,3 @@ class BlockReader:
     def __exit__(self, *exc):
         self.close()
 
-
-def write_error(path: str, exc: OSError) -> StorageError:
-    return storage_error(exc, f"cannot write data file {path}")

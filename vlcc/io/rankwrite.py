@@ -13,10 +13,7 @@ Two steps so that ranks can agree on shared chunks in between:
    first rank offering a hash writes it); ``write_rank`` then writes the
    chunks this rank owns, packed per leaf into one variable of its BP5 file,
    and publishes the rank index (every chunk: file, variable, offset, sizes,
-   hash, codec). Everything is fsync'ed before it returns.
-
-``write_rank(layout, vid, rank, leaves, chunk_size)`` alone (no plan) is the
-single-rank path without dedup against a parent."""
+   hash, codec). Everything is fsync'ed before it returns."""
 
 from __future__ import annotations
 
@@ -138,16 +135,12 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
     return RankPlan(rank, chunk_size, plans, offer, payload, stats=stats, packed=packed)
 
 
-def write_rank(layout: Layout, vid: str, rank: int, leaves, chunk_size: int | None = None) -> dict:
-    """Store this rank's part of version ``vid``. ``leaves`` is a RankPlan
-    whose ``assignment`` is set (from ``assign_owners`` over all ranks'
-    offers), or a list of leaves (then: no parent, this rank alone).
-    Returns what the manifest needs: per-leaf nbytes/digest, the index file
-    and its checksum, and write statistics."""
-    if isinstance(leaves, RankPlan):
-        plan = leaves
-    else:
-        plan = prepare_rank(rank, leaves, chunk_size)
+def write_rank(layout: Layout, vid: str, rank: int, plan: RankPlan) -> dict:
+    """Store this rank's part of version ``vid`` as prepared in ``plan``;
+    without an ``assignment`` (dedup off: no agreement between ranks) this
+    rank writes every chunk it offers. Returns what the manifest needs:
+    per-leaf nbytes/digest, the index file and its checksum, and write
+    statistics."""
     if plan.assignment is None:
         offers = [{"codecs": [], "chunks": []}] * rank + [plan.offer]
         plan.assignment = assign_owners(offers)[rank]

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 
 from ..repo.layout import Layout
-from ..repo.manifest import load_index, unseal
+from ..repo.manifest import load_index, load_manifest
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,7 @@ def load_parent_indexes(layout: Layout, parent: str | None, rank: int, size: int
     whose boundaries line up with the old decomposition are still shared."""
     if parent is None:
         return []
-    path = layout.manifest(parent)
-    with open(path, "rb") as f:
-        m = unseal(f.read(), f"manifest of version {parent} ({path})")
+    m = load_manifest(layout.manifest(parent), parent, layout.root)
     n = len(m["ranks"])
     if n == size or n > MAX_CROSS_INDEXES:
         which = [rank] if rank < n else []

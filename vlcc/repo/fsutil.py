@@ -17,15 +17,19 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(path: str) -> None:
     """fsync every file below ``path`` and every directory, deepest first."""
     for root, _dirs, files in os.walk(path, topdown=False):
         for f in files:
-            fd = os.open(os.path.join(root, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(os.path.join(root, f))
         fsync_dir(root)
 
 

@@ -107,3 +107,22 @@ def load_index(path: str, expected_checksum: str, where: str, *, purpose: str = 
         raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
                                  f"this vlcc reads {INDEX_VERSION}")
     return idx
+
+
+def load_manifest(path: str, vid: str, repo: str) -> dict:
+    """Read, check and parse the manifest of version ``vid`` at ``path``: it
+    must exist (else NotFoundError naming ``repo``), hold its seal, be of a
+    manifest version this vlcc reads, and name ``vid``."""
+    from ..errors import CorruptionError, FormatVersionError, NotFoundError
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise NotFoundError(f"unknown version {vid!r} in repository {repo}") from None
+    doc = unseal(raw, f"manifest of version {vid} ({path})")
+    if doc.get("vlcc_manifest") != MANIFEST_VERSION:
+        raise FormatVersionError(f"manifest {path} has manifest version "
+                                 f"{doc.get('vlcc_manifest')!r}; this vlcc reads {MANIFEST_VERSION}")
+    if doc.get("id") != vid:
+        raise CorruptionError(f"manifest {path} names version {doc.get('id')!r}, not {vid!r}")
+    return doc

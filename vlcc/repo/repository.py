@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import CorruptionError, FormatVersionError, NotFoundError, VlccError
 from . import refs
 from .layout import Layout, is_version_id, read_config
-from .manifest import MANIFEST_VERSION, Version, unseal
+from .manifest import Version, load_manifest
 from ..encode import get_codec
 from ..io.bp5 import BlockReader
 from ..redundancy.dedup import codec_key
@@ -39,18 +39,7 @@ class Repository:
     def _load(self, vid: str) -> Version:
         v = self._cache.get(vid)
         if v is None:
-            path = self.layout.manifest(vid)
-            try:
-                with open(path, "rb") as f:
-                    raw = f.read()
-            except FileNotFoundError:
-                raise NotFoundError(f"unknown version {vid!r} in repository {self.path}") from None
-            doc = unseal(raw, f"manifest of version {vid} ({path})")
-            if doc.get("vlcc_manifest") != MANIFEST_VERSION:
-                raise FormatVersionError(f"manifest {path} has manifest version "
-                                         f"{doc.get('vlcc_manifest')!r}; this vlcc reads {MANIFEST_VERSION}")
-            if doc.get("id") != vid:
-                raise CorruptionError(f"manifest {path} names version {doc.get('id')!r}, not {vid!r}")
+            doc = load_manifest(self.layout.manifest(vid), vid, self.path)
             v = self._cache[vid] = Version.from_manifest(doc)
         return v
 
