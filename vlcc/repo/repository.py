@@ -153,10 +153,13 @@ class Repository:
         return out
 
     # -- data ---------------------------------------------------------------
-    def read(self, version: "Version | str", name: str, rank: int | None = None):
+    def read(self, version: "Version | str", name: str, rank: int | None = None, *,
+             box: "tuple[tuple[int, ...], tuple[int, ...]] | None" = None):
         """A provider's stored content: the global array of a distributed
         provider, rank ``rank``'s array/value of a per-rank one (``rank`` may be
-        omitted when all ranks stored the same bytes)."""
+        omitted when all ranks stored the same bytes). ``box=(offset, shape)``
+        reads only that sub-box of a distributed provider (only the chunks it
+        needs), so arrays larger than memory can be streamed."""
         from ..restore.reader import VersionReader
         v = self.resolve(version)
         r = VersionReader(self.layout, v.manifest)
@@ -167,8 +170,17 @@ class Repository:
                                 f"{e.get('recipe')!r} of {e.get('inputs')!r}): no bytes are stored; "
                                 f"read its inputs and recompute it, or restore with a Checkpointer")
             if e["kind"] == "distributed":
-                out = np.empty(tuple(e["global_shape"]), np.dtype(e["dtype"]))
-                return r.read_box(name, out, (0,) * out.ndim)
+                gshape = tuple(e["global_shape"])
+                off, shape = ((0,) * len(gshape), gshape) if box is None else map(tuple, box)
+                if len(off) != len(gshape) or len(shape) != len(gshape) or any(
+                        o < 0 or n < 0 or o + n > g for o, n, g in zip(off, shape, gshape)):
+                    raise VlccError(f"box {box!r} does not lie inside provider {name!r} of "
+                                    f"version {v.id} (global shape {gshape})")
+                out = np.empty(shape, np.dtype(e["dtype"]))
+                return r.read_box(name, out, off) if out.size else out
+            if box is not None:
+                raise VlccError(f"box= applies to distributed providers; {name!r} of version "
+                                f"{v.id} is {e['kind']!r}")
             nblocks = len(e["blocks"])
             if rank is None:
                 if not e.get("replicated") and nblocks > 1:
