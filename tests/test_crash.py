@@ -17,7 +17,7 @@ import pytest
 
 import vlcc
 from vlcc.repo import refs
-from vlcc.repo.layout import Layout, new_version_id
+from vlcc.repo.paths import RepoPaths, new_version_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,7 +65,7 @@ def test_content_is_recomputable_from_the_step():
 def _fake_leftovers(repo: str) -> list[str]:
     """What a crash leaves: a copy of a version's data without manifest (killed
     before the commit), a half-written one (rank 1 missing) and temp files."""
-    lay = Layout(repo)
+    lay = RepoPaths(repo)
     head = vlcc.Repository(repo).log()[0]
     ids = []
     full = new_version_id()
@@ -116,7 +116,7 @@ def test_lock_left_by_a_killed_process_is_broken(tmp_path):
     """A ref lock whose holder died (SIGKILL during a commit) does not block the next commit."""
     repo = str(tmp_path / "repo")
     ct.run_job(2, repo, 4096, steps=1)
-    lay = Layout(repo)
+    lay = RepoPaths(repo)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait(timeout=60)
     lock = lay.ref("branch", "main") + ".lock"

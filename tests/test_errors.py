@@ -17,7 +17,7 @@ import pytest
 from mpi4py import MPI
 
 import vlcc
-from vlcc.repo.manifest import seal
+from vlcc.repo.sealed import seal
 
 SELF = MPI.COMM_SELF
 

@@ -15,6 +15,7 @@ import pytest
 
 import vlcc
 from vlcc.repo import gc as gcmod
+from vlcc.repo import locks
 
 CHUNK = 4096
 
@@ -109,25 +110,31 @@ def test_in_flight_index_protects_the_files_it_references(tmp_path):
 def test_gc_waits_for_a_writer_and_a_writer_waits_for_gc(tmp_path):
     repo = str(tmp_path / "r")
     make_history(repo, nversions=2)
-    layout = vlcc.repo.layout.Layout(repo)
-    lock = gcmod.acquire_writer_lock(layout)
-    with pytest.raises(gcmod.LockBusyError, match="in flight"):
+    layout = vlcc.repo.paths.RepoPaths(repo)
+    lock = locks.acquire_writer(layout)
+    with pytest.raises(vlcc.LockBusyError, match="in flight"):
         gcmod.gc(repo, grace=0, timeout=0.2)
-    gcmod.release_lock(lock)
-    # while gc holds the repository, a checkpoint waits until it is done
-    order = []
-    with gcmod.exclusive(layout):
+    locks.release(lock)
+    # while gc holds the repository, a checkpoint waits until it is done: no
+    # manifest may appear while gc.lock is held (the writer is ready and
+    # checkpointing, it takes well under the 2 s we hold the lock)
+    before = set(os.listdir(os.path.join(repo, "versions")))
+    ready = threading.Event()
+    done = []
+    with locks.gc_exclusive(layout):
         def writer():
             with vlcc.Checkpointer(repo, chunk_size=CHUNK) as ck:
                 ck.register("u", np.zeros(16 * CHUNK // 8))
-                ck.checkpoint()
-            order.append("checkpoint")
+                ready.set()
+                done.append(ck.checkpoint().id)
         t = threading.Thread(target=writer)
         t.start()
-        t.join(0.5)
-        order.append("gc done")
+        assert ready.wait(60)
+        t.join(2.0)
+        assert set(os.listdir(os.path.join(repo, "versions"))) == before
+        assert not done
     t.join(60)
-    assert order == ["gc done", "checkpoint"]
+    assert done and f"{done[0]}.json" in os.listdir(os.path.join(repo, "versions"))
     vlcc.Repository(repo).verify()
 
 
@@ -154,7 +161,7 @@ def test_gc_racing_with_writers_loses_nothing(tmp_path):
         try:
             gcmod.prune(repo, keep_last=3, timeout=5)
             gcmod.gc(repo, grace=0, timeout=5)
-        except gcmod.LockBusyError:
+        except vlcc.LockBusyError:
             pass
     t.join()
     assert not errors, errors
@@ -223,7 +230,7 @@ def test_gc_waits_for_pending_async_versions(tmp_path):
         u[:CHUNK // 8] += 1.0                    # one new chunk, the rest references v1
         v = ck.checkpoint(step=9)
         assert v.pending
-        with pytest.raises(gcmod.LockBusyError):
+        with pytest.raises(vlcc.LockBusyError):
             gcmod.gc(repo, grace=0, timeout=0.5)
         ck.wait()
         out = gcmod.gc(repo, grace=0, timeout=5)

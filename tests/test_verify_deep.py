@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import vlcc
-from vlcc.redundancy.hashing import chunk_hash, digest_of
-from vlcc.repo.manifest import seal
+from vlcc.repo.checksums import chunk_hash, digest_of
+from vlcc.repo.sealed import seal
 from mpi_helpers import on_root
 
 CHUNK = 4096

@@ -16,15 +16,15 @@ The public API (one page):
     Version, and errors under VlccError
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .errors import (  # noqa: E402
-    CollectiveError, CorruptionError, DuplicateProviderError, FormatVersionError,
-    MissingProviderError, NotFoundError, ProviderError, RefExistsError, RepositoryError,
-    ShapeMismatchError, StorageError, VlccError,
+    ArgumentError, BranchMovedError, CollectiveError, CorruptionError, DuplicateProviderError,
+    FormatVersionError, LockBusyError, MissingProviderError, NotFoundError, ProviderError,
+    RefExistsError, RepositoryError, ShapeMismatchError, StorageError, VlccError,
 )
 from .repo.manifest import Version  # noqa: E402
-from .repo.repository import Repository  # noqa: E402
+from .repository import Repository  # noqa: E402
 from .state.value import ValueProvider  # noqa: E402
 from .state.derived import DerivedProvider  # noqa: E402
 from .checkpointer import Checkpointer  # noqa: E402
@@ -33,5 +33,6 @@ __all__ = [
     "Checkpointer", "Repository", "Version", "ValueProvider", "DerivedProvider",
     "VlccError", "RepositoryError", "FormatVersionError", "StorageError", "NotFoundError",
     "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
-    "ShapeMismatchError", "CorruptionError", "CollectiveError",
+    "ShapeMismatchError", "CorruptionError", "CollectiveError", "ArgumentError",
+    "LockBusyError", "BranchMovedError",
 ]

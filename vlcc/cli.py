@@ -20,7 +20,7 @@ import sys
 
 from .errors import VlccError
 from .repo.manifest import Version
-from .repo.repository import Repository
+from .repository import Repository
 
 
 def _when(t: float) -> str:

@@ -1,15 +1,19 @@
 """The vlcc exception hierarchy: every error says what failed and where
-(repository, version, provider, rank, file)."""
+(repository, version, provider, rank, file). Each class carries ``code``,
+its C ABI error code (include/vlcc.h), so the C layer maps by class, never by
+message text."""
 
 from __future__ import annotations
 
 
 class VlccError(Exception):
     """Base class of every error vlcc raises on purpose."""
+    code = -99          # VLCC_EINTERNAL
 
 
 class RepositoryError(VlccError):
     """The repository itself is unusable (missing, wrong path, not a repository)."""
+    code = -9           # VLCC_EREPO
 
 
 class FormatVersionError(RepositoryError):
@@ -18,18 +22,22 @@ class FormatVersionError(RepositoryError):
 
 class StorageError(VlccError):
     """The storage refused a write or read (read-only path, no space, permissions)."""
+    code = -8           # VLCC_ESTORAGE
 
 
 class NotFoundError(VlccError, LookupError):
     """Unknown version, branch or tag."""
+    code = -4           # VLCC_ENOTFOUND
 
 
 class RefExistsError(VlccError):
     """A branch or tag of that name already exists."""
+    code = -10          # VLCC_EEXISTS
 
 
 class ProviderError(VlccError):
     """A provider was registered or used wrongly."""
+    code = -6           # VLCC_EPROVIDER
 
 
 class DuplicateProviderError(ProviderError):
@@ -42,21 +50,42 @@ class MissingProviderError(ProviderError):
 
 class ShapeMismatchError(ProviderError):
     """Shape, dtype or decomposition of a registered provider does not fit the stored one."""
+    code = -5           # VLCC_EMISMATCH
 
 
 class CorruptionError(VlccError):
     """Stored bytes or metadata do not match their checksum, or are truncated."""
+    code = -7           # VLCC_ECORRUPT
 
 
 class CollectiveError(VlccError):
     """Raised on a rank whose own work succeeded when another rank failed; the
     message carries the failing rank's error."""
+    code = -11          # VLCC_ECOLLECTIVE
+
+
+class ArgumentError(VlccError, ValueError):
+    """A bad argument (value out of range, wrong type): catch it as either."""
+    code = -3           # VLCC_EINVAL
+
+
+class LockBusyError(VlccError):
+    """A repository lock is held by a live process (gc/prune while writers run,
+    a checkpoint while gc runs, a branch move that timed out)."""
+    code = -2           # VLCC_ESTATE
+
+
+class BranchMovedError(VlccError):
+    """The branch head moved under a writer (another job wrote to the same
+    branch) and the version could not be rebased onto the new head."""
+    code = -2           # VLCC_ESTATE
 
 
 _BY_NAME = {c.__name__: c for c in (
     VlccError, RepositoryError, FormatVersionError, StorageError, NotFoundError,
     RefExistsError, ProviderError, DuplicateProviderError, MissingProviderError,
-    ShapeMismatchError, CorruptionError, CollectiveError)}
+    ShapeMismatchError, CorruptionError, CollectiveError, ArgumentError, LockBusyError,
+    BranchMovedError)}
 
 
 def error_class(name: str) -> type[VlccError]:

@@ -200,7 +200,7 @@ def build_fortran(out: Path, tmp: Path, fc: str | None = None) -> Path | None:
 
 
 def pc_text(out: Path) -> str:
-    from .. import __version__
+    from .._version import __version__
     return (f"prefix={out}\nlibdir=${{prefix}}/lib\nincludedir=${{prefix}}/include\n\n"
             f"Name: vlcc\nDescription: Versioned Lineage-driven Checkpointing of Composable States "
             f"(C ABI)\nVersion: {__version__}\n"

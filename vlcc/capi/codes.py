@@ -42,29 +42,14 @@ class CapiError(E.VlccError):
 
     def __init__(self, code: int, msg: str):
         super().__init__(msg)
-        self.code = code
-
-
-# Most specific class first.
-_BY_CLASS = [
-    (E.NotFoundError, ENOTFOUND), (E.ShapeMismatchError, EMISMATCH),
-    (E.DuplicateProviderError, EPROVIDER), (E.MissingProviderError, EPROVIDER),
-    (E.ProviderError, EPROVIDER), (E.CorruptionError, ECORRUPT),
-    (E.FormatVersionError, EREPO), (E.RepositoryError, EREPO), (E.StorageError, ESTORAGE),
-    (E.RefExistsError, EEXISTS), (E.CollectiveError, ECOLLECTIVE), (OSError, ESTORAGE),
-]
+        self.code = code   # per instance: the C layer chooses it
 
 
 def code_of(exc: BaseException) -> int:
-    if isinstance(exc, CapiError):
-        return exc.code
-    for cls, code in _BY_CLASS:
-        if isinstance(exc, cls):
-            return code
+    """The C code of an exception: every vlcc error class carries its own
+    (vlcc/errors.py); a raw OSError is a storage error."""
     if isinstance(exc, E.VlccError):
-        msg = str(exc)
-        if "has no version" in msg:
-            return ENOTFOUND
-        # The core raises plain VlccError for a few argument errors.
-        return EINVAL if ("must be" in msg or "unknown mode" in msg) else EINTERNAL
+        return exc.code
+    if isinstance(exc, OSError):
+        return ESTORAGE
     return EINTERNAL

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         from .build import build
         build()
     if a.version:
-        from .. import __version__
+        from .._version import __version__
         print(__version__)
     if a.mpicc:
         print(find_tool("mpicc"))

@@ -224,7 +224,7 @@ def query(version_p, out, n, step_p):
     ck = _ck()
     spec = _spec(version_p)
     from ..commit.protocol import root_only
-    from ..repo.repository import Repository
+    from ..repository import Repository
 
     def look():
         if spec is None:

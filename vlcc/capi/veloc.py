@@ -260,9 +260,8 @@ def checkpoint_end(success):
     ck = _ck()
     c = _st["ckpt"]
     _st["ckpt"] = None
-    from mpi4py import MPI
-    everyone = ck.comm.allreduce(int(bool(success) and c is not None and c["ids"] is not None),
-                                 op=MPI.MIN)
+    from ..commit.protocol import all_true
+    everyone = all_true(ck.comm, lambda: bool(success) and c is not None and c["ids"] is not None)
     if c is None:
         raise CapiError(C.ESTATE, "VELOC_Checkpoint_end: no checkpoint in progress")
     if not everyone:
@@ -292,7 +291,7 @@ def _find(ck, name: str, version: int, below: bool):
     of the newest version with step < version; version 0 = no bound) on branch ``name``."""
     from ..commit.protocol import root_only
     from ..errors import NotFoundError
-    from ..repo.repository import Repository
+    from ..repository import Repository
 
     def look():
         repo = Repository(ck.path)

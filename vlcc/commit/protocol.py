@@ -1,8 +1,15 @@
-"""Error-propagating collectives.
+"""Error-propagating collectives: the ONLY place vlcc calls its communicator.
 
-Every public collective operation of vlcc is built from these two steps so that
-(1) all ranks enter the same MPI calls in the same order, whatever fails, and
+Every collective operation of vlcc is built from these functions so that
+(1) all ranks enter the same calls in the same order, whatever fails, and
 (2) an exception on any rank is raised on every rank (Promise 5: no hangs).
+
+The communicator needs only (docs/architecture.md, "Communicators"):
+``rank``, ``size``, ``gather(obj, root=0)``, ``bcast(obj, root=0)``,
+``allgather(obj)``, ``allreduce(obj, op)`` with ``op`` "min" or "bor" given as
+the matching ``mpi4py.MPI`` op (or the strings, for stand-ins without MPI), and
+optionally ``Dup()``/``Free()``. An mpi4py communicator, a serial stand-in or
+a torch.distributed adapter all plug in here.
 """
 
 from __future__ import annotations
@@ -10,9 +17,40 @@ from __future__ import annotations
 import traceback
 from typing import Any, Callable, TypeVar
 
-from ..errors import VlccError, error_class
+from ..errors import error_class
 
 T = TypeVar("T")
+
+
+def private(comm):
+    """vlcc's own duplicate of the user's communicator (so its messages never
+    match the application's); a communicator without ``Dup`` is used as is."""
+    dup = getattr(comm, "Dup", None)
+    return dup() if dup is not None else comm
+
+
+def release(comm) -> None:
+    free = getattr(comm, "Free", None)
+    if free is not None:
+        try:
+            free()
+        except Exception:  # noqa: BLE001 - freeing at close must not mask the real error
+            pass
+
+
+def _op(name: str):
+    try:
+        from mpi4py import MPI
+    except ImportError:       # a stand-in communicator without MPI takes the name
+        return name
+    return {"min": MPI.MIN, "bor": MPI.BOR}[name]
+
+
+def _reduce(comm, value, name: str):
+    try:
+        return comm.allreduce(value, op=_op(name))
+    except TypeError:         # stand-ins that take the op by name
+        return comm.allreduce(value, op=name)
 
 
 def _run(fn: Callable[[], T]) -> tuple[tuple, BaseException | None]:
@@ -20,6 +58,8 @@ def _run(fn: Callable[[], T]) -> tuple[tuple, BaseException | None]:
         return ("ok", fn()), None
     except Exception as exc:  # noqa: BLE001 - every failure must reach the other ranks
         return ("err", type(exc).__name__, str(exc) or traceback.format_exc(limit=1)), exc
+    except BaseException as exc:  # KeyboardInterrupt/SystemExit: tell the others, then re-raise
+        return ("err", "CollectiveError", f"{type(exc).__name__} on this rank"), exc
 
 
 def _raise(comm, out: tuple, own: BaseException | None):
@@ -79,4 +119,30 @@ def root_only(comm, fn: Callable[[], T]) -> T:
     return gather_decide(comm, lambda: None, lambda _results: fn())
 
 
-__all__ = ["gather_decide", "agree", "root_only", "VlccError"]
+def allgather(comm, local: Callable[[], T]) -> list[T]:
+    """Run ``local`` on every rank and allgather the results; if it failed on
+    any rank, raise on every rank (the contract of ``agree``)."""
+    payload, own = _run(local)
+    gathered = comm.allgather(payload)
+    for r, p in enumerate(gathered):
+        if p[0] == "err":
+            if comm.rank == r:
+                raise own  # type: ignore[misc]
+            return _raise(comm, ("err", r, p[1], p[2]), None)
+    return [p[1] for p in gathered]
+
+
+def all_true(comm, local: Callable[[], bool]) -> bool:
+    """Collective AND of ``local()`` (an exception anywhere is raised everywhere)."""
+    ok = agree(comm, lambda: bool(local()))
+    return bool(_reduce(comm, int(ok), "min"))
+
+
+def any_bits(comm, bits: int) -> int:
+    """Collective OR of an integer bit set: one fixed-size reduction, O(log P)
+    deep (e.g. "which leaves differ from rank 0's" for replication)."""
+    return int(_reduce(comm, int(bits), "bor"))
+
+
+__all__ = ["gather_decide", "agree", "root_only", "allgather", "all_true", "any_bits",
+           "private", "release"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MissingProviderError, ShapeMismatchError
+from ..repo.records import Kind
 
 
 def validate_leaves(descs: list[list[tuple[str, dict]]]) -> None:
@@ -27,14 +28,14 @@ def validate_leaves(descs: list[list[tuple[str, dict]]]) -> None:
     for n, entries in by_name.items():
         r0, d0 = entries[0]
         for rank, d in entries[1:]:
-            if d["kind"] != d0["kind"] and "value" not in (d["kind"], d0["kind"]):
+            if d["kind"] != d0["kind"] and Kind.VALUE not in (d["kind"], d0["kind"]):
                 raise ShapeMismatchError(f"provider {n!r} is a {d0['kind']} array on rank 0 but a "
                                          f"{d['kind']} array on rank {rank}")
             if d["kind"] != d0["kind"] or d["dtype"] != d0["dtype"]:
-                if d0["kind"] != "value" or d["kind"] != "value":
+                if d0["kind"] != Kind.VALUE or d["kind"] != Kind.VALUE:
                     raise ShapeMismatchError(f"provider {n!r}: dtype {d0['dtype']} ({d0['kind']}) "
                                              f"on rank 0 but {d['dtype']} ({d['kind']}) on rank {rank}")
-        if d0["kind"] == "distributed":
+        if d0["kind"] == Kind.DISTRIBUTED:
             _check_decomposition(n, entries)
 
 

@@ -49,7 +49,7 @@ def known_codecs() -> list[str]:
 
 def get_codec(config) -> Codec:
     """A codec from its config dict, its id (str), or a Codec instance."""
-    from ..errors import VlccError
+    from ..errors import ArgumentError as VlccError  # argument errors (EINVAL)
     if isinstance(config, Codec):
         return config
     if isinstance(config, str):

@@ -27,7 +27,7 @@ import math
 import numpy as np
 import zfpy
 
-from ..errors import VlccError
+from ..errors import ArgumentError as VlccError  # argument errors (EINVAL)
 from .base import Codec, register_codec
 from .raw import Raw
 

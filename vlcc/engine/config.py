@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from ..errors import VlccError
+from ..errors import ArgumentError
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
           "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
@@ -28,10 +28,10 @@ def parse_bytes(value, what: str) -> int:
     else:
         m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
         if not m or m.group(2).lower() not in _UNITS:
-            raise VlccError(f"{what}: cannot parse size {value!r} (use e.g. 512MiB, 2GiB, 1000000)")
+            raise ArgumentError(f"{what}: cannot parse size {value!r} (use e.g. 512MiB, 2GiB, 1000000)")
         n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
     if n <= 0:
-        raise VlccError(f"{what} must be positive, got {value!r}")
+        raise ArgumentError(f"{what} must be positive, got {value!r}")
     return n
 
 
@@ -58,7 +58,7 @@ class EngineConfig:
         env = os.environ
         mode = mode or env.get("VLCC_MODE") or "sync"
         if mode not in ("sync", "async"):
-            raise VlccError(f"unknown mode {mode!r}: use 'sync' or 'async'")
+            raise ArgumentError(f"unknown mode {mode!r}: use 'sync' or 'async'")
         budget = parse_bytes(memory_budget if memory_budget is not None
                              else env.get("VLCC_MEMORY_BUDGET", 1 << 30), "memory_budget")
         ld = local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..repo.layout import Layout
+from ..repo.paths import RepoPaths
 from .config import EngineConfig
 from .local import LocalTier
 from .memory import MemoryTier
@@ -40,8 +40,8 @@ class Pending:
 class Engine:
     KEEP_LOCAL = 2   # versions kept in the local tier after promotion, for fast restore
 
-    def __init__(self, cfg: EngineConfig, persistent: Layout, rank: int,
-                 write: Callable[[Layout, "Pending"], dict]):
+    def __init__(self, cfg: EngineConfig, persistent: RepoPaths, rank: int,
+                 write: Callable[[RepoPaths, "Pending"], dict]):
         self.cfg = cfg
         self.persistent = persistent
         self.rank = rank
@@ -56,7 +56,7 @@ class Engine:
         self._lock = threading.Lock()
 
     @property
-    def faster_layouts(self) -> list[Layout]:
+    def faster_layouts(self) -> list[RepoPaths]:
         return [self.local.layout] if self.local else []
 
     # -- write path ------------------------------------------------------------------

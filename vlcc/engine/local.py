@@ -9,7 +9,7 @@ import shutil
 import socket
 
 from ..repo.fsutil import fsync_dir, fsync_file, fsync_tree, makedirs
-from ..repo.layout import Layout
+from ..repo.paths import RepoPaths
 
 
 def _alive(pid: int) -> bool:
@@ -46,9 +46,9 @@ class LocalTier:
         self.reclaimed = reclaim(base)
         self.root = os.path.join(base, f"{socket.gethostname()}-{os.getpid()}")
         makedirs(self.root)
-        self.layout = Layout(self.root)
+        self.layout = RepoPaths(self.root)
 
-    def promote(self, persistent: Layout, rels: list[str]) -> None:
+    def promote(self, persistent: RepoPaths, rels: list[str]) -> None:
         """Copy files/dirs (repository-relative) to the persistent tier, durably."""
         for rel in rels:
             src, dst = self.layout.abs(rel), persistent.abs(rel)

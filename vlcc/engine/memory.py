@@ -136,7 +136,7 @@ class MemoryTier:
         self._cv.notify_all()
         return True
 
-    def put(self, vid: str, leaves: dict, nbytes: int, dirty: bool, *, block: bool = True,
+    def put(self, vid: str, leaves: dict, nbytes: int, dirty: bool, *,
             prefetched: bool = False) -> bool:
         """Insert an entry, making room first. A dirty insert blocks until room
         exists (back-pressure); a clean one gives up (returns False) when it would
@@ -153,7 +153,7 @@ class MemoryTier:
                         return False
                 if self._evict_one():
                     continue
-                if not (dirty and block):
+                if not dirty:
                     return False
                 if t0 is None:
                     t0 = time.monotonic()

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..redundancy.hashing import chunk_hash, digest_of
+from ..repo.checksums import chunk_hash, digest_of
 from ..state.provider import Leaf
+from ..repo.records import Kind
 
 # Not a valid provider name (names start with a letter, digit or '_'), so it
 # never collides with a registered provider; a legal ADIOS2 variable name.
@@ -69,5 +70,5 @@ def coalesce(leaves: list[Leaf], threshold: int, chunk_size: int,
         offsets[l.name] = off
         digests[l.name] = digest_of([chunk_hash(buf[off:off + n])])
         off += n
-    pack = Leaf(PACK_NAME, "array", "|u1", (total,), data=buf)
+    pack = Leaf(PACK_NAME, Kind.ARRAY, "|u1", (total,), data=buf)
     return rest + [pack], Packed(pack, offsets, digests, small)

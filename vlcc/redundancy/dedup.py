@@ -17,11 +17,13 @@ Two sources of "already stored" (docs/format.md, "Redundancy and encoding"):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from ..repo.layout import Layout
-from ..repo.manifest import load_index, load_manifest
+from ..repo.index import load_index
+from ..repo.manifest import load_manifest
+from ..repo.paths import RepoPaths
+from ..repo.sealed import canonical
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,15 @@ class StoredChunk:
     nbytes: int        # decoded bytes
     hash: str          # xxh3_128 hex of the decoded bytes
     codec: dict        # codec config
+
+
+class Offer(NamedTuple):
+    """A chunk a rank has not found stored: offered to the allgather."""
+    hash: str
+    nbytes: int
+    stored: int        # encoded size
+    var: str           # the leaf (BP5 variable) it belongs to
+    codec: int         # index into the offer's codec list
 
 
 class ChunkTable:
@@ -50,10 +61,11 @@ class ChunkTable:
     def add_index(self, idx: dict) -> None:
         files, codecs = idx["files"], idx["codecs"]
         for entry in idx["leaves"].values():
-            for c in entry["chunks"]:
-                key = (c[5], c[4])
+            for c in entry.chunks:
+                key = (c.hash, c.nbytes)
                 if key not in self._t:
-                    self._t[key] = StoredChunk(files[c[0]], c[1], c[2], c[3], c[4], c[5], codecs[c[6]])
+                    self._t[key] = StoredChunk(files[c.file], c.var, c.offset, c.stored, c.nbytes,
+                                               c.hash, codecs[c.codec])
 
     @classmethod
     def from_indexes(cls, idxs) -> "ChunkTable":
@@ -66,7 +78,7 @@ class ChunkTable:
 MAX_CROSS_INDEXES = 64   # after N→M, read at most this many parent indexes per rank
 
 
-def load_parent_indexes(layout: Layout, parent: str | None, rank: int, size: int) -> list[dict]:
+def load_parent_indexes(layout: RepoPaths, parent: str | None, rank: int, size: int) -> list[dict]:
     """The parent version's rank indexes this rank dedups against (each
     checked against the manifest's checksum): the same rank's when the parent
     was written on ``size`` ranks; after an N→M restart, every parent rank's
@@ -91,7 +103,7 @@ def load_parent_indexes(layout: Layout, parent: str | None, rank: int, size: int
 
 
 def codec_key(config: dict) -> str:
-    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return canonical(config)
 
 
 def assign_owners(offers: list[dict]) -> list[list[tuple]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout.chunking import chunk_bounds
-from .hashing import chunk_hash
+from ..repo.checksums import chunk_hash
 
 
 class ChunkHasher:

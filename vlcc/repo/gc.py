@@ -16,127 +16,36 @@ index and removes it after the manifest is written); gc and prune hold the
 exclusive ``locks/gc.lock``. Both sides create their lock first and then look
 for the other's, so at most one side proceeds: a writer that sees gc.lock
 removes its lock and waits; gc that sees a live writer lock waits (up to
-``timeout``, then gives up without deleting anything). Locks older than
-``stale`` seconds are presumed left by a killed process. As a second line of
+``timeout``, then gives up without deleting anything). A lock whose holder
+is dead (repo/locks.py: pid/host/boot id) is broken at once; one of another
+host counts as dead after ``stale`` seconds. As a second line of
 defence gc keeps, for ``grace`` seconds, every data directory without a
 manifest (an in-flight or failed commit) and every file such a directory's
 indexes reference."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import secrets
 import shutil
-import socket
 import time
 
-from ..errors import VlccError, storage_error
-from .fsutil import fsync_dir, makedirs
-from .layout import Layout, is_version_id
-from .manifest import unseal
+from ..errors import ArgumentError, CorruptionError, FormatVersionError, StorageError, VlccError
+from .fsutil import fsync_dir
+from . import locks
+from .locks import STALE_SECONDS, gc_exclusive
+from .paths import RepoPaths, is_version_id
+from . import refs
+from .catalog import Catalog
+from .index import load_index
+from .manifest import load_manifest, rank_indexes
 
-LOCK_DIR = "locks"
-GC_LOCK = "gc.lock"
-STALE_SECONDS = 3600.0
 GRACE_SECONDS = 3600.0
-
-
-class LockBusyError(VlccError):
-    """gc/prune could not get the repository to itself (writers active or another gc)."""
-
-
-def _lock_dir(layout: Layout) -> str:
-    d = layout.p(LOCK_DIR)
-    makedirs(d)
-    return d
-
-
-def _fresh(path: str, stale: float) -> bool:
-    try:
-        return time.time() - os.stat(path).st_mtime < stale
-    except FileNotFoundError:
-        return False
-
-
-def _create(path: str) -> bool:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise storage_error(exc, f"cannot create lock file {path}") from exc
-    try:
-        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
-                                 "time": time.time()}).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(os.path.dirname(path))
-    return True
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def acquire_writer_lock(layout: Layout, *, timeout: float = 600.0, stale: float = STALE_SECONDS) -> str:
-    """Take a shared writer lock (many writers at once); waits while a gc runs.
-    Returns the lock path for ``release_lock``."""
-    d = _lock_dir(layout)
-    gcl = os.path.join(d, GC_LOCK)
-    deadline = time.monotonic() + timeout
-    while True:
-        path = os.path.join(d, f"write-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}.lock")
-        _create(path)
-        if not _fresh(gcl, stale):
-            return path
-        _unlink(path)                       # gc is running: back off
-        if time.monotonic() > deadline:
-            raise LockBusyError(f"repository {layout.root}: gc lock {gcl} held for more than "
-                                f"{timeout:.0f} s; checkpoint not started")
-        time.sleep(0.05)
-
-
-def release_lock(path: str | None) -> None:
-    if path:
-        _unlink(path)
-
-
-@contextlib.contextmanager
-def exclusive(layout: Layout, *, timeout: float = 60.0, stale: float = STALE_SECONDS):
-    """Hold ``locks/gc.lock`` with no live writer lock: gc/prune run alone."""
-    d = _lock_dir(layout)
-    gcl = os.path.join(d, GC_LOCK)
-    if not _create(gcl):
-        if _fresh(gcl, stale):
-            raise LockBusyError(f"repository {layout.root}: another gc/prune holds {gcl}")
-        _unlink(gcl)
-        if not _create(gcl):
-            raise LockBusyError(f"repository {layout.root}: another gc/prune holds {gcl}")
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            writers = [f for f in os.listdir(d) if f.startswith("write-")
-                       and _fresh(os.path.join(d, f), stale)]
-            if not writers:
-                break
-            if time.monotonic() > deadline:
-                raise LockBusyError(f"repository {layout.root}: {len(writers)} checkpoint(s) in "
-                                    f"flight ({', '.join(sorted(writers)[:3])}); nothing deleted")
-            time.sleep(0.05)
-        yield
-    finally:
-        _unlink(gcl)
 
 
 # -- reading the repository ---------------------------------------------------------
 
-def _manifests(layout: Layout) -> dict[str, dict]:
+def _manifests(layout: RepoPaths) -> dict[str, dict]:
+    """Every manifest (a damaged one raises: gc must not guess what it references)."""
     out = {}
     try:
         names = os.listdir(layout.versions_dir)
@@ -144,22 +53,20 @@ def _manifests(layout: Layout) -> dict[str, dict]:
         return out
     for n in names:
         if n.endswith(".json") and is_version_id(n[:-5]):
-            path = layout.manifest(n[:-5])
-            with open(path, "rb") as f:
-                out[n[:-5]] = unseal(f.read(), f"manifest {path}")
+            out[n[:-5]] = load_manifest(layout.manifest(n[:-5]), n[:-5], layout.root)
     return out
 
 
-def _read_index(layout: Layout, rel: str) -> dict | None:
+def _read_index(layout: RepoPaths, rel: str, checksum: str | None = None) -> dict | None:
+    """A rank index through the one loader; None if missing or damaged."""
     try:
-        with open(layout.abs(rel), "rb") as f:
-            return json.loads(f.read())
-    except (FileNotFoundError, ValueError):
+        return load_index(layout.abs(rel), checksum, f"index {rel}")
+    except (CorruptionError, StorageError, FormatVersionError):
         return None
 
 
-def _index_rels(m: dict) -> list[str]:
-    return [r["index"] for r in m["ranks"]]
+def _index_rels(m: dict) -> list[tuple[str, str]]:
+    return [(rel, cs) for _rank, rel, cs in rank_indexes(m)]
 
 
 def _tree_bytes(path: str) -> int:
@@ -173,7 +80,7 @@ def _remove(path: str) -> int:
     if os.path.isdir(path):
         shutil.rmtree(path)
     else:
-        _unlink(path)
+        locks.release(path)
     return n
 
 
@@ -182,15 +89,15 @@ def _remove(path: str) -> int:
 def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
        timeout: float = 60.0, stale: float = STALE_SECONDS) -> dict:
     """Delete data no live version references. Returns counts and bytes."""
-    layout = Layout(path)
-    with exclusive(layout, timeout=timeout, stale=stale):
+    layout = RepoPaths(path)
+    with gc_exclusive(layout, timeout=timeout, stale=stale):
         manifests = _manifests(layout)
         live_files: set[str] = set()
         live_idx: set[str] = set()
         for m in manifests.values():
-            for rel in _index_rels(m):
+            for rel, cs in _index_rels(m):
                 live_idx.add(rel)
-                idx = _read_index(layout, rel)
+                idx = _read_index(layout, rel, cs)
                 if idx is None:
                     raise VlccError(f"version {m['id']}: index {rel} is unreadable; gc refuses to "
                                     f"guess what it references (run verify)")
@@ -232,8 +139,7 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
 
 # -- prune --------------------------------------------------------------------------
 
-def _branch_heads(layout: Layout) -> dict[str, str]:
-    from . import refs
+def _branch_heads(layout: RepoPaths) -> dict[str, str]:
     return refs.list_refs(layout, "branch")
 
 
@@ -244,12 +150,10 @@ def prune(path: str, *, keep_last: int, branches: list[str] | None = None, dry_r
     lineages of those branches are thinned (versions reachable from other
     branches' newest N stay). Run ``gc`` afterwards to reclaim the space."""
     if int(keep_last) < 1:
-        raise VlccError(f"keep_last must be ≥ 1 (a branch keeps at least its head), got {keep_last}")
-    from . import refs
-    layout = Layout(path)
-    from .repository import Repository
-    repo = Repository(path)
-    with exclusive(layout, timeout=timeout, stale=stale):
+        raise ArgumentError(f"keep_last must be ≥ 1 (a branch keeps at least its head), got {keep_last}")
+    layout = RepoPaths(path)
+    repo = Catalog(path)
+    with gc_exclusive(layout, timeout=timeout, stale=stale):
         manifests = _manifests(layout)
         keep: set[str] = set(refs.list_refs(layout, "tag").values())
         heads = {b: repo.branch_head(b) for b in _branch_heads(layout)}
@@ -263,7 +167,7 @@ def prune(path: str, *, keep_last: int, branches: list[str] | None = None, dry_r
         drop = sorted(set(manifests) - keep)
         if not dry_run:
             for vid in drop:
-                _unlink(layout.manifest(vid))
+                locks.release(layout.manifest(vid))
             if drop:
                 fsync_dir(layout.versions_dir)
         return {"removed_versions": drop, "kept_versions": sorted(keep & set(manifests)),
@@ -275,22 +179,22 @@ def prune(path: str, *, keep_last: int, branches: list[str] | None = None, dry_r
 def du(path: str) -> dict:
     """Logical bytes (what restores produce) vs stored bytes (what the version
     added to disk: its data directory) per version, per branch, in total."""
-    layout = Layout(path)
+    layout = RepoPaths(path)
     manifests = _manifests(layout)
     versions = []
     for vid, m in sorted(manifests.items(), key=lambda kv: (kv[1]["time"], kv[0])):
         logical = sum(b["nbytes"] for p in m["providers"].values() for b in p["blocks"])
         new = _tree_bytes(layout.data_dir(vid)) if os.path.isdir(layout.data_dir(vid)) else 0
         ref = own = 0
-        for rel in _index_rels(m):
-            idx = _read_index(layout, rel) or {"leaves": {}, "files": []}
+        for rel, cs in _index_rels(m):
+            idx = _read_index(layout, rel, cs) or {"leaves": {}, "files": []}
             mine = {i for i, f in enumerate(idx["files"]) if f.startswith(f"data/{vid}/")}
             for e in idx["leaves"].values():
-                for c in e["chunks"]:
-                    if c[0] in mine:
-                        own += c[3]
+                for c in e.chunks:
+                    if c.file in mine:
+                        own += c.stored
                     else:
-                        ref += c[4]
+                        ref += c.nbytes
         versions.append({"id": vid, "branch": m["branch"], "step": m.get("step"),
                          "logical_bytes": logical, "stored_bytes": new, "new_chunk_bytes": own,
                          "reused_bytes": ref})

@@ -3,39 +3,37 @@ version id, replaced by atomic rename (docs/format.md, section 5)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import time
 
-from ..errors import NotFoundError, RefExistsError, StorageError, VlccError
+from ..errors import BranchMovedError, NotFoundError, RefExistsError, StorageError
+from . import locks
 from .fsutil import atomic_write
-from .layout import Layout, check_ref_name
+from .paths import RepoPaths, check_ref_name
 
-LOCK_STALE_SECONDS = 60.0
+REF_LOCK_TIMEOUT = 120.0
 
 
-def read_ref(layout: Layout, kind: str, name: str) -> str | None:
+def read_ref(paths: RepoPaths, kind: str, name: str) -> str | None:
     check_ref_name(name, kind)
     try:
-        with open(layout.ref(kind, name)) as f:
+        with open(paths.ref(kind, name)) as f:
             vid = f.read().strip()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None  # absent, or only a prefix of other refs' names ('exp' of 'exp/a')
     except OSError as exc:
-        raise StorageError(f"cannot read {kind} {name!r} at {layout.ref(kind, name)}: {exc}") from exc
+        raise StorageError(f"cannot read {kind} {name!r} at {paths.ref(kind, name)}: {exc}") from exc
     return vid or None
 
 
-def list_refs(layout: Layout, kind: str) -> dict[str, str]:
-    root = layout.ref_dir(kind)
+def list_refs(paths: RepoPaths, kind: str) -> dict[str, str]:
+    root = paths.ref_dir(kind)
     out = {}
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
             if f.startswith(".tmp-") or f.endswith(".lock"):
                 continue
             name = os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
-            vid = read_ref(layout, kind, name)
+            vid = read_ref(paths, kind, name)
             if vid:
                 out[name] = vid
     return out
@@ -45,106 +43,70 @@ def _ensure_parent(path: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
 
 
-def check_free(layout: Layout, kind: str, name: str) -> None:
+def check_free(paths: RepoPaths, kind: str, name: str) -> None:
     """Ref names are paths (as in git): ``exp`` and ``exp/a`` cannot both exist.
     Raise RefExistsError naming the clashing ref if ``name`` cannot be created."""
     parts = name.split("/")
     for i in range(1, len(parts)):
         prefix = "/".join(parts[:i])
-        if os.path.isfile(layout.ref(kind, prefix)):
+        if os.path.isfile(paths.ref(kind, prefix)):
             raise RefExistsError(f"{kind} {name!r} clashes with existing {kind} {prefix!r} in "
-                                 f"{layout.root}: a name cannot also be a prefix of another")
-    if os.path.isdir(layout.ref(kind, name)):
-        below = sorted(n for n in list_refs(layout, kind) if n.startswith(name + "/"))
+                                 f"{paths.root}: a name cannot also be a prefix of another")
+    if os.path.isdir(paths.ref(kind, name)):
+        below = sorted(n for n in list_refs(paths, kind) if n.startswith(name + "/"))
         raise RefExistsError(f"{kind} {name!r} clashes with existing {kind} "
-                             f"{(below or [name + '/...'])[0]!r} in {layout.root}: a name cannot "
+                             f"{(below or [name + '/...'])[0]!r} in {paths.root}: a name cannot "
                              f"also be a prefix of another")
 
 
-def create_ref(layout: Layout, kind: str, name: str, vid: str) -> None:
+def create_ref(paths: RepoPaths, kind: str, name: str, vid: str) -> None:
     """Create a new ref; fails with RefExistsError if the name is taken (atomic)."""
     check_ref_name(name, kind)
-    path = layout.ref(kind, name)
+    path = paths.ref(kind, name)
     if not os.path.isfile(path):
-        check_free(layout, kind, name)
+        check_free(paths, kind, name)
     _ensure_parent(path)
     try:
         atomic_write(path, (vid + "\n").encode(), exclusive=True)
     except FileExistsError:
-        raise RefExistsError(f"{kind} {name!r} already exists in {layout.root} "
-                             f"(at {read_ref(layout, kind, name)})") from None
+        raise RefExistsError(f"{kind} {name!r} already exists in {paths.root} "
+                             f"(at {read_ref(paths, kind, name)})") from None
 
 
-def _holder_gone(path: str) -> bool:
-    """True if lock file ``path`` names a process on this host that no longer exists."""
-    try:
-        with open(path) as f:
-            pid_s, host = f.read().split()
-        pid = int(pid_s)
-    except (OSError, ValueError):
-        return False  # unreadable, or just created and not written yet: judge by age only
-    if host != socket.gethostname() or pid == os.getpid() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # exists (owned by someone else)
-    try:  # a killed process not yet reaped (zombie) is gone too (Linux /proc)
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+_ANY = object()   # set_branch without a compare-and-swap
 
 
-@contextlib.contextmanager
-def ref_lock(layout: Layout, kind: str, name: str, timeout: float = 120.0):
-    """Exclusive lock of one ref for a read-modify-write, by O_EXCL creation of
-    ``NAME.lock`` (atomic on local file systems, NFSv3+ and Lustre). The lock
-    names its holder (pid and host): a lock whose holder on this host is gone,
-    or any lock older than LOCK_STALE_SECONDS, is presumed left by a killed
-    process and broken."""
-    path = layout.ref(kind, name) + ".lock"
-    _ensure_parent(path)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-            os.close(fd)
-            break
-        except FileExistsError:
-            try:
-                if (_holder_gone(path)
-                        or time.time() - os.stat(path).st_mtime > LOCK_STALE_SECONDS):
-                    os.unlink(path)
-                    continue
-            except FileNotFoundError:
-                continue
-            if time.monotonic() > deadline:
-                raise VlccError(f"timed out waiting for lock {path}") from None
-            time.sleep(0.005)
-    try:
-        yield
-    finally:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+def ref_lock(paths: RepoPaths, kind: str, name: str, timeout: float = REF_LOCK_TIMEOUT):
+    """Exclusive lock of one ref for a read-modify-write: ``NAME.lock`` next to
+    the ref, in the one lock format of repo/locks.py (a dead holder's lock is
+    broken at once, see ``locks.is_stale``). A context manager."""
+    path = paths.ref(kind, name) + ".lock"
+    return locks.held(path, "ref", timeout=timeout, what=f"{kind} {name!r} of {paths.root}")
 
 
-def set_branch(layout: Layout, name: str, vid: str, expect: str | None = None) -> None:
-    """Move branch ``name`` to ``vid``. With ``expect`` the branch must still be
-    at ``expect`` (or absent when ``expect`` is None); held under the ref lock."""
-    with ref_lock(layout, "branch", name):
-        atomic_write(layout.ref("branch", name), (vid + "\n").encode())
+def set_branch(paths: RepoPaths, name: str, vid: str, expect=_ANY) -> None:
+    """Move branch ``name`` to ``vid``. With ``expect`` (a version id, or None
+    for "the branch has no ref yet") this is a compare-and-swap under the ref
+    lock: if the ref names another version, BranchMovedError is raised and
+    nothing changes."""
+    with ref_lock(paths, "branch", name):
+        if expect is not _ANY:
+            cur = read_ref(paths, "branch", name)
+            if cur != expect:
+                raise BranchMovedError(f"branch {name!r} of {paths.root} moved: it is at {cur}, "
+                                       f"expected {expect}")
+        write_branch(paths, name, vid)
 
 
-def require_ref(layout: Layout, kind: str, name: str) -> str:
-    vid = read_ref(layout, kind, name)
+def write_branch(paths: RepoPaths, name: str, vid: str) -> None:
+    """Replace the ref file (atomic rename); the caller holds ``ref_lock``."""
+    atomic_write(paths.ref("branch", name), (vid + "\n").encode())
+
+
+def require_ref(paths: RepoPaths, kind: str, name: str) -> str:
+    vid = read_ref(paths, kind, name)
     if vid is None:
-        known = sorted(list_refs(layout, kind))
-        raise NotFoundError(f"unknown {kind} {name!r} in repository {layout.root} "
+        known = sorted(list_refs(paths, kind))
+        raise NotFoundError(f"unknown {kind} {name!r} in repository {paths.root} "
                             f"(known: {', '.join(known) or 'none'})")
     return vid

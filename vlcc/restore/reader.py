@@ -13,15 +13,15 @@ from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError, VlccError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
-from ..redundancy.hashing import chunk_hash, digest_of
-from ..repo.layout import Layout
-from ..repo.manifest import load_index
+from ..repo.checksums import chunk_hash, digest_of
+from ..repo.index import load_index
+from ..repo.paths import RepoPaths
 
 
 class VersionReader:
     """Reads the stored leaves of one version (a manifest dict)."""
 
-    def __init__(self, layout: Layout, manifest: dict, faster: list[Layout] | None = None):
+    def __init__(self, layout: RepoPaths, manifest: dict, faster: list[RepoPaths] | None = None):
         self.layout = layout
         # Faster tiers holding copies of some files (node-local dir): tried first.
         self.faster = list(faster or [])
@@ -71,7 +71,7 @@ class VersionReader:
         entry = idx["leaves"].get(name)
         if entry is None:
             raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
-        csize, chunks = entry["chunk_size"], entry["chunks"]
+        csize, chunks = entry.chunk_size, entry.chunks
         which = list(which)
         i = 0
         while i < len(which):
@@ -80,9 +80,9 @@ class VersionReader:
             j = i
             c0 = chunks[which[i]]
             while (j + 1 < len(which) and which[j + 1] == which[j] + 1
-                   and chunks[which[j + 1]][0] == c0[0] and chunks[which[j + 1]][1] == c0[1]
-                   and self._is_raw(idx, chunks[which[j + 1]][6]) and self._is_raw(idx, c0[6])
-                   and chunks[which[j + 1]][2] == chunks[which[j]][2] + chunks[which[j]][3]):
+                   and chunks[which[j + 1]].file == c0.file and chunks[which[j + 1]].var == c0.var
+                   and self._is_raw(idx, chunks[which[j + 1]].codec) and self._is_raw(idx, c0.codec)
+                   and chunks[which[j + 1]].offset == chunks[which[j]].offset + chunks[which[j]].stored):
                 j += 1
             self._read_run(name, rank, idx, chunks, csize, which[i:j + 1], buf)
             i = j + 1
@@ -93,31 +93,31 @@ class VersionReader:
 
     def _read_run(self, name, rank, idx, chunks, csize, run, buf) -> None:
         first = chunks[run[0]]
-        rel = idx["files"][first[0]]
+        rel = idx["files"][first.file]
         where = f"version {self.vid}, provider {name!r}, rank {rank}, file {self.path(rel)}"
         reader = self._reader(rel, f"version {self.vid}, provider {name!r}, rank {rank}: ")
         lo = run[0] * csize
-        if len(run) > 1 or self._is_raw(idx, first[6]):
-            total = sum(chunks[k][4] for k in run)
+        if len(run) > 1 or self._is_raw(idx, first.codec):
+            total = sum(chunks[k].nbytes for k in run)
             out = buf[lo:lo + total]
             self._read_bytes(reader, first, out, where)
         else:
-            stored = np.empty(first[3], np.uint8)
+            stored = np.empty(first.stored, np.uint8)
             self._read_bytes(reader, first, stored, where)
-            raw = get_codec(idx["codecs"][first[6]]).decode(stored, first[4])
-            out = buf[lo:lo + first[4]]
+            raw = get_codec(idx["codecs"][first.codec]).decode(stored, first.nbytes)
+            out = buf[lo:lo + first.nbytes]
             out[:] = np.frombuffer(raw, np.uint8)
         for k in run:
             c = chunks[k]
             s = k * csize - lo
-            if chunk_hash(out[s:s + c[4]]) != c[5]:
+            if chunk_hash(out[s:s + c.nbytes]) != c.hash:
                 raise CorruptionError(f"{where}: checksum mismatch in chunk {k} "
-                                      f"(bytes {k * csize}..{k * csize + c[4]} of the block)")
+                                      f"(bytes {k * csize}..{k * csize + c.nbytes} of the block)")
 
     @staticmethod
     def _read_bytes(reader, chunk, out, where: str) -> None:
         try:
-            reader.read_into(chunk[1], chunk[2], out)
+            reader.read_into(chunk.var, chunk.offset, out)
         except CorruptionError as exc:
             raise CorruptionError(f"{where}: {exc}") from exc
 
@@ -150,7 +150,7 @@ class VersionReader:
         if entry is None:
             raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {block['rank']}: "
                                   f"missing from the rank index")
-        return len(entry["chunks"])
+        return len(entry.chunks)
 
     def _packed(self, name: str, block: dict) -> np.ndarray:
         """A read-only view of a packed block's bytes inside the (cached) pack
@@ -163,14 +163,14 @@ class VersionReader:
         entry = self.index(rank)["leaves"].get(pname)
         if entry is None:
             raise CorruptionError(f"{where}: pack leaf {pname!r} missing from the rank index")
-        if off < 0 or off + n > entry["nbytes"]:
+        if off < 0 or off + n > entry.nbytes:
             raise CorruptionError(f"{where}: bytes {off}..{off + n} lie outside the pack leaf "
-                                  f"{pname!r} of {entry['nbytes']} bytes")
+                                  f"{pname!r} of {entry.nbytes} bytes")
         if cached is None:
-            nch = len(entry["chunks"])
-            cached = self._packs[key] = (np.empty(entry["nbytes"], np.uint8), np.zeros(nch, bool))
+            nch = len(entry.chunks)
+            cached = self._packs[key] = (np.empty(entry.nbytes, np.uint8), np.zeros(nch, bool))
         buf, loaded = cached
-        csize = entry["chunk_size"]
+        csize = entry.chunk_size
         if n:
             need = np.arange(off // csize, (off + n - 1) // csize + 1)
             missing = need[~loaded[need]]
@@ -257,7 +257,7 @@ class VersionReader:
         if packed:
             buf = self._packed(name, block)
         else:
-            csize = self.index(block["rank"])["leaves"][name]["chunk_size"]
+            csize = self.index(block["rank"])["leaves"][name].chunk_size
             sub_off = tuple(a - b for a, b in zip(ioff, boff))
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import MissingProviderError, ProviderError, ShapeMismatchError
 from .provider import Leaf, Provider
+from ..repo.records import Kind
 
 
 class ArrayProvider(Provider):
@@ -34,7 +35,7 @@ class ArrayProvider(Provider):
         if global_shape is None:
             if offset is not None:
                 raise ProviderError(f"provider {name!r}: offset given without global_shape")
-            self.kind = "array"
+            self.kind = Kind.ARRAY
             self.global_shape = self.offset = None
         else:
             gs = tuple(int(x) for x in global_shape)
@@ -45,7 +46,7 @@ class ArrayProvider(Provider):
             if any(o < 0 or o + n > g for o, n, g in zip(off, owned, gs)):
                 raise ProviderError(f"provider {name!r}: owned block at offset {off} with shape {owned} "
                                     f"lies outside the global shape {gs}")
-            self.kind = "distributed"
+            self.kind = Kind.DISTRIBUTED
             self.global_shape, self.offset = gs, off
 
     def owned(self) -> np.ndarray:
@@ -84,7 +85,7 @@ class ArrayProvider(Provider):
         if np.dtype(e["dtype"]) != self.array.dtype:
             raise ShapeMismatchError(f"provider {self.name!r}: dtype mismatch, {where} has "
                                      f"{np.dtype(e['dtype'])}, registered {self.array.dtype}")
-        if self.kind == "distributed":
+        if self.kind == Kind.DISTRIBUTED:
             if tuple(e["global_shape"]) != self.global_shape:
                 raise ShapeMismatchError(f"provider {self.name!r}: global shape mismatch, {where} has "
                                          f"{tuple(e['global_shape'])}, registered {self.global_shape}")

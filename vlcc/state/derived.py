@@ -17,8 +17,9 @@ import numpy as np
 
 from ..errors import MissingProviderError, ProviderError, ShapeMismatchError
 from .provider import Leaf, Provider
+from ..repo.records import Kind
 
-KIND = "derived"
+KIND = Kind.DERIVED
 DTYPE = "recipe"   # not a NumPy dtype: a reader that does not know derived leaves fails
 
 
@@ -92,7 +93,7 @@ class DerivedProvider(Provider):
         if isinstance(p, ArrayProvider):
             return p.owned()
         if isinstance(p, ValueProvider):
-            return p._get()
+            return p.value()
         if isinstance(p, DerivedProvider):
             return p.value
         if isinstance(p, ObjectProvider):

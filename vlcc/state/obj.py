@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import MissingProviderError, ProviderError
 from .provider import Leaf, Provider
 from .value import pickle_bytes
+from ..repo.records import Kind
 
 
 class ObjectProvider(Provider):
@@ -31,14 +32,14 @@ class ObjectProvider(Provider):
             name = f"{self.name}/{key}"
             if isinstance(val, np.ndarray) and not val.dtype.hasobject:
                 data = np.array(val, order="C", copy=True)
-                leaves.append(Leaf(name, "array", data.dtype.str, data.shape, of=self.name,
+                leaves.append(Leaf(name, Kind.ARRAY, data.dtype.str, data.shape, of=self.name,
                                    data=data.reshape(-1).view(np.uint8)))
             else:
-                leaves.append(Leaf(name, "value", "pickle", (), of=self.name,
+                leaves.append(Leaf(name, Kind.VALUE, "pickle", (), of=self.name,
                                    data=pickle_bytes(val, f"provider {name!r}")))
         if not leaves:
             # An empty dict still records that the object was captured.
-            leaves.append(Leaf(self.name, "value", "pickle", (), of=self.name,
+            leaves.append(Leaf(self.name, Kind.VALUE, "pickle", (), of=self.name,
                                data=pickle_bytes({}, self.name)))
         return leaves
 
@@ -55,7 +56,7 @@ class ObjectProvider(Provider):
             if n == self.name:
                 continue
             key = n[len(self.name) + 1:]
-            if e["kind"] == "array":
+            if e["kind"] == Kind.ARRAY:
                 out = np.empty(tuple(e["shape"]), dtype=np.dtype(e["dtype"]))
                 state[key] = read(n, out)
             else:

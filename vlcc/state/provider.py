@@ -19,12 +19,13 @@ import abc
 from dataclasses import dataclass, field
 
 import numpy as np
+from ..repo.records import Kind
 
 
 @dataclass
 class Leaf:
     name: str
-    kind: str                       # "distributed" | "array" | "value"
+    kind: str                       # a repo.records.Kind
     dtype: str                      # numpy dtype str, or "pickle" for values
     shape: tuple                    # owned local shape (() for values)
     global_shape: tuple | None = None
@@ -38,7 +39,7 @@ class Leaf:
         d = {"kind": self.kind, "dtype": self.dtype, "shape": list(self.shape)}
         if self.extra:
             d.update(self.extra)
-        if self.kind == "distributed":
+        if self.kind == Kind.DISTRIBUTED:
             d["global_shape"] = list(self.global_shape)
             d["offset"] = list(self.offset)
         if self.of:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import MissingProviderError, ProviderError
 from .provider import Leaf, Provider
+from ..repo.records import Kind
 
 
 def pickle_bytes(value: Any, what: str) -> np.ndarray:
@@ -29,14 +30,18 @@ class ValueProvider(Provider):
         self._get, self._set = get, set
         self.name = ""
 
+    def value(self) -> Any:
+        """The current value (what the next checkpoint would store)."""
+        return self._get()
+
     def capture(self, copy: bool, alloc=None) -> list[Leaf]:
         data = pickle_bytes(self._get(), f"provider {self.name!r}")
-        return [Leaf(self.name, "value", "pickle", (), data=data)]
+        return [Leaf(self.name, Kind.VALUE, "pickle", (), data=data)]
 
     def check_restore(self, stored, where):
         if self.name not in stored:
             raise MissingProviderError(f"provider {self.name!r} is not in {where}")
-        if stored[self.name]["kind"] != "value":
+        if stored[self.name]["kind"] != Kind.VALUE:
             raise ProviderError(f"provider {self.name!r}: {where} stores a "
                                 f"{stored[self.name]['kind']}, registered a value")
 

@@ -25,16 +25,20 @@ import numpy as np
 from ..encode import Codec, get_codec
 from ..encode.raw import Raw
 from ..errors import StorageError, storage_error
+from ..io.bp5 import BlockWriter
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
-from ..redundancy.dedup import ChunkTable, assign_owners, codec_key, load_parent_indexes, place_own
+from ..redundancy.dedup import (ChunkTable, Offer, assign_owners, codec_key, load_parent_indexes,
+                                place_own)
 from ..redundancy.dirty import ChunkHasher
-from ..redundancy.hashing import chunk_hash, digest_of
+from ..repo.checksums import chunk_hash, digest_of
 from ..repo.fsutil import atomic_write, fsync_tree, makedirs
-from ..repo.layout import Layout
-from ..repo.manifest import INDEX_VERSION, seal
+from ..repo.index import INDEX_VERSION
+from ..repo.paths import RepoPaths
+from ..repo.records import ChunkEntry, IndexLeaf
+from ..repo.sealed import seal
 from ..state.provider import Leaf
-from .bp5 import BlockWriter
+from .protocol import allgather
 
 RAW = {"id": "raw"}
 
@@ -127,7 +131,7 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
                 ci = ckeys[k] = len(offer["codecs"])
                 offer["codecs"].append(cfg)
             lp.where.append(("new", len(offer["chunks"])))
-            offer["chunks"].append((h, length, int(buf.size), leaf.name, ci))
+            offer["chunks"].append(Offer(h, length, int(buf.size), leaf.name, ci))
             payload.append(buf)
         plans.append(lp)
     stats = {"chunks": n_chunks, "parent_refs": n_ref, "hashed_chunks": dirty,
@@ -135,7 +139,7 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
     return RankPlan(rank, chunk_size, plans, offer, payload, stats=stats, packed=packed)
 
 
-def write_rank(layout: Layout, vid: str, rank: int, plan: RankPlan) -> dict:
+def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
     """Store this rank's part of version ``vid`` as prepared in ``plan``;
     without an ``assignment`` (dedup off: no agreement between ranks) this
     rank writes every chunk it offers. Returns what the manifest needs:
@@ -180,14 +184,13 @@ def write_rank(layout: Layout, vid: str, rank: int, plan: RankPlan) -> dict:
         for (start, length), h, (kind, ref) in zip(chunk_bounds(leaf.data.size, plan.chunk_size),
                                                    lp.hashes, lp.where):
             if kind == "ref":
-                chunks.append([fi(ref.file), ref.var, ref.offset, ref.stored, ref.nbytes, h,
-                               ci(ref.codec)])
+                chunks.append(ChunkEntry(fi(ref.file), ref.var, ref.offset, ref.stored, ref.nbytes,
+                                         h, ci(ref.codec)))
             else:
                 owner, var, off, stored, cfg, _w = plan.assignment[ref]
-                chunks.append([fi(layout.rel_data_file(vid, owner)), var, off, stored, length, h,
-                               ci(cfg)])
-        index["leaves"][leaf.name] = {"nbytes": int(leaf.data.size), "chunk_size": plan.chunk_size,
-                                      "chunks": chunks}
+                chunks.append(ChunkEntry(fi(layout.rel_data_file(vid, owner)), var, off, stored,
+                                         length, h, ci(cfg)))
+        index["leaves"][leaf.name] = IndexLeaf(int(leaf.data.size), plan.chunk_size, chunks)
         if plan.packed is None or leaf is not plan.packed.pack:
             summary[leaf.name] = {"nbytes": int(leaf.data.size), "digest": digest_of(lp.hashes)}
     if plan.packed is not None and plan.packed.pack is not None:
@@ -209,7 +212,7 @@ def write_rank(layout: Layout, vid: str, rank: int, plan: RankPlan) -> dict:
                 total = sum(int(p.size) for p in pieces)
                 if (leaf is not None and total == leaf.data.size and len(pieces) ==
                         len(chunk_bounds(leaf.data.size, plan.chunk_size))
-                        and all(plan.offer["chunks"][p][1] == plan.offer["chunks"][p][2]
+                        and all(plan.offer["chunks"][p].nbytes == plan.offer["chunks"][p].stored
                                 for p in positions)):
                     # every chunk of the leaf is new and raw: write it without a copy
                     buf = leaf.data
@@ -232,26 +235,12 @@ def write_rank(layout: Layout, vid: str, rank: int, plan: RankPlan) -> dict:
                     pass
     stats = dict(plan.stats, written_bytes=written, written_chunks=sum(len(v) for v in own.values()))
     index["stats"] = stats
-    raw = seal(index)
+    raw = seal(dict(index, leaves={n: e.to_json() for n, e in index["leaves"].items()}))
     atomic_write(layout.abs(rel_idx), raw)
     plan.index = index
     plan.payload = []
     return {"leaves": summary, "index": rel_idx, "index_checksum": chunk_hash(raw),
             "host": os.uname().nodename, "stats": stats}
-
-
-def _allgather_checked(comm, local):
-    """Run ``local`` on every rank and allgather the results; if it failed on
-    any rank, raise on every rank (same contract as commit.protocol.agree)."""
-    from ..commit.protocol import _raise, _run
-    payload, own = _run(local)
-    gathered = comm.allgather(payload)
-    for r, p in enumerate(gathered):
-        if p[0] == "err":
-            if comm.rank == r:
-                raise own  # type: ignore[misc]
-            return _raise(comm, ("err", r, p[1], p[2]), None)
-    return [p[1] for p in gathered]
 
 
 class RankWriter:
@@ -263,7 +252,7 @@ class RankWriter:
     ``write`` is local; ``committed`` keeps the written index as the next
     version's dedup parent (no re-read from disk)."""
 
-    def __init__(self, layout: Layout, rank: int, chunk_size: int, *, size: int = 1,
+    def __init__(self, layout: RepoPaths, rank: int, chunk_size: int, *, size: int = 1,
                  dedup: bool = True, track_dirty: bool = False, coalesce_below: int = 0):
         self.layout, self.rank, self.size, self.chunk_size = layout, rank, size, int(chunk_size)
         self.coalesce_below = int(coalesce_below)
@@ -299,7 +288,7 @@ class RankWriter:
                                       parent=self._parent_table(parent), codecs=self.codecs,
                                       hasher=self.hasher, coalesce_below=self.coalesce_below)
             return self._plan.offer if self.dedup else None
-        offers = _allgather_checked(comm, local)
+        offers = allgather(comm, local)
         if self.dedup:
             self._plan.assignment = assign_owners(offers)[self.rank]
         else:

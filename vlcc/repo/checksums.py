@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import xxhash
 
-HASH_NAME = "xxh3_128"
 
 
 def chunk_hash(buf) -> str:

@@ -1,0 +1,113 @@
+"""The folder tree is the architecture (docs/architecture.md): packages are
+layered along the data flow, and no package imports one above it or a
+private name of another package."""
+
+from __future__ import annotations
+
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "vlcc")
+
+# Lower number = lower layer. A module may import its own package and lower ones.
+LAYERS = {
+    "errors": 0, "_version": 0,
+    "repo": 1,
+    "kernels": 2, "state": 2,
+    "layout": 3,
+    "redundancy": 4,
+    "encode": 5,
+    "io": 6,
+    "engine": 7,
+    "commit": 8,
+    "restore": 9,
+    "checkpointer": 10, "repository": 10, "__init__": 10,
+    "capi": 11, "cli": 11,
+}
+# Feature packages built on the public API (other engineers' areas) sit on top.
+TOP = 12
+
+
+def _package(rel: str) -> str:
+    first = rel.split(os.sep)[0]
+    return first[:-3] if first.endswith(".py") else first
+
+
+def _imports():
+    """(importing module, imported vlcc module, imported names) for every import."""
+    for dirpath, _dirs, files in os.walk(ROOT):
+        for f in files:
+            if not f.endswith(".py"):
+                continue
+            path = os.path.join(dirpath, f)
+            rel = os.path.relpath(path, ROOT)
+            mod_parts = ["vlcc"] + rel[:-3].split(os.sep)
+            if mod_parts[-1] == "__init__":
+                mod_parts = mod_parts[:-1]
+                pkg_parts = mod_parts
+            else:
+                pkg_parts = mod_parts[:-1]
+            with open(path) as fh:
+                tree = ast.parse(fh.read(), path)
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom):
+                    if node.level:
+                        base = pkg_parts[:len(pkg_parts) - node.level + 1]
+                        target = base + (node.module.split(".") if node.module else [])
+                    elif node.module and node.module.split(".")[0] == "vlcc":
+                        target = node.module.split(".")
+                    else:
+                        continue
+                    names = [a.name for a in node.names]
+                    if not node.module:   # "from . import x": x is a module
+                        for n in names:
+                            yield rel, target + [n], []
+                    else:
+                        yield rel, target, names
+                elif isinstance(node, ast.Import):
+                    for a in node.names:
+                        if a.name.split(".")[0] == "vlcc":
+                            yield rel, a.name.split("."), []
+
+
+def _layer(pkg: str) -> int:
+    return LAYERS.get(pkg, TOP)
+
+
+def test_no_package_imports_a_layer_above_it():
+    bad = []
+    for rel, target, _names in _imports():
+        src = _package(rel)
+        dst = target[1] if len(target) > 1 else "__init__"
+        if src == dst:
+            continue
+        if _layer(dst) > _layer(src):
+            bad.append(f"{rel} imports {'.'.join(target)} ({src}={_layer(src)} < {dst}={_layer(dst)})")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_private_name_imported_across_packages():
+    bad = []
+    for rel, target, names in _imports():
+        src = _package(rel)
+        dst = target[1] if len(target) > 1 else "__init__"
+        if src == dst:
+            continue
+        for n in names:
+            if n.startswith("_") and not n.startswith("__"):
+                bad.append(f"{rel} imports {n} from {'.'.join(target)}")
+    assert not bad, "\n".join(bad)
+
+
+def test_checkpointer_reads_in_one_sitting():
+    with open(os.path.join(ROOT, "checkpointer.py")) as f:
+        tree = ast.parse(f.read())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Checkpointer")
+    assert cls.end_lineno - cls.lineno + 1 <= 250
+
+
+@pytest.mark.parametrize("pkg", sorted(k for k, v in LAYERS.items() if 0 < v < 10))
+def test_layer_packages_exist(pkg):
+    assert os.path.isdir(os.path.join(ROOT, pkg)), pkg

@@ -1,0 +1,207 @@
+"""The collective checkpoint (docs/architecture.md, "One checkpoint"):
+
+1. capture + describe (every rank) → gather on rank 0 → validate, writer
+   lock, new id → bcast;
+2. prepare: hash, dedup lookup, encode, agree on shared chunks (allgather);
+3. sync: write this rank's chunks + index (every rank) → gather on rank 0 →
+   ``commit_version`` (manifest by atomic rename = the commit, then the
+   branch ref) → bcast. Async: queue the version for the engine's flusher;
+   ``progress`` commits flushed versions at later collective calls.
+
+Every step goes through commit/protocol.py, so a failure on one rank is
+raised on all, and every path releases the writer lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+
+from ..engine.engine import Pending
+from ..errors import ArgumentError, BranchMovedError, ProviderError, StorageError
+from ..repo import locks, refs
+from ..repo.fsutil import atomic_write
+from ..repo.manifest import Version
+from ..repo.paths import new_version_id
+from ..repo.sealed import seal
+from . import manifest
+from .protocol import gather_decide
+from .session import Session
+from .validate import validate_leaves
+
+
+def check_attrs(attrs) -> dict:
+    """Strict JSON object with string keys (no NaN: it is not JSON)."""
+    if attrs is None:
+        return {}
+    if not isinstance(attrs, dict) or not all(isinstance(k, str) for k in attrs):
+        raise ArgumentError("attrs must be a dict with string keys")
+    try:
+        json.dumps(attrs, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ArgumentError(f"attrs must be JSON-serializable (no NaN/inf): {exc}") from None
+    return dict(attrs)
+
+
+def checkpoint(s: Session, step, message: str, attrs) -> Version:
+    """Collective: capture every provider into a new version (see module doc)."""
+    eng = s.engine
+    if eng.pending:
+        progress(s, block=False)
+    t0 = time.time()
+    holder: dict = {}
+    is_async = s.mode == "async"
+
+    def capture():
+        if not s.state.providers:
+            raise ProviderError("nothing to checkpoint: no provider is registered")
+        if step is not None and not isinstance(step, (int, np.integer)):
+            raise ArgumentError(f"step must be an int, got {type(step).__name__}")
+        holder["attrs"] = check_attrs(attrs)
+        leaves = s.state.capture(copy=is_async, alloc=eng.memory.take if is_async else None)
+        holder["leaves"] = leaves
+        return [(l.name, l.describe()) for l in leaves]
+
+    def decide(descs):
+        validate_leaves(descs)
+        holder["all_descs"] = descs
+        # gc never runs while this is held: the parent's chunks this version
+        # will reference stay (repo/gc.py). Async: held until committed.
+        holder["lock"] = locks.acquire_writer(s.paths)
+        return new_version_id()
+
+    try:
+        vid = gather_decide(s.comm, capture, decide)
+    except BaseException:
+        locks.release(holder.pop("lock", None))
+        raise
+    lock = holder.pop("lock", None)
+    pend = Pending(vid=vid, parent=s.parent, branch=s.branch,
+                   step=None if step is None else int(step), message=message or "",
+                   attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
+                   all_descs=holder.pop("all_descs", None))
+    try:
+        pend.plan = s.writer.prepare(s.comm, dedup_parent(s), pend.leaves)
+    except BaseException:
+        s.writer.abort()
+        locks.release(lock)
+        raise
+    if is_async:
+        s.writer.detach_plan()
+        pend.lock = lock
+        try:
+            eng.submit(pend)   # may wait for memory (back-pressure)
+        except BaseException:
+            locks.release(lock)
+            raise
+        s.parent = vid
+        v = s.last_version = Version.from_manifest(manifest.provisional(pend, s.size))
+        return v
+    try:
+        doc = gather_decide(s.comm, lambda: s.writer.write(vid),
+                            lambda results: commit_version(s, pend, results))
+    except BaseException:
+        s.writer.abort()
+        if s.rank == 0 and not os.path.exists(s.paths.manifest(vid)):
+            shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        raise
+    finally:
+        locks.release(lock)
+    s.writer.committed(vid)
+    return _committed(s, doc)
+
+
+def _committed(s: Session, doc: dict) -> Version:
+    v = Version.from_manifest(doc)
+    s.parent = doc["id"]
+    s.head_seen = doc["id"]
+    s.last_version = v
+    return v
+
+
+def dedup_parent(s: Session) -> str | None:
+    """The version whose chunks the next one may reference: the parent, unless
+    it is still being flushed (async), then the newest version already flushed."""
+    if s.parent not in {p.vid for p in s.engine.pending}:
+        return s.parent
+    return s.writer.last_written()
+
+
+def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
+    """Rank 0: write the manifest (the commit point), then move the branch.
+
+    Serialized per branch by the ref lock. If the branch head is no longer
+    the one this writer last saw (another job wrote to the branch), the
+    version is rebased: its manifest names the new head as parent and the
+    parent it was captured from as ``rebased_from``; with
+    ``if_moved="fail"`` BranchMovedError is raised and nothing is committed.
+    Either way no version silently drops off the branch's lineage
+    (docs/format.md, section 5)."""
+    doc = manifest.build(pend, results, mode=s.mode, chunk_size=s.chunk_size)
+    with refs.ref_lock(s.paths, "branch", pend.branch):
+        head = s.catalog.branch_head(pend.branch)
+        seen = s.head_seen if s.head_branch == pend.branch else head
+        if head is not None and head != seen and head != doc["parent"]:
+            if s.if_moved != "rebase":
+                raise BranchMovedError(
+                    f"branch {pend.branch!r} of {s.paths.root} moved to {head} (another writer); "
+                    f"version {pend.vid} with parent {doc['parent']} was not committed")
+            doc["rebased_from"] = doc["parent"]
+            doc["parent"] = head
+        atomic_write(s.paths.manifest(pend.vid), seal(doc))
+        try:
+            refs.write_branch(s.paths, pend.branch, pend.vid)
+        except StorageError as exc:
+            # Committed: the manifest is durable and readers repair the head
+            # from the parent link (section 5). Say so instead of failing.
+            doc["ref_error"] = str(exc)
+    s.head_branch = pend.branch
+    return doc
+
+
+def progress(s: Session, block: bool) -> list[dict]:
+    """Collective: commit, in order, the pending versions every rank has
+    flushed (all of them with ``block``). A failed flush on any rank
+    abandons every pending version and raises on all ranks."""
+    eng = s.engine
+    pend = list(eng.pending)
+
+    def decide(all_):
+        k = min(len(done) for done, _ in all_)
+        docs = [commit_version(s, pend[i], [all_[r][0][i] for r in range(s.size)])
+                for i in range(k)]
+        errs = [f"rank {r}: {e}" for r, (_, e) in enumerate(all_) if e]
+        return docs, errs
+    docs, errs = gather_decide(s.comm, lambda: eng.flushed_prefix(block), decide)
+    for doc in docs:
+        locks.release(eng.pending.pop(0).lock)
+        s.head_seen, s.head_branch = doc["id"], doc["branch"]
+        if s.last_version is None or s.last_version.id == doc["id"]:
+            s.last_version = Version.from_manifest(doc)   # no longer pending
+    if errs:
+        for p in eng.pending:
+            locks.release(p.lock)
+        abandoned = eng.abandon_pending()
+        if s.rank == 0:
+            for vid in abandoned:
+                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        s.parent = docs[-1]["id"] if docs else (pend[0].parent if pend else s.parent)
+        raise StorageError(f"asynchronous flush failed ({errs[0]}); versions "
+                           f"{', '.join(abandoned)} were abandoned, committed versions are intact")
+    return docs
+
+
+def flush_write(s: Session, paths, pend: Pending) -> dict:
+    """Runs in the engine's flusher thread: no MPI here."""
+    from .rankwrite import write_rank
+    res = write_rank(paths, pend.vid, s.rank, pend.plan)
+    s.writer.note_written(pend.vid, pend.plan)
+    pend.leaves = []   # the memory tier holds them for restore
+    pend.plan = None
+    return res
+
+
+__all__ = ["checkpoint", "progress", "commit_version", "flush_write", "dedup_parent", "check_attrs"]

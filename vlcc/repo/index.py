@@ -1,0 +1,38 @@
+"""Rank indexes (docs/format.md, section 3): the one loader every reader
+uses (restore, dedup, prefetch, verify, gc, du)."""
+
+from __future__ import annotations
+
+from ..errors import CorruptionError, FormatVersionError, StorageError
+from .checksums import chunk_hash
+from .records import ChunkEntry, IndexLeaf
+from .sealed import unseal
+
+INDEX_VERSION = 1
+READABLE = (1,)
+
+
+def load_index(path: str, expected_checksum: str | None, where: str, *, purpose: str = "") -> dict:
+    """Read, check and parse a rank index file (docs/format.md, section 3):
+    its bytes must hash to the manifest's ``index_checksum``, its seal must
+    hold and its format version must be known. Errors name ``where``."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise CorruptionError(f"{where}: missing{purpose}") from None
+    except OSError as exc:  # e.g. a file where a directory should be, EACCES, EIO
+        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from exc
+    if expected_checksum is not None and chunk_hash(raw) != expected_checksum:
+        raise CorruptionError(f"{where}: checksum differs from the manifest's")
+    idx = unseal(raw, where)
+    if idx.get("vlcc_index") not in READABLE:
+        raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
+                                 f"this vlcc reads {INDEX_VERSION}")
+    try:
+        idx["leaves"] = {n: IndexLeaf(int(e["nbytes"]), int(e["chunk_size"]),
+                                      [ChunkEntry(*c) for c in e["chunks"]])
+                         for n, e in idx["leaves"].items()}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CorruptionError(f"{where}: malformed index ({type(exc).__name__}: {exc})") from None
+    return idx

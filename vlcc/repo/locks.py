@@ -1,0 +1,227 @@
+"""Lock files: one implementation, one file format (docs/format.md, "Locks").
+
+A lock is a file created with ``O_CREAT|O_EXCL`` (atomic on local file
+systems, NFSv3+, Lustre, GPFS) holding one JSON object::
+
+    {"kind": "write", "host": "node01", "pid": 4242, "boot_id": "…", "time": 1795601765.2}
+
+``kind`` is ``write`` (a checkpoint in flight: shared, one file per writer,
+``locks/write-<host>-<pid>-<rand>.lock``), ``gc`` (``locks/gc.lock``:
+exclusive, gc/prune) or ``ref`` (``refs/branches/<name>.lock``: a branch
+move). A lock is **stale** when its holder is known dead: same host and
+(another boot, or no such pid, or a zombie); or when it is older than
+``stale`` seconds (a holder on another host that cannot be asked); or when
+it is empty/unreadable and older than ``EMPTY_GRACE`` seconds (a writer
+killed between create and write). A stale lock may be removed by anyone."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+
+from ..errors import LockBusyError, storage_error
+from .fsutil import fsync_dir, makedirs
+
+STALE_SECONDS = 3600.0     # a lock of another host counts as dead after this
+EMPTY_GRACE = 10.0         # an empty lock file (holder killed mid-create) after this
+
+
+def boot_id() -> str:
+    """This machine's boot id (Linux), so a lock left before a reboot is stale."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+_BOOT = boot_id()
+_HOST = socket.gethostname()
+
+
+def record(kind: str) -> dict:
+    return {"kind": kind, "host": _HOST, "pid": os.getpid(), "boot_id": _BOOT, "time": time.time()}
+
+
+def try_create(path: str, kind: str) -> bool:
+    """Create lock file ``path``; False if it exists. Never leaves an empty
+    file behind: if writing the record fails (ENOSPC) the file is removed."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise storage_error(exc, f"cannot create lock file {path}") from exc
+    try:
+        try:
+            os.write(fd, json.dumps(record(kind)).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(os.path.dirname(path))
+    except OSError as exc:
+        release(path)
+        raise storage_error(exc, f"cannot write lock file {path}") from exc
+    return True
+
+
+def read(path: str) -> dict | None:
+    """The lock's record, or None if missing, empty or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read() or b"null")
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _pid_gone(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False          # exists, owned by someone else
+    try:                      # a killed process not yet reaped (zombie) is gone too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def is_stale(path: str, stale: float = STALE_SECONDS) -> bool:
+    """True when the holder of lock ``path`` is known dead (see module doc)."""
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        return False
+    doc = read(path)
+    if doc is None:
+        return age > EMPTY_GRACE
+    if doc.get("host") == _HOST:
+        if doc.get("boot_id") and _BOOT and doc["boot_id"] != _BOOT:
+            return True
+        try:
+            if _pid_gone(int(doc.get("pid", 0))):
+                return True
+        except (TypeError, ValueError):
+            pass
+    return age > stale
+
+
+def release(path: str | None) -> None:
+    if not path:
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def break_if_stale(path: str, stale: float = STALE_SECONDS) -> bool:
+    if is_stale(path, stale):
+        release(path)
+        return True
+    return False
+
+
+def acquire(path: str, kind: str, *, timeout: float, stale: float = STALE_SECONDS,
+            what: str = "") -> str:
+    """Take exclusive lock ``path``, waiting up to ``timeout`` seconds; a stale
+    lock is broken. Raises LockBusyError naming the holder."""
+    makedirs(os.path.dirname(path))
+    deadline = time.monotonic() + timeout
+    while True:
+        if try_create(path, kind):
+            return path
+        if break_if_stale(path, stale):
+            continue
+        if time.monotonic() > deadline:
+            doc = read(path) or {}
+            raise LockBusyError(f"{what or path}: lock {path} is held by pid {doc.get('pid', '?')} "
+                                f"on {doc.get('host', '?')} (waited {timeout:.0f} s)")
+        time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def held(path: str, kind: str, *, timeout: float, stale: float = STALE_SECONDS, what: str = ""):
+    """``with held(path, kind, timeout=...):`` — released on every exit path."""
+    acquire(path, kind, timeout=timeout, stale=stale, what=what)
+    try:
+        yield path
+    finally:
+        release(path)
+
+
+def list_locks(directory: str, prefix: str = "") -> list[str]:
+    try:
+        return sorted(os.path.join(directory, f) for f in os.listdir(directory)
+                      if f.endswith(".lock") and f.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+# -- the repository's writer/gc protocol ------------------------------------------------
+# A checkpoint holds a shared writer lock from before any rank reads its dedup
+# parent until its manifest is written; gc/prune hold the exclusive gc lock.
+# Each side creates its own lock first and then looks for the other's, so at
+# most one proceeds (docs/format.md, "Locks").
+
+GC_LOCK = "gc.lock"
+
+
+def acquire_writer(paths, *, timeout: float = 600.0, stale: float = STALE_SECONDS) -> str:
+    """Take a writer lock (many writers at once); waits while a live gc runs.
+    Returns its path for ``release``."""
+    import secrets
+    d = paths.locks_dir
+    makedirs(d)
+    gcl = os.path.join(d, GC_LOCK)
+    deadline = time.monotonic() + timeout
+    while True:
+        path = os.path.join(d, f"write-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.lock")
+        try_create(path, "write")
+        if not os.path.exists(gcl) or break_if_stale(gcl, stale):
+            return path
+        release(path)                       # gc is running: back off
+        if time.monotonic() > deadline:
+            doc = read(gcl) or {}
+            raise LockBusyError(f"repository {paths.root}: gc lock {gcl} held by pid "
+                                f"{doc.get('pid', '?')} on {doc.get('host', '?')} for more than "
+                                f"{timeout:.0f} s; checkpoint not started")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def gc_exclusive(paths, *, timeout: float = 60.0, stale: float = STALE_SECONDS):
+    """Hold ``locks/gc.lock`` with no live writer lock: gc/prune run alone.
+    Stale writer locks (dead holders) are removed on the way."""
+    d = paths.locks_dir
+    makedirs(d)
+    gcl = os.path.join(d, GC_LOCK)
+    if not try_create(gcl, "gc"):
+        if not break_if_stale(gcl, stale) or not try_create(gcl, "gc"):
+            doc = read(gcl) or {}
+            raise LockBusyError(f"repository {paths.root}: another gc/prune holds {gcl} "
+                                f"(pid {doc.get('pid', '?')} on {doc.get('host', '?')})")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            writers = [p for p in list_locks(d, "write-") if not break_if_stale(p, stale)]
+            if not writers:
+                break
+            if time.monotonic() > deadline:
+                raise LockBusyError(f"repository {paths.root}: {len(writers)} checkpoint(s) in "
+                                    f"flight ({', '.join(os.path.basename(w) for w in writers[:3])}); "
+                                    f"nothing deleted")
+            time.sleep(0.05)
+        yield
+    finally:
+        release(gcl)

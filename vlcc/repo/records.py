@@ -1,0 +1,53 @@
+"""Typed records of the on-disk format, with their JSON form in one place
+(docs/format.md, sections 3 and 4).
+
+A chunk entry stays a 7-element JSON list on disk (compact, and what format
+1 wrote); in memory it is a ``ChunkEntry`` with field names instead of
+``c[3]``. Provider kinds are a ``str`` enum so they compare and serialize as
+the strings the format uses."""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+
+class Kind(str, enum.Enum):
+    """What a leaf stores (docs/format.md, section 3)."""
+    DISTRIBUTED = "distributed"   # a box of a global array: restorable N→M
+    ARRAY = "array"               # a whole per-rank array
+    VALUE = "value"               # a pickled Python object
+    DERIVED = "derived"           # no bytes: a recipe over other providers (3.2)
+
+    def __str__(self) -> str:     # f-strings and JSON keys show the format's word
+        return self.value
+
+
+class ChunkEntry(NamedTuple):
+    """One chunk of a leaf in a rank index: its stored bytes are
+    ``[offset, offset + stored)`` of ``var`` in ``files[file]``, decoded by
+    ``codecs[codec]`` into ``nbytes`` bytes whose xxh3-128 is ``hash``."""
+    file: int
+    var: str
+    offset: int
+    stored: int
+    nbytes: int
+    hash: str
+    codec: int
+
+    # A NamedTuple is a tuple: json.dumps writes it as the format's list.
+
+
+class IndexLeaf(NamedTuple):
+    """A leaf of a rank index: its size, chunk size and chunks in block order."""
+    nbytes: int
+    chunk_size: int
+    chunks: list          # of ChunkEntry
+
+    def to_json(self) -> dict:
+        return {"nbytes": self.nbytes, "chunk_size": self.chunk_size,
+                "chunks": list(self.chunks)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "IndexLeaf":
+        return cls(int(d["nbytes"]), int(d["chunk_size"]), [ChunkEntry(*c) for c in d["chunks"]])

@@ -1,0 +1,95 @@
+"""``vlcc.Repository``: non-collective access to a vlcc repository (no MPI
+needed): the catalog (versions, refs, lineage) plus reading stored data,
+verifying it, and gc/prune/du. The Checkpointer uses it on rank 0 for
+everything that touches metadata."""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from .errors import ArgumentError, VlccError
+from .repo import gc as _gc
+from .repo.catalog import Catalog
+from .repo.manifest import Version
+from .restore import verify as _verify
+from .restore.reader import VersionReader
+from .repo.records import Kind
+
+
+class Repository(Catalog):
+    """A vlcc repository on disk, opened for inspection.
+
+    >>> repo = Repository("runs/heat")
+    >>> v = repo.log()[0]; u = repo.read(v, "heat/u")
+    """
+
+    def __repr__(self) -> str:
+        return f"vlcc.Repository({self.path!r})"
+
+    # -- data ---------------------------------------------------------------
+    def read(self, version: "Version | str", name: str, rank: int | None = None, *,
+             box: "tuple[tuple[int, ...], tuple[int, ...]] | None" = None):
+        """A provider's stored content: the global array of a distributed
+        provider, rank ``rank``'s array/value of a per-rank one (``rank`` may be
+        omitted when all ranks stored the same bytes). ``box=(offset, shape)``
+        reads only that sub-box of a distributed provider (only the chunks it
+        needs), so arrays larger than memory can be streamed."""
+        v = self.resolve(version)
+        r = VersionReader(self.layout, v.manifest)
+        try:
+            e = r.entry(name)
+            if e["kind"] == Kind.DERIVED:
+                raise VlccError(f"provider {name!r} of version {v.id} is derived (recipe "
+                                f"{e.get('recipe')!r} of {e.get('inputs')!r}): no bytes are stored; "
+                                f"read its inputs and recompute it, or restore with a Checkpointer")
+            if e["kind"] == Kind.DISTRIBUTED:
+                gshape = tuple(e["global_shape"])
+                off, shape = ((0,) * len(gshape), gshape) if box is None else map(tuple, box)
+                if len(off) != len(gshape) or len(shape) != len(gshape) or any(
+                        o < 0 or n < 0 or o + n > g for o, n, g in zip(off, shape, gshape)):
+                    raise ArgumentError(f"box {box!r} does not lie inside provider {name!r} of "
+                                    f"version {v.id} (global shape {gshape})")
+                out = np.empty(shape, np.dtype(e["dtype"]))
+                return r.read_box(name, out, off) if out.size else out
+            if box is not None:
+                raise ArgumentError(f"box= applies to distributed providers; {name!r} of version "
+                                f"{v.id} is {e['kind']!r}")
+            nblocks = len(e["blocks"])
+            if rank is None:
+                if not e.get("replicated") and nblocks > 1:
+                    raise VlccError(f"provider {name!r} of version {v.id} differs per rank "
+                                    f"(written on {nblocks} ranks): pass rank=0..{nblocks - 1}")
+                rank = 0
+            if not 0 <= rank < nblocks:
+                raise ArgumentError(f"provider {name!r} of version {v.id} has ranks 0..{nblocks - 1}, "
+                                f"not {rank}")
+            if e["kind"] == Kind.VALUE:
+                return r.read_value(name, rank, nblocks)
+            out = np.empty(tuple(e["blocks"][rank]["shape"]), np.dtype(e["dtype"]))
+            return r.read_array(name, out, rank, nblocks)
+        finally:
+            r.close()
+
+    def verify(self, version: "Version | str | None" = None, *, deep: bool = False) -> dict:
+        """Check every checksum (manifests, indexes, every chunk, block
+        digests) of one version or, when ``version`` is None, of all. Raises
+        CorruptionError at the first problem, naming version, provider, rank
+        and file. Returns counts. ``deep``: also compare every stored copy of
+        each chunk hash used in several places byte for byte (docs/format.md,
+        section 10, "Hash collisions")."""
+        return _verify.verify(self, version, deep=deep)
+
+    # -- space ---------------------------------------------------------------
+    def gc(self, *, dry_run: bool = False, **kw) -> dict:
+        """Delete data no live version references (see vlcc/repo/gc.py)."""
+        return _gc.gc(self.path, dry_run=dry_run, **kw)
+
+    def prune(self, *, keep_last: int, branches: list[str] | None = None, dry_run: bool = False,
+              **kw) -> dict:
+        """Remove versions beyond the ``keep_last`` newest of each branch (tags stay)."""
+        return _gc.prune(self.path, keep_last=keep_last, branches=branches, dry_run=dry_run, **kw)
+
+    def du(self) -> dict:
+        """Logical vs stored bytes per version and branch."""
+        return _gc.du(self.path)

@@ -1,0 +1,121 @@
+"""The collective restore (docs/architecture.md, "One restore"):
+
+rank 0 resolves the spec → manifest (bcast); every rank checks its registered
+providers against it (agree: nothing touched yet); every rank reads what its
+own providers need (N→M aware) from the fastest source — the memory tier if
+every rank holds the version there, else disk — and copies it in (agree)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..commit.checkpoint import progress
+from ..commit.manifest import provisional
+from ..commit.protocol import agree, all_true, root_only
+from ..commit.session import Session
+from ..errors import MissingProviderError, ShapeMismatchError
+from ..repo.manifest import Version
+from ..repo.records import Kind
+from ..state.array import ArrayProvider
+from .prefetch import prefetch_upcoming
+from .sources import DiskSource, MemorySource
+
+
+def restore(s: Session, version, strict: bool) -> Version:
+    eng = s.engine
+    spec = version.id if isinstance(version, Version) else version
+    pend = {p.vid: p for p in eng.pending}
+    target = None
+    if spec in (None, "latest") and eng.pending and eng.pending[-1].branch == s.branch:
+        target = eng.pending[-1].vid
+    elif isinstance(spec, str) and spec in pend:
+        target = spec
+    if target is not None:
+        # A pending version: from memory if every rank still holds it there,
+        # else once it is durable (the pending lists are the same on all ranks).
+        if all_true(s.comm, lambda: fits(s, eng.memory.get(target))):
+            return _from_memory(s, target, Version.from_manifest(provisional(pend[target], s.size)),
+                                strict)
+        progress(s, block=True)
+        spec = target
+
+    def resolve():
+        latest = spec in (None, "latest")
+        return s.catalog.resolve(spec, branch=s.branch if latest else None).manifest
+    doc = root_only(s.comm, resolve)
+    v = Version.from_manifest(doc)
+    eng.wait_prefetch(v.id)
+    if all_true(s.comm, lambda: fits(s, eng.memory.get(v.id))):
+        return _from_memory(s, v.id, v, strict)
+    eng.memory.record_access(v.id, hit=False)
+    offsets = {n: p.offset for n, p in s.state.providers.items()
+               if isinstance(p, ArrayProvider) and p.kind == Kind.DISTRIBUTED}
+    src = DiskSource(s.paths, doc, rank=s.rank, nranks=s.size, offsets=offsets,
+                     faster=eng.faster_layouts)
+    try:
+        agree(s.comm, lambda: check_stored(s, src.stored, src.where, strict))
+        agree(s.comm, lambda: _copy_in(s, src))
+    finally:
+        src.close()
+    return _restored(s, v)
+
+
+def _from_memory(s: Session, vid: str, v: Version, strict: bool) -> Version:
+    src = MemorySource(vid, s.engine.memory.get(vid), s.size)
+
+    def run():
+        check_stored(s, src.stored, src.where, strict)
+        _copy_in(s, src)
+    agree(s.comm, run)
+    s.engine.memory.record_access(vid, hit=True)
+    return _restored(s, v)
+
+
+def _copy_in(s: Session, src) -> None:
+    for p in s.state.restore_order():
+        p.restore_leaves(src.stored, src.read)
+
+
+def _restored(s: Session, v: Version) -> Version:
+    s.parent = v.id
+    s.last_version = v
+    s.engine.memory.advance(v.id)
+    prefetch_upcoming(s)
+    return v
+
+
+def fits(s: Session, entry) -> bool:
+    """Can the memory-tier entry fill every registered provider as is?"""
+    if entry is None:
+        return False
+    for name, p in s.state.providers.items():
+        if isinstance(p, ArrayProvider):
+            leaf = entry.leaves.get(name)
+            if (leaf is None or leaf.kind != p.kind or np.dtype(leaf.dtype) != p.array.dtype
+                    or tuple(leaf.shape) != tuple(p.owned_shape)
+                    or (p.kind == Kind.DISTRIBUTED and tuple(leaf.offset) != tuple(p.offset))):
+                return False
+        elif not any(l.name == name or l.of == name for l in entry.leaves.values()):
+            return False
+    return True
+
+
+def check_stored(s: Session, stored: dict, where: str, strict: bool) -> None:
+    """Every registered provider can be filled from ``stored`` (raise before
+    any byte is copied)."""
+    for p in s.state.providers.values():
+        p.check_restore(stored, where)
+    for n, e in stored.items():
+        owner = e.get("of") or n
+        if (owner in s.state.providers and e["kind"] != Kind.DISTRIBUTED
+                and len(e["blocks"]) != s.size and not e.get("replicated")):
+            raise ShapeMismatchError(
+                f"provider {n!r} of {where} is per-rank data written on {len(e['blocks'])} "
+                f"ranks with different content per rank; it cannot be restored on "
+                f"{s.size} ranks (register it as a distributed array for N→M restart)")
+    if strict:
+        extra = {e.get("of") or n for n, e in stored.items()} - set(s.state.providers)
+        if extra:
+            raise MissingProviderError(
+                f"{where} has providers that are not registered: {', '.join(sorted(extra))} "
+                f"(register them, or restore(..., strict=False) to ignore them)")

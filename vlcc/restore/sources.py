@@ -1,0 +1,70 @@
+"""One read interface over the tiers a restore reads from: a stored version
+on disk (``DiskSource``: the persistent repository, through the node-local
+copy when there is one) or a version held in the engine's memory tier
+(``MemorySource``). Providers call ``read(name, out)`` and never know which."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+
+from ..errors import ShapeMismatchError
+from ..repo.records import Kind
+from ..state.provider import Leaf
+from .reader import VersionReader
+
+
+def read_leaf(reader: VersionReader, name: str, out: np.ndarray | None, *, rank: int, nranks: int,
+              offset=None):
+    """The per-kind read dispatch (the only copy): a box of a distributed
+    leaf at ``offset`` into ``out``, this rank's block of a per-rank array,
+    or a value (returned)."""
+    kind = reader.entry(name)["kind"]
+    if kind == Kind.DISTRIBUTED:
+        return reader.read_box(name, out, offset)
+    if kind == Kind.VALUE:
+        return reader.read_value(name, rank, nranks)
+    return reader.read_array(name, out, rank, nranks)
+
+
+class DiskSource:
+    """Leaves of one committed version, read from disk for this rank."""
+
+    def __init__(self, paths, manifest: dict, *, rank: int, nranks: int, offsets: dict,
+                 faster=None):
+        self.reader = VersionReader(paths, manifest, faster=faster)
+        self.stored = manifest["providers"]
+        self.rank, self.nranks, self.offsets = rank, nranks, offsets
+        self.where = f"version {manifest['id']}"
+
+    def read(self, name: str, out):
+        return read_leaf(self.reader, name, out, rank=self.rank, nranks=self.nranks,
+                         offset=self.offsets.get(name))
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+class MemorySource:
+    """Leaves of one version held in the memory tier (captured on this rank)."""
+
+    def __init__(self, vid: str, entry, nranks: int):
+        self.entry = entry
+        self.where = f"version {vid} (memory tier)"
+        self.stored = {name: leaf.describe() | {"blocks": [None] * nranks, "replicated": False}
+                       for name, leaf in entry.leaves.items()}
+
+    def read(self, name: str, out):
+        leaf: Leaf = self.entry.leaves[name]
+        if out is None:
+            return pickle.loads(leaf.data.tobytes())
+        src = leaf.data.view(np.dtype(leaf.dtype)).reshape(leaf.shape)
+        if src.shape != out.shape:
+            raise ShapeMismatchError(f"provider {name!r}: {self.where} has shape {src.shape}, "
+                                     f"target {out.shape}")
+        out[...] = src
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,156 @@
+"""``Repository.verify``: check every checksum of stored versions (manifests,
+indexes, every chunk, block digests), and with ``deep`` compare every stored
+copy of each shared chunk hash byte for byte (docs/format.md, section 10)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..encode import get_codec
+from ..errors import CorruptionError
+from ..io.bp5 import BlockReader
+from ..redundancy.dedup import codec_key
+from ..repo.checksums import chunk_hash, digest_of
+from .reader import VersionReader
+
+
+def verify(repo, version=None, *, deep: bool = False) -> dict:
+    """Check every checksum (manifests, indexes, every chunk, block
+    digests) of one version or, when ``version`` is None, of all. Raises
+    CorruptionError at the first problem, naming version, provider, rank
+    and file. Returns counts.
+
+    ``deep``: do not take the chunk hash as proof of identity (docs/format.md,
+    section 10, "Hash collisions"). Every chunk hash referenced from several
+    places (versions, ranks, leaves, repeats) is looked at in every stored
+    copy and every distinct way it is referenced (file, variable, offset,
+    stored size, codec); each is read, decoded and compared byte-for-byte
+    with the first copy. Copies of one hash that differ are reported as a
+    hash collision (or corruption), naming both places."""
+    if version is None:
+        for vid in repo.version_ids():   # damaged manifests are errors here
+            repo._load(vid)
+        targets = repo.versions()
+    else:
+        targets = [repo.resolve(version)]
+    out: dict = {"versions": len(targets)}
+    if deep:
+        out["deep"] = _verify_deep(repo, targets)
+    nchunks = nbytes = 0
+    for v in targets:
+        r = VersionReader(repo.layout, v.manifest)
+        try:
+            for rank in range(len(v.manifest["ranks"])):
+                for lname, entry in r.index(rank)["leaves"].items():
+                    buf = np.empty(entry.nbytes, np.uint8)
+                    r.read_chunks(lname, rank, buf, range(len(entry.chunks)))
+                    nchunks += len(entry.chunks)
+            for name, e in v.providers.items():
+                for block in e["blocks"]:
+                    where = f"version {v.id}, provider {name!r}, rank {block['rank']}"
+                    if block.get("pack") is not None:
+                        r.block_bytes(name, block)        # checks the packed bytes' digest
+                    else:
+                        entry = r.index(block["rank"])["leaves"].get(name)
+                        if entry is None:
+                            raise CorruptionError(f"{where}: missing from the rank index")
+                        if entry.nbytes != block["nbytes"]:
+                            raise CorruptionError(f"{where}: index has {entry.nbytes} bytes, "
+                                                  f"manifest {block['nbytes']}")
+                        if digest_of([c.hash for c in entry.chunks]) != block["digest"]:
+                            raise CorruptionError(f"{where}: chunk hashes of the index do not "
+                                                  f"match the block digest of the manifest")
+                    nbytes += block["nbytes"]
+        finally:
+            r.close()
+    out.update(chunks=nchunks, bytes=nbytes)
+    return out
+
+def _verify_deep(repo, targets: list) -> dict:
+    """Byte-for-byte comparison of every stored copy / reference of each
+    chunk hash used by ``targets`` (see ``verify``)."""
+    # (hash, nbytes) -> {place: [(version, rank, leaf, chunk)]}; a place is
+    # (file, variable, offset, stored, codec key) — how a reference reads it.
+    groups: dict[tuple, dict[tuple, list]] = {}
+    codecs_by_key: dict[str, dict] = {}
+    wanted: set = set()
+    target_ids = {v.id for v in targets}
+    everything = targets if len(targets) > 1 else repo.versions()
+    if not any(v.id in target_ids for v in everything):
+        everything = list(everything) + list(targets)
+    for v in everything:
+        r = VersionReader(repo.layout, v.manifest)
+        try:
+            for rank in range(len(v.manifest["ranks"])):
+                try:
+                    idx = r.index(rank)
+                except CorruptionError:
+                    if v.id in target_ids:
+                        raise
+                    continue   # another version's damage is that version's report
+                for lname, entry in idx["leaves"].items():
+                    for k, c in enumerate(entry.chunks):
+                        cfg = idx["codecs"][c.codec]
+                        ck = codec_key(cfg)
+                        codecs_by_key[ck] = cfg
+                        key = (c.hash, c.nbytes)
+                        place = (idx["files"][c.file], c.var, c.offset, c.stored, ck)
+                        groups.setdefault(key, {}).setdefault(place, []).append(
+                            (v.id, rank, lname, k))
+                        if v.id in target_ids:
+                            wanted.add(key)
+        finally:
+            r.close()
+    readers: dict[str, BlockReader] = {}
+
+    def load(place, nbytes) -> np.ndarray:
+        rel, var, off, stored, ck = place
+        rd = readers.get(rel)
+        if rd is None:
+            rd = readers[rel] = BlockReader(repo.layout.abs(rel), what="verify --deep: ")
+        raw = np.empty(stored, np.uint8)
+        rd.read_into(var, off, raw)
+        cfg = codecs_by_key[ck]
+        if cfg["id"] == "raw":
+            return raw
+        return np.frombuffer(get_codec(cfg).decode(raw, nbytes), np.uint8)
+
+    def name(place, refs_):
+        vid, rank, lname, k = refs_[0]
+        more = f" and {len(refs_) - 1} more reference(s)" if len(refs_) > 1 else ""
+        return (f"file {repo.layout.abs(place[0])}, variable {place[1]!r}, offset {place[2]} "
+                f"(version {vid}, rank {rank}, leaf {lname!r}, chunk {k}{more})")
+    shared = refs_n = copies = nbytes_cmp = 0
+    try:
+        for key in sorted(wanted):
+            places = groups[key]
+            nref = sum(len(x) for x in places.values())
+            if nref < 2:
+                continue
+            shared += 1
+            refs_n += nref
+            h, n = key
+            first_place, first = None, None
+            for place, refs_ in places.items():
+                data = load(place, n)
+                copies += 1
+                if data.size != n:
+                    raise CorruptionError(f"chunk {h} decodes to {data.size} bytes, recorded "
+                                          f"{n}: {name(place, refs_)}")
+                if first is None:
+                    first_place, first = place, data
+                    continue
+                nbytes_cmp += n
+                if not np.array_equal(first, data):
+                    pos = int(np.nonzero(first != data)[0][0])
+                    raise CorruptionError(
+                        f"two stored copies recorded with the same xxh3-128 hash {h} ({n} bytes) "
+                        f"differ at byte {pos}: a hash collision or corruption; "
+                        f"{name(first_place, places[first_place])} vs {name(place, refs_)}")
+            if chunk_hash(first) != h:
+                raise CorruptionError(f"checksum mismatch: {name(first_place, places[first_place])}")
+    finally:
+        for rd in readers.values():
+            rd.close()
+    return {"shared_hashes": shared, "references": refs_n, "copies_read": copies,
+            "bytes_compared": nbytes_cmp}
