@@ -105,7 +105,7 @@ def python_part(repo: str, mib: int, iters: int, calls: int) -> None:
 
     import vlcc
     from vlcc.commit.protocol import root_only
-    from vlcc.repo.repository import Repository
+    from vlcc import Repository
     t1 = time.perf_counter()
     comm = MPI.COMM_WORLD
     ck = vlcc.Checkpointer(repo, comm=comm)
