@@ -18,6 +18,7 @@ from .commit import checkpoint as _ckpt
 from .commit.protocol import agree, private, release, root_only
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
+from .encode import get_codec
 from .engine.config import EngineConfig
 from .engine.engine import Engine
 from .errors import ArgumentError, NotFoundError, ProviderError, VlccError
@@ -158,8 +159,9 @@ class Checkpointer:
         elif global_shape is not None or offset is not None or halo or on_restore:
             raise ProviderError(f"provider {name!r}: global_shape/offset/halo/on_restore apply "
                                 f"to numpy arrays only")
+        codec = None if compress in (None, False) else get_codec("zstd" if compress is True else compress)
         self._s.state.add(name, obj, **kw)
-        self._s.writer.set_codec(name, compress)
+        self._s.writer.set_codec(name, codec)
 
     def register_derived(self, name: str, fn: Callable[..., Any], inputs: Sequence[str], *,
                          recipe: Any = None, set: Callable[[Any], None] | None = None,

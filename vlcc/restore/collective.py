@@ -13,7 +13,7 @@ from ..commit.checkpoint import progress
 from ..commit.manifest import provisional
 from ..commit.protocol import agree, all_true, root_only
 from ..commit.session import Session
-from ..errors import MissingProviderError, ShapeMismatchError
+from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, VlccError
 from ..repo.manifest import Version
 from ..repo.records import Kind
 from ..state.array import ArrayProvider
@@ -73,7 +73,13 @@ def _from_memory(s: Session, vid: str, v: Version, strict: bool) -> Version:
 
 def _copy_in(s: Session, src) -> None:
     for p in s.state.restore_order():
-        p.restore_leaves(src.stored, src.read)
+        try:
+            p.restore_leaves(src.stored, src.read)
+        except VlccError:
+            raise
+        except Exception as exc:   # the application's set/restore/on_restore callback
+            raise ProviderError(f"restoring provider {p.name!r} from {src.where} failed: "
+                                f"{type(exc).__name__}: {exc}") from exc
 
 
 def _restored(s: Session, v: Version) -> Version:
