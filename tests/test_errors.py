@@ -240,7 +240,7 @@ def test_unknown_format_version(base):
     for open_it in (lambda: vlcc.Repository(base.path),
                     lambda: vlcc.Checkpointer(base.path, comm=SELF)):
         with pytest.raises(vlcc.FormatVersionError,
-                           match=f"repository {base.path} has format version 99; this vlcc reads version 1"):
+                           match=f"repository {base.path} has format version 99; this vlcc reads versions 1, 2"):
             open_it()
     assert issubclass(vlcc.FormatVersionError, vlcc.RepositoryError)
     assert open(os.path.join(base.path, "versions", f"{base.v1.id}.json"), "rb").read(), \

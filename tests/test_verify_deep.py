@@ -75,15 +75,20 @@ def _forge_hash(repo: str, vid: str, leaf: str, k: int, new_hash: str) -> None:
     with open(ipath) as f:
         idx = json.load(f)
     idx["leaves"][leaf]["chunks"][k][5] = new_hash
+    idx["leaves"][leaf]["digest"] = digest_of([c[5] for c in idx["leaves"][leaf]["chunks"]])
     raw = seal(idx)
     with open(ipath, "wb") as f:
         f.write(raw)
+    # format 2: the index checksums live in ranks.bin, whose checksum the manifest holds
+    tpath = os.path.join(repo, "data", vid, "ranks.bin")
+    with open(tpath, "rb") as f:
+        table = bytes.fromhex(chunk_hash(raw)) + f.read()[16:]
+    with open(tpath, "wb") as f:
+        f.write(table)
     mpath = os.path.join(repo, "versions", f"{vid}.json")
     with open(mpath) as f:
         m = json.load(f)
-    m["ranks"][0]["index_checksum"] = chunk_hash(raw)
-    m["providers"][leaf]["blocks"][0]["digest"] = digest_of(
-        [c[5] for c in idx["leaves"][leaf]["chunks"]])
+    m["ranks"]["checksum"] = chunk_hash(table)
     with open(mpath, "wb") as f:
         f.write(seal(m))
 

@@ -93,10 +93,9 @@ class Checkpointer:
         self._closed = False
 
         def open_repo():
-            if create is False:
-                repo_config.read_config(paths)        # must already be a repository
-            else:
+            if create is not False:
                 repo_config.create(paths, force=bool(create))
+            repo_config.upgrade(paths)    # reads it: must be a repository by now
             s.catalog = Repository(paths.root)
             return s.catalog.branch_head(branch)
         try:

@@ -28,6 +28,8 @@ def _when(t: float) -> str:
 
 
 def _nbytes(v: Version) -> int:
+    if "logical_bytes" in v.manifest:    # format 2
+        return int(v.manifest["logical_bytes"])
     return sum(b["nbytes"] for p in v.providers.values() for b in p["blocks"])
 
 
@@ -90,17 +92,17 @@ def cmd_show(args) -> int:
         print(f"slurm    {json.dumps(v.slurm, sort_keys=True)}")
     print("providers:")
     for name, e in sorted(v.providers.items()):
-        size = sum(b["nbytes"] for b in e["blocks"])
+        size = sum(b["nbytes"] for b in e["blocks"]) if "blocks" in e else None
         if e["kind"] == "distributed":
             shape = "x".join(map(str, e["global_shape"])) or "scalar"
-            desc = f"distributed {e['dtype']} {shape} in {len(e['blocks'])} blocks"
+            desc = f"distributed {e['dtype']} {shape} in {v.nranks} blocks"
         elif e["kind"] == "array":
             desc = f"per-rank {e['dtype']} {tuple(e['shape'])}" + (" (replicated)" if e.get("replicated") else "")
         elif e["kind"] == "derived":
             desc = f"derived from {', '.join(e.get('inputs') or [])}: {json.dumps(e.get('recipe'))}"
         else:
             desc = "value" + (" (replicated)" if e.get("replicated") else " (per rank)")
-        print(f"  {name:<32} {desc:<48} {_human(size)}")
+        print(f"  {name:<32} {desc:<48} {'' if size is None else _human(size)}")
     return 0
 
 

@@ -55,7 +55,7 @@ class Repository(Catalog):
             if box is not None:
                 raise ArgumentError(f"box= applies to distributed providers; {name!r} of version "
                                 f"{v.id} is {e['kind']!r}")
-            nblocks = len(e["blocks"])
+            nblocks = r.nblocks(name)
             if rank is None:
                 if not e.get("replicated") and nblocks > 1:
                     raise VlccError(f"provider {name!r} of version {v.id} differs per rank "
@@ -66,8 +66,19 @@ class Repository(Catalog):
                                 f"not {rank}")
             if e["kind"] == Kind.VALUE:
                 return r.read_value(name, rank, nblocks)
-            out = np.empty(tuple(e["blocks"][rank]["shape"]), np.dtype(e["dtype"]))
+            out = np.empty(tuple(r.block(name, rank)["shape"]), np.dtype(e["dtype"]))
             return r.read_array(name, out, rank, nblocks)
+        finally:
+            r.close()
+
+    def blocks(self, version: "Version | str", name: str) -> list[dict]:
+        """How provider ``name`` of ``version`` is stored: one dict per rank
+        (rank, shape, nbytes, digest; offset of a distributed block; pack of a
+        coalesced one). Format 2 reads them from the rank indexes."""
+        v = self.resolve(version)
+        r = VersionReader(self.layout, v.manifest)
+        try:
+            return [r.block(name, k) for k in range(r.nblocks(name))]
         finally:
             r.close()
 

@@ -347,17 +347,21 @@ def _stored(m: dict) -> dict[int, dict]:
     return out
 
 
-def _stored_nbytes(e: dict, rank: int, size: int) -> int:
-    """Bytes of region entry ``e`` this rank restores (plain regions); -1 when they
-    cannot be restored on this rank count."""
+def _stored_nbytes(ck, m: dict, i: int, e: dict) -> int:
+    """Bytes of region ``i`` (entry ``e`` of manifest ``m``) this rank restores
+    (plain regions); -1 when they cannot be restored on this rank count."""
     if e["kind"] == "distributed":
         return int(np.prod(e["global_shape"], dtype=np.int64)) * np.dtype(e["dtype"]).itemsize
-    blocks = e["blocks"]
-    if len(blocks) == size:
-        return int([b for b in blocks if b["rank"] == rank][0]["nbytes"])
-    if e.get("replicated"):
-        return int(blocks[0]["nbytes"])
-    return -1
+    from ..errors import ShapeMismatchError
+    from ..repo.paths import RepoPaths
+    from ..restore.reader import VersionReader
+    r = VersionReader(RepoPaths(ck.path), m)
+    try:
+        return int(r.pick_rank_block(f"{PREFIX}{i}", ck.rank, ck.size)["nbytes"])
+    except ShapeMismatchError:
+        return -1
+    finally:
+        r.close()
 
 
 def recover_selective(mode, ids_p, n):
@@ -385,10 +389,10 @@ def recover_selective(mode, ids_p, n):
         if dist:
             want[i] = r["nbytes"]
             continue
-        need = _stored_nbytes(e, ck.rank, ck.size)
+        need = _stored_nbytes(ck, m, i, e)
         if need < 0:
             raise CapiError(C.EMISMATCH, f"VELOC_Recover_mem: region {i} was saved by "
-                                         f"{len(e['blocks'])} ranks with different bytes per rank; "
+                                         f"{m['nranks']} ranks with different bytes per rank; "
                                          f"it cannot be restored on {ck.size} ranks (protect it with "
                                          f"VELOC_Mem_protect_dist for N->M restart)")
         if r["nbytes"] < need:
@@ -411,7 +415,7 @@ def recover_size(i, out_p):
     if rs is None:
         raise CapiError(C.ESTATE, "VELOC_Recover_size: call VELOC_Restart_begin first")
     e = _stored(rs["manifest"]).get(int(i))
-    out_p[0] = -1 if e is None else _stored_nbytes(e, ck.rank, ck.size)
+    out_p[0] = -1 if e is None else _stored_nbytes(ck, rs["manifest"], int(i), e)
 
 
 def restart_end(success):

@@ -85,6 +85,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
                    all_descs=holder.pop("all_descs", None))
     try:
         pend.plan = s.writer.prepare(s.comm, dedup_parent(s), pend.leaves)
+        pend.replicated = pend.plan.replicated
     except BaseException:
         s.writer.abort()
         locks.release(lock)
@@ -115,7 +116,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
 
 
 def _committed(s: Session, doc: dict) -> Version:
-    v = Version.from_manifest(doc)
+    v = Version.from_manifest(doc, s.paths.root)
     s.parent = doc["id"]
     s.head_seen = doc["id"]
     s.last_version = v
@@ -140,7 +141,9 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
     ``if_moved="fail"`` BranchMovedError is raised and nothing is committed.
     Either way no version silently drops off the branch's lineage
     (docs/format.md, section 5)."""
-    doc = manifest.build(pend, results, mode=s.mode, chunk_size=s.chunk_size)
+    doc, side_files = manifest.build(pend, results, mode=s.mode, chunk_size=s.chunk_size)
+    for rel, raw in side_files.items():      # durable before the commit point
+        atomic_write(s.paths.abs(rel), raw)
     with refs.ref_lock(s.paths, "branch", pend.branch):
         head = s.catalog.branch_head(pend.branch)
         seen = s.head_seen if s.head_branch == pend.branch else head

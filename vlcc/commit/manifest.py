@@ -7,8 +7,12 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from .._version import __version__
-from ..repo.manifest import MANIFEST_VERSION
+from ..repo import decomp
+from ..repo.checksums import chunk_hash
+from ..repo.manifest import MANIFEST_VERSION, pack_ranks_table, ranks_table_rel
 from ..repo.records import Kind
 
 
@@ -27,38 +31,51 @@ def provisional(pend, nranks: int) -> dict:
             "slurm": slurm_info(), "run": {}, "providers": {}, "pending": True}
 
 
-def build(pend, results: list[dict], *, mode: str, chunk_size: int) -> dict:
-    """The manifest of ``pend`` from every rank's write result (index = rank)."""
-    all_descs = pend.all_descs
+def build(pend, results: list[dict], *, mode: str, chunk_size: int) -> tuple[dict, dict[str, bytes]]:
+    """The manifest of ``pend`` from every rank's write result (index = rank),
+    and the side files it names (rank table, irregular decomposition tables),
+    which must be durable before the manifest. Format 2 (section 4): the
+    manifest grows with the number of providers, not ranks; per-rank blocks
+    live in the rank indexes."""
+    vid, all_descs = pend.vid, pend.all_descs
+    nranks = len(results)
     providers: dict[str, dict] = {}
+    files: dict[str, bytes] = {}
     for name, d in all_descs[0]:
         e = {k: v for k, v in d.items() if k not in ("offset", "shape")}
         if d["kind"] != Kind.DISTRIBUTED:
             e["shape"] = d["shape"]
-        e["blocks"] = []
+        e["replicated"] = bool((pend.replicated or {}).get(name, False))
         providers[name] = e
-    for rank, res in enumerate(results):
-        for name, d in all_descs[rank]:
-            s = res["leaves"][name]
-            b = {"rank": rank, "shape": d["shape"], "nbytes": s["nbytes"], "digest": s["digest"]}
-            if d["kind"] == Kind.DISTRIBUTED:
-                b["offset"] = d["offset"]
-            if "pack" in s:
-                b["pack"] = s["pack"]
-            providers[name]["blocks"].append(b)
-    for e in providers.values():
-        e["replicated"] = len({b["digest"] for b in e["blocks"]}) == 1 and \
-            len({tuple(b["shape"]) for b in e["blocks"]}) == 1
+    tables: dict[str, str] = {}
+    by_rank = [dict(descs) for descs in all_descs]
+    for name, e in providers.items():
+        if e["kind"] != Kind.DISTRIBUTED:
+            continue
+        nd = len(e["global_shape"])
+        per_rank = [d[name] for d in by_rank]
+        offs = np.array([d["offset"] for d in per_rank], np.int64).reshape(nranks, nd)
+        shps = np.array([d["shape"] for d in per_rank], np.int64).reshape(nranks, nd)
+        desc, raw = decomp.describe(e["global_shape"], offs, shps)
+        if raw is not None:      # irregular: one table file per distinct table
+            rel = tables.get(desc["checksum"])
+            if rel is None:
+                rel = tables[desc["checksum"]] = f"data/{vid}/decomp-{len(tables)}.npy"
+                files[rel] = raw
+            desc = {"table": rel, "checksum": desc["checksum"]}
+        e["decomposition"] = desc
+    table = pack_ranks_table([r["index_checksum"] for r in results])
+    files[ranks_table_rel(vid)] = table
     return {
-        "vlcc_manifest": MANIFEST_VERSION, "id": pend.vid, "parent": pend.parent,
+        "vlcc_manifest": MANIFEST_VERSION, "id": vid, "parent": pend.parent,
         "branch": pend.branch, "step": pend.step,
-        "message": pend.message, "time": pend.t0, "nranks": len(results),
+        "message": pend.message, "time": pend.t0, "nranks": nranks,
         "attrs": pend.attrs, "hosts": sorted({r["host"] for r in results}),
         "slurm": slurm_info(),
         "run": {"vlcc": __version__, "python": sys.version.split()[0],
                 "mode": mode, "seconds": round(time.time() - pend.t0, 6),
                 "chunk_size": chunk_size},
         "providers": providers,
-        "ranks": [{"rank": i, "index": r["index"], "index_checksum": r["index_checksum"],
-                   "host": r["host"]} for i, r in enumerate(results)],
-    }
+        "logical_bytes": int(sum(r["logical_bytes"] for r in results)),
+        "ranks": {"table": ranks_table_rel(vid), "checksum": chunk_hash(table)},
+    }, files

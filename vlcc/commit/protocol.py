@@ -119,6 +119,18 @@ def root_only(comm, fn: Callable[[], T]) -> T:
     return gather_decide(comm, lambda: None, lambda _results: fn())
 
 
+def from_root(comm, fn: Callable[[], T]) -> T:
+    """Run ``fn`` on rank 0 and broadcast its result (or its error): one
+    bcast, O(log P) deep (``root_only`` also lets every rank fail first)."""
+    payload, own = _run(fn) if comm.rank == 0 else (None, None)
+    out = comm.bcast(payload, root=0)
+    if out[0] == "err":
+        if comm.rank == 0:
+            raise own  # type: ignore[misc]
+        return _raise(comm, ("err", 0, out[1], out[2]), None)
+    return out[1]
+
+
 def allgather(comm, local: Callable[[], T]) -> list[T]:
     """Run ``local`` on every rank and allgather the results; if it failed on
     any rank, raise on every rank (the contract of ``agree``)."""
@@ -144,5 +156,5 @@ def any_bits(comm, bits: int) -> int:
     return int(_reduce(comm, int(bits), "bor"))
 
 
-__all__ = ["gather_decide", "agree", "root_only", "allgather", "all_true", "any_bits",
+__all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
            "private", "release"]

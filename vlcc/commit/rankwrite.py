@@ -25,7 +25,7 @@ import numpy as np
 from ..encode import Codec, get_codec
 from ..encode.raw import Raw
 from ..errors import StorageError, storage_error
-from ..io.bp5 import BlockWriter
+from ..io.bp5 import BlockWriter, bp5_checksums
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
 from ..redundancy.dedup import (ChunkTable, Offer, assign_owners, codec_key, load_parent_indexes,
@@ -35,10 +35,10 @@ from ..repo.checksums import chunk_hash, digest_of
 from ..repo.fsutil import atomic_write, fsync_tree, makedirs
 from ..repo.index import INDEX_VERSION
 from ..repo.paths import RepoPaths
-from ..repo.records import ChunkEntry, IndexLeaf
+from ..repo.records import ChunkEntry, IndexLeaf, Kind
 from ..repo.sealed import seal
 from ..state.provider import Leaf
-from .protocol import allgather
+from .protocol import allgather, any_bits, from_root
 
 RAW = {"id": "raw"}
 
@@ -62,6 +62,8 @@ class RankPlan:
     stats: dict = field(default_factory=dict)
     index: dict | None = None                     # the index written (kept for the next dedup)
     packed: Packed | None = None                  # small leaves coalesced into one pack leaf
+    digests: dict = field(default_factory=dict)   # leaf name -> block digest (format 4)
+    replicated: dict | None = None                # rank 0: leaf name -> same on every rank
 
 
 def _leaf_codec(leaf: Leaf, codecs) -> Codec | None:
@@ -136,7 +138,9 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
         plans.append(lp)
     stats = {"chunks": n_chunks, "parent_refs": n_ref, "hashed_chunks": dirty,
              "logical_bytes": logical, "packed_leaves": len(packed.leaves)}
-    return RankPlan(rank, chunk_size, plans, offer, payload, stats=stats, packed=packed)
+    digests = {lp.leaf.name: digest_of(lp.hashes) for lp in plans} | packed.digests
+    return RankPlan(rank, chunk_size, plans, offer, payload, stats=stats, packed=packed,
+                    digests=digests)
 
 
 def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
@@ -176,7 +180,6 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
 
     index = {"vlcc_index": INDEX_VERSION, "version": vid, "rank": rank,
              "files": None, "codecs": None, "leaves": {}}
-    summary = {}
     written = 0
     for lp in plan.leaves:
         leaf = lp.leaf
@@ -190,14 +193,15 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
                 owner, var, off, stored, cfg, _w = plan.assignment[ref]
                 chunks.append(ChunkEntry(fi(layout.rel_data_file(vid, owner)), var, off, stored,
                                          length, h, ci(cfg)))
-        index["leaves"][leaf.name] = IndexLeaf(int(leaf.data.size), plan.chunk_size, chunks)
-        if plan.packed is None or leaf is not plan.packed.pack:
-            summary[leaf.name] = {"nbytes": int(leaf.data.size), "digest": digest_of(lp.hashes)}
+        is_pack = plan.packed is not None and leaf is plan.packed.pack
+        index["leaves"][leaf.name] = IndexLeaf(int(leaf.data.size), plan.chunk_size, chunks,
+                                               None if is_pack else _block(leaf, plan.digests))
     if plan.packed is not None and plan.packed.pack is not None:
         pk = plan.packed
-        for leaf in pk.leaves:   # manifest blocks say where in the pack they are
-            summary[leaf.name] = {"nbytes": int(leaf.data.size), "digest": pk.digests[leaf.name],
-                                  "pack": {"leaf": pk.pack.name, "offset": pk.offsets[leaf.name]}}
+        for leaf in pk.leaves:   # no chunks of their own: where in the pack they are
+            block = _block(leaf, plan.digests)
+            block["pack"] = {"leaf": pk.pack.name, "offset": pk.offsets[leaf.name]}
+            index["leaves"][leaf.name] = IndexLeaf(int(leaf.data.size), plan.chunk_size, [], block)
     index["files"] = sorted(files, key=files.get)
     index["codecs"] = codec_list or [dict(RAW)]
 
@@ -223,6 +227,7 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
             writer.close()
             writer = None
             fsync_tree(layout.abs(rel_bp))
+            index["bp5"] = bp5_checksums(layout.abs(rel_bp))
         except OSError as exc:
             raise storage_error(exc, f"rank {rank}: cannot write data of version {vid}") from exc
         except StorageError as exc:
@@ -239,8 +244,36 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
     atomic_write(layout.abs(rel_idx), raw)
     plan.index = index
     plan.payload = []
-    return {"leaves": summary, "index": rel_idx, "index_checksum": chunk_hash(raw),
-            "host": os.uname().nodename, "stats": stats}
+    return {"index_checksum": chunk_hash(raw), "host": os.uname().nodename,
+            "logical_bytes": plan.stats["logical_bytes"], "stats": stats}
+
+
+def _block(leaf: Leaf, digests: dict) -> dict:
+    """This rank's block of a leaf, as format 2 records it in the rank index."""
+    b = {"shape": [int(x) for x in leaf.shape], "digest": digests[leaf.name]}
+    if leaf.kind == Kind.DISTRIBUTED:
+        b["offset"] = [int(x) for x in leaf.offset]
+    return b
+
+
+def replication(comm, plan: RankPlan) -> dict[str, bool]:
+    """Collective: which leaves hold the same bytes and shape on every rank
+    (such per-rank data restores on any rank count). Rank 0's (digest,
+    shape) list is broadcast and each rank ORs in a bit per leaf that differs:
+    O(leaves) per rank and O(log P) deep, instead of gathering every rank's
+    digests on rank 0 (format 1)."""
+    shapes = {lp.leaf.name: tuple(lp.leaf.shape) for lp in plan.leaves}
+    if plan.packed is not None:
+        shapes.update({l.name: tuple(l.shape) for l in plan.packed.leaves})
+        if plan.packed.pack is not None:
+            shapes.pop(plan.packed.pack.name, None)
+    names = sorted(shapes)
+    mine = [(plan.digests[n], shapes[n]) for n in names]
+    ref = from_root(comm, lambda: mine)
+    bits = sum(1 << i for i, (a, b) in enumerate(zip(mine, ref)) if a != b) \
+        if len(ref) == len(mine) else (1 << len(names)) - 1
+    differ = any_bits(comm, bits)
+    return {n: not (differ >> i) & 1 for i, n in enumerate(names)}
 
 
 class RankWriter:
@@ -293,6 +326,7 @@ class RankWriter:
             self._plan.assignment = assign_owners(offers)[self.rank]
         else:
             self._plan.assignment = place_own(self._plan.offer, self.rank)
+        self._plan.replicated = replication(comm, self._plan)
         return self._plan
 
     def write(self, vid: str) -> dict:

@@ -34,6 +34,7 @@ class Pending:
     nbytes: int = 0
     plan: object = None             # the RankWriter plan (dedup decisions, encoded chunks)
     lock: str | None = None         # rank 0: the repository writer lock (keeps gc away)
+    replicated: dict | None = None  # leaf name -> same bytes on every rank (manifest)
     future: cf.Future | None = field(default=None, repr=False)
 
 

@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from ..errors import CorruptionError, StorageError
+from ..repo.checksums import chunk_hash
 from . import adios_c
 
 _IO_COUNTER = itertools.count()
@@ -73,6 +74,39 @@ class BlockWriter:
             self._drop()
 
 
+# The BP5 files ADIOS2 parses when it opens a file for reading. A flipped
+# byte in them crashes ADIOS2 (SIGSEGV/abort), so format 2 records their
+# xxh3-128 in the rank index and readers check them before ADIOS2 opens the
+# file. data.* holds chunk bytes, which carry their own hashes.
+METADATA_FILES = ("md.0", "md.idx", "mmd.0")
+
+
+def bp5_checksums(path: str) -> dict[str, str]:
+    """xxh3-128 of each BP5 metadata file of the (closed) file ``path``."""
+    out = {}
+    for name in METADATA_FILES:
+        p = os.path.join(path, name)
+        if os.path.exists(p):
+            with open(p, "rb") as f:
+                out[name] = chunk_hash(f.read())
+    return out
+
+
+def check_metadata(path: str, expected: dict[str, str], what: str = "") -> None:
+    """Raise CorruptionError unless every metadata file of ``path`` hashes to
+    ``expected`` (and none of the recorded ones is missing)."""
+    got = bp5_checksums(path)
+    for name, h in expected.items():
+        if got.get(name) != h:
+            state = "missing" if name not in got else "checksum mismatch"
+            raise CorruptionError(f"{what}data file {path}: BP5 metadata {name} {state} "
+                                  f"(damaged; not opened)")
+    extra = set(got) - set(expected)
+    if extra:
+        raise CorruptionError(f"{what}data file {path}: unexpected BP5 metadata "
+                              f"{', '.join(sorted(extra))} (damaged; not opened)")
+
+
 def _diagnose(path: str) -> str:
     """Why a write under ``path`` failed: ADIOS2's C API gives no errno."""
     d = path
@@ -104,10 +138,12 @@ class BlockReader:
     """Random-access reads of byte ranges of variables in one BP5 file
     (ADIOS2's C API: the GIL is released while bytes move)."""
 
-    def __init__(self, path: str, *, what: str = ""):
+    def __init__(self, path: str, *, what: str = "", metadata: dict[str, str] | None = None):
         self.path = path
         if not os.path.isdir(path):
             raise CorruptionError(f"{what}data file {path} is missing")
+        if metadata is not None:
+            check_metadata(path, metadata, what)
         self._name = f"vlcc-r-{next(_IO_COUNTER)}".encode()
         L = adios_c.lib()
         self._io = L.adios2_declare_io(adios_c.adios(), self._name)

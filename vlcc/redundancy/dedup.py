@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..repo.index import load_index
-from ..repo.manifest import load_manifest
+from ..repo.manifest import load_manifest, rank_indexes
 from ..repo.paths import RepoPaths
 from ..repo.sealed import canonical
 
@@ -87,18 +87,18 @@ def load_parent_indexes(layout: RepoPaths, parent: str | None, rank: int, size: 
     if parent is None:
         return []
     m = load_manifest(layout.manifest(parent), parent, layout.root)
-    n = len(m["ranks"])
+    n = int(m["nranks"])
     if n == size or n > MAX_CROSS_INDEXES:
         which = [rank] if rank < n else []
     else:
         which = list(range(n))
+    refs = rank_indexes(layout, m) if which else []
     out = []
     for r in which:
-        info = m["ranks"][r]
-        ipath = layout.abs(info["index"])
+        _r, rel, checksum = refs[r]
+        ipath = layout.abs(rel)
         where = f"version {parent}, rank {r}, index file {ipath}"
-        out.append(load_index(ipath, info["index_checksum"], where,
-                              purpose=" (needed as dedup parent)"))
+        out.append(load_index(ipath, checksum, where, purpose=" (needed as dedup parent)"))
     return out
 
 

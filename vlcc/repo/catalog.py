@@ -27,7 +27,7 @@ class Catalog:
         v = self._cache.get(vid)
         if v is None:
             doc = load_manifest(self.layout.manifest(vid), vid, self.path)
-            v = self._cache[vid] = Version.from_manifest(doc)
+            v = self._cache[vid] = Version.from_manifest(doc, self.path)
         return v
 
     def version_ids(self) -> list[str]:

@@ -14,8 +14,8 @@ from .fsutil import atomic_write, makedirs
 from .paths import CONFIG_FILE, RepoPaths
 
 FORMAT_NAME = "vlcc-repository"
-FORMAT_VERSION = 1
-READABLE = (1,)
+FORMAT_VERSION = 2
+READABLE = (1, 2)
 # What a concurrent creator may already have made (it publishes vlcc.json last).
 SKELETON = {"versions", "refs", "data", "locks", "tmp", "vlcc.json"}
 
@@ -36,8 +36,8 @@ def read_config(paths: RepoPaths) -> dict:
     fv = cfg.get("format_version")
     if fv not in READABLE:
         raise FormatVersionError(
-            f"repository {paths.root} has format version {fv!r}; this vlcc reads version "
-            f"{FORMAT_VERSION} only (upgrade vlcc, or write to a new repository)")
+            f"repository {paths.root} has format version {fv!r}; this vlcc reads versions "
+            f"{', '.join(map(str, READABLE))} (upgrade vlcc, or write to a new repository)")
     return cfg
 
 
@@ -72,3 +72,17 @@ def create(paths: RepoPaths, *, force: bool = False) -> dict:
     except FileExistsError:
         pass
     return read_config(paths)
+
+
+def upgrade(paths: RepoPaths) -> dict:
+    """Before a writer adds versions to a repository of an older format: record
+    the format it now holds (readers dispatch per manifest, so every old
+    version stays readable; a vlcc that reads only the old format refuses the
+    repository instead of skipping the new versions)."""
+    cfg = read_config(paths)
+    if cfg.get("format_version") == FORMAT_VERSION:
+        return cfg
+    cfg = dict(cfg, format_version=FORMAT_VERSION,
+               upgraded_from=cfg.get("upgraded_from", cfg.get("format_version")))
+    atomic_write(paths.config, json.dumps(cfg, indent=1).encode())
+    return cfg

@@ -65,8 +65,8 @@ def _read_index(layout: RepoPaths, rel: str, checksum: str | None = None) -> dic
         return None
 
 
-def _index_rels(m: dict) -> list[tuple[str, str]]:
-    return [(rel, cs) for _rank, rel, cs in rank_indexes(m)]
+def _index_rels(layout: RepoPaths, m: dict) -> list[tuple[str, str]]:
+    return [(rel, cs) for _rank, rel, cs in rank_indexes(layout, m)]
 
 
 def _tree_bytes(path: str) -> int:
@@ -95,7 +95,7 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
         live_files: set[str] = set()
         live_idx: set[str] = set()
         for m in manifests.values():
-            for rel, cs in _index_rels(m):
+            for rel, cs in _index_rels(layout, m):
                 live_idx.add(rel)
                 idx = _read_index(layout, rel, cs)
                 if idx is None:
@@ -116,6 +116,9 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
                         idx = _read_index(layout, f"data/{vid}/{f}")
                         if idx:
                             live_files.update(idx["files"])
+        # A kept BP5 file keeps the index of its version and rank: format 2
+        # records the file's metadata checksums there (checked before reads).
+        live_files |= {rel[:-3] + ".idx.json" for rel in live_files if rel.endswith(".bp")}
         removed, reclaimed = [], 0
         for vid in sorted(os.listdir(data)) if os.path.isdir(data) else []:
             if vid in manifests or vid in young:
@@ -183,10 +186,11 @@ def du(path: str) -> dict:
     manifests = _manifests(layout)
     versions = []
     for vid, m in sorted(manifests.items(), key=lambda kv: (kv[1]["time"], kv[0])):
-        logical = sum(b["nbytes"] for p in m["providers"].values() for b in p["blocks"])
+        logical = m["logical_bytes"] if "logical_bytes" in m else \
+            sum(b["nbytes"] for p in m["providers"].values() for b in p["blocks"])
         new = _tree_bytes(layout.data_dir(vid)) if os.path.isdir(layout.data_dir(vid)) else 0
         ref = own = 0
-        for rel, cs in _index_rels(m):
+        for rel, cs in _index_rels(layout, m):
             idx = _read_index(layout, rel, cs) or {"leaves": {}, "files": []}
             mine = {i for i, f in enumerate(idx["files"]) if f.startswith(f"data/{vid}/")}
             for e in idx["leaves"].values():

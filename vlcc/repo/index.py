@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from ..errors import CorruptionError, FormatVersionError, StorageError
 from .checksums import chunk_hash
-from .records import ChunkEntry, IndexLeaf
+from .records import IndexLeaf
 from .sealed import unseal
 
-INDEX_VERSION = 1
-READABLE = (1,)
+INDEX_VERSION = 2
+READABLE = (1, 2)
 
 
 def load_index(path: str, expected_checksum: str | None, where: str, *, purpose: str = "") -> dict:
@@ -30,9 +30,7 @@ def load_index(path: str, expected_checksum: str | None, where: str, *, purpose:
         raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
                                  f"this vlcc reads {INDEX_VERSION}")
     try:
-        idx["leaves"] = {n: IndexLeaf(int(e["nbytes"]), int(e["chunk_size"]),
-                                      [ChunkEntry(*c) for c in e["chunks"]])
-                         for n, e in idx["leaves"].items()}
+        idx["leaves"] = {n: IndexLeaf.from_json(e) for n, e in idx["leaves"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CorruptionError(f"{where}: malformed index ({type(exc).__name__}: {exc})") from None
     return idx

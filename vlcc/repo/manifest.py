@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import datetime
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CorruptionError, FormatVersionError, NotFoundError
+from ..errors import CorruptionError, FormatVersionError, NotFoundError, StorageError
 from .sealed import unseal
 from ..repo.records import Kind
 
-MANIFEST_VERSION = 1
-READABLE = (1,)
+MANIFEST_VERSION = 2
+READABLE = (1, 2)
 
 @dataclass(frozen=True)
 class Version:
@@ -33,6 +34,7 @@ class Version:
     providers: dict = field(default_factory=dict, repr=False)
     manifest: dict = field(default_factory=dict, repr=False, compare=False)
     pending: bool = False       # async mode: captured, not yet committed (not durable)
+    root: str | None = field(default=None, compare=False)   # repository path, when loaded from one
 
     def __repr__(self) -> str:
         """Short, as ``vlcc log`` prints it: id, branch, step, date."""
@@ -45,18 +47,36 @@ class Version:
     @property
     def decomposition(self) -> dict[str, list[dict]]:
         """Per distributed provider: the blocks (rank, offset, shape) it was written with."""
-        return {n: [{"rank": b["rank"], "offset": b["offset"], "shape": b["shape"]}
-                    for b in p["blocks"]]
-                for n, p in self.providers.items() if p["kind"] == Kind.DISTRIBUTED}
+        from . import decomp
+        out = {}
+        for n, p in self.providers.items():
+            if p["kind"] != Kind.DISTRIBUTED:
+                continue
+            if "blocks" in p:     # format 1
+                out[n] = [{"rank": b["rank"], "offset": b["offset"], "shape": b["shape"]}
+                          for b in p["blocks"]]
+                continue
+            offs, shps = decomp.boxes(p["decomposition"], p["global_shape"], self.nranks,
+                                      self._read_side_file)
+            out[n] = [{"rank": r, "offset": offs[r].tolist(), "shape": shps[r].tolist()}
+                      for r in range(self.nranks)]
+        return out
+
+    def _read_side_file(self, rel: str) -> bytes:
+        if not self.root:
+            raise NotFoundError(f"version {self.id}: decomposition table {rel} needs the repository "
+                                f"path (use Repository.resolve)")
+        with open(os.path.join(self.root, *rel.split("/")), "rb") as f:
+            return f.read()
 
     @classmethod
-    def from_manifest(cls, doc: dict) -> "Version":
+    def from_manifest(cls, doc: dict, root: str | None = None) -> "Version":
         return cls(id=doc["id"], parent=doc.get("parent"), branch=doc["branch"],
                    step=doc.get("step"), message=doc.get("message", ""), time=doc["time"],
                    nranks=doc["nranks"], attrs=doc.get("attrs", {}), hosts=doc.get("hosts", []),
                    slurm=doc.get("slurm", {}), run=doc.get("run", {}),
                    providers=doc.get("providers", {}), manifest=doc,
-                   pending=bool(doc.get("pending", False)))
+                   pending=bool(doc.get("pending", False)), root=root)
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "parent": self.parent, "branch": self.branch, "step": self.step,
@@ -64,9 +84,43 @@ class Version:
                 "attrs": self.attrs, "hosts": self.hosts, "slurm": self.slurm}
 
 
-def rank_indexes(doc: dict) -> list[tuple[int, str, str]]:
-    """(rank, index file relative to the repository, its checksum) per rank."""
-    return [(int(r["rank"]), r["index"], r["index_checksum"]) for r in doc["ranks"]]
+def nranks(doc: dict) -> int:
+    return int(doc["nranks"])
+
+
+def index_rel(vid: str, rank: int) -> str:
+    return f"data/{vid}/r{rank}.idx.json"
+
+
+def ranks_table_rel(vid: str) -> str:
+    return f"data/{vid}/ranks.bin"
+
+
+def pack_ranks_table(checksums: list[str]) -> bytes:
+    """Format 2: the index checksums of all ranks, 16 raw bytes each, in rank order."""
+    return b"".join(bytes.fromhex(c) for c in checksums)
+
+
+def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
+    """(rank, index file relative to the repository, its checksum) per rank.
+    Format 1 lists them in the manifest; format 2 in ``ranks.bin``, whose
+    checksum the manifest holds (section 4)."""
+    if doc.get("vlcc_manifest", 1) == 1:
+        return [(int(r["rank"]), r["index"], r["index_checksum"]) for r in doc["ranks"]]
+    from .checksums import chunk_hash
+    info = doc["ranks"]
+    rel = info["table"]
+    where = f"version {doc['id']}: rank table {paths.abs(rel)}"
+    try:
+        with open(paths.abs(rel), "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise CorruptionError(f"{where}: missing") from None
+    except OSError as exc:   # a file where a directory should be, EACCES, EIO
+        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    if chunk_hash(raw) != info["checksum"] or len(raw) != 16 * nranks(doc):
+        raise CorruptionError(f"{where}: checksum mismatch (file modified or truncated)")
+    return [(r, index_rel(doc["id"], r), raw[16 * r:16 * r + 16].hex()) for r in range(nranks(doc))]
 
 
 def load_manifest(path: str, vid: str, repo: str) -> dict:

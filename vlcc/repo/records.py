@@ -38,16 +38,27 @@ class ChunkEntry(NamedTuple):
     # A NamedTuple is a tuple: json.dumps writes it as the format's list.
 
 
+BLOCK_KEYS = ("shape", "offset", "digest", "pack")
+
+
 class IndexLeaf(NamedTuple):
-    """A leaf of a rank index: its size, chunk size and chunks in block order."""
+    """A leaf of a rank index: its size, chunk size and chunks in block order;
+    in format 2 also this rank's block of the leaf (``shape``, ``offset`` of
+    a distributed leaf, ``digest``, ``pack`` of a coalesced leaf), which
+    format 1 kept in the manifest."""
     nbytes: int
     chunk_size: int
-    chunks: list          # of ChunkEntry
+    chunks: list                  # of ChunkEntry
+    block: dict | None = None     # format 2: {"shape", "digest", ["offset"], ["pack"]}
 
     def to_json(self) -> dict:
-        return {"nbytes": self.nbytes, "chunk_size": self.chunk_size,
-                "chunks": list(self.chunks)}
+        d = {"nbytes": self.nbytes, "chunk_size": self.chunk_size, "chunks": list(self.chunks)}
+        if self.block:
+            d.update(self.block)
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "IndexLeaf":
-        return cls(int(d["nbytes"]), int(d["chunk_size"]), [ChunkEntry(*c) for c in d["chunks"]])
+        block = {k: d[k] for k in BLOCK_KEYS if k in d} or None
+        return cls(int(d["nbytes"]), int(d["chunk_size"]), [ChunkEntry(*c) for c in d["chunks"]],
+                   block)

@@ -43,7 +43,7 @@ def restore(s: Session, version, strict: bool) -> Version:
         latest = spec in (None, "latest")
         return s.catalog.resolve(spec, branch=s.branch if latest else None).manifest
     doc = root_only(s.comm, resolve)
-    v = Version.from_manifest(doc)
+    v = Version.from_manifest(doc, s.paths.root)
     eng.wait_prefetch(v.id)
     if all_true(s.comm, lambda: fits(s, eng.memory.get(v.id))):
         return _from_memory(s, v.id, v, strict)
@@ -53,7 +53,7 @@ def restore(s: Session, version, strict: bool) -> Version:
     src = DiskSource(s.paths, doc, rank=s.rank, nranks=s.size, offsets=offsets,
                      faster=eng.faster_layouts)
     try:
-        agree(s.comm, lambda: check_stored(s, src.stored, src.where, strict))
+        agree(s.comm, lambda: check_stored(s, src.stored, src.where, strict, v.nranks))
         agree(s.comm, lambda: _copy_in(s, src))
     finally:
         src.close()
@@ -106,17 +106,18 @@ def fits(s: Session, entry) -> bool:
     return True
 
 
-def check_stored(s: Session, stored: dict, where: str, strict: bool) -> None:
+def check_stored(s: Session, stored: dict, where: str, strict: bool, nranks: int | None = None) -> None:
     """Every registered provider can be filled from ``stored`` (raise before
     any byte is copied)."""
     for p in s.state.providers.values():
         p.check_restore(stored, where)
     for n, e in stored.items():
         owner = e.get("of") or n
+        nblocks = len(e["blocks"]) if "blocks" in e else nranks
         if (owner in s.state.providers and e["kind"] != Kind.DISTRIBUTED
-                and len(e["blocks"]) != s.size and not e.get("replicated")):
+                and nblocks != s.size and not e.get("replicated")):
             raise ShapeMismatchError(
-                f"provider {n!r} of {where} is per-rank data written on {len(e['blocks'])} "
+                f"provider {n!r} of {where} is per-rank data written on {nblocks} "
                 f"ranks with different content per rank; it cannot be restored on "
                 f"{s.size} ranks (register it as a distributed array for N→M restart)")
     if strict:

@@ -14,7 +14,9 @@ from ..errors import (CorruptionError, MissingProviderError,
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..repo.checksums import chunk_hash, digest_of
+from ..repo import decomp
 from ..repo.index import load_index
+from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
 
 
@@ -27,6 +29,10 @@ class VersionReader:
         self.faster = list(faster or [])
         self.m = manifest
         self.vid = manifest["id"]
+        self.format = int(manifest.get("vlcc_manifest", 1))
+        self._refs: list | None = None          # (rank, index rel, checksum) per rank
+        self._meta: dict[str, dict | None] = {}  # BP5 file -> its metadata checksums
+        self._boxes: dict[str, tuple] = {}
         self._index: dict[int, dict] = {}
         self._files: dict[str, BlockReader] = {}
         # decoded pack leaves (section 3.1): (rank, pack) -> (bytes, chunk loaded?)
@@ -41,20 +47,44 @@ class VersionReader:
         return self.layout.abs(rel)
 
     # -- metadata ---------------------------------------------------------
+    @property
+    def nranks(self) -> int:
+        return int(self.m["nranks"])
+
     def index(self, rank: int) -> dict:
         idx = self._index.get(rank)
         if idx is None:
-            info = self.m["ranks"][rank]
-            path = self.path(info["index"])
+            if self._refs is None:
+                self._refs = rank_indexes(self.layout, self.m)
+            _r, rel, checksum = self._refs[rank]
+            path = self.path(rel)
             where = f"version {self.vid}, rank {rank}, index file {path}"
-            idx = load_index(path, info["index_checksum"], where)
+            idx = load_index(path, checksum, where)
             self._index[rank] = idx
         return idx
+
+    def bp5_metadata(self, rel: str) -> dict | None:
+        """The metadata checksums of BP5 file ``rel`` (``data/V/rK.bp``): format 2
+        records them in the index of the same version and rank. None for
+        files written by format 1 (nothing to check)."""
+        if rel not in self._meta:
+            vid, _, name = rel[len("data/"):].partition("/")
+            rank = int(name[1:-3])
+            if vid == self.vid:
+                idx = self.index(rank)
+            else:
+                ipath = self.path(index_rel(vid, rank))
+                idx = load_index(ipath, None, f"version {vid}, rank {rank}, index file {ipath}",
+                                 purpose=" (holds the checksums of the BP5 metadata of "
+                                         f"{rel}, referenced by version {self.vid})")
+            self._meta[rel] = idx.get("bp5") if idx.get("vlcc_index", 1) >= 2 else None
+        return self._meta[rel]
 
     def _reader(self, rel: str, what: str) -> BlockReader:
         r = self._files.get(rel)
         if r is None:
-            r = self._files[rel] = BlockReader(self.path(rel), what=what)
+            r = self._files[rel] = BlockReader(self.path(rel), what=what,
+                                               metadata=self.bp5_metadata(rel))
         return r
 
     def close(self) -> None:
@@ -145,6 +175,46 @@ class VersionReader:
         self.read_chunks(name, block["rank"], buf, which)
         return buf
 
+    def block(self, name: str, rank: int) -> dict:
+        """The block ``rank`` stored of leaf ``name``: rank, shape, nbytes,
+        digest, offset (distributed), pack (coalesced). Format 1 keeps it in
+        the manifest, format 2 in that rank's index."""
+        if self.format == 1:
+            return self.entry(name)["blocks"][rank]
+        leaf = self.index(rank)["leaves"].get(name)
+        if leaf is None or leaf.block is None:
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
+                                  f"missing from the rank index")
+        return {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
+
+    def nblocks(self, name: str) -> int:
+        e = self.entry(name)
+        return len(e["blocks"]) if self.format == 1 else self.nranks
+
+    def boxes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, shapes) of every rank's block of distributed leaf ``name``."""
+        got = self._boxes.get(name)
+        if got is None:
+            e = self.entry(name)
+            nd = len(e["global_shape"])
+            if self.format == 1:
+                bl = e["blocks"]
+                got = (np.array([b["offset"] for b in bl], np.int64).reshape(len(bl), nd),
+                       np.array([b["shape"] for b in bl], np.int64).reshape(len(bl), nd))
+            else:
+                got = decomp.boxes(e["decomposition"], e["global_shape"], self.nranks,
+                                   self._read_table)
+            self._boxes[name] = got
+        return got
+
+    def _read_table(self, rel: str) -> bytes:
+        try:
+            with open(self.layout.abs(rel), "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise CorruptionError(f"version {self.vid}: decomposition table {rel}: "
+                                  f"{exc.strerror or exc}") from None
+
     def nchunks(self, name: str, block: dict) -> int:
         entry = self.index(block["rank"])["leaves"].get(name)
         if entry is None:
@@ -190,13 +260,13 @@ class VersionReader:
     def pick_rank_block(self, name: str, rank: int, nranks: int) -> dict:
         """The block a per-rank leaf restores from on ``rank`` of ``nranks``."""
         e = self.entry(name)
-        blocks = e["blocks"]
-        if nranks == len(blocks):
-            return blocks[rank]
+        n = self.nblocks(name)
+        if nranks == n:
+            return self.block(name, rank)
         if e.get("replicated"):
-            return blocks[0]
+            return self.block(name, 0)
         raise ShapeMismatchError(
-            f"provider {name!r} of version {self.vid} is per-rank data written on {len(blocks)} "
+            f"provider {name!r} of version {self.vid} is per-rank data written on {n} "
             f"ranks with different content per rank; it cannot be restored on {nranks} ranks "
             f"(register it as a distributed array to allow N→M restart)")
 
@@ -224,7 +294,12 @@ class VersionReader:
         e = self.entry(name)
         shape = out.shape
         covered = 0
-        for block in e["blocks"]:
+        offs, shps = self.boxes(name)
+        lo = np.maximum(offs, np.asarray(offset, np.int64))
+        hi = np.minimum(offs + shps, np.asarray(offset, np.int64) + np.asarray(shape, np.int64))
+        hit = np.nonzero(np.all(hi > lo, axis=1))[0] if len(shape) else np.arange(len(offs))
+        for r in hit.tolist():   # only the ranks whose blocks intersect: only their indexes are read
+            block = self.block(name, r)
             if 0 in block["shape"]:
                 continue
             inter = intersect(block["offset"], block["shape"], offset, shape)

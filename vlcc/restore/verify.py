@@ -40,13 +40,16 @@ def verify(repo, version=None, *, deep: bool = False) -> dict:
     for v in targets:
         r = VersionReader(repo.layout, v.manifest)
         try:
-            for rank in range(len(v.manifest["ranks"])):
+            for rank in range(r.nranks):
                 for lname, entry in r.index(rank)["leaves"].items():
+                    if not entry.chunks:
+                        continue      # a packed leaf (format 2): checked below via its block
                     buf = np.empty(entry.nbytes, np.uint8)
                     r.read_chunks(lname, rank, buf, range(len(entry.chunks)))
                     nchunks += len(entry.chunks)
             for name, e in v.providers.items():
-                for block in e["blocks"]:
+                for rank in range(r.nblocks(name)):
+                    block = r.block(name, rank)
                     where = f"version {v.id}, provider {name!r}, rank {block['rank']}"
                     if block.get("pack") is not None:
                         r.block_bytes(name, block)        # checks the packed bytes' digest
@@ -78,10 +81,11 @@ def _verify_deep(repo, targets: list) -> dict:
     everything = targets if len(targets) > 1 else repo.versions()
     if not any(v.id in target_ids for v in everything):
         everything = list(everything) + list(targets)
+    meta: dict = {}      # BP5 file -> metadata checksums (checked before ADIOS2 opens it)
     for v in everything:
         r = VersionReader(repo.layout, v.manifest)
         try:
-            for rank in range(len(v.manifest["ranks"])):
+            for rank in range(r.nranks):
                 try:
                     idx = r.index(rank)
                 except CorruptionError:
@@ -95,6 +99,8 @@ def _verify_deep(repo, targets: list) -> dict:
                         codecs_by_key[ck] = cfg
                         key = (c.hash, c.nbytes)
                         place = (idx["files"][c.file], c.var, c.offset, c.stored, ck)
+                        if place[0] not in meta:
+                            meta[place[0]] = r.bp5_metadata(place[0])
                         groups.setdefault(key, {}).setdefault(place, []).append(
                             (v.id, rank, lname, k))
                         if v.id in target_ids:
@@ -107,7 +113,8 @@ def _verify_deep(repo, targets: list) -> dict:
         rel, var, off, stored, ck = place
         rd = readers.get(rel)
         if rd is None:
-            rd = readers[rel] = BlockReader(repo.layout.abs(rel), what="verify --deep: ")
+            rd = readers[rel] = BlockReader(repo.layout.abs(rel), what="verify --deep: ",
+                                            metadata=meta.get(rel))
         raw = np.empty(stored, np.uint8)
         rd.read_into(var, off, raw)
         cfg = codecs_by_key[ck]

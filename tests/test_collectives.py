@@ -1,0 +1,107 @@
+"""Every collective of vlcc goes through commit/protocol.py: an error on one
+rank is raised on every rank, at every call site, and nobody hangs. Each body
+runs on COMM_WORLD, a split sub-communicator and a Dup (mpi4py's practice)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vlcc
+from vlcc.commit import protocol
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.fixture(params=["world", "split", "dup"])
+def comm(request):
+    from mpi4py import MPI
+    world = MPI.COMM_WORLD
+    if request.param == "world":
+        yield world
+        return
+    c = world.Split(world.rank % 2, world.rank) if request.param == "split" else world.Dup()
+    yield c
+    c.Free()
+
+
+def _fail_on_last(comm, exc=vlcc.ProviderError):
+    def fn():
+        if comm.rank == comm.size - 1:
+            raise exc("boom on the last rank")
+        return comm.rank
+    return fn
+
+
+@pytest.mark.parametrize("call", ["gather_decide", "agree", "allgather", "all_true", "root_only"])
+def test_protocol_call_fails_everywhere(comm, call):
+    fn = _fail_on_last(comm, vlcc.StorageError)
+    calls = {
+        "gather_decide": lambda: protocol.gather_decide(comm, fn, lambda xs: xs),
+        "agree": lambda: protocol.agree(comm, fn),
+        "allgather": lambda: protocol.allgather(comm, fn),
+        "all_true": lambda: protocol.all_true(comm, lambda: fn() is not None),
+        "root_only": lambda: protocol.root_only(comm, lambda: (_ for _ in ()).throw(
+            vlcc.StorageError("boom on rank 0"))),
+    }
+    with pytest.raises(vlcc.StorageError, match="boom"):
+        calls[call]()
+    # and the communicator is still usable by everyone afterwards
+    assert protocol.allgather(comm, lambda: comm.rank) == list(range(comm.size))
+
+
+def test_keyboard_interrupt_on_one_rank_does_not_hang(comm):
+    def fn():
+        if comm.rank == comm.size - 1:
+            raise KeyboardInterrupt
+        return 1
+    if comm.rank == comm.size - 1:
+        with pytest.raises(KeyboardInterrupt):
+            protocol.agree(comm, fn)
+    else:
+        with pytest.raises(vlcc.CollectiveError, match="KeyboardInterrupt"):
+            protocol.agree(comm, fn)
+
+
+def test_any_bits_is_a_collective_or(comm):
+    assert protocol.any_bits(comm, 1 << comm.rank) == (1 << comm.size) - 1
+
+
+def test_checkpointer_call_sites_fail_on_all_ranks(comm, mpi_tmp):
+    import os
+    from mpi4py import MPI
+    # one repository per sub-communicator (split: one per color)
+    path = os.path.join(mpi_tmp, f"r-{MPI.COMM_WORLD.rank if comm.rank == 0 else 0}")
+    path = comm.bcast(path, root=0)
+    last = comm.rank == comm.size - 1
+    state = {"fail_get": False, "fail_set": False}
+
+    def get():
+        if state["fail_get"] and last:
+            raise RuntimeError("capture failed")
+        return 7
+
+    def put(v):
+        if state["fail_set"] and last:
+            raise RuntimeError("restore failed")
+
+    u = np.arange(4.0) + comm.rank
+    with vlcc.Checkpointer(path, comm) as ck:
+        ck.register("u", u)
+        ck.register("v", vlcc.ValueProvider(get, put))
+        v0 = ck.checkpoint(step=0)
+        state["fail_get"] = True                     # capture (gather_decide)
+        with pytest.raises(vlcc.VlccError, match="capture failed"):
+            ck.checkpoint(step=1)
+        state["fail_get"] = False
+        state["fail_set"] = True                     # copy-in (agree)
+        with pytest.raises(vlcc.VlccError, match="restore failed"):
+            ck.restore(v0)
+        state["fail_set"] = False
+        ck.tag("t0", v0)
+        with pytest.raises(vlcc.RefExistsError):     # rank-0-only ref work (root_only)
+            ck.tag("t0", v0)
+        with pytest.raises(vlcc.NotFoundError):      # plan resolution (root_only)
+            ck.plan(["tag:nope"])
+        assert ck.checkpoint(step=2).parent == v0.id   # still usable, nothing partial
+        assert [v.step for v in ck.log()] == [2, 0]
