@@ -14,12 +14,13 @@ The public API (one page):
     ValueProvider(get, set)
     DerivedProvider(fn, inputs, recipe=, set=, target=)        or ck.register_derived(name, fn, inputs, ...)
     Version, and errors under VlccError
+    diff(a, b, rtol=, atol=, providers=) -> list[dict]        "PATH[@SPEC]" targets (vlcc/tools/diff.py)
 """
 
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
-    CollectiveError, CorruptionError, DuplicateProviderError, FormatVersionError,
+    CollectiveError, CorruptionError, DivergenceError, DuplicateProviderError, FormatVersionError,
     MissingProviderError, NotFoundError, ProviderError, RefExistsError, RepositoryError,
     ShapeMismatchError, StorageError, VlccError,
 )
@@ -28,10 +29,12 @@ from .repo.repository import Repository  # noqa: E402
 from .state.value import ValueProvider  # noqa: E402
 from .state.derived import DerivedProvider  # noqa: E402
 from .checkpointer import Checkpointer  # noqa: E402
+from .tools.diff import diff  # noqa: E402
 
 __all__ = [
     "Checkpointer", "Repository", "Version", "ValueProvider", "DerivedProvider",
     "VlccError", "RepositoryError", "FormatVersionError", "StorageError", "NotFoundError",
     "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
     "ShapeMismatchError", "CorruptionError", "CollectiveError",
+    "diff", "DivergenceError",
 ]

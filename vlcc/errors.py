@@ -53,10 +53,20 @@ class CollectiveError(VlccError):
     message carries the failing rank's error."""
 
 
+class DivergenceError(VlccError):
+    """A checkpoint differs from the reference run's version of the same step
+    beyond the tolerances (``Checkpointer(compare_to=..., on_diverge="raise")``).
+    ``record`` holds the divergence: step, provider, index, size, ..."""
+
+    def __init__(self, message: str, record: dict | None = None):
+        super().__init__(message)
+        self.record = record or {}
+
+
 _BY_NAME = {c.__name__: c for c in (
     VlccError, RepositoryError, FormatVersionError, StorageError, NotFoundError,
     RefExistsError, ProviderError, DuplicateProviderError, MissingProviderError,
-    ShapeMismatchError, CorruptionError, CollectiveError)}
+    ShapeMismatchError, CorruptionError, CollectiveError, DivergenceError)}
 
 
 def error_class(name: str) -> type[VlccError]:
