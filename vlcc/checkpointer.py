@@ -83,13 +83,19 @@ class Checkpointer:
     coalesce_below: leaves smaller than this many bytes (default 64 KiB; 0 disables)
                  are packed into one per-rank buffer before chunking: one BP5
                  variable and a few chunks instead of one each (docs/format.md 3.1).
+    compare_to:  ``"PATH[@BRANCH]"`` of a reference run: each checkpoint is compared with
+                 its version of the same step within ``rtol``/``atol``; the first divergence
+                 is recorded in the version (``attrs["divergence"]``) and on ``ck.divergence``;
+                 ``on_diverge="raise"`` raises vlcc.DivergenceError (vlcc/tools/compare.py).
     """
 
     def __init__(self, path: str | os.PathLike, comm=None, *, branch: str = "main",
                  mode: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE, create: bool = True,
                  dedup: bool = True, track_dirty: bool = False,
                  coalesce_below: int = DEFAULT_COALESCE_BELOW,
-                 memory_budget: int | str | None = None, local_dir: str | None = None):
+                 memory_budget: int | str | None = None, local_dir: str | None = None,
+                 compare_to: str | None = None, rtol: float = 0.0, atol: float = 0.0,
+                 on_diverge: str = "record"):
         cfg = EngineConfig.resolve(mode, memory_budget, local_dir)
         mode = cfg.mode
         if int(chunk_size) <= 0:
@@ -129,6 +135,16 @@ class Checkpointer:
         self.branch_name = branch
         self.parent: str | None = head
         self.last_version: Version | None = None
+        # core hook (tools): reference-run comparison and `vlcc replay` (vlcc/tools/).
+        from .tools.compare import Comparator
+        from .tools.replay import apply_env
+        try:
+            self._compare = None if compare_to is None else Comparator(
+                self.comm, compare_to, rtol=rtol, atol=atol, on_diverge=on_diverge)
+            apply_env(self)
+        except Exception:
+            self.close()
+            raise
 
     # -- context manager ----------------------------------------------------------
     def __enter__(self) -> "Checkpointer":
@@ -144,6 +160,11 @@ class Checkpointer:
     def _check_open(self):
         if self._closed:
             raise VlccError(f"Checkpointer for {self.path} is closed")
+
+    @property
+    def divergence(self) -> dict | None:
+        """The first divergence from the ``compare_to`` reference run (None while equal)."""
+        return None if self._compare is None else self._compare.first
 
     @property
     def repository(self) -> Repository:
@@ -246,6 +267,8 @@ class Checkpointer:
                        attrs=dict(attrs or {}), t0=t0, leaves=holder.pop("leaves"),
                        all_descs=holder.pop("all_descs", None))
         try:
+            if self._compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
+                self._compare.check(pend)
             pend.plan = self._writer.prepare(self.comm, self._dedup_parent(), pend.leaves)
         except Exception:
             self._writer.abort()
@@ -262,6 +285,8 @@ class Checkpointer:
             self.parent = vid
             v = Version.from_manifest(self._provisional(pend))
             self.last_version = v
+            if self._compare is not None:   # core hook: on_diverge="raise"
+                self._compare.raise_if_diverged()
             return v
 
         try:
@@ -278,6 +303,8 @@ class Checkpointer:
         v = Version.from_manifest(doc)
         self.parent = vid
         self.last_version = v
+        if self._compare is not None:   # core hook: on_diverge="raise"
+            self._compare.raise_if_diverged()
         return v
 
     def _dedup_parent(self) -> str | None:
