@@ -38,8 +38,23 @@ fortran:
 	fi
 
 # Feature-area set-up steps (each owned by one area; each must be idempotent and quiet).
-setup-mpi-toolchain:
-	@true
+# MPI toolchain for C and Fortran programs (`use mpi`, `use mpi_f08`): the PyPI mpich wheel has no
+# Fortran bindings, Debian's libmpich-dev has (30 s of apt-get; building mpi4py from source
+# against it would take ~3.5 min). One alias libmpi.so.12 -> libmpich.so.12 lets mpi4py's wheel
+# bind to the MPI such a program linked: one MPI per process (vlcc/capi/toolchain.py).
+MPI_TOOLCHAIN_STAMP := $(VENV)/.mpi-toolchain-stamp
+setup-mpi-toolchain: $(MPI_TOOLCHAIN_STAMP)
+
+$(MPI_TOOLCHAIN_STAMP):
+	@if command -v mpifort >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmpich-dev >/dev/null) \
+	    || echo "warning: apt-get install libmpich-dev failed; 'use mpi' Fortran programs will not build"; \
+	else \
+	  echo "note: no mpifort and not root (or no apt-get): install your MPI's Fortran compiler wrapper for 'use mpi'"; \
+	fi
+	@if command -v mpifort >/dev/null 2>&1; then \
+	  $(PY) -m vlcc.capi.toolchain --install-alias && touch $@; fi
 
 setup-adjoint:
 	@true
