@@ -7,6 +7,7 @@
 #   slurm/local/cluster.sh status   daemons, pids and sinfo
 #   slurm/local/cluster.sh env      prints `export SLURM_CONF=...` for the client commands
 #
+# Exit status: 0 ok, 2 a daemon failed (see the logs), 3 cannot run on this machine.
 # Everything it writes (slurm.conf, munge key and socket, spool/state dirs, logs,
 # pid files) lives in one directory: $VLCC_SLURM_DIR (default slurm/local/run).
 # Needs root (slurmd runs jobs as their user; munged runs as the munge user) and the
@@ -30,17 +31,19 @@ export SLURM_CONF=$CONF
 export PATH=$PATH:/usr/sbin:/sbin
 
 die() { echo "cluster.sh: $*" >&2; exit 2; }
+# Exit 3: this machine cannot run the cluster at all (not root, packages missing).
+cannot() { echo "cluster.sh: cannot run here: $*" >&2; exit 3; }
 
 alive() {   # alive PIDFILE: the pid in it names a running process
   [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
 need() {
-  [ "$(id -u)" = 0 ] || die "needs root (slurmd and munged must switch users)"
+  [ "$(id -u)" = 0 ] || cannot "needs root (slurmd and munged must switch users)"
   for b in munged slurmctld slurmd sinfo; do
-    command -v "$b" >/dev/null 2>&1 || die "$b not found: install slurm-wlm and munge (make setup-slurm)"
+    command -v "$b" >/dev/null 2>&1 || cannot "$b not found: install slurm-wlm and munge (make setup-slurm)"
   done
-  id munge >/dev/null 2>&1 || die "no munge user (install the munge package)"
+  id munge >/dev/null 2>&1 || cannot "no munge user (install the munge package)"
 }
 
 write_conf() {
