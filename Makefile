@@ -59,8 +59,17 @@ $(MPI_TOOLCHAIN_STAMP):
 setup-adjoint:
 	@true
 
-setup-torch:
-	@true
+# torch + deepspeed (the `torch` extra), pinned; the stamp makes a second run instant. On a
+# machine without a GPU DeepSpeed JIT-builds its CPU shared-memory comm op at the first
+# deepspeed.initialize (minutes): build it here, once, so tests do not pay for it.
+TORCH_STAMP := $(VENV)/.torch-stamp
+setup-torch: $(TORCH_STAMP)
+
+$(TORCH_STAMP):
+	$(BIN)/pip install -q 'torch==2.14.1' 'deepspeed==0.19.8'
+	@DS_ACCELERATOR=cpu $(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" \
+	  >/dev/null 2>&1 || echo "note: DeepSpeed's CPU comm op was not prebuilt (it is built at first use)"
+	@touch $@
 
 # slurm-wlm + munge from Debian for the real single-node cluster (slurm/local/cluster.sh); root only.
 setup-slurm:

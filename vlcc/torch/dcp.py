@@ -47,6 +47,7 @@ import vlcc
 from ..errors import RepositoryError, VlccError
 from .comm import resolve_comm
 from .tensors import as_numpy, from_numpy
+from .union import register_union
 
 METADATA = "dcp/metadata"
 _BAD = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -149,7 +150,7 @@ class StorageWriter(_Writer):
                 size = arr.nbytes
             results.append(WriteResult(index=item.index, size_in_bytes=size,
                                        storage_data=(name, comm.rank)))
-        everyone = comm.allgather((descs, plan))
+        everyone = comm.allgather((descs, plan))   # small: item descriptions only
         md = getattr(planner, "metadata", None) if self.is_coordinator else None
         if self.is_coordinator and not isinstance(md, Metadata):
             md = _global_metadata([p for _, p in everyone])
@@ -163,14 +164,7 @@ class StorageWriter(_Writer):
 
         ck = vlcc.Checkpointer(self.path, comm=comm, branch=self.branch, mode="sync", **self.options)
         try:
-            for ds, _ in everyone:
-                for name, kind, dtype in ds:
-                    if name in ck.providers:
-                        continue
-                    if kind == "bytes":
-                        ck.register(name, vlcc.ValueProvider(get=lambda n=name: mine.get(n)))
-                    else:
-                        ck.register(name, mine.get(name, np.empty(0, np.dtype(dtype))))
+            register_union(ck, comm, mine)
             ck.register(METADATA, vlcc.ValueProvider(get=lambda: md))
             self.version = ck.checkpoint(step=self.step, message=self.message or "dcp.save",
                                          attrs=dict(self.attrs or {}) | {"dcp": True})
