@@ -24,6 +24,7 @@ from .errors import (  # noqa: E402
     MissingProviderError, NotFoundError, ProviderError, RefExistsError, RepositoryError,
     ShapeMismatchError, StorageError, VlccError,
 )
+from ._mpi import MPIUnavailableError  # noqa: E402  (MPI itself is loaded lazily)
 from .repo.manifest import Version  # noqa: E402
 from .repo.repository import Repository  # noqa: E402
 from .state.value import ValueProvider  # noqa: E402
@@ -36,5 +37,5 @@ __all__ = [
     "VlccError", "RepositoryError", "FormatVersionError", "StorageError", "NotFoundError",
     "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
     "ShapeMismatchError", "CorruptionError", "CollectiveError",
-    "diff", "DivergenceError",
+    "diff", "DivergenceError", "MPIUnavailableError",
 ]
