@@ -43,13 +43,13 @@ from .state.registry import State
 
 
 def MPI_MIN():
-    from mpi4py import MPI
-    return MPI.MIN
+    from ._mpi import op_min      # MPI.MIN, or min on the serial stand-in (no MPI loaded)
+    return op_min()
 
 
 def _default_comm():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
+    from .commit.serial import default_comm   # COMM_WORLD under a launcher, else one rank, no MPI
+    return default_comm()
 
 
 def slurm_info() -> dict:
