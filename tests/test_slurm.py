@@ -218,12 +218,12 @@ def test_requeue_exit_code_without_scontrol(tmp_path, mpirun, monkeypatch):
 
 
 def test_task_branch_many_at_once(tmp_path):
-    """Six processes (two per task id) create their task branches at one moment."""
+    """Four processes (two of them for the same task) create task branches at one moment."""
     from mpi4py import MPI
     repo, gate = str(tmp_path / "r"), str(tmp_path / "gate")
     os.mkdir(gate)
     base = solver.run(MPI.COMM_SELF, repo, 4, 4, tag="base", log=lambda *a, **k: None)
-    n = 6
+    n = 4
     code = (
         "import os, sys, time, numpy as np, vlcc\n"
         "from mpi4py import MPI\n"
@@ -321,9 +321,11 @@ def test_signal_during_checkpoint(cluster, tmp_path):
     env = dict(cluster, VLCC_REPO=repo)
     script = os.path.join(SCRIPTS, "slurm_probe_app.py")
     # the preemptible template's launcher, with the probe app instead of the solver
+    batch = tmp_path / "probe.sbatch"
+    batch.write_text(f"#!/bin/bash\nsource {EXAMPLES}/forward.sh\n"
+                     f"vlcc_mpirun 2 {script} {repo} 20 5 2\n")
     job = _run(env, "sbatch", "--parsable", "--ntasks=2", "--requeue", "--open-mode=append",
-               f"--output={out}", "--wrap",
-               f"source {EXAMPLES}/forward.sh; vlcc_mpirun 2 {script} {repo} 20 5 2").strip()
+               f"--output={out}", str(batch)).strip()
     (rec,) = wait_done(cluster, job)
     text = _read(out)
     assert rec["JobState"] == "COMPLETED" and rec["Restarts"] == "1", text
