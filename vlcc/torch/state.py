@@ -123,7 +123,7 @@ def check_model(stored: dict, tensors: dict[str, torch.Tensor], where: str) -> N
     want = {n for n in tensors if n.startswith(MODEL)}
     if want and not have:
         raise MissingProviderError(f"{where} stores no model state (no 'model/...' providers)")
-    missing = sorted(want - have)
+    missing = [n for n in tensors if n.startswith(MODEL) and n not in have]   # model order
     if missing:
         raise MissingProviderError(
             f"parameter {missing[0][len(MODEL):]!r} of the model is not in {where} "
@@ -133,7 +133,7 @@ def check_model(stored: dict, tensors: dict[str, torch.Tensor], where: str) -> N
         raise MissingProviderError(
             f"{where} has parameter {unknown[0][len(MODEL):]!r} (provider {unknown[0]!r}) that the "
             f"model does not have ({len(unknown)} unknown in all)")
-    for n in sorted(want):
+    for n in [n for n in tensors if n.startswith(MODEL)]:
         t, e = tensors[n], stored[n]
         if _stored_shape(e) != tuple(t.shape):
             raise ShapeMismatchError(f"parameter {n[len(MODEL):]!r} (provider {n!r}): {where} has "
