@@ -55,6 +55,11 @@ def _veloc_decls() -> str:
     return DECLS
 
 
+def _adjoint_decls() -> str:
+    from .adjoint import DECLS
+    return DECLS
+
+
 _C_DECLS = """
 void _vlcc_set_ready(int r);
 void _vlcc_set_error(const char *msg);
@@ -142,13 +147,16 @@ def build_c(out: Path, tmp: Path, verbose: bool = False) -> Path:
     src = sources()
     mpi = mpi_flags()
     ffi = cffi.FFI()
-    py_decls = _PY_DECLS + _veloc_decls()
+    py_decls = _PY_DECLS + _veloc_decls() + _adjoint_decls()
     ffi.embedding_api(py_decls)
     ffi.cdef(_C_DECLS)
     c_text = (src["bindings"] / "libvlcc.c").read_text()
     veloc = src["bindings"] / "veloc.c"
     if veloc.exists():
         c_text += "\n" + veloc.read_text()
+    adjoint = src["bindings"] / "adjoint.c"       # the adjoint API block (vlcc/capi/adjoint.py)
+    if adjoint.exists():
+        c_text += "\n" + adjoint.read_text()
     libdir = sysconfig.get_config_var("LIBDIR")
     rpaths = [str(out / "lib")] + mpi["rpath"] + ([libdir] if libdir else [])
     ffi.set_source(
@@ -241,7 +249,8 @@ def build(out: Path = DEFAULT_OUT, fortran: bool = True, verbose: bool = False) 
 
 def inputs() -> list[Path]:
     src = sources()
-    files = [Path(__file__), PKG / "capi" / "embed.py", PKG / "capi" / "veloc.py"]
+    files = [Path(__file__), PKG / "capi" / "embed.py", PKG / "capi" / "veloc.py",
+             PKG / "capi" / "adjoint.py"]
     files += sorted(src["include"].glob("*.h"))
     files += sorted(src["bindings"].glob("*.c")) + sorted((src["bindings"] / "fortran").glob("*.f90*"))
     files += sorted((src["bindings"] / "fortran").glob("*.py"))

@@ -294,3 +294,8 @@ def bind(ffi_, lib_) -> None:
         veloc.bind(ffi, lib)
     except ffi.error:
         pass    # a libvlcc built before the VeloC API existed: vlcc_* still work
+    from . import adjoint
+    try:
+        adjoint.bind(ffi, lib)
+    except ffi.error:
+        pass    # a libvlcc built before the adjoint API existed
