@@ -448,7 +448,9 @@ class Checkpointer:
         evictions, back-pressure waits, peak bytes, pending versions."""
         m = self._engine.memory
         return m.stats.as_dict() | {"memory_used": m.used, "memory_budget": m.budget,
-                                    "pending": len(self._engine.pending), "mode": self.mode}
+                                    "pending": len(self._engine.pending), "mode": self.mode,
+                                    # of those, still being written (local, non-blocking test)
+                                    "unflushed": sum(not p.future.done() for p in self._engine.pending)}
 
     def _prefetch_upcoming(self) -> None:
         eng = self._engine
