@@ -55,6 +55,7 @@ def test_diff_two_vs_three_ranks(runs):
     r = cli("diff", a, b)
     assert r.returncode == 1 and re.search(r"heat/u\s+DIFFERS: 1 of 96 elements, first at \(9, 5\)", r.stdout)
     assert cli("diff", f"{a}@step:1", f"{b}@step:1").returncode == 0
+    assert cli("diff", b, "step:1", "step:3").returncode == 1      # vlcc diff REPO V1 V2
 
 
 def test_diff_tolerances(runs, capsys):

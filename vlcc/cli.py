@@ -221,6 +221,8 @@ def cmd_du(args) -> int:
 def cmd_diff(args) -> int:
     from .tools.diff import diff, exit_status, format_records
     from .tools.progress import wanted
+    if args.c is not None:   # the form `vlcc diff REPO V1 V2` (one repository)
+        args.a, args.b = f"{args.a}@{args.b}", f"{args.a}@{args.c}"
     records = diff(args.a, args.b, rtol=args.rtol, atol=args.atol, providers=args.providers,
                    progress_bar=wanted(args.quiet))
     if args.json:
@@ -328,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PATH[@SPEC] (default latest), from one repository or two.")
     s.add_argument("a", metavar="A", help="PATH[@SPEC]")
     s.add_argument("b", metavar="B", help="PATH[@SPEC] (the reference for relative differences)")
+    s.add_argument("c", metavar="V2", nargs="?", default=None,
+                   help="with three arguments: REPO V1 V2, two versions of one repository")
     s.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     s.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     s.add_argument("--providers", "-p", nargs="+", help="names, prefixes or globs to compare")

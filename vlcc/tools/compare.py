@@ -47,7 +47,7 @@ class Comparator:
             raise VlccError(f"tolerances must be >= 0, got rtol={rtol}, atol={atol}")
         self.comm, self.rtol, self.atol, self.on_diverge = comm, float(rtol), float(atol), on_diverge
         path, branch = split_target(compare_to)
-        self.branch = branch or "main"
+        self.branch = (branch or "main").removeprefix("branch:")
         self.first: dict | None = None      # first divergence of this run
         self.last: dict | None = None       # divergence of the latest checkpoint
 
