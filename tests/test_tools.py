@@ -160,14 +160,13 @@ def test_report_png(runs, tmp_path):
     assert cli("report", tmp_path / "none", "-o", out).returncode == 2
 
 
-PRINTING = [("log",), ("log", "--graph"), ("show", "latest"), ("verify",), ("du",),
-            ("diff", None), ("log", "--json")]
+PRINTING = [["log", "A"], ["log", "A", "--graph"], ["show", "A", "latest"], ["verify", "A"],
+            ["du", "A"], ["diff", "A", "A"], ["log", "A", "--json"], ["--help"], ["diff", "--help"]]
 
 
 def test_closed_pipe_is_quiet(runs):
-    a = runs[0]
     for cmd in PRINTING:
-        args = [cmd[0], a, *(x if x is not None else a for x in cmd[1:])]
+        args = [runs[0] if x == "A" else x for x in cmd]
         p = subprocess.Popen([*VLCC, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         p.stdout.close()                    # the reader is gone before the first line
         err = p.stderr.read().decode()

@@ -366,8 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:   # --help, or a usage error: what argparse printed must reach the reader
+            sys.stdout.flush()
+            raise
         try:
             rc = args.func(args)
             sys.stdout.flush()
