@@ -83,8 +83,8 @@ class RamStore:
 class DiskStore:
     """Disk snapshots: versions on the private branch ``adjoint/<run-id>``."""
 
-    def __init__(self, ck, limit: int, keep: bool = False, prefetch: bool = True):
-        self.ck, self.limit, self.keep, self.prefetch = ck, int(limit), keep, prefetch
+    def __init__(self, ck, limit: int | None, keep: bool = False, prefetch: bool = True):
+        self.ck, self.limit, self.keep, self.prefetch = ck, limit, keep, prefetch
         run = ck.comm.bcast(secrets.token_hex(4) if ck.comm.rank == 0 else None, root=0)
         self.branch = f"adjoint/{run}"
         self._vids: dict[int, list] = {}           # n -> [version id, refs]
@@ -118,7 +118,7 @@ class DiskStore:
         if n in self._vids:
             self._vids[n][1] += 1
             return
-        if len(self._vids) >= self.limit:
+        if self.limit is not None and len(self._vids) >= self.limit:
             raise AdjointError(f"adjoint: disk snapshot of step {n} would exceed disk={self.limit} "
                                f"(held: steps {sorted(self._vids)})")
         v = self._on_branch(lambda: self.ck.checkpoint(
