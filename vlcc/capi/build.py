@@ -92,13 +92,14 @@ except BaseException:
 
 
 def sources() -> dict[str, Path]:
-    """Where the C/Fortran sources and headers are (source tree of an editable install)."""
-    s = {"include": ROOT / "include", "bindings": ROOT / "bindings"}
-    for p in s.values():
-        if not p.is_dir():
-            raise FileNotFoundError(f"libvlcc sources not found at {p}: build from a source tree "
-                                    f"(pip install -e .)")
-    return s
+    """Where the C/Fortran sources and headers are: the source tree (editable install), else
+    the copy a wheel ships in vlcc/_csrc/ (so ``vlcc-config --build`` works after pip install)."""
+    for base in (ROOT, PKG / "_csrc"):
+        s = {"include": base / "include", "bindings": base / "bindings"}
+        if all(p.is_dir() for p in s.values()):
+            return s
+    raise FileNotFoundError(f"libvlcc sources not found in {ROOT} nor {PKG / '_csrc'}: "
+                            f"reinstall vlcc (pip install vlcc) or build from a source tree")
 
 
 def find_tool(name: str) -> str:
@@ -113,8 +114,9 @@ def find_tool(name: str) -> str:
 
 
 def mpi_flags() -> dict[str, list[str]]:
-    """Include/library dirs and libraries from ``mpicc -show`` (the MPI mpi4py uses)."""
-    out = subprocess.run([find_tool("mpicc"), "-show"], capture_output=True, text=True,
+    """Include/library dirs and libraries from ``mpicc -show`` (the MPI mpi4py uses; a
+    cluster's: ``VLCC_CC=mpicc``)."""
+    out = subprocess.run([os.environ.get("VLCC_CC") or find_tool("mpicc"), "-show"], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     f = {"include_dirs": [], "library_dirs": [], "libraries": [], "rpath": []}
     toks = shlex.split(out)
@@ -194,7 +196,8 @@ def build_fortran(out: Path, tmp: Path, fc: str | None = None) -> Path | None:
     if not fortran_source().exists():
         return None
     src = render_fortran(tmp / "vlcc.f90")
-    fc = fc or os.environ.get("FC") or shutil.which("gfortran")
+    # VLCC_FC (a cluster's mpifort) builds the module with the compiler programs will use.
+    fc = fc or os.environ.get("VLCC_FC") or os.environ.get("FC") or shutil.which("gfortran")
     if not fc:
         raise FileNotFoundError("gfortran not found (make setup installs it): cannot build the "
                                 "Fortran module")
