@@ -199,3 +199,17 @@ def test_readme_example_resumes(tmp_path, monkeypatch):
         assert "step 100" in out and "Version(" not in out
     steps = [v.step for v in vlcc.Repository(tmp_path / "runs" / "heat").log(branch="main")]
     assert steps == [100, 80, 60, 40, 20]
+
+
+def test_graph_forks_joins_and_roots():
+    from vlcc.repo.manifest import Version
+    from vlcc.tools.graph import graph_lines
+
+    def V(i, p, b, t):
+        return Version(id=i, parent=p, branch=b, step=t, message="", time=t, nranks=2)
+    vs = [V("a1", None, "main", 1), V("a2", "a1", "main", 2), V("x3", "a1", "x", 3),
+          V("y4", "a1", "y", 4), V("a5", "a2", "main", 5), V("z6", None, "z", 6), V("y7", "y4", "y", 7)]
+    lines = [line.split(" [")[0] for line in graph_lines(sorted(vs, key=lambda v: -v.time),
+                                                        {"a5": ["branch:main"]})]
+    assert lines == ["* y7", "| * z6", "|", "| * a5 (branch:main)", "* | y4", "| | * x3",
+                     "| * | a2", "|/ /", "* a1"]

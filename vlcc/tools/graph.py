@@ -38,6 +38,10 @@ def graph_lines(versions: list[Version], refs: dict[str, list[str]]) -> Iterator
             # A root, or its lineage was pruned: the lane ends here.
             if col < len(lanes) - 1:
                 yield _shift_line(len(lanes), {col}, draw_gone=False)
+            elif v is not versions[-1]:
+                # A gap under the root, so the next version in this column
+                # does not read as its child.
+                yield " ".join("|" for _ in range(col))
             lanes.pop(col)
         else:
             lanes[col] = parent
