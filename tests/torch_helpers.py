@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import random
 
+import numpy as np
 import torch
 
 
 def make(seed: int = 0, lr: float = 1e-2, width: int = 16):
     """A tiny MLP with Adam and a StepLR scheduler (seeded)."""
     torch.manual_seed(seed)
+    np.random.seed(seed)       # every RNG seeded: DDP ranks then hold identical RNG states
+    random.seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(8, width), torch.nn.ReLU(), torch.nn.Linear(width, 2))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)

@@ -10,7 +10,7 @@ which chunk of which tensor; vlcc stores every rank's chunks as per-rank
 providers and DCP's own chunk metadata, so ``dcp.load`` reshards onto any
 world size (DCP does the N→M mapping from that metadata).
 
-Provider names: ``dcp/t/<fqn>`` (a whole tensor) or ``dcp/t/<fqn>@<o0>_<o1>...``
+Provider names: ``dcp/t/<fqn>`` (a whole tensor), ``dcp/s/<fqn>/<o0>_<o1>...``
 (a shard at those offsets), ``dcp/b/<fqn>`` (a non-tensor value, pickled by DCP),
 ``dcp/metadata`` (DCP's ``Metadata``, on the coordinator rank). Characters
 outside ``[A-Za-z0-9_.-]`` in an fqn become ``_``; ``Metadata.storage_data``
@@ -53,15 +53,14 @@ METADATA = "dcp/metadata"
 _BAD = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
-def provider_name(index: MetadataIndex, is_bytes: bool) -> str:
+def provider_name(index: MetadataIndex, kind: WriteItemType) -> str:
     fqn = _BAD.sub("_", index.fqn)
     if not re.match(r"[A-Za-z0-9_]", fqn[:1]):
         fqn = "_" + fqn
-    if is_bytes:
+    if kind == WriteItemType.BYTE_IO:
         return f"dcp/b/{fqn}"
-    off = tuple(index.offset or ())
-    if any(off):
-        return f"dcp/t/{fqn}@" + "_".join(str(int(o)) for o in off)
+    if kind == WriteItemType.SHARD:
+        return f"dcp/s/{fqn}/" + "_".join(str(int(o)) for o in (index.offset or (0,)))
     return f"dcp/t/{fqn}"
 
 
@@ -133,13 +132,13 @@ class StorageWriter(_Writer):
         for item in plan.items:
             data = planner.resolve_data(item)
             if item.type == WriteItemType.BYTE_IO:
-                name = provider_name(item.index, True)
+                name = provider_name(item.index, item.type)
                 raw = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data)
                 mine[name] = raw
                 descs.append((name, "bytes", None))
                 size = len(raw)
             else:
-                name = provider_name(item.index, False)
+                name = provider_name(item.index, item.type)
                 t = data.detach()
                 if t.device.type != "cpu":
                     t = t.to("cpu")
