@@ -251,6 +251,37 @@ def test_task_branch_many_at_once(tmp_path):
     assert vlcc.Repository(repo).branches() == {"main": base.id} | {f"task-{i}": base.id for i in range(3)}
 
 
+def test_task_branch_resumes_from_its_head(tmp_path, monkeypatch):
+    """A requeued task finds its branch: it resumes from the branch head, not from base."""
+    from mpi4py import MPI
+    from vlcc.slurm import task_branch
+    repo = str(tmp_path / "r")
+    base = solver.run(MPI.COMM_SELF, repo, 2, 2, tag="base", log=lambda *a, **k: None)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "99")
+    u = np.zeros(3)
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        ck.register("x", u)
+        with pytest.raises(vlcc.MissingProviderError):   # base has heat/u, not x
+            task_branch(ck, base, name="exp-{job}-{task}")
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        ck.register("heat/u", np.zeros((solver.NY + 2, solver.NX + 2)),
+                    global_shape=(solver.NY, solver.NX), offset=(0, 0), halo=1)
+        assert task_branch(ck, base, name="exp-{job}-{task}").id == base.id
+        assert ck.branch_name == "exp-99-7"
+        v2 = ck.checkpoint(step=3)
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        ck.register("heat/u", np.zeros((solver.NY + 2, solver.NX + 2)),
+                    global_shape=(solver.NY, solver.NX), offset=(0, 0), halo=1)
+        assert task_branch(ck, "tag:base", name="exp-{job}-{task}").id == v2.id
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID")
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        with pytest.raises(vlcc.VlccError, match="SLURM_ARRAY_TASK_ID"):
+            task_branch(ck, base)
+        with pytest.raises(vlcc.VlccError, match="bad branch name pattern"):
+            task_branch(ck, base, name="t-{nope}", task=1)
+
+
 # -- against the daemons ----------------------------------------------------------------
 
 def test_cluster_status(cluster):
