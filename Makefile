@@ -39,9 +39,9 @@ fortran:
 
 # Feature-area set-up steps (each owned by one area; each must be idempotent and quiet).
 # MPI toolchain for C and Fortran programs (`use mpi`, `use mpi_f08`): the PyPI mpich wheel has no
-# Fortran bindings, Debian's libmpich-dev has (30 s of apt-get; building mpi4py from source
-# against it would take ~3.5 min). One alias libmpi.so.12 -> libmpich.so.12 lets mpi4py's wheel
-# bind to the MPI such a program linked: one MPI per process (vlcc/capi/toolchain.py).
+# Fortran bindings, Debian's libmpich-dev has (30 s of apt-get, against 18 min measured here for
+# building mpi4py from source against it). One alias libmpi.so.12 -> libmpich.so.12 lets
+# mpi4py's wheel bind to the MPI such a program linked: one MPI per process (docs/capi.md).
 MPI_TOOLCHAIN_STAMP := $(VENV)/.mpi-toolchain-stamp
 setup-mpi-toolchain: $(MPI_TOOLCHAIN_STAMP)
 
