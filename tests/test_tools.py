@@ -115,6 +115,18 @@ def test_export_roundtrip(runs, tmp_path):
     assert r.returncode == 2 and "--force" in r.stderr
     r = cli("export", a, out, "--force", "-p", "cfg", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["variables"] == []
+    # The cheap other formats, same layout (slabs of one row: streamed).
+    import h5py
+    from vlcc.tools.export import export
+    u = vlcc.Repository(b).read(v, "heat/u")
+    export(f"{b}@step:3", tmp_path / "b.h5", slab_bytes=64)
+    with h5py.File(tmp_path / "b.h5") as f:
+        np.testing.assert_array_equal(f["heat/u"][...], u)
+        assert f.attrs["heat/step"] == 3 and f.attrs["vlcc/version"] == v.id
+    export(f"{b}@step:3", tmp_path / "b.npz")
+    z = np.load(tmp_path / "b.npz")
+    np.testing.assert_array_equal(z["heat/u"], u)
+    assert json.loads(str(z["__attrs__"]))["cfg"] == '{"dt": 0.1, "nx": 8}'
 
 
 def _str(x):

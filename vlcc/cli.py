@@ -339,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_diff, error_status=2)
 
-    s = sub.add_parser("export", help="write a version as a plain ADIOS2 BP5 file")
+    s = sub.add_parser("export", help="write a version as a plain ADIOS2 BP5 file (or .h5, .npz)")
     s.add_argument("target", metavar="PATH[@SPEC]")
-    s.add_argument("out", metavar="OUT.bp")
+    s.add_argument("out", metavar="OUT.bp", help="OUT.bp: ADIOS2 BP5; OUT.h5: HDF5; OUT.npz: numpy")
     s.add_argument("--providers", "-p", nargs="+", help="names, prefixes or globs to export")
     s.add_argument("--force", "-f", action="store_true", help="overwrite OUT.bp")
     s.add_argument("--json", action="store_true")

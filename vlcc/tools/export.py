@@ -11,7 +11,10 @@ readable with ``adios2.FileReader`` or ``bpls`` without vlcc.
   differ -> ``NAME/rank<k>``;
 * a derived provider -> an attribute ``NAME`` holding its recipe as JSON;
 * the version itself -> attributes under ``vlcc/`` (id, parent, branch, step,
-  time, nranks, message, attrs as JSON)."""
+  time, nranks, message, attrs as JSON).
+
+``OUT.h5`` writes the same layout to HDF5 (h5py), ``OUT.npz`` to numpy's npz
+(in memory; attributes as JSON in ``__attrs__``): see tools/sinks.py."""
 
 from __future__ import annotations
 
@@ -25,14 +28,16 @@ import numpy as np
 from ..errors import StorageError, VlccError
 from . import progress
 from .diff import SLAB_BYTES, select, slabs
+from .sinks import sink_for
 from .spec import label, open_target
 
 
 def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None = None,
            force: bool = False, progress_bar: bool = False, slab_bytes: int = SLAB_BYTES) -> dict:
-    """Write version ``target`` (``PATH[@SPEC]``) to the BP5 file ``out``.
-    Returns what was written: version, path, variables, attributes, bytes."""
-    import adios2
+    """Write version ``target`` (``PATH[@SPEC]``) to the file ``out``.
+    The format follows the extension (``.bp``: ADIOS2 BP5, ``.h5``: HDF5,
+    ``.npz``: numpy; tools/sinks.py). Returns what was written: version,
+    path, format, variables, attributes, bytes."""
     repo, v = open_target(target)
     names = select(sorted(v.providers), providers, label(repo, v))
     out = os.fspath(out)
@@ -47,14 +52,10 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
     attributes: list[str] = []
     nbytes = 0
     total = sum(b["nbytes"] for n in names for b in v.providers[n]["blocks"])
+    sink = sink_for(out)
     try:
-        stream = adios2.Stream(out, "w")
-    except Exception as exc:
-        raise StorageError(f"cannot create ADIOS2 file {out}: {exc}") from exc
-    try:
-        stream.begin_step()
         for key, val in _version_attrs(v).items():
-            stream.write_attribute(f"vlcc/{key}", val)
+            sink.attr(f"vlcc/{key}", val)
             attributes.append(f"vlcc/{key}")
         with progress.bar(f"export {v.id}", total, enabled=progress_bar) as advance:
             for name in names:
@@ -63,14 +64,14 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
                     gshape = tuple(e["global_shape"])
                     item = np.dtype(e["dtype"]).itemsize
                     for off, shp in slabs(gshape, item, slab_bytes):
-                        a = np.ascontiguousarray(repo.read(v, name, box=(off, shp)))
-                        stream.write(name, a, list(gshape), list(off), list(shp))
+                        a = repo.read(v, name, box=(off, shp))
+                        sink.write(name, a, gshape, off)
                         nbytes += a.nbytes
                         advance(a.nbytes)
                     variables.append(name)
                 elif e["kind"] == "array":
                     for vname, a, g, off in _per_rank_arrays(repo, v, name, e):
-                        stream.write(vname, np.ascontiguousarray(a), g, off, list(a.shape))
+                        sink.write(vname, a, g, off)
                         nbytes += a.nbytes
                         advance(a.nbytes)
                         if vname not in variables:
@@ -81,25 +82,21 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
                     pairs = [(name, vals[0])] if len(vals) == 1 else \
                         [(f"{name}/rank{k}", x) for k, x in enumerate(vals)]
                     for aname, x in pairs:
-                        stream.write_attribute(aname, _attr_value(x))
+                        sink.attr(aname, _attr_value(x))
                         attributes.append(aname)
                     advance(sum(b["nbytes"] for b in e["blocks"]))
                 else:   # derived: no bytes, the recipe
-                    stream.write_attribute(name, json.dumps({"derived": e.get("recipe"),
-                                                             "inputs": e.get("inputs")}))
+                    sink.attr(name, json.dumps({"derived": e.get("recipe"), "inputs": e.get("inputs")}))
                     attributes.append(name)
-        stream.end_step()
+        sink.close()
     except VlccError:
-        stream.close()
-        shutil.rmtree(out, ignore_errors=True)
+        sink.abort()
         raise
     except Exception as exc:
-        stream.close()
-        shutil.rmtree(out, ignore_errors=True)
+        sink.abort()
         raise StorageError(f"writing {out}: {exc}") from exc
-    stream.close()
-    return {"version": v.id, "source": label(repo, v), "path": out, "variables": variables,
-            "attributes": attributes, "bytes": nbytes}
+    return {"version": v.id, "source": label(repo, v), "path": out, "format": type(sink).__name__[:-4],
+            "variables": variables, "attributes": attributes, "bytes": nbytes}
 
 
 def _version_attrs(v) -> dict:
