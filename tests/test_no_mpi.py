@@ -111,3 +111,36 @@ def test_mpi_needed_but_not_loadable_is_one_clear_error_not_at_import(tmp_path):
                   "pip install --no-binary mpi4py"):
         assert route in msg, msg
     assert not (tmp_path / "r").exists(), "nothing may be created before MPI is there"
+
+
+def test_serial_stand_in_writes_what_comm_self_writes(tmp_path):
+    """The same state checkpointed on the stand-in and on a real one-rank communicator
+    (MPI.COMM_SELF): identical provider metadata and bytes, nranks 1 both."""
+    from mpi4py import MPI
+
+    import numpy as np
+    import vlcc
+    from vlcc.commit.serial import SerialComm
+
+    def write(repo, comm):
+        u = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)
+        with vlcc.Checkpointer(repo, comm=comm) as ck:
+            ck.register("u", u, global_shape=(5, 7), offset=(0, 0))
+            ck.register("k", np.arange(3))
+            ck.register("meta", vlcc.ValueProvider(get=lambda: {"a": 1}, set=lambda x: None))
+            return ck.checkpoint(step=3, message="m")
+
+    a = write(tmp_path / "serial", SerialComm())
+    b = write(tmp_path / "self", MPI.COMM_SELF)
+    assert a.nranks == b.nranks == 1 and a.step == b.step == 3
+    assert set(a.providers) == set(b.providers)
+    for name in a.providers:
+        pa = {k: v for k, v in a.providers[name].items() if k != "blocks"}
+        pb = {k: v for k, v in b.providers[name].items() if k != "blocks"}
+        assert pa == pb, name
+    ra, rb = vlcc.Repository(tmp_path / "serial"), vlcc.Repository(tmp_path / "self")
+    for name in ("u", "k"):
+        assert np.array_equal(ra.read(a, name), rb.read(b, name))
+    assert ra.read(a, "meta") == rb.read(b, "meta") == {"a": 1}
+    c = SerialComm()
+    assert c.allreduce(5, op=MPI.MIN) == 5 and c.gather(1) == [1] and c.bcast("x") == "x"
