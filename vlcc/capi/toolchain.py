@@ -5,8 +5,9 @@ Why this shape (measured on Debian 12, docs/capi.md "MPI: one library per proces
 
 * The PyPI ``mpich`` wheel (vlcc's default MPI for Python) ships no Fortran bindings (no
   libmpifort, no mpi.mod). Debian's ``libmpich-dev`` (MPICH 4.0.2) brings mpicc, mpifort,
-  ``mpi.mod`` and ``mpi_f08.mod`` for the system gfortran: 30 s of apt-get, against 18 min measured on the
-  shared 2-core VM for building mpi4py from source against it (the cluster route).
+  ``mpi.mod`` and ``mpi_f08.mod`` for the system gfortran: 30 s of apt-get, against 18 min
+  measured on the shared 2-core VM for building mpi4py from source against it (the route
+  for a cluster's MPI).
 * libvlcc links no MPI library itself (MPICH's ``MPI_Comm_c2f`` is a macro), and mpi4py's
   wheel first looks for an MPI already loaded in the process (``dlopen(NULL)``): inside a
   program built with mpifort it uses that program's MPI. Its extension module then needs the
