@@ -225,3 +225,36 @@ def test_graph_forks_joins_and_roots():
                                                         {"a5": ["branch:main"]})]
     assert lines == ["* y7", "| * z6", "|", "| * a5 (branch:main)", "* | y4", "| | * x3",
                      "| * | a2", "|/ /", "* a1"]
+
+
+def _stderr_on_terminal(args):
+    """Run the CLI with stderr on a pseudo-terminal; returns what it drew there."""
+    import pty
+    import threading
+    master, slave = pty.openpty()
+    p = subprocess.Popen([*VLCC, *args], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    got = []
+
+    def drain():   # keep the terminal's buffer from filling
+        try:
+            while chunk := os.read(master, 4096):
+                got.append(chunk)
+        except OSError:
+            pass
+    t = threading.Thread(target=drain, daemon=True)
+    t.start()
+    p.communicate(timeout=120)
+    t.join(timeout=10)
+    os.close(master)
+    return p.returncode, b"".join(got).decode(errors="replace")
+
+
+def test_progress_bar_only_on_a_terminal(runs):
+    a, b, _ = runs
+    rc, err = _stderr_on_terminal(["diff", a, b])
+    assert rc == 1 and "diff heat/u" in err and "KiB" in err, err
+    rc, err = _stderr_on_terminal(["diff", a, b, "--quiet"])
+    assert rc == 1 and err == "", err
+    r = cli("diff", a, b)                 # stderr a pipe: no bar
+    assert "diff heat/u" not in r.stderr
