@@ -345,6 +345,21 @@ def test_preempt_checkpoint_requeue_resume(cluster, tmp_path, how):
     assert f"job {job}   restart 1" in log.stdout and f"job {job}   restart 0" in log.stdout
 
 
+def test_scancel_checkpoints_but_stays_cancelled(cluster, tmp_path):
+    """scancel also sends SIGTERM: the job checkpoints, and is not requeued."""
+    repo, out = str(tmp_path / "repo"), str(tmp_path / "job.out")
+    job = sbatch(cluster, "preemptible.sbatch", f"--output={out}",
+                 VLCC_REPO=repo, STEPS=200, EVERY=100, SLEEP=0.2)
+    wait_for_text(out, "step 3")
+    _run(cluster, "scancel", job)
+    (rec,) = wait_done(cluster, job)
+    text = _read(out)
+    assert rec["JobState"] == "CANCELLED" and rec["Restarts"] == "0", text
+    assert "not requeued" in text and "restart 1" not in text, text
+    (v,) = vlcc.Repository(repo).log()
+    assert v.attrs["preempted_by"] == "SIGTERM" and 3 <= v.step < 200
+
+
 def test_signal_during_checkpoint(cluster, tmp_path):
     """The signal reaches the ranks while they are inside checkpoint(): that version
     completes intact, the next step boundary checkpoints and requeues."""

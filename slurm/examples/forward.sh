@@ -3,6 +3,8 @@
 #   vlcc_mpirun NRANKS PROGRAM ARGS...    run PROGRAM on NRANKS ranks with the venv's
 #                                         mpiexec; forward USR1/TERM from the batch shell;
 #                                         returns mpiexec's exit status
+#   vlcc_requeue                          requeue this job unless it is already ending
+#                                         (for exit status 75: the ranks could not)
 #
 # Why: `#SBATCH --signal=B:USR1@N` signals the batch shell only, and bash does not
 # pass signals on to its children: without a trap the ranks never see it (the
@@ -37,4 +39,13 @@ vlcc_mpirun() {
   # `wait` returns early whenever a trapped signal arrives: wait until mpiexec is gone.
   while kill -0 "$_vlcc_pid" 2>/dev/null; do wait "$_vlcc_pid"; done
   wait "$_vlcc_pid"
+}
+
+vlcc_requeue() {
+  # Only a RUNNING job: after `scancel` (which also sends SIGTERM) the job is
+  # COMPLETING, and requeueing it would undo the cancel.
+  case "$(scontrol show job -o "$SLURM_JOB_ID" 2>/dev/null)" in
+    *JobState=RUNNING*) scontrol requeue "$SLURM_JOB_ID" ;;
+    *) echo "job $SLURM_JOB_ID is ending: not requeued" >&2; return 1 ;;
+  esac
 }

@@ -17,23 +17,49 @@ def job_info(environ: dict | None = None) -> dict:
     return {v: env[k] for k, v in keys.items() if env.get(k)}
 
 
-def requeue_job(job_id: str | None = None, timeout: float = 60.0) -> tuple[bool, str]:
-    """Run ``scontrol requeue JOB`` (default: ``$SLURM_JOB_ID``).
+def _scontrol(exe: str, args: list[str], timeout: float) -> tuple[int, str]:
+    try:
+        res = subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return -1, str(exc)
+    return res.returncode, (res.stdout if res.returncode == 0 else (res.stderr or res.stdout)).strip()
 
-    Returns ``(True, "")`` when SLURM accepted it, else ``(False, reason)``: not in a
-    SLURM job, no ``scontrol`` on PATH (e.g. inside a container), or scontrol's
-    error. Never raises: the caller decides how to exit."""
+
+def job_state(job_id: str, exe: str = "scontrol", timeout: float = 60.0) -> str | None:
+    """``JobState`` of a job as scontrol reports it (RUNNING, COMPLETING, ...), or None."""
+    rc, out = _scontrol(exe, ["show", "job", "-o", str(job_id)], timeout)
+    if rc != 0:
+        return None
+    for word in out.split():
+        if word.startswith("JobState="):
+            return word.split("=", 1)[1]
+    return None
+
+
+def requeue_job(job_id: str | None = None, timeout: float = 60.0) -> tuple[str, str]:
+    """Requeue a running job (default ``$SLURM_JOB_ID``) with ``scontrol requeue``.
+
+    Returns ``(outcome, detail)``:
+
+    * ``"requeued"`` — SLURM accepted it;
+    * ``"ending"`` — the job is no longer RUNNING: it is being cancelled (``scancel``
+      sends SIGTERM too) or killed at its time limit. Requeueing would undo the
+      user's cancel, so it is left alone (a warning signal, ``--signal=B:USR1@N``,
+      arrives while the job is still RUNNING);
+    * ``"failed"`` — not in a SLURM job, no ``scontrol`` on PATH (e.g. inside a
+      container), or scontrol refused (e.g. a ``--no-requeue`` job).
+
+    Never raises: the caller decides how to exit."""
     job_id = job_id or os.environ.get("SLURM_JOB_ID")
     if not job_id:
-        return False, "not in a SLURM job (SLURM_JOB_ID is not set)"
+        return "failed", "not in a SLURM job (SLURM_JOB_ID is not set)"
     exe = shutil.which("scontrol")
     if exe is None:
-        return False, "scontrol not found on PATH"
-    try:
-        res = subprocess.run([exe, "requeue", str(job_id)], capture_output=True, text=True,
-                             timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"scontrol requeue {job_id}: {exc}"
-    if res.returncode != 0:
-        return False, f"scontrol requeue {job_id}: {(res.stderr or res.stdout).strip()}"
-    return True, ""
+        return "failed", "scontrol not found on PATH"
+    state = job_state(job_id, exe, timeout)
+    if state is not None and state != "RUNNING":
+        return "ending", f"job {job_id} is {state} (cancelled or out of time): not requeued"
+    rc, out = _scontrol(exe, ["requeue", str(job_id)], timeout)
+    if rc != 0:
+        return "failed", f"scontrol requeue {job_id}: {out}"
+    return "requeued", ""

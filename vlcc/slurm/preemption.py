@@ -24,11 +24,14 @@ class RequeueExit(SystemExit):
     checkpoint is durable. As a :class:`SystemExit` it unwinds ``with`` blocks
     (closing the Checkpointer collectively) and ends the process with ``code``:
 
-    * ``0`` — rank 0 requeued the job with ``scontrol requeue $SLURM_JOB_ID``;
+    * ``0`` — rank 0 requeued the job with ``scontrol requeue $SLURM_JOB_ID``, or
+      the job is already ending (``scancel``, or killed at its time limit without a
+      warning signal): then it is not requeued, a cancel stays a cancel;
     * ``RequeueExit.EXIT_CODE`` (75, ``EX_TEMPFAIL``) — the job could not be
       requeued from inside (no ``scontrol``, e.g. in a container; not in a
       SLURM job; scontrol refused): the batch script, which runs outside the
-      container, should run ``scontrol requeue "$SLURM_JOB_ID"`` when it sees 75.
+      container, should requeue it when it sees 75 (``vlcc_requeue`` in
+      slurm/examples/forward.sh).
 
     ``version`` is the checkpointed version, ``requeued`` whether scontrol did
     it, ``reason`` why not."""
@@ -118,8 +121,12 @@ class Preemption:
         # SLURM signal, then kill, the whole job).
         self.comm.Barrier()
         res = requeue_job() if self.comm.rank == 0 else None
-        ok, reason = self.comm.bcast(res, root=0)
-        if not ok and self.comm.rank == 0:
+        outcome, reason = self.comm.bcast(res, root=0)
+        ok = outcome == "requeued"
+        if self.comm.rank == 0 and outcome == "ending":
+            print(f"vlcc.slurm: checkpointed {v.id} at step {step}; {reason}",
+                  file=sys.stderr, flush=True)
+        elif self.comm.rank == 0 and not ok:
             print(f"vlcc.slurm: checkpointed {v.id} at step {step} but could not requeue: {reason}; "
                   f"exiting with {RequeueExit.EXIT_CODE} so the batch script can requeue",
                   file=sys.stderr, flush=True)
@@ -129,7 +136,8 @@ class Preemption:
         self._exiting = True
         for s in self.signals:
             _signal.signal(s, _signal.SIG_IGN)
-        raise RequeueExit(0 if ok else RequeueExit.EXIT_CODE, version=v, requeued=ok, reason=reason)
+        code = RequeueExit.EXIT_CODE if outcome == "failed" else 0
+        raise RequeueExit(code, version=v, requeued=ok, reason=reason)
 
     def close(self) -> None:
         """Restore the handlers that were installed before (not collective);
