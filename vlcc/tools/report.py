@@ -4,7 +4,7 @@
    an edge from each version to its parent, steps written next to the points,
    branch heads and tags marked;
 2. bytes per version: new bytes it stored on disk vs bytes it shares with
-   earlier versions through dedup (stacked bars);
+   earlier versions through dedup (stacked bars), and its logical size;
 3. over versions: the cumulative dedup ratio (logical / stored bytes so far)
    and each version's compression ratio (raw / stored bytes of its new chunks).
 
@@ -82,16 +82,19 @@ def report(path: str, output: str = "report.png") -> str:
     idx = list(range(len(versions)))
     new = [acc.get(v.id, {}).get("stored_bytes", 0) for v in versions]
     shared = [acc.get(v.id, {}).get("reused_bytes", 0) for v in versions]
-    top = max(a + b for a, b in zip(new, shared)) or 1
+    logical = [acc.get(v.id, {}).get("logical_bytes", 0) for v in versions]
+    top = max([a + b for a, b in zip(new, shared)] + logical) or 1
     unit, scale = next((u, 1024 ** k) for k, u in reversed(list(enumerate(["B", "KiB", "MiB", "GiB", "TiB"])))
                        if top >= 1024 ** k or k == 0)
     ax1.bar(idx, [n / scale for n in new], color="tab:blue", label="new bytes stored on disk")
     ax1.bar(idx, [n / scale for n in shared], bottom=[n / scale for n in new], color="tab:gray",
             alpha=0.6, label="shared with earlier versions (dedup)")
-    ax1.set_ylim(0, top / scale * 1.25)
+    ax1.scatter(idx, [n / scale for n in logical], marker="_", s=900, linewidths=2, color="k",
+                zorder=3, label="logical bytes (what a restore produces)")
+    ax1.set_ylim(0, top / scale * 1.45)
     ax1.set_ylabel(unit)
     ax1.set_title("bytes per version")
-    ax1.legend(loc="upper left", fontsize=8)
+    ax1.legend(loc="upper center", ncol=3, fontsize=8, markerscale=0.4)
     ax1.set_xlim(-0.7, len(versions) - 0.3)
 
     # 3. ratios
