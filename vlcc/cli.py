@@ -219,7 +219,7 @@ def cmd_du(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from .tools.diff import diff, exit_status, format_records
+    from .tools.diff import diff, exit_status, format_records, jsonable
     from .tools.progress import wanted
     if args.c is not None:   # the form `vlcc diff REPO V1 V2` (one repository)
         args.a, args.b = f"{args.a}@{args.b}", f"{args.a}@{args.c}"
@@ -227,7 +227,8 @@ def cmd_diff(args) -> int:
                    progress_bar=wanted(args.quiet))
     if args.json:
         json.dump({"a": args.a, "b": args.b, "rtol": args.rtol, "atol": args.atol,
-                   "equal": exit_status(records) == 0, "providers": records}, sys.stdout, indent=1)
+                   "equal": exit_status(records) == 0, "providers": jsonable(records)}, sys.stdout,
+                  indent=1)
         print()
     else:
         for line in format_records(records, args.a, args.b):

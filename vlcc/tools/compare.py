@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import DivergenceError, VlccError, error_class
 from ..repo.repository import Repository
+from .diff import jsonable
 from .elementwise import Tally, values_equal
 from .spec import split_target
 
@@ -87,7 +88,8 @@ class Comparator:
         pend.attrs["compared_to"] = f"{self.path}@{ref}"
         if record is None:
             return None
-        record = {"step": pend.step, "version": pend.vid, "reference": f"{self.path}@{ref}"} | record
+        record = jsonable({"step": pend.step, "version": pend.vid,
+                           "reference": f"{self.path}@{ref}"} | record)
         pend.attrs["divergence"] = record
         self.last = record
         if self.first is None:

@@ -212,6 +212,18 @@ def slabs(shape: tuple, itemsize: int, slab_bytes: int):
                    (1,) * k + (n,) + tuple(shape[k + 1:]))
 
 
+def jsonable(x):
+    """``x`` with non-finite floats as the strings "inf", "-inf", "nan":
+    strict JSON readers (jq, JavaScript) reject bare Infinity/NaN."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
 def _short(x, n: int = 60) -> str:
     s = repr(x)
     return s if len(s) <= n else s[:n - 3] + "..."
