@@ -60,6 +60,19 @@ def _root(comm, fn: Callable[[], Any]) -> Any:
     raise error_class(out[1])(f"rank 0: {out[2]}")
 
 
+def default_budget(model: torch.nn.Module | None, optimizer: Any) -> int:
+    """Memory tier per rank when none is given: room for two versions of the
+    state (one flushing while the next is captured). Capture buffers are
+    recycled only when a version leaves the tier, and a fresh buffer costs
+    page faults (here slower than the copy itself), so a budget of two
+    versions makes every save after the first two fault-free; a larger one
+    keeps more versions in memory for fast backtracking instead."""
+    nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values()
+                 if isinstance(t, torch.Tensor)) if model is not None else 0
+    factor = 3 if optimizer is not None else 1     # Adam: parameters + two moments
+    return 2 * factor * nbytes + (64 << 20)
+
+
 class Checkpointer:
     """Versioned checkpoints of a torch training state.
 
@@ -77,7 +90,8 @@ class Checkpointer:
                 ``MPI.COMM_WORLD`` under mpiexec, else this process alone).
     branch:     branch to write to (default ``"main"``).
     **options:  passed to ``vlcc.Checkpointer`` (``memory_budget``, ``local_dir``,
-                ``chunk_size``, ``dedup``, ...).
+                ``chunk_size``, ``dedup``, ...). ``memory_budget`` defaults to
+                room for two versions of the state (:func:`default_budget`).
     """
 
     def __init__(self, path: str | os.PathLike, model: torch.nn.Module | None = None,
@@ -91,6 +105,8 @@ class Checkpointer:
             raise VlccError(f"extra must be a dict, got {type(extra).__name__}")
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.extra = extra
+        if "memory_budget" not in options and "VLCC_MEMORY_BUDGET" not in os.environ:
+            options["memory_budget"] = default_budget(model, optimizer)
         self.core = vlcc.Checkpointer(path, comm=resolve_comm(group), branch=branch,
                                       mode=mode, **options)
         self.comm = self.core.comm   # the core's private duplicate; all our collectives use it
