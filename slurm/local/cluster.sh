@@ -16,9 +16,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-DIR=${VLCC_SLURM_DIR:-$HERE/run}
-mkdir -p "$DIR"
-DIR=$(cd "$DIR" && pwd)
+DIR=$(realpath -m "${VLCC_SLURM_DIR:-$HERE/run}")   # created by `up`
 PORT=${VLCC_SLURM_PORT:-6817}
 # Seconds a job credential stays valid; a requeued job is held that long before it may
 # start again (the SLURM default of 120 s would make every requeue test wait 2 min).
@@ -146,6 +144,7 @@ node_idle() {
 
 cmd_up() {
   need
+  mkdir -p "$DIR"
   # Only (re)write the config when nothing runs: daemons read it at start.
   if ! alive "$DIR/slurmctld.pid" slurmctld && ! alive "$DIR/slurmd.pid" slurmd; then
     write_conf
