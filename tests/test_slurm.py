@@ -217,6 +217,32 @@ def test_requeue_exit_code_without_scontrol(tmp_path, mpirun, monkeypatch):
         np.testing.assert_array_equal(vlcc.Repository(repo).read(v, "u", rank=rank), np.full(4, 3.0 + rank))
 
 
+def test_preemption_serial_without_mpi(tmp_path):
+    """A serial run (comm=None, no launcher, MPI never loaded) can be preempted too;
+    outside a SLURM job the requeue is impossible: exit 75 after the checkpoint."""
+    code = (
+        "import os, signal, sys, numpy as np, vlcc\n"
+        "from vlcc.slurm import Preemption\n"
+        "u = np.zeros(3)\n"
+        "with vlcc.Checkpointer(sys.argv[1]) as ck, Preemption(ck) as pre:\n"
+        "    ck.register('u', u)\n"
+        "    for step in range(1, 10):\n"
+        "        u += 1\n"
+        "        if step == 2: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        if pre.should_stop(): pre.checkpoint_and_requeue(step)\n"
+        "print('not reached')\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM_", "PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
+    repo = str(tmp_path / "r")
+    r = subprocess.run([sys.executable, "-c", code, repo], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 75, r.stdout + r.stderr
+    assert "not in a SLURM job" in r.stderr and "not reached" not in r.stdout
+    (v,) = vlcc.Repository(repo).log()
+    assert v.step == 2 and v.nranks == 1 and v.attrs["preempted_by"] == "SIGTERM"
+    np.testing.assert_array_equal(vlcc.Repository(repo).read(v, "u"), np.full(3, 2.0))
+
+
 def test_task_branch_many_at_once(tmp_path):
     """Four processes (two of them for the same task) create task branches at one moment."""
     from mpi4py import MPI

@@ -54,6 +54,16 @@ def _signum(sig: str | int) -> int:
         raise VlccError(f"Preemption: unknown signal {sig!r} (use names such as 'USR1', 'TERM')") from None
 
 
+def _allmax(comm, value: int) -> int:
+    """The maximum of ``value`` over the ranks: one allreduce on an mpi4py communicator;
+    other communicators (vlcc's one-rank stand-in for serial runs without MPI) only
+    promise mpi4py's object collectives, so no MPI op is imported for them."""
+    if type(comm).__module__.startswith("mpi4py"):
+        from mpi4py import MPI
+        return comm.allreduce(value, op=MPI.MAX)
+    return max(comm.allgather(value))
+
+
 class Preemption:
     """Catch the signals SLURM sends before it kills or preempts a job.
 
@@ -92,9 +102,8 @@ class Preemption:
     def should_stop(self) -> bool:
         """Collective: True on every rank if any rank has received one of the
         signals. Call it at a safe point (a step boundary), on all ranks."""
-        from mpi4py import MPI
         mine = self.received[0] if self.received else 0
-        got = self.comm.allreduce(mine, op=MPI.MAX)
+        got = _allmax(self.comm, mine)
         if got and self.stop_signal is None:
             self.stop_signal = got
         return bool(got)
