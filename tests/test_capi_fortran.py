@@ -6,13 +6,16 @@ and Python, error codes, and one MPI library in the process for Fortran, C and P
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import vlcc
-from capi_helpers import ROOT, build_c, build_fortran, fmpirun, mpirun
+from capi_helpers import ROOT, build_c, build_fortran, fmpirun, fortran_compiler, mpirun
+from vlcc.capi import toolchain
 
 NY, NX, STEPS, EVERY = 40, 24, 60, 10
 HEAT = ROOT / "examples" / "heat"
@@ -151,3 +154,20 @@ def test_fortran_error_codes_layout_and_one_mpi(tmp_path):
             for i in range(1, 4):
                 for j in range(1, 5):
                     assert g[i - 1, 4 * rk + j - 1] == 1000 * rk + 10 * i + j
+
+
+def test_vlcc_config_prints_one_mpis_toolchain():
+    """--cc, --fc and --mpiexec name one MPI: both wrappers link the same C library, the
+    launcher sits beside them, and that library answers to libmpi.so.12 (the alias made by
+    make setup when its distribution names it otherwise) so mpi4py's wheel binds to it."""
+    fortran_compiler()                                   # skips (with the reason) without mpifort
+    out = subprocess.run([sys.executable, "-m", "vlcc.capi.config", "--cc", "--fc", "--mpiexec"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    cc, fc, mpiexec = out
+    assert (cc, fc, mpiexec) == (toolchain.cc(), toolchain.fc(), toolchain.mpiexec())
+    lib = toolchain.mpi_library(cc)
+    assert lib is not None and lib == toolchain.mpi_library(fc)
+    assert Path(mpiexec).parent == Path(fc).parent == Path(cc).parent
+    assert toolchain.alias_needed(cc) is None, "make setup (setup-mpi-toolchain) did not run"
+    alias = lib.parent / "libmpi.so.12"
+    assert lib.name.startswith("libmpi.so.12") or alias.resolve() == lib.resolve()
