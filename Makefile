@@ -56,8 +56,15 @@ $(MPI_TOOLCHAIN_STAMP):
 	@if command -v mpifort >/dev/null 2>&1; then \
 	  $(PY) -m vlcc.capi.toolchain --install-alias && touch $@; fi
 
-setup-adjoint:
-	@true
+# Adjoint (vlcc.adjoint): checkpoint-schedules comes with the `adjoint` extra; pyrevolve, the
+# peer of benchmarks/bench_adjoint.py, compiles C++ (20 s CPU, minutes on a loaded machine):
+# installed here once, from PyPI, behind a stamp.
+ADJOINT_STAMP := $(VENV)/.adjoint-stamp
+setup-adjoint: $(ADJOINT_STAMP)
+
+$(ADJOINT_STAMP):
+	$(BIN)/pip install -q 'checkpoint-schedules>=1.0' 'pyrevolve==2.2.8'
+	@touch $@
 
 # torch + deepspeed (the `torch` extra), pinned; the stamp makes a second run instant. On a
 # machine without a GPU DeepSpeed JIT-builds its CPU shared-memory comm op at the first
