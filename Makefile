@@ -38,14 +38,45 @@ fortran:
 	fi
 
 # Feature-area set-up steps (each owned by one area; each must be idempotent and quiet).
-setup-mpi-toolchain:
-	@true
+# MPI toolchain for C and Fortran programs (`use mpi`, `use mpi_f08`): the PyPI mpich wheel has no
+# Fortran bindings, Debian's libmpich-dev has (30 s of apt-get, against 18 min measured here for
+# building mpi4py from source against it). One alias libmpi.so.12 -> libmpich.so.12 lets
+# mpi4py's wheel bind to the MPI such a program linked: one MPI per process (docs/capi.md).
+MPI_TOOLCHAIN_STAMP := $(VENV)/.mpi-toolchain-stamp
+setup-mpi-toolchain: $(MPI_TOOLCHAIN_STAMP)
 
-setup-adjoint:
-	@true
+$(MPI_TOOLCHAIN_STAMP):
+	@if command -v mpifort >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmpich-dev >/dev/null) \
+	    || echo "warning: apt-get install libmpich-dev failed; 'use mpi' Fortran programs will not build"; \
+	else \
+	  echo "note: no mpifort and not root (or no apt-get): install your MPI's Fortran compiler wrapper for 'use mpi'"; \
+	fi
+	@if command -v mpifort >/dev/null 2>&1; then \
+	  $(PY) -m vlcc.capi.toolchain --install-alias && touch $@; fi
 
-setup-torch:
-	@true
+# Adjoint (vlcc.adjoint): checkpoint-schedules comes with the `adjoint` extra; pyrevolve, the
+# peer of benchmarks/bench_adjoint.py, compiles C++ (20 s CPU, minutes on a loaded machine):
+# installed here once, from PyPI, behind a stamp.
+ADJOINT_STAMP := $(VENV)/.adjoint-stamp
+setup-adjoint: $(ADJOINT_STAMP)
+
+$(ADJOINT_STAMP):
+	$(BIN)/pip install -q 'checkpoint-schedules>=1.0' 'pyrevolve==2.2.8'
+	@touch $@
+
+# torch + deepspeed (the `torch` extra), pinned; the stamp makes a second run instant. On a
+# machine without a GPU DeepSpeed JIT-builds its CPU shared-memory comm op at the first
+# deepspeed.initialize (minutes): build it here, once, so tests do not pay for it.
+TORCH_STAMP := $(VENV)/.torch-stamp
+setup-torch: $(TORCH_STAMP)
+
+$(TORCH_STAMP):
+	$(BIN)/pip install -q 'torch==2.14.1' 'deepspeed==0.19.8'
+	@DS_ACCELERATOR=cpu $(PY) -c "from deepspeed.comm.torch import build_shm_op; build_shm_op()" \
+	  >/dev/null 2>&1 || echo "note: DeepSpeed's CPU comm op was not prebuilt (it is built at first use)"
+	@touch $@
 
 # slurm-wlm + munge from Debian for the real single-node cluster (slurm/local/cluster.sh); root only.
 setup-slurm:

@@ -22,6 +22,11 @@ int VELOC_Init(MPI_Comm comm, const char *cfg_file)
     VELOC_CALL("VELOC_Init", _veloc_py_init((long long)MPI_Comm_c2f(comm), cfg_file));
 }
 
+int VELOC_Init_single(unsigned int id, const char *cfg_file)
+{
+    VELOC_CALL("VELOC_Init_single", _veloc_py_init_single(id, cfg_file));
+}
+
 int VELOC_Finalize(int cleanup) { VELOC_CALL("VELOC_Finalize", _veloc_py_finalize(cleanup)); }
 
 int VELOC_Mem_protect(int id, void *ptr, size_t count, size_t base_size)
@@ -39,6 +44,35 @@ int VELOC_Mem_protect_dist(int id, void *ptr, vlcc_dtype dtype, int ndim,
 }
 
 int VELOC_Mem_unprotect(int id) { VELOC_CALL("VELOC_Mem_unprotect", _veloc_py_mem_unprotect(id)); }
+
+int VELOC_Mem_clear(void) { VELOC_CALL("VELOC_Mem_clear", _veloc_py_region_clear(NULL)); }
+
+int VELOC_Region_protect(int id, void *ptr, size_t count, size_t base_size, const char *name)
+{
+    VELOC_CALL("VELOC_Region_protect", _veloc_py_region_protect(id, ptr, count, base_size,
+                                                                name ? name : ""));
+}
+
+int VELOC_Region_unprotect(int id, const char *name)
+{
+    VELOC_CALL("VELOC_Region_unprotect", _veloc_py_region_unprotect(id, name ? name : ""));
+}
+
+int VELOC_Region_clear(const char *name)
+{
+    VELOC_CALL("VELOC_Region_clear", _veloc_py_region_clear(name ? name : ""));
+}
+
+int VELOC_Checkpoint_finished(void)
+{
+    int done = 0;
+    int rc = vlcc__boot();
+    if (rc == VLCC_OK) rc = _veloc_py_checkpoint_finished(&done);
+    if (rc != VLCC_OK) return veloc__fail("VELOC_Checkpoint_finished", rc);
+    return done ? VELOC_SUCCESS : VELOC_FAILURE;     /* still running: no message */
+}
+
+int VELOC_Cleanup(const char *name) { VELOC_CALL("VELOC_Cleanup", _veloc_py_cleanup(name)); }
 
 int VELOC_Route_file(const char *original, char *routed)
 {

@@ -16,6 +16,10 @@
  *  - checkpoint `name`  -> a vlcc branch of that name; `version` -> the version's step.
  *    Every checkpoint is a vlcc version: committed atomically, checksummed, with lineage,
  *    readable from Python (vlcc.Repository(persistent).read(v, "veloc/<id>")).
+ *    VELOC_Init_single (no MPI): checkpoint `name` of process `id` is the branch "<name>.<id>".
+ *  - regions by name, as VeloC: VELOC_Region_protect(..., name) protects a region for
+ *    checkpoint `name` only; a checkpoint/restart of `name` uses the regions protected under
+ *    `name` when there are any, else the unnamed ones (VELOC_Mem_protect).
  *  - protected region `id` -> provider "veloc/<id>". VELOC_Mem_protect stores the region's
  *    bytes per rank (restart on the same rank count, or on any if all ranks hold the same
  *    bytes); the vlcc extension VELOC_Mem_protect_dist stores a block of a distributed
@@ -72,6 +76,13 @@ extern "C" {
  * `persistent`, has an unknown key, or vlcc is already initialized in this process. */
 int VELOC_Init(MPI_Comm comm, const char *cfg_file);
 
+/* Standalone mode (VeloC's), for programs without MPI: this process checkpoints alone, `id`
+ * being its unique id (e.g. an ensemble member). No MPI library is loaded or needed; the
+ * repository has the same format as MPI runs'. Checkpoint `name` is stored as the vlcc
+ * branch "<name>.<id>", so processes sharing one `persistent` never mix their checkpoints.
+ * Same configuration file and failures as VELOC_Init. */
+int VELOC_Init_single(unsigned int id, const char *cfg_file);
+
 /* Commit what async mode still flushes, release everything; protected memory is not
  * touched. Collective. `cleanup` != 0 is accepted: the node-local (scratch) files of this
  * run are always removed, the persistent repository is never removed. */
@@ -101,6 +112,21 @@ int VELOC_Mem_protect_dist(int id, void *ptr, vlcc_dtype dtype, int ndim,
 /* Forget region `id` (stored versions are not touched). Fails if it is not protected. */
 int VELOC_Mem_unprotect(int id);
 
+/* Forget every region protected with VELOC_Mem_protect / VELOC_Mem_protect_dist (the
+ * unnamed set). Succeeds also when there is none. */
+int VELOC_Mem_clear(void);
+
+/* Protect a region for checkpoint `name` only (VeloC's named regions): checkpoints and
+ * restarts of `name` use the regions protected under `name` when there is at least one,
+ * otherwise the unnamed ones. `name` NULL or "" is the unnamed set (= VELOC_Mem_protect). */
+int VELOC_Region_protect(int id, void *ptr, size_t count, size_t base_size, const char *name);
+
+/* Forget region `id` of checkpoint `name`; fails if it is not protected under `name`. */
+int VELOC_Region_unprotect(int id, const char *name);
+
+/* Forget every region of checkpoint `name` (then its checkpoints use the unnamed set). */
+int VELOC_Region_clear(const char *name);
+
 /* ---- file registration ---------------------------------------------------------------- */
 
 /* File-based checkpoints are NOT supported by vlcc's VeloC API: always VELOC_FAILURE, with
@@ -127,6 +153,17 @@ int VELOC_Checkpoint_end(int success);
 /* Async mode: block until every checkpoint is durable and committed; then returns
  * VELOC_FAILURE if a background flush failed. Sync mode: returns at once. */
 int VELOC_Checkpoint_wait(void);
+
+/* Non-blocking test, local: VELOC_SUCCESS when this rank's checkpoints are finished (sync
+ * mode: always; async mode: every background write of this rank reached the repository; the
+ * version becomes visible at the next collective call, e.g. VELOC_Checkpoint_wait or the next
+ * checkpoint), VELOC_FAILURE while they still run (nothing printed) or when called between
+ * VELOC_Checkpoint_begin and VELOC_Checkpoint_end (an error, printed). */
+int VELOC_Checkpoint_finished(void);
+
+/* Remove this process's node-local (scratch) copies of the committed versions of checkpoint
+ * `name`; every version stays in the repository (persistent) and restorable. Local. */
+int VELOC_Cleanup(const char *name);
 
 /* VELOC_Checkpoint_begin + VELOC_Checkpoint_mem + VELOC_Checkpoint_end(1). Unlike VeloC,
  * it does not wait for the previous async checkpoint (vlcc queues several). */

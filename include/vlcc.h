@@ -175,6 +175,47 @@ const char *vlcc_last_error(void);
 /* Symbolic name of an error code, e.g. "VLCC_ENOTFOUND". */
 const char *vlcc_strerror(int code);
 
+/* ==== Adjoint computations (revolve-style schedules) ======================================
+ * For codes whose state is registered through vlcc_register: libvlcc runs a checkpoint
+ * schedule (Python: vlcc.adjoint.Adjoint) and hands the program one action at a time; it
+ * stores and restores the registered buffers itself between actions (RAM snapshots in this
+ * process; disk snapshots as versions on a private branch, removed at the end).
+ *
+ *   vlcc_adjoint_begin("revolve", n_steps, "ram=10");
+ *   for (;;) {
+ *       vlcc_adjoint_next(&action, &n0, &n1);
+ *       if (action == VLCC_ADJ_DONE) break;
+ *       if (action == VLCC_ADJ_FORWARD) {          advance the buffers from step n0 to n1
+ *           for (k = n0; k < n1; k++) step(k);
+ *           if (n1 == n_steps && !final_set) { set the final adjoint from u_N; final_set = 1; }
+ *       } else adjoint_step(n0);                   VLCC_ADJ_REVERSE: buffers hold u_n0
+ *   }
+ *
+ * REVERSE actions come exactly once for n0 = n_steps-1, ..., 0, in that order. The first
+ * FORWARD action with n1 == n_steps ends the forward sweep (no later FORWARD reaches n_steps).
+ * The adjoint variables must not be registered; REVERSE must not change registered buffers. */
+#define VLCC_ADJ_DONE 0       /* the run is over; every snapshot is released */
+#define VLCC_ADJ_FORWARD 1    /* advance the registered state from step *n0 to step *n1 */
+#define VLCC_ADJ_REVERSE 2    /* adjoint step *n0 (*n1 = *n0 + 1); the state is u_{*n0} */
+
+/* Start an adjoint run over `n_steps` steps (>= 1) from the current registered state u_0.
+ * Collective. schedule: "revolve" (RAM only), "multistage" or "hrevolve" (RAM + disk),
+ * "twolevel" (a disk snapshot every `period` steps, binomial in RAM).
+ * options: NULL or "key=value;...": ram=N (snapshots in memory, u_0 included; required),
+ *          disk=N (snapshots on disk, default 0), period=N (twolevel), prefetch=0|1
+ *          (default 1: declare the exact disk restore order to the engine), keep=0|1
+ *          (default 0: keep the disk snapshots as versions on branch adjoint/<run>).
+ * Errors: VLCC_EINVAL (n_steps < 1, ram < 1, unknown schedule or option, disk snapshots with
+ *         disk=0), VLCC_ESTATE (not initialized, a run in progress). */
+int vlcc_adjoint_begin(const char *schedule, int n_steps, const char *options);
+
+/* The next action of the run started by vlcc_adjoint_begin (see VLCC_ADJ_*). Collective:
+ * restores are collective, every rank gets the same action. After VLCC_ADJ_DONE a new run
+ * may begin. On an error the run is abandoned (its snapshots removed) on every rank.
+ * Errors: VLCC_EINVAL (NULL pointer), VLCC_ESTATE (no run), storage/collective errors. */
+int vlcc_adjoint_next(int *action, int *n0, int *n1);
+/* ==== end of Adjoint computations ==== */
+
 #ifdef __cplusplus
 }
 #endif

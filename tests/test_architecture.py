@@ -13,7 +13,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # Lower number = lower layer. A module may import its own package and lower ones.
 LAYERS = {
-    "errors": 0, "_version": 0,
+    "errors": 0, "_version": 0, "_mpi": 0,
     "repo": 1,
     "kernels": 2, "state": 2,
     "layout": 3,
@@ -24,10 +24,18 @@ LAYERS = {
     "commit": 8,
     "restore": 9,
     "checkpointer": 10, "repository": 10, "__init__": 10,
-    "capi": 11, "cli": 11,
+    # front-ends: the C ABI and the command line expose the features below them
+    "capi": 12, "cli": 12,
 }
-# Feature packages built on the public API (other engineers' areas) sit on top.
-TOP = 12
+# Feature packages built on the public API (adjoint, torch, slurm, tools, ...)
+# sit above the public layer and below the front-ends.
+TOP = 11
+# Known upward imports, each a documented hook (docs/architecture.md), not a cycle
+# at import time (imported inside a function): (importing file, imported package).
+HOOKS = {
+    ("checkpointer.py", "tools"),      # compare_to= and `vlcc replay` (vlcc/tools/)
+    ("__init__.py", "tools"),          # vlcc.diff is part of the one-page public API
+}
 
 
 def _package(rel: str) -> str:
@@ -81,7 +89,7 @@ def test_no_package_imports_a_layer_above_it():
     for rel, target, _names in _imports():
         src = _package(rel)
         dst = target[1] if len(target) > 1 else "__init__"
-        if src == dst:
+        if src == dst or (rel, dst) in HOOKS:
             continue
         if _layer(dst) > _layer(src):
             bad.append(f"{rel} imports {'.'.join(target)} ({src}={_layer(src)} < {dst}={_layer(dst)})")

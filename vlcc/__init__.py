@@ -14,25 +14,29 @@ The public API (one page):
     ValueProvider(get, set)
     DerivedProvider(fn, inputs, recipe=, set=, target=)        or ck.register_derived(name, fn, inputs, ...)
     Version, and errors under VlccError
+    diff(a, b, rtol=, atol=, providers=) -> list[dict]        "PATH[@SPEC]" targets (vlcc/tools/diff.py)
 """
 
 from ._version import __version__  # noqa: E402
 
 from .errors import (  # noqa: E402
-    ArgumentError, BranchMovedError, CollectiveError, CorruptionError, DuplicateProviderError,
-    FormatVersionError, LockBusyError, MissingProviderError, NotFoundError, ProviderError,
-    RefExistsError, RepositoryError, ShapeMismatchError, StorageError, VlccError,
+    ArgumentError, BranchMovedError, CollectiveError, CorruptionError, DivergenceError,
+    DuplicateProviderError, FormatVersionError, LockBusyError, MissingProviderError,
+    NotFoundError, ProviderError, RefExistsError, RepositoryError, ShapeMismatchError,
+    StorageError, VlccError,
 )
+from ._mpi import MPIUnavailableError  # noqa: E402  (MPI itself is loaded lazily)
 from .repo.manifest import Version  # noqa: E402
 from .repository import Repository  # noqa: E402
 from .state.value import ValueProvider  # noqa: E402
 from .state.derived import DerivedProvider  # noqa: E402
 from .checkpointer import Checkpointer  # noqa: E402
+from .tools.diff import diff  # noqa: E402
 
 __all__ = [
     "Checkpointer", "Repository", "Version", "ValueProvider", "DerivedProvider",
     "VlccError", "RepositoryError", "FormatVersionError", "StorageError", "NotFoundError",
     "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
     "ShapeMismatchError", "CorruptionError", "CollectiveError", "ArgumentError",
-    "LockBusyError", "BranchMovedError",
+    "LockBusyError", "BranchMovedError", "diff", "DivergenceError", "MPIUnavailableError",
 ]

@@ -15,17 +15,17 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .commit import checkpoint as _ckpt
+from .commit import refmoves as _refs
 from .commit.protocol import agree, private, release, root_only
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
 from .engine.config import EngineConfig
 from .engine.engine import Engine
-from .errors import ArgumentError, NotFoundError, ProviderError, VlccError
+from .errors import ArgumentError, ProviderError, VlccError
 from .layout.chunking import DEFAULT_CHUNK_SIZE
 from .layout.coalesce import DEFAULT_COALESCE_BELOW
 from .repo import config as repo_config
-from .repo import refs
 from .repo.manifest import Version
 from .repo.paths import RepoPaths, check_ref_name
 from .repository import Repository
@@ -36,8 +36,8 @@ from .state.registry import State
 
 
 def _default_comm():
-    from mpi4py import MPI
-    return MPI.COMM_WORLD
+    from .commit.serial import default_comm   # COMM_WORLD under a launcher, else one rank, no MPI
+    return default_comm()
 
 
 class Checkpointer:
@@ -68,6 +68,10 @@ class Checkpointer:
     if_moved:    another writer moved the branch since this one last saw it:
                  ``"rebase"`` (default) the new version onto the new head, or
                  ``"fail"`` with ``BranchMovedError`` (docs/format.md, section 5).
+    compare_to:  ``"PATH[@BRANCH]"`` of a reference run: each checkpoint is compared with
+                 its version of the same step within ``rtol``/``atol``; the first divergence
+                 is recorded in the version (``attrs["divergence"]``) and on ``ck.divergence``;
+                 ``on_diverge="raise"`` raises vlcc.DivergenceError (vlcc/tools/compare.py).
     """
 
     def __init__(self, path: str | os.PathLike, comm=None, *, branch: str = "main",
@@ -75,7 +79,8 @@ class Checkpointer:
                  create: bool | None = None, dedup: bool = True, track_dirty: bool = False,
                  coalesce_below: int = DEFAULT_COALESCE_BELOW,
                  memory_budget: int | str | None = None, local_dir: str | None = None,
-                 if_moved: str = "rebase"):
+                 if_moved: str = "rebase", compare_to: str | None = None, rtol: float = 0.0,
+                 atol: float = 0.0, on_diverge: str = "record"):
         cfg = EngineConfig.resolve(mode, memory_budget, local_dir)
         if int(chunk_size) <= 0:
             raise ArgumentError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
@@ -106,6 +111,16 @@ class Checkpointer:
         except BaseException:
             release(comm)
             raise
+        # core hook (tools): reference-run comparison and `vlcc replay` (vlcc/tools/).
+        from .tools.compare import Comparator
+        from .tools.replay import apply_env
+        try:
+            s.compare = None if compare_to is None else Comparator(
+                comm, compare_to, rtol=rtol, atol=atol, on_diverge=on_diverge)
+            apply_env(self)
+        except BaseException:
+            self.close()
+            raise
 
     # -- read-only views -------------------------------------------------------------
     comm = property(lambda self: self._s.comm)
@@ -131,6 +146,11 @@ class Checkpointer:
     def _check_open(self):
         if self._closed:
             raise VlccError(f"Checkpointer for {self.path} is closed")
+
+    @property
+    def divergence(self) -> dict | None:
+        """The first divergence from the ``compare_to`` reference run (None while equal)."""
+        return None if self._s.compare is None else self._s.compare.first
 
     @property
     def repository(self) -> Repository:
@@ -215,51 +235,29 @@ class Checkpointer:
         """This rank's engine counters: memory-tier hits/misses/prefetches,
         evictions, back-pressure waits, peak bytes, pending versions."""
         m = self._s.engine.memory
+        pending = self._s.engine.pending
         return m.stats.as_dict() | {"memory_used": m.used, "memory_budget": m.budget,
-                                    "pending": len(self._s.engine.pending), "mode": self.mode}
+                                    "pending": len(pending), "mode": self.mode,
+                                    # of those, still being written (local, non-blocking test)
+                                    "unflushed": sum(not p.future.done() for p in pending)}
 
     # -- refs ----------------------------------------------------------------------------
-    def _resolve_id(self, at) -> str:
-        if at is None:
-            if self.parent is None:
-                raise NotFoundError(f"branch {self.branch_name!r} has no version yet")
-            return self.parent
-        return self._s.catalog.resolve(at.id if isinstance(at, Version) else at).id
-
     def branch(self, name: str, at: Version | str | None = None) -> Version:
         """Create branch ``name`` at version ``at`` (default: the current parent).
         Collective. Does not switch to it (see :meth:`switch`)."""
         self.wait()   # a ref may only name a committed version
-
-        def make():
-            vid = self._resolve_id(at)
-            refs.create_ref(self._s.paths, "branch", name, vid)
-            return self._s.catalog.resolve(vid).manifest
-        return Version.from_manifest(root_only(self.comm, make))
+        return _refs.make_branch(self._s, name, at)
 
     def switch(self, name: str, *, create: bool = False) -> None:
         """Write the next versions on branch ``name``; the next version's parent
         is that branch's newest version. Collective."""
         self._check_open()
-        s = self._s
-
-        def look():
-            check_ref_name(name, "branch")
-            if refs.read_ref(s.paths, "branch", name) is None:
-                if not create:
-                    refs.require_ref(s.paths, "branch", name)
-                refs.check_free(s.paths, "branch", name)  # fail now, not at the next commit
-                return s.parent, None
-            head = s.catalog.branch_head(name)
-            return head, head
-        s.parent, s.head_seen = root_only(s.comm, look)
-        s.branch = s.head_branch = name
+        _refs.switch(self._s, name, create)
 
     def tag(self, name: str, version: Version | str | None = None) -> None:
         """Fix tag ``name`` on a version (default: the current parent). Collective."""
         self.wait()
-        root_only(self.comm, lambda: refs.create_ref(self._s.paths, "tag", name,
-                                                     self._resolve_id(version)))
+        _refs.make_tag(self._s, name, version)
 
     def log(self, branch: str | None = None) -> list[Version]:
         """Versions newest first (see Repository.log). Collective (read on rank 0)."""

@@ -6,9 +6,17 @@
     vlcc gc REPO [--dry-run] [--grace S] [--json]
     vlcc prune REPO --keep-last N [--branch B] [--dry-run] [--json]
     vlcc du REPO [--json]
+    vlcc log REPO --graph
+    vlcc diff A B [--rtol R] [--atol T] [--providers P ...] [--json] [--quiet]
+    vlcc export PATH[@SPEC] OUT.bp [--providers P ...] [--quiet]
+    vlcc replay PATH@SPEC [--branch B] -- COMMAND ...
+    vlcc report REPO -o report.png
 
 Each subcommand is a function ``cmd_NAME(args) -> int`` registered in
-``build_parser``; errors print one line naming what and where and exit 1.
+``build_parser``; errors print one line naming what and where and exit 1
+(2 for diff, export, replay and report, like diff(1), whose 1 means "differ").
+The logic of diff/export/replay/report/graph lives in vlcc/tools/. A reader
+that closes the pipe (``vlcc log REPO | head``) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import os
 import sys
 
 from .errors import VlccError
@@ -50,9 +59,22 @@ def _refs_by_version(repo: Repository) -> dict[str, list[str]]:
     return out
 
 
+def _slurm_ids(s: dict) -> str:
+    """``job 12 (array 10_2)   restart 1`` from a version's SLURM lineage."""
+    out = f"job {s.get('job_id', '-')}"
+    if s.get("array_job_id"):
+        out += f" (array {s['array_job_id']}_{s.get('array_task_id', '?')})"
+    return out + f"   restart {s.get('restart_count', '0')}"
+
+
 def cmd_log(args) -> int:
     repo = Repository(args.repo)
     versions = repo.log(branch=args.branch)
+    if getattr(args, "graph", False):
+        from .tools.graph import graph_lines
+        for line in graph_lines(versions, _refs_by_version(repo)):
+            print(line)
+        return 0
     if args.json:
         json.dump([v.summary() | {"nbytes": _nbytes(v)} for v in versions], sys.stdout, indent=1)
         print()
@@ -65,6 +87,8 @@ def cmd_log(args) -> int:
         print(f"version {v.id}{deco}")
         print(f"  parent  {v.parent or '-'}   branch {v.branch}   step {v.step if v.step is not None else '-'}")
         print(f"  date    {_when(v.time)}   ranks {v.nranks}   size {_human(_nbytes(v))}")
+        if v.slurm:
+            print(f"  slurm   {_slurm_ids(v.slurm)}")
         if v.message:
             print(f"  message {v.message}")
         print()
@@ -107,8 +131,20 @@ def cmd_show(args) -> int:
 
 
 def cmd_verify(args) -> int:
+    from .tools import progress
     repo = Repository(args.repo)
-    res = repo.verify(args.version, deep=args.deep)
+    if args.version is None and not args.deep and progress.wanted(args.quiet):
+        res = {"versions": 0, "chunks": 0, "bytes": 0}
+        ids = repo.version_ids()
+        for vid in ids:          # a damaged manifest is an error here, as in verify()
+            repo.resolve(vid)
+        with progress.bar("verify", len(ids), enabled=True, nbytes=False) as advance:
+            for v in repo.versions():
+                for k, n in repo.verify(v).items():
+                    res[k] += n
+                advance(1)
+    else:
+        res = repo.verify(args.version, deep=args.deep)
     if args.json:
         json.dump({"ok": True} | res, sys.stdout)
         print()
@@ -126,7 +162,10 @@ def cmd_verify(args) -> int:
 def cmd_gc(args) -> int:
     from .repo.gc import gc
     Repository(args.repo)   # a clear error when REPO is not a repository
-    res = gc(args.repo, dry_run=args.dry_run, grace=args.grace, timeout=args.timeout)
+    from .tools import progress
+    with progress.bar("gc", 1, enabled=progress.wanted(args.quiet), nbytes=False) as advance:
+        res = gc(args.repo, dry_run=args.dry_run, grace=args.grace, timeout=args.timeout)
+        advance(1)
     if args.json:
         json.dump(res, sys.stdout, indent=1)
         print()
@@ -181,14 +220,71 @@ def cmd_du(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    from .tools.diff import diff, exit_status, format_records, jsonable
+    from .tools.progress import wanted
+    if args.c is not None:   # the form `vlcc diff REPO V1 V2` (one repository)
+        args.a, args.b = f"{args.a}@{args.b}", f"{args.a}@{args.c}"
+    records = diff(args.a, args.b, rtol=args.rtol, atol=args.atol, providers=args.providers,
+                   progress_bar=wanted(args.quiet))
+    if args.json:
+        json.dump({"a": args.a, "b": args.b, "rtol": args.rtol, "atol": args.atol,
+                   "equal": exit_status(records) == 0, "providers": jsonable(records)}, sys.stdout,
+                  indent=1)
+        print()
+    else:
+        for line in format_records(records, args.a, args.b):
+            print(line)
+    return exit_status(records)
+
+
+def cmd_export(args) -> int:
+    from .tools.export import export
+    from .tools.progress import human, wanted
+    res = export(args.target, args.out, providers=args.providers, force=args.force,
+                 progress_bar=wanted(args.quiet))
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+    elif not args.quiet:
+        print(f"exported version {res['version']} to {res['path']}: {len(res['variables'])} "
+              f"variable(s), {len(res['attributes'])} attribute(s), {human(res['bytes'])}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from .tools.replay import run
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    return run(args.target, cmd, branch=args.branch)
+
+
+def cmd_report(args) -> int:
+    from .tools.report import report
+    out = report(args.repo, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+EPILOG = """first steps:
+  vlcc log runs/heat                   versions, newest first (--graph: the lineage DAG)
+  vlcc show runs/heat latest           one version: providers, shapes, sizes
+  vlcc verify runs/heat                check every checksum
+  vlcc diff runs/a runs/b@tag:ref      compare two runs (exit 0 equal, 1 differ, 2 error)
+
+VERSION / SPEC: an id or id prefix, latest, tag:NAME, branch:NAME, step:N.
+docs: README.md and docs/ of the vlcc sources (docs/tools.md for diff, export, replay, report)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vlcc", description="Inspect a vlcc checkpoint repository.")
+    p = argparse.ArgumentParser(prog="vlcc", description="Inspect a vlcc checkpoint repository.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("log", help="list versions, newest first")
     s.add_argument("repo")
     s.add_argument("--branch", "-b", default=None, help="lineage of one branch (default: all versions)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--graph", action="store_true", help="draw the lineage as an ASCII DAG")
     s.set_defaults(func=cmd_log)
 
     s = sub.add_parser("show", help="describe one version")
@@ -204,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also read every stored copy of each shared chunk and compare bytes "
                         "(does not trust the hash for dedup identity)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("gc", help="delete data no live version references")
@@ -214,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for in-flight checkpoints (default 60)")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_gc)
 
     s = sub.add_parser("prune", help="remove old versions (keep the newest N per branch and tagged ones)")
@@ -229,19 +327,71 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("repo")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_du)
+
+    s = sub.add_parser("diff", help="compare two versions (exit 0 equal, 1 differ, 2 error)",
+                       description="Compare two versions provider by provider; A and B are "
+                                   "PATH[@SPEC] (default latest), from one repository or two.")
+    s.add_argument("a", metavar="A", help="PATH[@SPEC]")
+    s.add_argument("b", metavar="B", help="PATH[@SPEC] (the reference for relative differences)")
+    s.add_argument("c", metavar="V2", nargs="?", default=None,
+                   help="with three arguments: REPO V1 V2, two versions of one repository")
+    s.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    s.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    s.add_argument("--providers", "-p", nargs="+", help="names, prefixes or globs to compare")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_diff, error_status=2)
+
+    s = sub.add_parser("export", help="write a version as a plain ADIOS2 BP5 file (or .h5, .npz)")
+    s.add_argument("target", metavar="PATH[@SPEC]")
+    s.add_argument("out", metavar="OUT.bp", help="OUT.bp: ADIOS2 BP5; OUT.h5: HDF5; OUT.npz: numpy")
+    s.add_argument("--providers", "-p", nargs="+", help="names, prefixes or globs to export")
+    s.add_argument("--force", "-f", action="store_true", help="overwrite OUT.bp")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
+    s.set_defaults(func=cmd_export, error_status=2)
+
+    s = sub.add_parser("replay", help="run a command restoring a version on a new branch",
+                       description="Run COMMAND with VLCC_RESTORE/VLCC_BRANCH/VLCC_REPLAY_REPO set: "
+                                   "its Checkpointer on this repository restores the version on a "
+                                   "new branch replay/<id> (main never moves). Exits with "
+                                   "COMMAND's status.")
+    s.add_argument("target", metavar="PATH@SPEC")
+    s.add_argument("--branch", "-b", default=None, help="branch name (default replay/<id>)")
+    s.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
+    s.set_defaults(func=cmd_replay, error_status=2)
+
+    s = sub.add_parser("report", help="PNG report: lineage, bytes per version, dedup/compression")
+    s.add_argument("repo")
+    s.add_argument("--output", "-o", default="report.png", help="PNG file (default report.png)")
+    s.set_defaults(func=cmd_report, error_status=2)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
-    except VlccError as exc:
-        if getattr(args, "json", False):
-            json.dump({"ok": False, "error": type(exc).__name__, "message": str(exc)}, sys.stdout)
-            print()
-        print(f"vlcc {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:   # --help, or a usage error: what argparse printed must reach the reader
+            sys.stdout.flush()
+            raise
+        try:
+            rc = args.func(args)
+            sys.stdout.flush()
+            return rc
+        except VlccError as exc:
+            if getattr(args, "json", False):
+                json.dump({"ok": False, "error": type(exc).__name__, "message": str(exc)}, sys.stdout)
+                print()
+            print(f"vlcc {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return getattr(args, "error_status", 1)
+    except BrokenPipeError:
+        # The reader closed the pipe (`vlcc log | head`): stop quietly, like git
+        # and ls; point stdout at /dev/null so the final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141   # what a shell reports for a command ended by SIGPIPE
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

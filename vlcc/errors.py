@@ -81,11 +81,22 @@ class BranchMovedError(VlccError):
     code = -2           # VLCC_ESTATE
 
 
+class DivergenceError(VlccError):
+    """A checkpoint differs from the reference run's version of the same step
+    beyond the tolerances (``Checkpointer(compare_to=..., on_diverge="raise")``).
+    ``record`` holds the divergence: step, provider, index, size, ..."""
+    code = -5           # VLCC_EMISMATCH
+
+    def __init__(self, message: str, record: dict | None = None):
+        super().__init__(message)
+        self.record = record or {}
+
+
 _BY_NAME = {c.__name__: c for c in (
     VlccError, RepositoryError, FormatVersionError, StorageError, NotFoundError,
     RefExistsError, ProviderError, DuplicateProviderError, MissingProviderError,
     ShapeMismatchError, CorruptionError, CollectiveError, ArgumentError, LockBusyError,
-    BranchMovedError)}
+    BranchMovedError, DivergenceError)}
 
 
 def error_class(name: str) -> type[VlccError]:

@@ -1,56 +1,43 @@
-! 2-D heat equation in Fortran with vlcc checkpoint/restart (module vlcc).
+! 2-D heat equation in Fortran with vlcc checkpoint/restart: a conventional `use mpi` solver.
 !
-!   mpicc -c heat_mpi.c
-!   gfortran $(vlcc-config --fflags) heat.f90 heat_mpi.o $(vlcc-config --flibs) <MPI libs>
-!   mpiexec -n 2 ./heat_f REPO NY NX STEPS EVERY [CRASH_AT]
+!   $(vlcc-config --fc) heat.f90 -o heat_f $(vlcc-config --fflags --flibs)
+!   $(vlcc-config --mpiexec) -n 2 ./heat_f REPO NY NX STEPS EVERY [CRASH_AT]
 !
 ! Same physics as heat.c: the grid u(x, y), x = 0..nx-1 fastest, y = 0..ny-1 split in
 ! blocks over ranks, one ghost layer; a = 0.2; the same update order. The field is
 ! registered as a distributed array of global shape (nx, ny) in Fortran order, so
 ! Repository.read(v, "heat/u")[x, y] == u(x, y) and equals the transpose of heat.c's field.
 ! A run restarts from the newest version of REPO when there is one (any rank count).
-! CRASH_AT kills the process (SIGKILL) after that step.
+! CRASH_AT kills the process (SIGKILL) after that step. heat_f08.f90 is the same program
+! with `use mpi_f08`.
 program heat_f
-  use, intrinsic :: iso_c_binding
+  use, intrinsic :: iso_c_binding, only: c_int
   use, intrinsic :: iso_fortran_env, only: int64, real64
+  use mpi
   use vlcc
   implicit none
-  interface
-    subroutine hm_init() bind(C)
-    end subroutine
-    subroutine hm_finalize() bind(C)
-    end subroutine
-    integer(c_int) function hm_comm_world() bind(C)
+  interface    ! libc, to die like a killed job (no MPI_Finalize, no flush)
+    integer(c_int) function c_getpid() bind(C, name="getpid")
       import :: c_int
     end function
-    integer(c_int) function hm_rank() bind(C)
+    integer(c_int) function c_kill(pid, sig) bind(C, name="kill")
       import :: c_int
+      integer(c_int), value :: pid, sig
     end function
-    integer(c_int) function hm_size() bind(C)
-      import :: c_int
-    end function
-    subroutine hm_kill_self() bind(C)
-    end subroutine
-    subroutine hm_sendrecv(sbuf, n, dest, rbuf, src, tag) bind(C)
-      import :: c_int, c_double
-      real(c_double), intent(in) :: sbuf(*)
-      real(c_double), intent(out) :: rbuf(*)
-      integer(c_int), value :: n, dest, src, tag
-    end subroutine
   end interface
 
   real(real64), allocatable, target :: u(:,:), v(:,:)
   integer(int64), target :: step(1)
   integer(int64) :: ny, nx, steps, every, crash_at, nyl, y0, gy, found_step
-  integer :: rank, nranks, up, down, ierr, i, j, nargs
+  integer :: rank, nranks, up, down, ierr, i, j, nargs, n
   character(len=256) :: arg, repo
   character(len=VLCC_ID_MAX) :: vid
   real(real64) :: dx, dy, c
   real(real64), parameter :: a = 0.2d0
 
-  call hm_init()
-  rank = hm_rank()
-  nranks = hm_size()
+  call MPI_Init(ierr)
+  call MPI_Comm_rank(MPI_COMM_WORLD, rank, ierr)
+  call MPI_Comm_size(MPI_COMM_WORLD, nranks, ierr)
   nargs = command_argument_count()
   call get_command_argument(1, repo)
   call get_command_argument(2, arg); read (arg, *) ny
@@ -81,7 +68,7 @@ program heat_f
   end do
   step = 0
 
-  call vlcc_init(trim(repo), int(hm_comm_world()))          ! no ierr: stops on error
+  call vlcc_init(trim(repo), MPI_COMM_WORLD)          ! no ierr: stops on error
   call vlcc_register("heat/u", u, [nx, ny], [0_int64, y0], 1)
   call vlcc_register_local("heat/step", step)
 
@@ -92,16 +79,19 @@ program heat_f
         " at step ", step(1), " on ", nranks, " ranks"
   else if (ierr /= VLCC_ENOTFOUND) then
     print '(a)', "heat_f: " // vlcc_last_error()
-    error stop 2
+    call MPI_Abort(MPI_COMM_WORLD, 2, ierr)
   end if
 
-  up = merge(rank - 1, -1, rank > 0)
-  down = merge(rank + 1, -1, rank < nranks - 1)
+  up = merge(rank - 1, MPI_PROC_NULL, rank > 0)
+  down = merge(rank + 1, MPI_PROC_NULL, rank < nranks - 1)
+  n = int(nx) + 2
   do while (step(1) < steps)
-    call hm_sendrecv(u(:, 1), int(nx + 2, c_int), up, u(:, nyl + 1), down, 0)
-    call hm_sendrecv(u(:, nyl), int(nx + 2, c_int), down, u(:, 0), up, 1)
-    if (up < 0) u(:, 0) = 0
-    if (down < 0) u(:, nyl + 1) = 0
+    call MPI_Sendrecv(u(:, 1), n, MPI_DOUBLE_PRECISION, up, 0, u(:, nyl + 1), n, &
+                      MPI_DOUBLE_PRECISION, down, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE, ierr)
+    call MPI_Sendrecv(u(:, nyl), n, MPI_DOUBLE_PRECISION, down, 1, u(:, 0), n, &
+                      MPI_DOUBLE_PRECISION, up, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE, ierr)
+    if (up == MPI_PROC_NULL) u(:, 0) = 0
+    if (down == MPI_PROC_NULL) u(:, nyl + 1) = 0
     do j = 1, int(nyl)
       do i = 1, int(nx)
         c = u(i, j)
@@ -114,9 +104,9 @@ program heat_f
       write (arg, '(a,i0)') "heat.f90 step ", step(1)
       call vlcc_checkpoint(step(1), trim(arg), version_id=vid)
     end if
-    if (step(1) == crash_at) call hm_kill_self()
+    if (step(1) == crash_at) ierr = c_kill(c_getpid(), 9_c_int)     ! SIGKILL
   end do
   if (rank == 0) print '(a,i0,a,a)', "heat_f: done at step ", step(1), ", last version ", trim(vid)
   call vlcc_finalize()
-  call hm_finalize()
+  call MPI_Finalize(ierr)
 end program heat_f

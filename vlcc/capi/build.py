@@ -55,6 +55,11 @@ def _veloc_decls() -> str:
     return DECLS
 
 
+def _adjoint_decls() -> str:
+    from .adjoint import DECLS
+    return DECLS
+
+
 _C_DECLS = """
 void _vlcc_set_ready(int r);
 void _vlcc_set_error(const char *msg);
@@ -87,13 +92,14 @@ except BaseException:
 
 
 def sources() -> dict[str, Path]:
-    """Where the C/Fortran sources and headers are (source tree of an editable install)."""
-    s = {"include": ROOT / "include", "bindings": ROOT / "bindings"}
-    for p in s.values():
-        if not p.is_dir():
-            raise FileNotFoundError(f"libvlcc sources not found at {p}: build from a source tree "
-                                    f"(pip install -e .)")
-    return s
+    """Where the C/Fortran sources and headers are: the source tree (editable install), else
+    the copy a wheel ships in vlcc/_csrc/ (so ``vlcc-config --build`` works after pip install)."""
+    for base in (ROOT, PKG / "_csrc"):
+        s = {"include": base / "include", "bindings": base / "bindings"}
+        if all(p.is_dir() for p in s.values()):
+            return s
+    raise FileNotFoundError(f"libvlcc sources not found in {ROOT} nor {PKG / '_csrc'}: "
+                            f"reinstall vlcc (pip install vlcc) or build from a source tree")
 
 
 def find_tool(name: str) -> str:
@@ -108,8 +114,9 @@ def find_tool(name: str) -> str:
 
 
 def mpi_flags() -> dict[str, list[str]]:
-    """Include/library dirs and libraries from ``mpicc -show`` (the MPI mpi4py uses)."""
-    out = subprocess.run([find_tool("mpicc"), "-show"], capture_output=True, text=True,
+    """Include/library dirs and libraries from ``mpicc -show`` (the MPI mpi4py uses; a
+    cluster's: ``VLCC_CC=mpicc``)."""
+    out = subprocess.run([os.environ.get("VLCC_CC") or find_tool("mpicc"), "-show"], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     f = {"include_dirs": [], "library_dirs": [], "libraries": [], "rpath": []}
     toks = shlex.split(out)
@@ -142,13 +149,16 @@ def build_c(out: Path, tmp: Path, verbose: bool = False) -> Path:
     src = sources()
     mpi = mpi_flags()
     ffi = cffi.FFI()
-    py_decls = _PY_DECLS + _veloc_decls()
+    py_decls = _PY_DECLS + _veloc_decls() + _adjoint_decls()
     ffi.embedding_api(py_decls)
     ffi.cdef(_C_DECLS)
     c_text = (src["bindings"] / "libvlcc.c").read_text()
     veloc = src["bindings"] / "veloc.c"
     if veloc.exists():
         c_text += "\n" + veloc.read_text()
+    adjoint = src["bindings"] / "adjoint.c"       # the adjoint API block (vlcc/capi/adjoint.py)
+    if adjoint.exists():
+        c_text += "\n" + adjoint.read_text()
     libdir = sysconfig.get_config_var("LIBDIR")
     rpaths = [str(out / "lib")] + mpi["rpath"] + ([libdir] if libdir else [])
     ffi.set_source(
@@ -186,7 +196,8 @@ def build_fortran(out: Path, tmp: Path, fc: str | None = None) -> Path | None:
     if not fortran_source().exists():
         return None
     src = render_fortran(tmp / "vlcc.f90")
-    fc = fc or os.environ.get("FC") or shutil.which("gfortran")
+    # VLCC_FC (a cluster's mpifort) builds the module with the compiler programs will use.
+    fc = fc or os.environ.get("VLCC_FC") or os.environ.get("FC") or shutil.which("gfortran")
     if not fc:
         raise FileNotFoundError("gfortran not found (make setup installs it): cannot build the "
                                 "Fortran module")
@@ -241,7 +252,8 @@ def build(out: Path = DEFAULT_OUT, fortran: bool = True, verbose: bool = False) 
 
 def inputs() -> list[Path]:
     src = sources()
-    files = [Path(__file__), PKG / "capi" / "embed.py", PKG / "capi" / "veloc.py"]
+    files = [Path(__file__), PKG / "capi" / "embed.py", PKG / "capi" / "veloc.py",
+             PKG / "capi" / "adjoint.py"]
     files += sorted(src["include"].glob("*.h"))
     files += sorted(src["bindings"].glob("*.c")) + sorted((src["bindings"] / "fortran").glob("*.f90*"))
     files += sorted((src["bindings"] / "fortran").glob("*.py"))

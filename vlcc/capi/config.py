@@ -1,7 +1,9 @@
 """``vlcc-config``: flags to compile and link against libvlcc.
 
-    vlcc-config --cflags --libs      C (compile with the mpicc of the MPI vlcc uses)
-    vlcc-config --fflags --flibs     Fortran (gfortran; see docs/capi.md for MPI from Fortran)
+    vlcc-config --cflags --libs      C:       $(vlcc-config --cc) prog.c $(vlcc-config --cflags --libs)
+    vlcc-config --fflags --flibs     Fortran: $(vlcc-config --fc) prog.f90 $(vlcc-config --fflags --flibs)
+    vlcc-config --cc | --fc | --mpiexec   the MPI compiler wrappers and launcher to use (one MPI,
+                                     vlcc/capi/toolchain.py; VLCC_CC, VLCC_FC, VLCC_MPIEXEC override)
     vlcc-config --mpilibs            link flags of the MPI library vlcc's Python uses (for gfortran)
     vlcc-config --libdir | --includedir | --fmoddir | --pkgconfigdir | --mpicc | --version
     vlcc-config --build              (re)build libvlcc, the Fortran module and vlcc.pc
@@ -43,6 +45,10 @@ def main(argv=None) -> int:
               "pkgconfigdir"):
         ap.add_argument(f"--{k}", action="append_const", const=k, dest="what")
     ap.add_argument("--mpicc", action="store_true", help="the mpicc of the MPI vlcc's Python uses")
+    for k, h in (("cc", "the C MPI compiler wrapper for programs"),
+                 ("fc", "the Fortran MPI compiler wrapper (use mpi / use mpi_f08)"),
+                 ("mpiexec", "the launcher of that MPI")):
+        ap.add_argument(f"--{k}", action="append_const", const=k, dest="tools", help=h)
     ap.add_argument("--mpilibs", action="store_true", help="link flags of that MPI (for gfortran)")
     ap.add_argument("--version", action="store_true")
     ap.add_argument("--build", action="store_true", help="(re)build libvlcc now")
@@ -57,13 +63,21 @@ def main(argv=None) -> int:
         print(find_tool("mpicc"))
     if a.mpilibs:
         print(mpilibs())
+    if a.tools:
+        from . import toolchain
+        get = {"cc": toolchain.cc, "fc": toolchain.require_fc, "mpiexec": toolchain.mpiexec}
+        try:
+            print(" ".join(get[t]() for t in a.tools))
+        except toolchain.ToolchainError as exc:
+            print(f"vlcc-config: {exc}", file=sys.stderr)
+            return 1
     if a.what:
         if is_stale(DEFAULT_OUT, fortran=any(w in ("fflags", "flibs", "fmoddir") for w in a.what)):
             print(f"vlcc-config: libvlcc is not built or out of date in {DEFAULT_OUT}; "
                   f"run 'vlcc-config --build'", file=sys.stderr)
             return 1
         print(" ".join(flags(w) for w in a.what))
-    elif not (a.build or a.version or a.mpicc or a.mpilibs):
+    elif not (a.build or a.version or a.mpicc or a.mpilibs or a.tools):
         ap.print_help()
     return 0
 

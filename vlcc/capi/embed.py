@@ -137,7 +137,8 @@ def init(path_p, fcomm, options_p):
                                   f"call vlcc_finalize first")
     path = _str(path_p, "repo_path")
     opts = _parse_options(_str(options_p, "options", null_ok=True))
-    from mpi4py import MPI
+    from .._mpi import load
+    MPI = load()                 # MPIUnavailableError (install routes) if no MPI can be loaded
     if not MPI.Is_initialized() or MPI.Is_finalized():
         raise CapiError(C.ESTATE, "MPI is not initialized: call MPI_Init before vlcc_init")
     comm = MPI.Comm.f2py(int(fcomm))
@@ -294,3 +295,8 @@ def bind(ffi_, lib_) -> None:
         veloc.bind(ffi, lib)
     except ffi.error:
         pass    # a libvlcc built before the VeloC API existed: vlcc_* still work
+    from . import adjoint
+    try:
+        adjoint.bind(ffi, lib)
+    except ffi.error:
+        pass    # a libvlcc built before the adjoint API existed

@@ -5,9 +5,17 @@ VeloC's memory-based model maps onto vlcc like this:
 * ``VELOC_Init(comm, cfg)``: the INI file's ``persistent`` is the repository,
   ``scratch`` the node-local tier (``Checkpointer(local_dir=...)``), ``mode`` =
   sync/async (``Checkpointer(mode=...)``). No backend process is started.
+* ``VELOC_Init_single(id, cfg)``: a non-MPI process checkpoints alone, on the one-rank
+  stand-in (vlcc.commit.serial, no MPI library needed); its checkpoint ``name`` is the branch
+  ``<name>.<id>``, so processes sharing a repository never mix their checkpoints.
 * a protected region ``id`` is the provider ``veloc/<id>``: raw bytes of one rank
   (``VELOC_Mem_protect``) or a block of a distributed array
   (``VELOC_Mem_protect_dist``, restorable on another rank count).
+* regions by name, as VeloC: ``VELOC_Region_protect(id, ..., name)`` registers a region for
+  checkpoint ``name`` only; a checkpoint or restart of ``name`` uses the regions registered
+  under ``name`` if there are any, else the unnamed ones (``VELOC_Mem_protect``).
+  ``VELOC_Region_unprotect``/``VELOC_Region_clear(name)`` and ``VELOC_Mem_unprotect``/
+  ``VELOC_Mem_clear()`` forget them (stored versions are never touched).
 * checkpoint ``name`` is a vlcc branch, ``version`` the version's step.
 * the checkpoint is captured and committed at ``VELOC_Checkpoint_end(1)``; a
   ``VELOC_Checkpoint_end(0)`` on any rank discards it on all ranks.
@@ -37,9 +45,23 @@ IGNORED_KEYS = {"persistent_interval", "ec_interval", "watchdog_interval", "max_
                 "scratch_versions", "failure_domain", "axl_type", "chksum", "meta", "threaded",
                 "aggregated", "backend_dir", "lazy"}
 
-# regions: id -> dict(ptr=int, nbytes=int, count, base_size, dist=None|dict(dtype, shape, gshape,
-#                offset, halo)); registered: id -> key of what is registered in the Checkpointer
-_st: dict = {"regions": {}, "registered": {}, "ckpt": None, "restart": None, "cfg": None}
+# sets: region-set name ("" = VELOC_Mem_protect's) -> {id -> dict(ptr=int, nbytes=int, count,
+#       base_size, dist=None|dict(dtype, shape, gshape, offset, halo))};
+# registered: id -> key of what is registered in the Checkpointer; single: Init_single's id
+_st: dict = {"sets": {"": {}}, "registered": {}, "ckpt": None, "restart": None, "cfg": None,
+             "single": None}
+
+
+def _active(name: str) -> dict:
+    """The regions a checkpoint/restart of ``name`` uses (VeloC: the set registered under
+    ``name`` when it has any, else the unnamed set)."""
+    named = _st["sets"].get(name)
+    return named if named else _st["sets"].setdefault("", {})
+
+
+def _branch(name: str) -> str:
+    """The vlcc branch of checkpoint ``name`` (Init_single: qualified by the process id)."""
+    return name if _st["single"] is None else f"{name}.{_st['single']}"
 
 
 def _ffi():
@@ -93,12 +115,27 @@ def init(fcomm, cfg_p):
         raise CapiError(C.ESTATE, "VELOC_Init: vlcc is already initialized in this process "
                                   "(VELOC_Init or vlcc_init was called before)")
     cfg = parse_config(embed._str(cfg_p, "cfg_file"))
-    from mpi4py import MPI
+    from .._mpi import load
+    MPI = load()
     if not MPI.Is_initialized() or MPI.Is_finalized():
         raise CapiError(C.ESTATE, "MPI is not initialized: call MPI_Init before VELOC_Init")
     comm = MPI.Comm.f2py(int(fcomm))
     if comm == MPI.COMM_NULL:
         raise CapiError(C.EINVAL, "VELOC_Init: communicator is MPI_COMM_NULL")
+    _open(cfg, comm, single=None)
+
+
+def init_single(ident, cfg_p):
+    """VELOC_Init_single: this process alone, no MPI (VeloC's standalone mode)."""
+    if embed._state["ck"] is not None:
+        raise CapiError(C.ESTATE, "VELOC_Init_single: vlcc is already initialized in this "
+                                  "process (VELOC_Init or vlcc_init was called before)")
+    cfg = parse_config(embed._str(cfg_p, "cfg_file"))
+    from ..commit.serial import SerialComm
+    _open(cfg, SerialComm(), single=int(ident))
+
+
+def _open(cfg: dict, comm, single) -> None:
     kw = {"mode": cfg.get("mode", "sync"), "local_dir": cfg.get("scratch") or None}
     if "memory_budget" in cfg:
         kw["memory_budget"] = cfg["memory_budget"]
@@ -111,7 +148,7 @@ def init(fcomm, cfg_p):
     embed._state["ck"] = Checkpointer(cfg["persistent"], comm=comm, **kw)
     embed._state["owned"] = True
     embed._state["buffers"] = {}
-    _st.update(regions={}, registered={}, ckpt=None, restart=None, cfg=cfg)
+    _st.update(sets={"": {}}, registered={}, ckpt=None, restart=None, cfg=cfg, single=single)
 
 
 def _view(r: dict, nbytes: int | None = None) -> np.ndarray:
@@ -131,14 +168,28 @@ def _check_id(i: int) -> None:
         raise CapiError(C.EINVAL, f"region id {i} is negative")
 
 
+def _set_name(name_p, what: str) -> str:
+    name = embed._str(name_p, "name", null_ok=True) or ""
+    if name and not _NAME.match(name):
+        raise CapiError(C.EINVAL, f"{what}: checkpoint name {name!r} may only contain "
+                                  f"[A-Za-z0-9_.]")
+    return name
+
+
 def mem_protect(i, ptr, count, base_size):
+    region_protect(i, ptr, count, base_size, _ffi().NULL)
+
+
+def region_protect(i, ptr, count, base_size, name_p):
     _ck()
+    what = "VELOC_Region_protect" if name_p != _ffi().NULL else "VELOC_Mem_protect"
+    name = _set_name(name_p, what)
     _check_id(i)
     if ptr == _ffi().NULL and count * base_size:
-        raise CapiError(C.EINVAL, f"VELOC_Mem_protect({i}): ptr is NULL")
+        raise CapiError(C.EINVAL, f"{what}({i}): ptr is NULL")
     if base_size == 0:
-        raise CapiError(C.EINVAL, f"VELOC_Mem_protect({i}): base_size is 0")
-    _st["regions"][int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)), nbytes=int(count * base_size),
+        raise CapiError(C.EINVAL, f"{what}({i}): base_size is 0")
+    _st["sets"].setdefault(name, {})[int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)), nbytes=int(count * base_size),
                                   count=int(count), base_size=int(base_size), dist=None)
 
 
@@ -165,7 +216,7 @@ def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
                                       f"local shape {shape}, halo {halo}) is outside the global "
                                       f"shape {gshape}")
     itemsize = np.dtype(C.DTYPES[dtype]).itemsize
-    _st["regions"][int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)),
+    _st["sets"][""][int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)),
                                   nbytes=int(np.prod(shape, dtype=np.int64)) * itemsize,
                                   count=int(np.prod(shape, dtype=np.int64)), base_size=itemsize,
                                   dist=dict(dtype=int(dtype), shape=shape, gshape=gshape,
@@ -173,13 +224,38 @@ def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
 
 
 def mem_unprotect(i):
+    region_unprotect(i, _ffi().NULL)
+
+
+def region_unprotect(i, name_p):
     ck = _ck()
-    if int(i) not in _st["regions"]:
-        raise CapiError(C.EPROVIDER, f"VELOC_Mem_unprotect({i}): region {i} is not protected")
-    del _st["regions"][int(i)]
-    if int(i) in _st["registered"]:
-        ck.unregister(f"{PREFIX}{i}")
-        del _st["registered"][int(i)]
+    what = "VELOC_Region_unprotect" if name_p != _ffi().NULL else "VELOC_Mem_unprotect"
+    name = _set_name(name_p, what)
+    regions = _st["sets"].get(name, {})
+    if int(i) not in regions:
+        where = f" of checkpoint {name!r}" if name else ""
+        raise CapiError(C.EPROVIDER, f"{what}({i}): region {i}{where} is not protected")
+    del regions[int(i)]
+    _drop_stale(ck)
+
+
+def region_clear(name_p):
+    """VELOC_Region_clear(name) / VELOC_Mem_clear() (name NULL): forget every region of the
+    set; clearing an empty set succeeds, as in VeloC."""
+    ck = _ck()
+    name = _set_name(name_p, "VELOC_Region_clear" if name_p != _ffi().NULL else "VELOC_Mem_clear")
+    _st["sets"][name] = {}
+    _drop_stale(ck)
+
+
+def _drop_stale(ck) -> None:
+    """Unregister providers whose region is no longer protected in any set, so the
+    Checkpointer never holds a view of memory the program may now free."""
+    live = {(i, r["ptr"]) for regs in _st["sets"].values() for i, r in regs.items()}
+    for i, key in list(_st["registered"].items()):
+        if (i, key[0]) not in live:             # key[0]: the region's pointer
+            ck.unregister(f"{PREFIX}{i}")
+            del _st["registered"][i]
 
 
 def _key(r: dict, nbytes: int) -> tuple:
@@ -188,19 +264,20 @@ def _key(r: dict, nbytes: int) -> tuple:
         (r["ptr"], d["dtype"], d["shape"], d["gshape"], d["offset"], d["halo"])
 
 
-def _sync(ck, want: dict) -> None:
-    """Make the Checkpointer's veloc/* providers exactly ``want`` ({id: nbytes}); a region
-    whose pointer/shape did not change stays registered (keeps its dedup state)."""
+def _sync(ck, want: dict, regions: dict) -> None:
+    """Make the Checkpointer's veloc/* providers exactly ``want`` ({id: nbytes}) of
+    ``regions``; a region whose pointer/shape did not change stays registered (keeps its
+    dedup state)."""
     reg = _st["registered"]
     for i in list(reg):
-        r = _st["regions"].get(i)
+        r = regions.get(i)
         if i not in want or r is None or reg[i] != _key(r, want[i]):
             ck.unregister(f"{PREFIX}{i}")
             del reg[i]
     for i, nbytes in want.items():
         if i in reg:
             continue
-        r = _st["regions"][i]
+        r = regions[i]
         d = r["dist"]
         arr = _view(r, nbytes)
         if d is None:
@@ -249,11 +326,13 @@ def checkpoint_selective(mode, ids_p, n):
     c = _st["ckpt"]
     if c is None:
         raise CapiError(C.ESTATE, "VELOC_Checkpoint_mem: call VELOC_Checkpoint_begin first")
-    sel = _selection(mode, ids_p, n, _st["regions"], "VELOC_Checkpoint_selective")
+    regions = _active(c["name"])
+    sel = _selection(mode, ids_p, n, regions, "VELOC_Checkpoint_selective")
     if not sel:
         raise CapiError(C.EPROVIDER, "VELOC_Checkpoint_mem: no protected memory region selected "
-                                     "(call VELOC_Mem_protect first)")
+                                     "(call VELOC_Mem_protect or VELOC_Region_protect first)")
     c["ids"] = sorted(set(c["ids"] or ()) | set(sel))
+    c["regions"] = {**(c.get("regions") or {}), **{i: regions[i] for i in sel}}
 
 
 def checkpoint_end(success):
@@ -273,9 +352,13 @@ def checkpoint_end(success):
                                            f"{c['name']!r} version {c['version']} with success=0 "
                                            f"(or failed); nothing was committed")
         return C.OK          # success=0 everywhere: discarded, as asked
-    if ck.branch_name != c["name"]:
-        ck.switch(c["name"], create=True)
-    _sync(ck, {i: _st["regions"][i]["nbytes"] for i in c["ids"]})
+    branch = _branch(c["name"])
+    if ck.branch_name != branch:
+        # Checkpointer.switch reads the branch ref on disk: versions of the branch still
+        # flushing (async) must be committed first, or the new version's parent is wrong.
+        ck.wait()
+        ck.switch(branch, create=True)
+    _sync(ck, {i: c["regions"][i]["nbytes"] for i in c["ids"]}, c["regions"])
     ck.checkpoint(step=c["version"], message=f"VELOC_Checkpoint {c['name']} {c['version']}",
                   attrs={"veloc": {"name": c["name"], "version": c["version"]}})
     return C.OK
@@ -283,6 +366,44 @@ def checkpoint_end(success):
 
 def checkpoint_wait():
     _ck().wait()
+
+
+def checkpoint_finished(out_p):
+    """*out = 1 when every checkpoint of this rank is out of its hands (sync mode: always;
+    async mode: this rank's background writes to the repository are finished; the version
+    becomes visible at the next collective call), 0 while they run. Local, non-blocking.
+    A checkpoint still between begin and end is an error, as in VeloC."""
+    ck = _ck()
+    if _st["ckpt"] is not None:
+        raise CapiError(C.ESTATE, "VELOC_Checkpoint_finished: a checkpoint is in progress "
+                                  "(call VELOC_Checkpoint_end first)")
+    out_p[0] = 1 if ck.mode == "sync" or ck.stats.get("unflushed", ck.stats["pending"]) == 0 else 0
+
+
+def cleanup(name_p):
+    """VELOC_Cleanup(name): remove this process's node-local (scratch) copies of checkpoint
+    ``name``'s committed versions; the repository keeps every version. Local."""
+    ck = _ck()
+    name = embed._str(name_p, "name")
+    _check_name(name, 0, "VELOC_Cleanup")
+    if _st["ckpt"] is not None and _st["ckpt"]["name"] == name:
+        raise CapiError(C.ESTATE, f"VELOC_Cleanup: checkpoint {name!r} is in progress "
+                                  f"(call VELOC_Checkpoint_end first)")
+    eng = getattr(ck, "_engine", None)          # the node-local tier exists in async mode only
+    local = getattr(eng, "local", None)
+    if local is None:
+        return
+    from ..repository import Repository
+    from ..errors import NotFoundError
+    branch = _branch(name)
+    busy = {p.vid for p in eng.pending}         # still being flushed from scratch: keep
+    try:
+        versions = Repository(ck.path).log(branch)
+    except NotFoundError:
+        return
+    for v in versions:
+        if v.branch == branch and v.id not in busy:
+            local.evict(v.id, ck.rank)
 
 
 # -- restart -----------------------------------------------------------------------------
@@ -319,7 +440,7 @@ def restart_test(name_p, version, out_p):
     name = embed._str(name_p, "name")
     _check_name(name, version, "VELOC_Restart_test")
     ck.wait()    # a version of this run that is still being flushed counts too
-    m = _find(ck, name, int(version), below=True)
+    m = _find(ck, _branch(name), int(version), below=True)
     out_p[0] = FAILURE if m is None else int(m["step"])
 
 
@@ -330,12 +451,12 @@ def restart_begin(name_p, version):
     if _st["ckpt"] is not None:
         raise CapiError(C.ESTATE, "VELOC_Restart_begin: a checkpoint is in progress")
     ck.wait()
-    m = _find(ck, name, int(version), below=False)
+    m = _find(ck, _branch(name), int(version), below=False)
     if m is None:
         raise CapiError(C.ENOTFOUND, f"VELOC_Restart_begin: checkpoint {name!r} has no version "
                                      f"{version} in {ck.path}")
-    if ck.branch_name != name:
-        ck.switch(name)      # the next checkpoints continue the restored branch
+    if ck.branch_name != _branch(name):
+        ck.switch(_branch(name))      # the next checkpoints continue the restored branch
     _st["restart"] = {"name": name, "version": int(version), "manifest": m, "done": set()}
 
 
@@ -371,11 +492,12 @@ def recover_selective(mode, ids_p, n):
         raise CapiError(C.ESTATE, "VELOC_Recover_mem: call VELOC_Restart_begin first")
     m = rs["manifest"]
     stored = _stored(m)
+    regions = _active(rs["name"])
     sel = _selection(mode, ids_p, n, stored, "VELOC_Recover_selective")
     want = {}
     for i in sel:
         e = stored[i]
-        r = _st["regions"].get(i)
+        r = regions.get(i)
         if r is None:
             raise CapiError(C.EPROVIDER, f"VELOC_Recover_mem: version {m['step']} of checkpoint "
                                          f"{rs['name']!r} holds region {i}, which is not protected "
@@ -402,7 +524,7 @@ def recover_selective(mode, ids_p, n):
         want[i] = need
     if not want:
         raise CapiError(C.EPROVIDER, "VELOC_Recover_mem: no region selected")
-    _sync(ck, want)
+    _sync(ck, want, regions)
     ck.restore(m["id"], strict=False)
     rs["done"] |= set(want)
 
@@ -442,12 +564,15 @@ def finalize(cleanup):
                              "never ended; it is discarded\n")
         ck.close()         # commits what async mode still flushes; no daemon to wait for
     finally:
-        _st.update(regions={}, registered={}, ckpt=None, restart=None, cfg=None)
+        _st.update(sets={"": {}}, registered={}, ckpt=None, restart=None, cfg=None, single=None)
         embed.detach()
 
 
-_IMPL = {"init": init, "mem_protect": mem_protect, "mem_protect_dist": mem_protect_dist,
-         "mem_unprotect": mem_unprotect, "checkpoint_begin": checkpoint_begin,
+_IMPL = {"init": init, "init_single": init_single, "mem_protect": mem_protect,
+         "mem_protect_dist": mem_protect_dist, "mem_unprotect": mem_unprotect,
+         "region_protect": region_protect, "region_unprotect": region_unprotect,
+         "region_clear": region_clear, "checkpoint_finished": checkpoint_finished,
+         "cleanup": cleanup, "checkpoint_begin": checkpoint_begin,
          "checkpoint_selective": checkpoint_selective, "checkpoint_end": checkpoint_end,
          "checkpoint_wait": checkpoint_wait, "restart_test": restart_test,
          "restart_begin": restart_begin, "recover_selective": recover_selective,
@@ -462,6 +587,12 @@ int _veloc_py_mem_protect(int id, void *ptr, size_t count, size_t base_size);
 int _veloc_py_mem_protect_dist(int id, void *ptr, int dtype, int ndim, const int64_t *local_shape,
                                const int64_t *global_shape, const int64_t *offset, int halo);
 int _veloc_py_mem_unprotect(int id);
+int _veloc_py_init_single(unsigned int id, const char *cfg);
+int _veloc_py_region_protect(int id, void *ptr, size_t count, size_t base_size, const char *name);
+int _veloc_py_region_unprotect(int id, const char *name);
+int _veloc_py_region_clear(const char *name);
+int _veloc_py_checkpoint_finished(int *out);
+int _veloc_py_cleanup(const char *name);
 int _veloc_py_checkpoint_begin(const char *name, int version);
 int _veloc_py_checkpoint_selective(int mode, const int *ids, int n);
 int _veloc_py_checkpoint_end(int success);

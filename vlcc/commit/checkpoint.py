@@ -84,6 +84,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
                    all_descs=holder.pop("all_descs", None))
     try:
+        if s.compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
+            s.compare.check(pend)
         pend.plan = s.writer.prepare(s.comm, dedup_parent(s), pend.leaves)
         pend.replicated = pend.plan.replicated
     except BaseException:
@@ -100,6 +102,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
             raise
         s.parent = vid
         v = s.last_version = Version.from_manifest(manifest.provisional(pend, s.size))
+        _raise_if_diverged(s)
         return v
     try:
         doc = gather_decide(s.comm, lambda: s.writer.write(vid),
@@ -112,7 +115,14 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     finally:
         locks.release(lock)
     s.writer.committed(vid)
-    return _committed(s, doc)
+    v = _committed(s, doc)
+    _raise_if_diverged(s)
+    return v
+
+
+def _raise_if_diverged(s: Session) -> None:
+    if s.compare is not None:   # core hook: on_diverge="raise"
+        s.compare.raise_if_diverged()
 
 
 def _committed(s: Session, doc: dict) -> Version:

@@ -14,6 +14,7 @@ a torch.distributed adapter all plug in here.
 
 from __future__ import annotations
 
+import operator
 import traceback
 from typing import Any, Callable, TypeVar
 
@@ -38,19 +39,19 @@ def release(comm) -> None:
             pass
 
 
-def _op(name: str):
-    try:
-        from mpi4py import MPI
-    except ImportError:       # a stand-in communicator without MPI takes the name
-        return name
-    return {"min": MPI.MIN, "bor": MPI.BOR}[name]
+def _op(comm, name: str):
+    """The reduction op for ``comm``: mpi4py's for an mpi4py communicator,
+    else a Python binary function (the serial stand-in ignores it, the
+    torch.distributed adapter applies it)."""
+    if type(comm).__module__.startswith("mpi4py"):
+        from .._mpi import load
+        mpi = load()
+        return {"min": mpi.MIN, "bor": mpi.BOR}[name]
+    return {"min": min, "bor": operator.or_}[name]
 
 
 def _reduce(comm, value, name: str):
-    try:
-        return comm.allreduce(value, op=_op(name))
-    except TypeError:         # stand-ins that take the op by name
-        return comm.allreduce(value, op=name)
+    return comm.allreduce(value, op=_op(comm, name))
 
 
 def _run(fn: Callable[[], T]) -> tuple[tuple, BaseException | None]:

@@ -33,6 +33,7 @@ class Session:
     # different head at commit time means another writer moved the branch
     head_seen: str | None = None
     head_branch: str | None = None
+    compare: Any = None           # tools hook: a reference-run Comparator (vlcc/tools/compare.py)
 
     @property
     def rank(self) -> int:

@@ -61,8 +61,13 @@ def lib():
     global _LIB
     with _LOCK:
         if _LIB is None:
-            import adios2
-            pkg = os.path.dirname(adios2.__file__)
+            # Locate the package without importing it: `import adios2` also imports
+            # torch when that is installed (~14 s per process, measured here).
+            import importlib.util
+            spec = importlib.util.find_spec("adios2")
+            if spec is None or not spec.submodule_search_locations:
+                raise ImportError("the adios2 package is not installed")
+            pkg = list(spec.submodule_search_locations)[0]
             cands = sorted(glob.glob(os.path.join(pkg, "libadios2_c.so*")) +
                            glob.glob(os.path.join(pkg, "..", "adios2.libs", "libadios2_c*.so*")),
                            key=len)

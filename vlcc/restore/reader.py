@@ -10,7 +10,7 @@ import numpy as np
 
 from ..encode import get_codec
 from ..errors import (CorruptionError, MissingProviderError,
-                      ShapeMismatchError, VlccError)
+                      ShapeMismatchError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..repo.checksums import chunk_hash, digest_of

@@ -1,0 +1,126 @@
+"""Phases of the 2-process vlcc.torch test (tests/test_torch_dist.py).
+
+  save   (torchrun, 2 ranks, gloo): DDP replicas through vlcc.torch.Checkpointer
+         (cross-rank dedup, load on 2 ranks repeats the losses), DCP save of a
+         DTensor sharded over 2 ranks
+  load1  (1 process, no process group): load both on 1 process (2 → 1), save
+         a DCP checkpoint and a Checkpointer version from 1 process
+  load2  (torchrun, 2 ranks): load those on 2 ranks (1 → 2)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import vlcc  # noqa: E402
+import vlcc.torch as vt  # noqa: E402
+from torch_helpers import make, same_tensors, train_step  # noqa: E402
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def rank_bytes(repo: str, vid: str, rank: int) -> int:
+    total = 0
+    for root, _d, files in os.walk(os.path.join(repo, "data", vid)):
+        for f in files:
+            p = os.path.join(root, f)
+            if os.path.relpath(p, os.path.join(repo, "data", vid)).startswith(f"r{rank}."):
+                total += os.path.getsize(p)
+    return total
+
+
+def sharded(shape):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Shard, distribute_tensor
+    mesh = init_device_mesh("cpu", (dist.get_world_size(),))
+    return lambda t: distribute_tensor(t, mesh, [Shard(0)])
+
+
+def phase_save(root):
+    dist.init_process_group("gloo")
+    ck_path = os.path.join(root, "ck")
+    model, opt, sched = make(width=1024)
+    ddp = torch.nn.parallel.DistributedDataParallel(model)
+    for _ in range(2):
+        train_step(ddp, opt, sched)
+    with vt.Checkpointer(ck_path, model, opt, sched, extra={"phase": "save"}) as ck:
+        check(type(ck.core.comm).__name__ == "TorchComm", f"comm is {type(ck.core.comm)}")
+        v = ck.save(2, "ddp")
+        ck.wait()
+        saved = {n: t.clone() for n, t in model.state_dict().items()}
+        ref = [train_step(ddp, opt, sched) for _ in range(3)]
+        ck.load(v.id)
+        check(same_tensors(model.state_dict(), saved), "load on 2 ranks: parameters differ")
+        got = [train_step(ddp, opt, sched) for _ in range(3)]
+        check(got == ref, f"losses after load differ: {got} vs {ref}")
+    man = vlcc.Repository(ck_path).resolve(v.id)
+    check(man.nranks == 2, "nranks")
+    check(all(e["replicated"] for n, e in man.providers.items() if n.startswith(("model/", "optim/"))),
+          "DDP replicas not recognised as replicated")
+    b0, b1 = rank_bytes(ck_path, v.id, 0), rank_bytes(ck_path, v.id, 1)
+    check(b1 < 0.25 * b0, f"cross-rank dedup: rank 1 wrote {b1} bytes, rank 0 {b0}")
+    if dist.get_rank() == 0:
+        torch.save({"vid": v.id, "state": saved, "losses": ref}, os.path.join(root, "expect_ck.pt"))
+
+    # DCP: a tensor sharded over the ranks, each rank writes its rows
+    full = torch.arange(48, dtype=torch.float32).reshape(12, 4)
+    w = vt.StorageWriter(os.path.join(root, "dcp"), message="2 ranks")
+    dcp.save({"w": sharded(full.shape)(full), "step": 5}, storage_writer=w)
+    man = vlcc.Repository(os.path.join(root, "dcp")).resolve("latest")
+    check(man.nranks == 2 and man.message == "2 ranks", "dcp version")
+    dist.destroy_process_group()
+
+
+def phase_load1(root):
+    expect = torch.load(os.path.join(root, "expect_ck.pt"))
+    model, opt, sched = make(width=1024, seed=9)
+    extra = {}
+    with vt.Checkpointer(os.path.join(root, "ck"), model, opt, sched, extra=extra) as ck:
+        ck.load(expect["vid"])
+        check(same_tensors(model.state_dict(), expect["state"]), "2 → 1: parameters differ")
+        check(extra == {"phase": "save"}, f"extra {extra}")
+        got = [train_step(model, opt, sched) for _ in range(3)]
+        check(got == expect["losses"], f"2 → 1: losses {got} vs {expect['losses']}")
+        v = ck.save(5, "one process")
+        ck.wait()
+        torch.save({"vid": v.id, "state": {n: t.clone() for n, t in model.state_dict().items()}},
+                   os.path.join(root, "expect_ck1.pt"))
+    target = {"w": torch.zeros(12, 4), "step": 0}
+    dcp.load(target, storage_reader=vt.StorageReader(os.path.join(root, "dcp")))
+    check(torch.equal(target["w"], torch.arange(48, dtype=torch.float32).reshape(12, 4)),
+          "DCP 2 → 1: tensor differs")
+    check(target["step"] == 5, "DCP 2 → 1: step")
+    dcp.save({"w": torch.arange(48, dtype=torch.float32).reshape(12, 4) * 2},
+             storage_writer=vt.StorageWriter(os.path.join(root, "dcp1"), message="1 process"))
+
+
+def phase_load2(root):
+    dist.init_process_group("gloo")
+    expect = torch.load(os.path.join(root, "expect_ck1.pt"))
+    model, opt, sched = make(width=1024, seed=3)
+    with vt.Checkpointer(os.path.join(root, "ck"), model, opt, sched, extra={}) as ck:
+        ck.load(expect["vid"])
+        check(same_tensors(model.state_dict(), expect["state"]), "1 → 2: parameters differ")
+    full = torch.arange(48, dtype=torch.float32).reshape(12, 4) * 2
+    dt = sharded(full.shape)(torch.zeros(12, 4))
+    target = {"w": dt}
+    dcp.load(target, storage_reader=vt.StorageReader(os.path.join(root, "dcp1")))
+    r, n = dist.get_rank(), dist.get_world_size()
+    rows = 12 // n
+    check(torch.equal(target["w"].to_local(), full[r * rows:(r + 1) * rows]), "DCP 1 → 2: shard differs")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    phase, root = sys.argv[1], sys.argv[2]
+    {"save": phase_save, "load1": phase_load1, "load2": phase_load2}[phase](root)
+    print(f"phase {phase} ok", flush=True)

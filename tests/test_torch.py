@@ -1,0 +1,265 @@
+"""vlcc.torch in one process: backtracking bit-exact, async capture, branches,
+frozen fine-tunes, bad input, the DCP plugin and the DeepSpeed engine."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import vlcc  # noqa: E402
+import vlcc.torch as vt  # noqa: E402
+from torch_helpers import make, same_tensors, train_step, version_bytes  # noqa: E402
+
+
+def test_backtrack_repeats_losses_bit_exact(tmp_path):
+    model, opt, sched = make()
+    extra = {"epoch": 3}
+    with vt.Checkpointer(tmp_path / "r", model, opt, sched, extra=extra) as ck:
+        for _ in range(4):
+            train_step(model, opt, sched)
+        v = ck.save(4, "before the spike", attrs={"lr": 1e-2})
+        params = copy.deepcopy(model.state_dict())
+        ref = [train_step(model, opt, sched) for _ in range(5)]
+        extra["epoch"] = 99
+        ck.load(v.id)          # back in the same process (from vlcc's memory tier)
+        assert same_tensors(model.state_dict(), params)
+        assert extra["epoch"] == 3
+        assert [train_step(model, opt, sched) for _ in range(5)] == ref
+
+    # a fresh process-like start: new objects with other initial values
+    model2, opt2, sched2 = make(seed=123)
+    extra2 = {}
+    with vt.Checkpointer(tmp_path / "r", model2, opt2, sched2, extra=extra2) as ck2:
+        got = ck2.load(v.id)
+        assert got.id == v.id and got.step == 4 and got.attrs == {"lr": 1e-2}
+        assert same_tensors(model2.state_dict(), params)
+        assert extra2 == {"epoch": 3}
+        assert [train_step(model2, opt2, sched2) for _ in range(5)] == ref
+
+
+def test_async_capture_is_safe_against_the_next_step(tmp_path):
+    model, opt, _ = make(width=64)
+    train_step(model, opt)
+    with vt.Checkpointer(tmp_path / "r", model, opt, mode="async") as ck:
+        for k in range(3):
+            snap_model = {n: t.clone() for n, t in model.state_dict().items()}
+            snap_opt = {i: {key: t.clone() for key, t in s.items()}
+                        for i, s in opt.state_dict()["state"].items()}
+            v = ck.save(k)
+            assert v.pending
+            # training continues at once and mutates everything in place
+            train_step(model, opt)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(1.0)
+            ck.wait()
+            repo = vlcc.Repository(tmp_path / "r")
+            for n, t in snap_model.items():
+                np.testing.assert_array_equal(repo.read(v.id, f"model/{n}"), t.numpy())
+            for i, s in snap_opt.items():
+                for key, t in s.items():
+                    np.testing.assert_array_equal(repo.read(v.id, f"optim/state/{i}/{key}"), t.numpy())
+
+
+def test_branch_lineage_and_log(tmp_path):
+    model, opt, sched = make()
+    with vt.Checkpointer(tmp_path / "r", model, opt, sched) as ck:
+        train_step(model, opt, sched)
+        v1 = ck.save(1)
+        train_step(model, opt, sched)
+        v2 = ck.save(2)
+        ck.branch("lr-small", at=v1)
+        ck.switch("lr-small")
+        assert ck.load().id == v1.id          # latest of the new branch
+        for g in opt.param_groups:
+            g["lr"] = 1e-4
+        train_step(model, opt, sched)
+        v3 = ck.save(2, "smaller lr")
+        ck.tag("best")
+        ck.wait()
+        assert [v.id for v in ck.log("lr-small")] == [v3.id, v1.id]
+        assert [v.id for v in ck.log("main")] == [v2.id, v1.id]
+    repo = vlcc.Repository(tmp_path / "r")
+    assert repo.resolve("tag:best").id == v3.id
+    assert repo.resolve(v3.id).parent == v1.id and repo.resolve(v3.id).branch == "lr-small"
+    assert repo.read(v3.id, "optim/param_groups")[0]["lr"] == 1e-4
+
+
+def test_frozen_finetune_adds_little(tmp_path):
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(3)])
+    head = torch.nn.Linear(256, 4)
+    model = torch.nn.Sequential(body, head)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(o):
+        loss = model(torch.randn(8, 256)).square().mean()
+        o.zero_grad()
+        loss.backward()
+        o.step()
+
+    path = str(tmp_path / "r")
+    with vt.Checkpointer(path, model, opt) as ck:
+        step(opt)
+        base = ck.save(1, "pretrained")
+        ck.wait()
+    for p in body.parameters():
+        p.requires_grad_(False)
+    ft_opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+    with vt.Checkpointer(path, model) as ck:   # model only: load the pretrained weights
+        ck.branch("finetune", at=base)
+        ck.switch("finetune")
+        ck.load()
+    with vt.Checkpointer(path, model, ft_opt, branch="finetune") as ck:
+        step(ft_opt)
+        ft = ck.save(2, "head only")
+        ck.wait()
+    full, small = version_bytes(path, base.id), version_bytes(path, ft.id)
+    assert small <= 0.10 * full, (small, full)
+    repo = vlcc.Repository(path)
+    np.testing.assert_array_equal(repo.read(ft.id, "model/0.0.weight"),
+                                  repo.read(base.id, "model/0.0.weight"))
+    assert repo.resolve(ft.id).parent == base.id
+
+
+def test_bad_input_clear_error_and_nothing_modified(tmp_path):
+    model, opt, sched = make()
+    train_step(model, opt, sched)
+    with vt.Checkpointer(tmp_path / "r", model, opt, sched) as ck:
+        v = ck.save(1)
+
+    # other parameter names
+    other = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU())
+    other.add_module("head", torch.nn.Linear(16, 2))
+    o2 = torch.optim.Adam(other.parameters())
+    train_step(other, o2)
+    before = copy.deepcopy(other.state_dict())
+    before_opt = copy.deepcopy(o2.state_dict())
+    with vt.Checkpointer(tmp_path / "r", other, o2) as ck:
+        with pytest.raises(vlcc.MissingProviderError, match=r"parameter .head\.(weight|bias). .*provider .model/head"):
+            ck.load(v.id)
+    assert same_tensors(other.state_dict(), before)
+    assert same_tensors(o2.state_dict()["state"][0], before_opt["state"][0])
+
+    # other shapes
+    wide, o3, s3 = make(width=32)
+    before = copy.deepcopy(wide.state_dict())
+    with vt.Checkpointer(tmp_path / "r", wide, o3, s3) as ck:
+        with pytest.raises(vlcc.ShapeMismatchError, match=r"0\.weight.*\(16, 8\).*\(32, 8\)"):
+            ck.load(v.id)
+    assert same_tensors(wide.state_dict(), before)
+    assert o3.state_dict()["state"] == {}
+
+    # save after close
+    ck = vt.Checkpointer(tmp_path / "r", model, opt)
+    ck.close()
+    with pytest.raises(vlcc.VlccError, match="closed"):
+        ck.save(2)
+    assert [x.id for x in vlcc.Repository(tmp_path / "r").log()] == [v.id]
+
+
+def test_dtypes_numpy_lacks_and_buffers(tmp_path):
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4)).to(torch.bfloat16)
+    model(torch.randn(3, 4, dtype=torch.bfloat16))        # moves BatchNorm running stats
+    saved = copy.deepcopy(model.state_dict())
+    with vt.Checkpointer(tmp_path / "r", model) as ck:
+        v = ck.save(0)
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                t.zero_()
+        ck.load(v.id)
+    assert same_tensors(model.state_dict(), saved)
+    meta = vlcc.Repository(tmp_path / "r").read(v.id, "torch/meta")
+    assert meta["dtypes"]["model/0.weight"] == "bfloat16"
+
+
+def test_dcp_save_async_save_load(tmp_path):
+    import torch.distributed.checkpoint as dcp
+    model, opt, _ = make()
+    train_step(model, opt)
+    sd = {"model": model.state_dict(), "optim": opt.state_dict(), "step": 7}
+    path = str(tmp_path / "r")
+    w1 = vt.StorageWriter(path, message="dcp sync")
+    dcp.save(sd, storage_writer=w1)
+    train_step(model, opt)
+    sd = {"model": model.state_dict(), "optim": opt.state_dict(), "step": 8}
+    expect = copy.deepcopy(sd)
+    w2 = vt.StorageWriter(path, message="dcp async")
+    dcp.async_save(sd, storage_writer=w2).result()
+    repo = vlcc.Repository(path)
+    assert [v.message for v in repo.log()] == ["dcp async", "dcp sync"]
+    assert repo.resolve(w2.version.id).parent == w1.version.id
+
+    m2, o2, _ = make(seed=5)
+    train_step(m2, o2)
+    target = {"model": m2.state_dict(), "optim": o2.state_dict(), "step": 0}
+    dcp.load(target, storage_reader=vt.StorageReader(path))
+    assert target["step"] == 8
+    assert same_tensors(target["model"], expect["model"])
+    assert same_tensors(target["optim"]["state"][1], expect["optim"]["state"][1])
+    old = {"model": m2.state_dict()}
+    dcp.load(old, storage_reader=vt.StorageReader(path, spec=w1.version.id))
+    assert not same_tensors(old["model"], expect["model"])
+
+
+def test_deepspeed_save_load_bit_exact(tmp_path, monkeypatch):
+    pytest.importorskip("deepspeed")
+    for k, v in dict(DS_ACCELERATOR="cpu", MASTER_ADDR="127.0.0.1", RANK="0", WORLD_SIZE="1",
+                     LOCAL_RANK="0").items():
+        monkeypatch.setenv(k, v)
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MASTER_PORT", str(s.getsockname()[1]))
+    import deepspeed
+    import vlcc.torch.deepspeed as vds
+
+    def engine(seed):
+        m, o, _ = make(seed=seed)
+        e, *_ = deepspeed.initialize(model=m, optimizer=o,
+                                     config={"train_batch_size": 4, "steps_per_print": 10**6})
+        return e
+
+    def step(e):
+        x, y = torch.randn(4, 8), torch.randn(4, 2)
+        loss = ((e(x) - y) ** 2).mean()
+        e.backward(loss)
+        e.step()
+        return loss.item()
+
+    repo, save_dir = str(tmp_path / "r"), str(tmp_path / "ckpt")
+    try:
+        _deepspeed_roundtrip(engine, step, vds, repo, save_dir)
+    finally:   # deepspeed.initialize set up a one-process group: leave none behind
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _deepspeed_roundtrip(engine, step, vds, repo, save_dir):
+    e = engine(0)
+    ce = vds.attach(e, repo)
+    for _ in range(3):
+        step(e)
+    e.save_checkpoint(save_dir, tag="step3")
+    model_sd = copy.deepcopy(e.module.state_dict())
+    opt_sd = copy.deepcopy(e.optimizer.state_dict())
+    rng = torch.get_rng_state()
+    ref = [step(e) for _ in range(3)]
+    ce.wait()
+    v = vlcc.Repository(repo).resolve("tag:step3")
+    assert v.attrs["deepspeed_tag"] == "step3" and v.step == 3
+
+    e2 = engine(7)
+    vds.attach(e2, repo)
+    e2.load_checkpoint(save_dir, tag="step3")
+    assert same_tensors(e2.module.state_dict(), model_sd)
+    for i, st in opt_sd["state"].items():
+        assert same_tensors(e2.optimizer.state_dict()["state"][i], st)
+    torch.set_rng_state(rng)
+    assert [step(e2) for _ in range(3)] == ref

@@ -1,0 +1,120 @@
+"""The Python side of the adjoint C API (include/vlcc.h, "Adjoint computations";
+bindings/adjoint.c): ``vlcc_adjoint_begin`` starts a vlcc.adjoint.Adjoint on the
+buffers registered through libvlcc, ``vlcc_adjoint_next`` hands the program its
+next action while the library stores and restores the registered buffers itself.
+
+    vlcc_adjoint_begin("revolve", n_steps, "ram=10;disk=0")
+    do { vlcc_adjoint_next(&action, &n0, &n1);
+         FORWARD: advance the buffers n0 -> n1 (the first FORWARD with n1 == n_steps
+                  ends the forward sweep: the buffers hold u_N, set the final adjoint)
+         REVERSE: adjoint step n0 (buffers hold u_n0)
+    } while (action != VLCC_ADJ_DONE);
+"""
+
+from __future__ import annotations
+
+from . import codes as C
+from . import embed
+from .codes import CapiError
+
+ADJ_DONE, ADJ_FORWARD, ADJ_REVERSE = 0, 1, 2
+
+DECLS = """
+int _vlcc_py_adjoint_begin(const char *schedule, int n_steps, const char *options);
+int _vlcc_py_adjoint_next(int *action, int *n0, int *n1);
+"""
+
+_st: dict = {"ad": None, "pending": None}
+
+_INT_KEYS = ("ram", "disk", "period")
+_BOOL_KEYS = ("keep", "prefetch")
+
+
+def parse_options(s: str | None) -> dict:
+    """``"ram=10;disk=2;keep=0;prefetch=1;period=5"`` → keyword arguments."""
+    opts: dict = {}
+    for part in (s or "").replace(",", ";").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise CapiError(C.EINVAL, f"adjoint option {part!r} is not key=value")
+        k, v = (x.strip() for x in part.split("=", 1))
+        if k in _INT_KEYS:
+            try:
+                opts[k] = int(v)
+            except ValueError:
+                raise CapiError(C.EINVAL, f"adjoint option {k}={v!r} is not an integer") from None
+        elif k in _BOOL_KEYS:
+            if v not in ("0", "1", "true", "false", "yes", "no"):
+                raise CapiError(C.EINVAL, f"adjoint option {k}={v!r}: use 0 or 1")
+            opts[k] = v in ("1", "true", "yes")
+        else:
+            raise CapiError(C.EINVAL, f"unknown adjoint option {k!r} (known: "
+                                      f"{', '.join(_INT_KEYS + _BOOL_KEYS)})")
+    return opts
+
+
+def begin(sched_p, n_steps, opts_p):
+    ck = embed._ck()
+    if _st["ad"] is not None:
+        raise CapiError(C.ESTATE, "vlcc_adjoint_begin: an adjoint run is in progress (call "
+                                  "vlcc_adjoint_next until it returns VLCC_ADJ_DONE)")
+    sched = embed._str(sched_p, "schedule")
+    opts = parse_options(embed._str(opts_p, "options", null_ok=True))
+    if n_steps < 1:
+        raise CapiError(C.EINVAL, f"vlcc_adjoint_begin: n_steps must be >= 1, got {n_steps}")
+    from ..adjoint import Adjoint
+    from ..adjoint.errors import AdjointArgumentError
+    try:
+        ad = Adjoint(ck, None, None, int(n_steps), schedule=sched, ram=opts.pop("ram", None),
+                     disk=opts.pop("disk", 0), _driven=True, **opts)
+    except AdjointArgumentError as exc:
+        raise CapiError(C.EINVAL, str(exc)) from None
+    _st["ad"], _st["pending"] = ad, None
+
+
+def next_action(action_p, n0_p, n1_p):
+    ad = _st["ad"]
+    if ad is None:
+        raise CapiError(C.ESTATE, "vlcc_adjoint_next: no adjoint run (call vlcc_adjoint_begin)")
+    if embed.ffi.NULL in (action_p, n0_p, n1_p):
+        raise CapiError(C.EINVAL, "vlcc_adjoint_next: action, n0 and n1 must not be NULL")
+    prev = _st["pending"]
+    if prev is not None and prev[0] == "forward":
+        # The program did the steps it was asked for (libvlcc cannot see them).
+        ad.reply(prev[2] - prev[1])
+        ad.stats["forward_steps"] += prev[2] - prev[1]
+    elif prev is not None and prev[0] == "reverse":
+        ad.stats["reverse_steps"] += 1
+    _st["pending"] = None
+    try:
+        while True:
+            req = ad.next_request()
+            if req is None or req[0] != "end_forward":
+                break
+    except BaseException:
+        _st["ad"] = None
+        raise
+    if req is None:
+        _st["ad"] = None
+        action_p[0], n0_p[0], n1_p[0] = ADJ_DONE, 0, 0
+    elif req[0] == "forward":
+        action_p[0], n0_p[0], n1_p[0] = ADJ_FORWARD, req[1], req[2]
+    else:
+        action_p[0], n0_p[0], n1_p[0] = ADJ_REVERSE, req[1], req[1] + 1
+    _st["pending"] = req
+
+
+_IMPL = {"adjoint_begin": begin, "adjoint_next": next_action}
+
+
+def current():
+    """The adjoint run libvlcc drives in this process (or None)."""
+    return _st["ad"]
+
+
+def bind(ffi, lib) -> None:
+    """Attach the implementations (called by embed.bind)."""
+    for name, fn in _IMPL.items():
+        ffi.def_extern(name=f"_vlcc_py_{name}", error=C.EINTERNAL)(embed._guard(fn))

@@ -1,0 +1,317 @@
+"""``vlcc.torch.Checkpointer``: versioned, asynchronous checkpoints of a torch
+training state (model, optimizer, scheduler, RNG states, extra values) on top
+of the public ``vlcc.Checkpointer``.
+
+* ``save()`` copies every tensor into vlcc's memory tier (recycled buffers,
+  no page faults in steady state) and returns; hashing, dedup and the writes
+  to the node-local and persistent tiers run in the core's background
+  threads. The copy is taken before ``save()`` returns, so the very next
+  ``optimizer.step()`` cannot change what is stored.
+* Collectives go through ``group``: a torch.distributed process group (under
+  ``torchrun``, no MPI), an mpi4py communicator (under ``mpiexec``), or none
+  (one process). Identical DDP replicas are stored once (cross-rank dedup),
+  and unchanged tensors (frozen layers) add no bytes to a version.
+* ``load()`` checks names, shapes and dtypes against the stored version on
+  every rank before anything is modified.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import vlcc
+from ..errors import VlccError, error_class
+from . import state as S
+from .comm import resolve_comm
+from .tensors import DeviceStager, HostSlot, host_slot
+
+
+def _agree(comm, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on every rank; a failure on any rank raises on all."""
+    try:
+        out, err = fn(), None
+    except Exception as exc:   # noqa: BLE001 - every failure must reach the other ranks
+        out, err = None, exc
+    statuses = comm.allgather(None if err is None else (type(err).__name__, str(err)))
+    for r, s in enumerate(statuses):
+        if s is not None:
+            if err is not None:
+                raise err
+            prefix = "" if comm.size == 1 else f"rank {r}: "
+            raise error_class(s[0])(f"{prefix}{s[1]}")
+    return out
+
+
+def _root(comm, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` on rank 0 and broadcast its result (or its error) to all."""
+    try:
+        res = ("ok", fn()) if comm.rank == 0 else None
+    except Exception as exc:   # noqa: BLE001
+        res = ("err", type(exc).__name__, str(exc), exc)
+    out = comm.bcast(res if res is None or res[0] == "ok" else res[:3], root=0)
+    if out[0] == "ok":
+        return out[1]
+    if comm.rank == 0:
+        raise res[3]
+    raise error_class(out[1])(f"rank 0: {out[2]}")
+
+
+def default_budget(model: torch.nn.Module | None, optimizer: Any) -> int:
+    """Memory tier per rank when none is given: room for two versions of the
+    state (one flushing while the next is captured). Capture buffers are
+    recycled only when a version leaves the tier, and a fresh buffer costs
+    page faults (here slower than the copy itself), so a budget of two
+    versions makes every save after the first two fault-free; a larger one
+    keeps more versions in memory for fast backtracking instead."""
+    nbytes = sum(t.numel() * t.element_size() for t in model.state_dict().values()
+                 if isinstance(t, torch.Tensor)) if model is not None else 0
+    factor = 3 if optimizer is not None else 1     # Adam: parameters + two moments
+    return 2 * factor * nbytes + (64 << 20)
+
+
+class Checkpointer:
+    """Versioned checkpoints of a torch training state.
+
+    Parameters
+    ----------
+    path:       vlcc repository directory (created when missing).
+    model, optimizer, scheduler: what to capture (each may be None).
+    extra:      a dict of picklable values (step counters, data-loader
+                positions, config) saved with each version and updated in place
+                by ``load()``; entries with ``state_dict()``/``load_state_dict()``
+                are stored through those.
+    mode:       ``"async"`` (default; ``save()`` returns after the capture) or ``"sync"``.
+    group:      torch.distributed process group, mpi4py communicator, or None
+                (the world group when torch.distributed is initialized, else
+                ``MPI.COMM_WORLD`` under mpiexec, else this process alone).
+    branch:     branch to write to (default ``"main"``).
+    **options:  passed to ``vlcc.Checkpointer`` (``memory_budget``, ``local_dir``,
+                ``chunk_size``, ``dedup``, ...). ``memory_budget`` defaults to
+                room for two versions of the state (:func:`default_budget`).
+    """
+
+    def __init__(self, path: str | os.PathLike, model: torch.nn.Module | None = None,
+                 optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
+                 extra: dict | None = None, mode: str = "async", group: Any = None, *,
+                 branch: str = "main", **options: Any):
+        if model is None and optimizer is None and scheduler is None and extra is None:
+            raise VlccError("vlcc.torch.Checkpointer: give at least one of model, optimizer, "
+                            "scheduler, extra")
+        if extra is not None and not isinstance(extra, dict):
+            raise VlccError(f"extra must be a dict, got {type(extra).__name__}")
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.extra = extra
+        if "memory_budget" not in options and "VLCC_MEMORY_BUDGET" not in os.environ:
+            options["memory_budget"] = default_budget(model, optimizer)
+        self.core = vlcc.Checkpointer(path, comm=resolve_comm(group), branch=branch,
+                                      mode=mode, **options)
+        self.comm = self.core.comm   # the core's private duplicate; all our collectives use it
+        self.rank, self.size = self.core.rank, self.core.size
+        self._slots: dict[str, HostSlot] = {}
+        self._registered: dict[str, Any] = {}     # name -> the object registered in the core
+        self._staged: dict[str, Any] = {}
+        self._stager = DeviceStager()
+        self._values = self._value_providers()
+        self._closed = False
+
+    # -- context manager / repr ----------------------------------------------------
+    def __enter__(self) -> "Checkpointer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"vlcc.torch.Checkpointer({self.core.path!r}, branch={self.branch_name!r})"
+
+    @property
+    def branch_name(self) -> str:
+        return self.core.branch_name
+
+    @property
+    def repository(self) -> vlcc.Repository:
+        return self.core.repository
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise VlccError(f"vlcc.torch.Checkpointer({self.core.path!r}) is closed: "
+                            f"cannot {what}")
+
+    # -- providers -----------------------------------------------------------------
+    def _value_providers(self) -> dict[str, vlcc.ValueProvider]:
+        """The small, pickled parts. ``set`` only stages: ``load()`` applies
+        them once every provider has been read."""
+        def stage(name):
+            return lambda v: self._staged.__setitem__(name, v)
+        vp = {S.META: vlcc.ValueProvider(get=lambda: S.meta(self._tensors()) | {
+                  "model_extra_state": S.model_extra_state(self.model)}, set=stage(S.META)),
+              S.RNG: vlcc.ValueProvider(get=S.rng_state, set=stage(S.RNG))}
+        if self.optimizer is not None:
+            vp[S.PARAM_GROUPS] = vlcc.ValueProvider(get=lambda: S.param_groups(self.optimizer),
+                                                    set=stage(S.PARAM_GROUPS))
+            vp[S.SCALARS] = vlcc.ValueProvider(get=lambda: S.optim_scalars(self.optimizer),
+                                               set=stage(S.SCALARS))
+        if self.scheduler is not None:
+            vp[S.SCHEDULER] = vlcc.ValueProvider(get=self.scheduler.state_dict,
+                                                 set=stage(S.SCHEDULER))
+        if self.extra is not None:
+            vp[S.EXTRA] = vlcc.ValueProvider(get=lambda: S.capture_extra(self.extra),
+                                             set=stage(S.EXTRA))
+        return vp
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return S.model_tensors(self.model) | S.optim_tensors(self.optimizer)
+
+    def _sync(self, wanted: dict[str, Any]) -> None:
+        """Make the core's registrations equal ``wanted`` (name -> numpy array or
+        ValueProvider); unchanged objects stay registered."""
+        for name in [n for n in self._registered if n not in wanted]:
+            self.core.unregister(name)
+            del self._registered[name]
+        for name, obj in wanted.items():
+            cur = self._registered.get(name)
+            if cur is obj:
+                continue
+            if cur is not None:
+                self.core.unregister(name)
+            self.core.register(name, obj)
+            self._registered[name] = obj
+
+    def _live_slots(self) -> dict[str, HostSlot]:
+        """Host slots of the current model/optimizer tensors (the optimizer
+        creates its state lazily and ``load_state_dict`` replaces tensors:
+        looked up again at every save)."""
+        slots = {n: host_slot(t, self._slots.get(n)) for n, t in self._tensors().items()}
+        self._slots = slots
+        return slots
+
+    # -- save ----------------------------------------------------------------------
+    def save(self, step: int, message: str | None = None, attrs: dict | None = None) -> vlcc.Version:
+        """Collective. Capture the training state as a new version on the
+        current branch and return it (``pending`` in async mode until it is
+        durable; ``wait()`` blocks for that)."""
+        self._check_open("save")
+        slots = self._live_slots()
+        self._stager.to_host(list(slots.values()))
+        self._sync({n: s.array for n, s in slots.items()} | self._values)
+        return self.core.checkpoint(step=step, message=message or "", attrs=attrs)
+
+    def wait(self) -> list[vlcc.Version]:
+        """Collective. Block until every saved version is durable and committed."""
+        self._check_open("wait")
+        return self.core.wait()
+
+    # -- load ----------------------------------------------------------------------
+    def _stored(self, spec: Any) -> tuple[vlcc.Version, Any]:
+        """Rank 0 resolves ``spec`` and reads the optimizer's param_groups
+        (small), everyone gets both."""
+        def look():
+            repo = vlcc.Repository(self.core.path)
+            if isinstance(spec, vlcc.Version):
+                v = repo.resolve(spec.id)
+            else:
+                v = repo.resolve(spec, branch=self.branch_name if spec in (None, "latest") else None)
+            groups = None
+            if self.optimizer is not None and S.PARAM_GROUPS in v.providers:
+                groups = repo.read(v, S.PARAM_GROUPS, rank=0)
+            return v.manifest, groups
+        doc, groups = _root(self.comm, look)
+        return vlcc.Version.from_manifest(doc), groups
+
+    def load(self, spec: Any = "latest") -> vlcc.Version:
+        """Collective. Restore model, optimizer, scheduler, RNG states and
+        ``extra`` from a version (``"latest"`` of the current branch, an id,
+        ``"tag:NAME"``, ``"branch:NAME"``, a ``vlcc.Version``). Names, shapes
+        and dtypes are checked on every rank first: on a mismatch a
+        ``vlcc.MissingProviderError``/``vlcc.ShapeMismatchError`` names the
+        parameter and nothing is modified. The loaded version becomes the
+        parent of the next save."""
+        self._check_open("load")
+        self.core.wait()                 # pending versions become loadable by id
+        v, groups = self._stored(spec)
+        where = f"version {v.id}"
+        stored = v.providers
+        slots = self._live_slots()
+        model_slots = {n: s for n, s in slots.items() if n.startswith(S.MODEL)}
+
+        def check():
+            S.check_model(stored, {n: s.tensor for n, s in model_slots.items()}, where)
+            if self.optimizer is not None:
+                S.check_optimizer(stored, self.optimizer, groups, where)
+            for name, what in ((S.SCHEDULER, self.scheduler), (S.EXTRA, self.extra)):
+                if what is not None and name not in stored:
+                    raise vlcc.MissingProviderError(f"{where} stores no {name!r} (given to the "
+                                                    f"Checkpointer)")
+        _agree(self.comm, check)
+
+        buffers = S.staging_buffers(stored) if self.optimizer is not None else {}
+        wanted: dict[str, Any] = {n: s.array for n, s in model_slots.items()} | buffers
+        for name, vp in self._values.items():
+            if name == S.RNG and not (v.nranks == self.size or stored.get(S.RNG, {}).get("replicated")):
+                continue   # per-rank RNG streams do not map onto another world size
+            if name in stored:
+                wanted[name] = vp
+        self._staged = {}
+        self._sync(wanted)
+        try:
+            self.core.restore(v.id, strict=False)
+        finally:
+            staged, self._staged = self._staged, {}
+        self._stager.to_device(list(model_slots.values()))
+        self._apply(staged, buffers)
+        return v
+
+    def _apply(self, staged: dict, buffers: dict[str, np.ndarray]) -> None:
+        meta = staged.get(S.META, {})
+        if self.model is not None and meta.get("model_extra_state"):
+            # modules with get_extra_state(): load_state_dict is the only way in
+            sd = dict(self.model.state_dict()) | meta["model_extra_state"]
+            self.model.load_state_dict(sd)
+        if self.optimizer is not None:
+            sd = S.optimizer_state_dict(buffers, staged.get(S.SCALARS, {}),
+                                        staged[S.PARAM_GROUPS], meta.get("dtypes", {}))
+            self.optimizer.load_state_dict(sd)
+        if self.scheduler is not None and S.SCHEDULER in staged:
+            self.scheduler.load_state_dict(staged[S.SCHEDULER])
+        if self.extra is not None and S.EXTRA in staged:
+            S.restore_extra(self.extra, staged[S.EXTRA])
+        if S.RNG in staged:
+            S.set_rng_state(staged[S.RNG])
+
+    # -- refs ----------------------------------------------------------------------
+    def branch(self, name: str, at: Any = None) -> vlcc.Version:
+        """Collective. Create branch ``name`` at version ``at`` (default: the
+        last saved or loaded version). ``switch(name)`` then ``load()`` to
+        continue training from it."""
+        self._check_open("branch")
+        return self.core.branch(name, at=at)
+
+    def switch(self, name: str, *, create: bool = False) -> None:
+        """Collective. Write the next versions on branch ``name``."""
+        self._check_open("switch")
+        self.core.switch(name, create=create)
+
+    def tag(self, name: str, version: Any = None) -> None:
+        """Collective. Fix tag ``name`` on ``version`` (default: the last one)."""
+        self._check_open("tag")
+        self.core.tag(name, version)
+
+    def log(self, branch: str | None = None) -> list[vlcc.Version]:
+        """Versions newest first (all branches when ``branch`` is None)."""
+        self._check_open("log")
+        return self.core.log(branch)
+
+    @property
+    def stats(self) -> dict:
+        return self.core.stats
+
+    def close(self) -> None:
+        """Collective. Wait for pending versions, stop background threads. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.core.close()
