@@ -16,6 +16,9 @@ from ..repo.manifest import MANIFEST_VERSION, pack_ranks_table, ranks_table_rel
 from ..repo.records import Kind
 
 
+MAX_HOSTS = 16
+
+
 def slurm_info() -> dict:
     keys = {"SLURM_JOB_ID": "job_id", "SLURM_ARRAY_JOB_ID": "array_job_id",
             "SLURM_ARRAY_TASK_ID": "array_task_id", "SLURM_JOB_NAME": "job_name",
@@ -65,12 +68,14 @@ def build(pend, results: list[dict], *, mode: str, chunk_size: int) -> tuple[dic
             desc = {"table": rel, "checksum": desc["checksum"]}
         e["decomposition"] = desc
     table = pack_ranks_table([r["index_checksum"] for r in results])
+    hosts = sorted({r["host"] for r in results})
     files[ranks_table_rel(vid)] = table
     return {
         "vlcc_manifest": MANIFEST_VERSION, "id": vid, "parent": pend.parent,
         "branch": pend.branch, "step": pend.step,
         "message": pend.message, "time": pend.t0, "nranks": nranks,
-        "attrs": pend.attrs, "hosts": sorted({r["host"] for r in results}),
+        # the first MAX_HOSTS node names and their count: O(1) in the job size
+        "attrs": pend.attrs, "hosts": hosts[:MAX_HOSTS], "nhosts": len(hosts),
         "slurm": slurm_info(),
         "run": {"vlcc": __version__, "python": sys.version.split()[0],
                 "mode": mode, "seconds": round(time.time() - pend.t0, 6),
