@@ -130,7 +130,8 @@ class Checkpointer:
     mode = property(lambda self: self._s.mode)
     chunk_size = property(lambda self: self._s.chunk_size)
     branch_name = property(lambda self: self._s.branch)
-    parent = property(lambda self: self._s.parent)
+    parent = property(lambda self: self._s.parent,   # settable: vlcc/adjoint rewinds lineage
+                      lambda self, vid: setattr(self._s, "parent", vid))
     last_version = property(lambda self: self._s.last_version)
     _state = property(lambda self: self._s.state)   # the registered providers (vlcc/adjoint)
 
