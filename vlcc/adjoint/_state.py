@@ -15,13 +15,12 @@ core means a change of this file only:
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ProviderError, ShapeMismatchError
+from ..errors import ProviderError
 
 
 @dataclass
@@ -63,21 +62,14 @@ def capture(ck, alloc=None) -> Snapshot:
 
 def restore(ck, snap: Snapshot) -> None:
     """Write a RAM snapshot back into the registered providers (local, no MPI)."""
+    from ..restore.sources import copy_leaf
     reg = _registry(ck)
     by_name = {leaf.name: leaf for leaf in snap.leaves}
     stored = {name: leaf.describe() | {"blocks": [], "replicated": False}
               for name, leaf in by_name.items()}
 
     def read(name, out):
-        leaf = by_name[name]
-        if out is None:
-            return pickle.loads(leaf.data.tobytes())
-        src = leaf.data.view(np.dtype(leaf.dtype)).reshape(leaf.shape)
-        if src.shape != out.shape:
-            raise ShapeMismatchError(f"adjoint snapshot of provider {name!r} has shape "
-                                     f"{src.shape}, the registered array {out.shape}")
-        np.copyto(out, src)
-        return out
+        return copy_leaf(by_name[name], out, "the adjoint's RAM snapshot")
 
     for p in reg.restore_order():
         p.check_restore(stored, "the adjoint's RAM snapshot")

@@ -46,6 +46,18 @@ class DiskSource:
         self.reader.close()
 
 
+def copy_leaf(leaf: Leaf, out: np.ndarray | None, where: str):
+    """A captured leaf back into ``out`` (an array), or its value (``out`` None)."""
+    if out is None:
+        return pickle.loads(leaf.data.tobytes())
+    src = leaf.data.view(np.dtype(leaf.dtype)).reshape(leaf.shape)
+    if src.shape != out.shape:
+        raise ShapeMismatchError(f"provider {leaf.name!r}: {where} has shape {src.shape}, "
+                                 f"target {out.shape}")
+    np.copyto(out, src)
+    return out
+
+
 class MemorySource:
     """Leaves of one version held in the memory tier (captured on this rank)."""
 
@@ -56,15 +68,7 @@ class MemorySource:
                        for name, leaf in entry.leaves.items()}
 
     def read(self, name: str, out):
-        leaf: Leaf = self.entry.leaves[name]
-        if out is None:
-            return pickle.loads(leaf.data.tobytes())
-        src = leaf.data.view(np.dtype(leaf.dtype)).reshape(leaf.shape)
-        if src.shape != out.shape:
-            raise ShapeMismatchError(f"provider {name!r}: {self.where} has shape {src.shape}, "
-                                     f"target {out.shape}")
-        out[...] = src
-        return out
+        return copy_leaf(self.entry.leaves[name], out, self.where)
 
     def close(self) -> None:
         pass
