@@ -16,6 +16,31 @@ import vlcc
 
 pytestmark = pytest.mark.mpi
 
+
+@pytest.fixture(params=["world", "split", "dup"])
+def comm(request):
+    """Every body runs on COMM_WORLD, on a split sub-communicator (even/odd
+    ranks) and on a Dup — mpi4py's own practice: "works on any communicator"."""
+    from mpi4py import MPI
+    world = MPI.COMM_WORLD
+    if request.param == "world":
+        yield world
+        return
+    c = world.Split(world.rank % 2, world.rank) if request.param == "split" else world.Dup()
+    yield c
+    c.Free()
+
+
+@pytest.fixture
+def mpi_tmp(mpi_tmp, comm):
+    """One directory per communicator (the two halves of a split write apart)."""
+    from mpi4py import MPI
+    sub = os.path.join(mpi_tmp, f"c{comm.bcast(MPI.COMM_WORLD.rank, root=0)}")
+    if comm.rank == 0:
+        os.makedirs(sub, exist_ok=True)
+    comm.Barrier()
+    return sub
+
 DTYPES = ["float64", "float32", "int32", "int64", "uint8", "int16", "complex128", "complex64",
           "bool", "float16", ">f8", "<i4"]
 
