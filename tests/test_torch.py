@@ -263,3 +263,27 @@ def _deepspeed_roundtrip(engine, step, vds, repo, save_dir):
         assert same_tensors(e2.optimizer.state_dict()["state"][i], st)
     torch.set_rng_state(rng)
     assert [step(e2) for _ in range(3)] == ref
+
+
+def test_backtrack_example_runs(tmp_path, monkeypatch, capsys):
+    """examples/ai/backtrack.py end to end (in this process: torch is imported)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "examples", "ai", "backtrack.py")
+    spec = importlib.util.spec_from_file_location("backtrack_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    repo = str(tmp_path / "bt")
+    monkeypatch.setattr("sys.argv", ["backtrack.py", "--repo", repo])
+    assert mod.main() == 0
+    out = capsys.readouterr().out
+    assert "spikes" in out and "diverged" in out
+    r = vlcc.Repository(repo)
+    assert set(r.branches()) == {"main", "lr-small", "finetune"}
+    main_head = r.resolve("branch:main")
+    assert "diverged" in main_head.message
+    lr_small = r.log("lr-small")
+    # the lr-small branch starts at the last main version before the spike
+    first_lr = [v for v in lr_small if v.branch == "lr-small"][-1]
+    assert first_lr.parent == main_head.parent
+    assert r.resolve("tag:lr-small-final").branch == "lr-small"

@@ -1,5 +1,5 @@
 """vlcc.torch on 2 processes with torch.distributed (gloo, launched by torchrun,
-no MPI): DDP replicas stored once, DCP resharding 2 → 1 → 2, Checkpointer
+no MPI): DDP replicas stored once, DCP resharding 1 → 2 and 2 → 1, Checkpointer
 versions loaded on another world size. Phases: tests/scripts/torch_dist.py."""
 
 from __future__ import annotations
@@ -48,4 +48,3 @@ def test_two_processes_gloo_resharding(tmp_path):
     finally:
         sys.path.remove(os.path.dirname(SCRIPT))
     torch_dist.phase_load1(root)
-    assert "phase load2 ok" in _torchrun("load2", root)

@@ -1,11 +1,12 @@
 """Phases of the 2-process vlcc.torch test (tests/test_torch_dist.py).
 
-  save   (torchrun, 2 ranks, gloo): DDP replicas through vlcc.torch.Checkpointer
+  save   (torchrun, 2 ranks, gloo): first rank 0 alone writes a Checkpointer
+         version and a DCP checkpoint as one process would (no collectives);
+         then both ranks: DDP replicas through vlcc.torch.Checkpointer
          (cross-rank dedup, load on 2 ranks repeats the losses), DCP save of a
-         DTensor sharded over 2 ranks
-  load1  (1 process, no process group): load both on 1 process (2 → 1), save
-         a DCP checkpoint and a Checkpointer version from 1 process
-  load2  (torchrun, 2 ranks): load those on 2 ranks (1 → 2)
+         DTensor sharded over 2 ranks, and both 1-process checkpoints loaded
+         on 2 ranks (1 → 2)
+  load1  (1 process, no process group): the 2-rank versions loaded on 1 process (2 → 1)
 """
 
 from __future__ import annotations
@@ -45,8 +46,39 @@ def sharded(shape):
     return lambda t: distribute_tensor(t, mesh, [Shard(0)])
 
 
+def save_one_process(root):
+    """Rank 0 alone, as a 1-process run would: no process group is used."""
+    model, opt, sched = make(width=64, seed=4)
+    train_step(model, opt, sched)
+    with vt.Checkpointer(os.path.join(root, "ck1"), model, opt, sched, group=vt.SelfComm()) as ck:
+        v = ck.save(1, "one process")
+    check(vlcc.Repository(os.path.join(root, "ck1")).resolve(v.id).nranks == 1, "1-process version")
+    dcp.save({"w": torch.arange(48, dtype=torch.float32).reshape(12, 4) * 2},
+             storage_writer=vt.StorageWriter(os.path.join(root, "dcp1"), message="1 process",
+                                             group=vt.SelfComm()),
+             no_dist=True)
+    return v.id, {n: t.clone() for n, t in model.state_dict().items()}
+
+
+def load_one_process_versions(root, vid, expect):
+    model, opt, sched = make(width=64, seed=3)
+    with vt.Checkpointer(os.path.join(root, "ck1"), model, opt, sched) as ck:
+        ck.load(vid)
+        check(same_tensors(model.state_dict(), expect), "1 → 2: parameters differ")
+    full = torch.arange(48, dtype=torch.float32).reshape(12, 4) * 2
+    target = {"w": sharded(full.shape)(torch.zeros(12, 4))}
+    dcp.load(target, storage_reader=vt.StorageReader(os.path.join(root, "dcp1")))
+    r, n = dist.get_rank(), dist.get_world_size()
+    rows = 12 // n
+    check(torch.equal(target["w"].to_local(), full[r * rows:(r + 1) * rows]), "DCP 1 → 2: shard differs")
+
+
 def phase_save(root):
     dist.init_process_group("gloo")
+    one = save_one_process(root) if dist.get_rank() == 0 else None
+    box = [one]
+    dist.broadcast_object_list(box, src=0)
+    load_one_process_versions(root, *box[0])
     ck_path = os.path.join(root, "ck")
     model, opt, sched = make(width=1024)
     ddp = torch.nn.parallel.DistributedDataParallel(model)
@@ -90,37 +122,14 @@ def phase_load1(root):
         check(extra == {"phase": "save"}, f"extra {extra}")
         got = [train_step(model, opt, sched) for _ in range(3)]
         check(got == expect["losses"], f"2 → 1: losses {got} vs {expect['losses']}")
-        v = ck.save(5, "one process")
-        ck.wait()
-        torch.save({"vid": v.id, "state": {n: t.clone() for n, t in model.state_dict().items()}},
-                   os.path.join(root, "expect_ck1.pt"))
     target = {"w": torch.zeros(12, 4), "step": 0}
     dcp.load(target, storage_reader=vt.StorageReader(os.path.join(root, "dcp")))
     check(torch.equal(target["w"], torch.arange(48, dtype=torch.float32).reshape(12, 4)),
           "DCP 2 → 1: tensor differs")
     check(target["step"] == 5, "DCP 2 → 1: step")
-    dcp.save({"w": torch.arange(48, dtype=torch.float32).reshape(12, 4) * 2},
-             storage_writer=vt.StorageWriter(os.path.join(root, "dcp1"), message="1 process"))
-
-
-def phase_load2(root):
-    dist.init_process_group("gloo")
-    expect = torch.load(os.path.join(root, "expect_ck1.pt"))
-    model, opt, sched = make(width=1024, seed=3)
-    with vt.Checkpointer(os.path.join(root, "ck"), model, opt, sched, extra={}) as ck:
-        ck.load(expect["vid"])
-        check(same_tensors(model.state_dict(), expect["state"]), "1 → 2: parameters differ")
-    full = torch.arange(48, dtype=torch.float32).reshape(12, 4) * 2
-    dt = sharded(full.shape)(torch.zeros(12, 4))
-    target = {"w": dt}
-    dcp.load(target, storage_reader=vt.StorageReader(os.path.join(root, "dcp1")))
-    r, n = dist.get_rank(), dist.get_world_size()
-    rows = 12 // n
-    check(torch.equal(target["w"].to_local(), full[r * rows:(r + 1) * rows]), "DCP 1 → 2: shard differs")
-    dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     phase, root = sys.argv[1], sys.argv[2]
-    {"save": phase_save, "load1": phase_load1, "load2": phase_load2}[phase](root)
+    {"save": phase_save, "load1": phase_load1}[phase](root)
     print(f"phase {phase} ok", flush=True)

@@ -31,8 +31,6 @@ import os
 import re
 from typing import Any
 
-import numpy as np
-import torch
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, Metadata, MetadataIndex,
                                                    StorageMeta, TensorStorageMetadata)

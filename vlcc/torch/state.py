@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import MissingProviderError, ShapeMismatchError, VlccError
+from ..errors import MissingProviderError, ShapeMismatchError
 from .tensors import dtype_name, from_numpy, storage_dtype
 
 LAYOUT = 1
