@@ -26,3 +26,13 @@ def index(repo: str, vid: str, rank: int) -> dict:
     """A rank's chunk index of a version, as stored."""
     with open(os.path.join(repo, "data", vid, f"r{rank}.idx.json")) as f:
         return json.load(f)
+
+
+def load_module(path: str, name: str):
+    """Import a script (a benchmark, an example, a test script) as a module by
+    its path: the one copy of the importlib incantation the tests use."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -5,7 +5,6 @@ benchmarks/crash_trials.py (``--trials 100`` there); these tests drive it."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import shutil
@@ -16,21 +15,14 @@ import sys
 import pytest
 
 import vlcc
+from mpi_helpers import load_module
 from vlcc.repo import refs
 from vlcc.repo.paths import RepoPaths, new_version_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load_trials():
-    path = os.path.join(ROOT, "benchmarks", "crash_trials.py")
-    spec = importlib.util.spec_from_file_location("vlcc_crash_trials", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ct = _load_trials()
+ct = load_module(os.path.join(ROOT, "benchmarks", "crash_trials.py"), "vlcc_crash_trials")
 
 
 @pytest.mark.slow

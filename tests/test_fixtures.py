@@ -4,7 +4,6 @@ with the code of that version and never rewritten)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,16 +12,14 @@ import numpy as np
 import pytest
 
 import vlcc
+from mpi_helpers import load_module
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 FIXTURES = sorted(d for d in os.listdir(HERE) if d.startswith("format-v"))
 
 
 def _maker():
-    spec = importlib.util.spec_from_file_location("make_fixture", os.path.join(HERE, "make_fixture.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_module(os.path.join(HERE, "make_fixture.py"), "make_fixture")
 
 
 @pytest.fixture(params=FIXTURES)

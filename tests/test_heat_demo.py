@@ -4,7 +4,6 @@ newest committed version ends bit-exact with an uninterrupted run."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,20 +13,13 @@ import numpy as np
 import pytest
 
 import vlcc
+from mpi_helpers import load_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DIR = os.path.join(ROOT, "examples", "heat")
 
 
-def _load_demo():
-    path = os.path.join(DEMO_DIR, "run_demo.py")
-    spec = importlib.util.spec_from_file_location("vlcc_heat_demo", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-demo = _load_demo()
+demo = load_module(os.path.join(DEMO_DIR, "run_demo.py"), "vlcc_heat_demo")
 
 
 def test_decomposition_does_not_change_the_result(tmp_path):

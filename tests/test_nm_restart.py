@@ -4,26 +4,19 @@ script tests/scripts/nm_write_read.py runs under mpiexec; see its docstring)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
 import vlcc
+from mpi_helpers import load_module
 
 SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
 SCRIPT = "nm_write_read.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("nm_write_read", os.path.join(SCRIPTS_DIR, SCRIPT))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-nm = _load_script()
+nm = load_module(os.path.join(SCRIPTS_DIR, SCRIPT), "nm_write_read")
 
 # (N writers, M readers, write scheme, read scheme, chunk size in bytes)
 CASES = [
