@@ -434,14 +434,14 @@ def test_every_rank_sees_not_found_and_format_errors(comm, mpi_tmp):
     comm.Barrier()
     if comm.rank == 0:
         cfg = json.load(open(os.path.join(path, "vlcc.json")))
-        cfg["format_version"] = 2
+        cfg["format_version"] = 3
         json.dump(cfg, open(os.path.join(path, "vlcc.json"), "w"))
     comm.Barrier()
-    with pytest.raises(vlcc.FormatVersionError, match="format version 2"):
+    with pytest.raises(vlcc.FormatVersionError, match="format version 3"):
         vlcc.Checkpointer(path, comm=comm)
     comm.Barrier()
     if comm.rank == 0:
-        cfg["format_version"] = 1
+        cfg["format_version"] = 2
         json.dump(cfg, open(os.path.join(path, "vlcc.json"), "w"))
     comm.Barrier()
     a[:] = -1
