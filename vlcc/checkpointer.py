@@ -134,6 +134,7 @@ class Checkpointer:
                       lambda self, vid: setattr(self._s, "parent", vid))
     last_version = property(lambda self: self._s.last_version)
     _state = property(lambda self: self._s.state)   # the registered providers (vlcc/adjoint)
+    _engine = property(lambda self: self._s.engine)  # the tiers (capi/veloc.py VELOC_Cleanup)
 
     def __enter__(self) -> "Checkpointer":
         return self
