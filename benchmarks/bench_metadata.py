@@ -149,23 +149,26 @@ def log_bench(nversions: int, ranks: list[int]) -> dict:
             paths = RepoPaths(tmp)
             repo_config.create(paths)
             parent = None
-            for k in range(nversions):
+            pend, results = synth(p, 10, "0" * 16)
+            base, side = mf.build(pend, results, mode="sync", chunk_size=4 << 20)
+            table = side[f"data/{'0' * 16}/ranks.bin"]
+            for k in range(nversions):      # the same metadata, 1000 versions in one lineage
                 vid = f"{k:08x}{k:08x}"
-                pend, results = synth(p, 10, vid, parent) if k == 0 else (pend, results)
-                pend.vid, pend.parent, pend.step = vid, parent, k
-                doc, side = mf.build(pend, results, mode="sync", chunk_size=4 << 20)
+                doc = dict(base, id=vid, parent=parent, step=k,
+                           ranks=dict(base["ranks"], table=f"data/{vid}/ranks.bin"))
                 os.makedirs(paths.data_dir(vid), exist_ok=True)
-                for rel, raw in side.items():
-                    with open(paths.abs(rel), "wb") as f:
-                        f.write(raw)
+                with open(paths.abs(f"data/{vid}/ranks.bin"), "wb") as f:
+                    f.write(table)
                 with open(paths.manifest(vid), "wb") as f:
                     f.write(seal(doc))
                 parent = vid
             with open(paths.ref("branch", "main"), "w") as f:
                 f.write(parent + "\n")
-            t0 = time.perf_counter()
-            n = len(Repository(tmp).log("main"))
-            dt = time.perf_counter() - t0
+            dt = float("inf")
+            for _ in range(3):                # best of 3: the machine is shared
+                t0 = time.perf_counter()
+                n = len(Repository(tmp).log("main"))
+                dt = min(dt, time.perf_counter() - t0)
             assert n == nversions
             out[p] = dt
             print(f"log() over {nversions} versions written on P={p:>6} ranks: {dt:.3f} s")
