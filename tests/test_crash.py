@@ -5,10 +5,10 @@ benchmarks/crash_trials.py (``--trials 100`` there); these tests drive it."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -16,7 +16,7 @@ import pytest
 
 import vlcc
 from mpi_helpers import load_module
-from vlcc.repo import refs
+from vlcc.repo import locks, refs
 from vlcc.repo.paths import RepoPaths, new_version_id
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -112,23 +112,24 @@ def test_lock_left_by_a_killed_process_is_broken(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait(timeout=60)
     lock = lay.ref("branch", "main") + ".lock"
+    holder = lambda pid: json.dumps(dict(locks.record("ref"), pid=pid))  # noqa: E731
     with open(lock, "w") as f:
-        f.write(f"{dead.pid} {socket.gethostname()}\n")
+        f.write(holder(dead.pid))
     with refs.ref_lock(lay, "branch", "main", timeout=20):
-        assert open(lock).read().split()[0] == str(os.getpid())
+        assert json.load(open(lock))["pid"] == os.getpid()
     assert not os.path.exists(lock)
 
-    # a live holder keeps its lock: acquiring times out
+    # a live holder keeps its lock: acquiring times out, naming the holder
     with open(lock, "w") as f:
-        f.write(f"{os.getppid()} {socket.gethostname()}\n")
-    with pytest.raises(vlcc.VlccError, match="timed out"):
+        f.write(holder(os.getppid()))
+    with pytest.raises(vlcc.LockBusyError, match=f"held by pid {os.getppid()}"):
         with refs.ref_lock(lay, "branch", "main", timeout=0.2):
             pass
     os.unlink(lock)
 
     # and the job commits on top of a dead holder's lock
     with open(lock, "w") as f:
-        f.write(f"{dead.pid} {socket.gethostname()}\n")
+        f.write(holder(dead.pid))
     out = ct.run_job(2, repo, 4096, steps=1, resume=True)
     assert "resumed 1 " in out and 2 in ct.reported(out)
     assert [v.step for v in vlcc.Repository(repo).log()] == [2, 1]
