@@ -96,7 +96,7 @@ test: setup test-serial test-mpi
 
 # pytest exit code 5 means "no tests collected": not a failure.
 test-serial: setup
-	$(PY) -m pytest -q --with-mpi $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(PY) -m pytest -q -rs --durations=15 --with-mpi $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-mpi: setup
 	for n in 2 3; do \

@@ -1,5 +1,6 @@
 """vlcc.torch on 2 processes with torch.distributed (gloo, launched by torchrun,
-no MPI): DDP replicas stored once, DCP resharding 1 → 2 and 2 → 1, Checkpointer
+no MPI): DDP replicas stored once, DCP resharding 1 → 2 and 2 → 1, DeepSpeed ZeRO-1
+through vlcc (a partition file per rank), Checkpointer
 versions loaded on another world size. Phases: tests/scripts/torch_dist.py."""
 
 from __future__ import annotations

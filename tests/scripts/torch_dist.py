@@ -6,6 +6,8 @@
          (cross-rank dedup, load on 2 ranks repeats the losses), DCP save of a
          DTensor sharded over 2 ranks, and both 1-process checkpoints loaded
          on 2 ranks (1 → 2)
+         and DeepSpeed ZeRO-1 (one optimizer partition file per rank) through
+         vlcc.torch.deepspeed, loaded back bit-exact
   load1  (1 process, no process group): the 2-rank versions loaded on 1 process (2 → 1)
 """
 
@@ -73,6 +75,47 @@ def load_one_process_versions(root, vid, expect):
     check(torch.equal(target["w"].to_local(), full[r * rows:(r + 1) * rows]), "DCP 1 → 2: shard differs")
 
 
+def deepspeed_zero1(root):
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import deepspeed
+    import vlcc.torch.deepspeed as vds
+
+    def engine(seed):
+        m, o, _ = make(seed=seed, width=64)
+        e, *_ = deepspeed.initialize(model=m, optimizer=o, config={
+            "train_batch_size": 8, "steps_per_print": 10**6, "zero_optimization": {"stage": 1}})
+        return e
+
+    def step(e):
+        x, y = torch.randn(4, 8), torch.randn(4, 2)
+        loss = ((e(x) - y) ** 2).mean()
+        e.backward(loss)
+        e.step()
+        return loss.item()
+
+    repo, save_dir = os.path.join(root, "ds"), os.path.join(root, "ds_ckpt")
+    e = engine(0)
+    ce = vds.attach(e, repo)
+    for _ in range(2):
+        step(e)
+    e.save_checkpoint(save_dir, tag="s2")
+    saved = {k: v.clone() for k, v in e.module.state_dict().items()}
+    rng = torch.get_rng_state()
+    ref = [step(e) for _ in range(2)]
+    ce.wait()
+    files = sorted(os.listdir(os.path.join(save_dir, "s2")))
+    check(len([f for f in files if f.startswith("zero_pp_rank_")]) == dist.get_world_size(),
+          f"one ZeRO partition per rank: {files}")
+    e2 = engine(7)
+    vds.attach(e2, repo)
+    e2.load_checkpoint(save_dir, tag="s2")
+    check(same_tensors(e2.module.state_dict(), saved), "DeepSpeed ZeRO-1: module differs after load")
+    torch.set_rng_state(rng)
+    got = [step(e2) for _ in range(2)]
+    check(got == ref, f"DeepSpeed ZeRO-1: losses after load {got} vs {ref}")
+    check(vlcc.Repository(repo).resolve("tag:s2").nranks == dist.get_world_size(), "ds version ranks")
+
+
 def phase_save(root):
     dist.init_process_group("gloo")
     one = save_one_process(root) if dist.get_rank() == 0 else None
@@ -109,6 +152,7 @@ def phase_save(root):
     dcp.save({"w": sharded(full.shape)(full), "step": 5}, storage_writer=w)
     man = vlcc.Repository(os.path.join(root, "dcp")).resolve("latest")
     check(man.nranks == 2 and man.message == "2 ranks", "dcp version")
+    deepspeed_zero1(root)
     dist.destroy_process_group()
 
 

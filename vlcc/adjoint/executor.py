@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 
 from .errors import AdjointError
-from .online import Drop, OnlineRevolve
+from .online import OnlineRevolve
 
 
 class Executor:
@@ -256,8 +256,6 @@ class Executor:
                     self._release(frm, n)
                     if to.name == "WORK" and self.adj.get(n) is frm:
                         self.adj[n] = "LIVE"     # the adjoint dependency moved into the state
-            elif isinstance(act, Drop):
-                self._release(act.storage, act.n)
             else:
                 raise AdjointError(f"adjoint: unsupported schedule action {act}")
         if self.next_reverse != -1:

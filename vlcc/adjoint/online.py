@@ -10,20 +10,11 @@ cover the run evenly with intervals of at most ``2 n / ram`` steps, whatever
 Reverse (``n_steps`` now known): the intervals are reversed from the last to
 the first, each with an offline binomial (revolve) schedule over the slots
 that are free at that time (``ram`` minus the snapshots still held before it).
-The schedule speaks checkpoint_schedules' actions, plus ``Drop`` for the
-thinning, so one executor runs every schedule.
+The reverse schedule is made of checkpoint_schedules' actions, so one executor
+runs every schedule; the thinning drops are applied by the executor directly.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Release the snapshot of step ``n`` in ``storage`` (online thinning)."""
-    n: int
-    storage: object
 
 
 class OnlineRevolve:
@@ -74,7 +65,6 @@ class OnlineRevolve:
                 if isinstance(act, EndForward):
                     continue
                 out.append(_shift(act, a))
-        # snapshots past N (none: on_reach is never called for n > N)
         return out
 
 
