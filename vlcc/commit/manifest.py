@@ -52,6 +52,7 @@ def build(pend, results: list[dict], *, mode: str, chunk_size: int) -> tuple[dic
         providers[name] = e
     tables: dict[str, str] = {}
     by_rank = [dict(descs) for descs in all_descs]
+    described: dict[tuple, tuple] = {}
     for name, e in providers.items():
         if e["kind"] != Kind.DISTRIBUTED:
             continue
@@ -59,7 +60,10 @@ def build(pend, results: list[dict], *, mode: str, chunk_size: int) -> tuple[dic
         per_rank = [d[name] for d in by_rank]
         offs = np.array([d["offset"] for d in per_rank], np.int64).reshape(nranks, nd)
         shps = np.array([d["shape"] for d in per_rank], np.int64).reshape(nranks, nd)
-        desc, raw = decomp.describe(e["global_shape"], offs, shps)
+        key = (tuple(e["global_shape"]), offs.tobytes(), shps.tobytes())
+        if key not in described:          # providers usually share one decomposition
+            described[key] = decomp.describe(e["global_shape"], offs, shps)
+        desc, raw = described[key]
         if raw is not None:      # irregular: one table file per distinct table
             rel = tables.get(desc["checksum"])
             if rel is None:
