@@ -32,6 +32,7 @@ CASES = [
     (3, 3, "bisect", "uneven", 24),     # chunks smaller than a row of most arrays
     (2, 2, "rev", "bisect", 1 << 20),   # one chunk per block: whole-block reads
     (2, 3, "uneven", "rev", 40),
+    (8, 3, "rev", "bisect", 40),        # 8 oversubscribed writers; irregular: a decomposition table
 ]
 
 
