@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -37,6 +36,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from vlcc import Repository  # noqa: E402
 from vlcc.commit import manifest as mf  # noqa: E402
+from vlcc.commit import validate  # noqa: E402
 from vlcc.repo import config as repo_config  # noqa: E402
 from vlcc.repo.fsutil import atomic_write  # noqa: E402
 from vlcc.repo.manifest import load_manifest, rank_indexes  # noqa: E402
@@ -48,15 +48,16 @@ ROW = 1024   # float64 elements per rank and provider
 
 
 def synth(p: int, nprov: int, vid: str, parent=None):
-    """What rank 0 holds at commit time for P ranks × L distributed providers
-    (a 1-D block decomposition, ROW elements per rank)."""
-    descs = []
-    for r in range(p):
-        descs.append([(f"p{i}", {"kind": "distributed", "dtype": "<f8", "shape": [ROW],
-                                 "global_shape": [ROW * p], "offset": [r * ROW]})
-                      for i in range(nprov)])
+    """What rank 0 receives at commit time from P ranks × L distributed
+    providers (a 1-D block decomposition, ROW elements per rank): every rank's
+    compact validation record (commit/validate.py) and write result."""
+    def descs(r):
+        return [(f"p{i}", {"kind": "distributed", "dtype": "<f8", "shape": [ROW],
+                           "global_shape": [ROW * p], "offset": [r * ROW]}) for i in range(nprov)]
+    sig, _ = validate.compact(descs(0))
+    payloads = [(sig, np.array([r * ROW, ROW] * nprov, np.int64)) for r in range(p)]
     pend = SimpleNamespace(vid=vid, parent=parent, branch="main", step=0, message="", attrs={},
-                           t0=time.time(), all_descs=descs,
+                           t0=time.time(), descs=descs(0), boxes=None, payloads=payloads,
                            replicated={f"p{i}": False for i in range(nprov)})
     results = [{"index_checksum": "%032x" % (r * 7919 + 1), "host": f"node{r // 64:05d}",
                 "logical_bytes": nprov * ROW * 8} for r in range(p)]
@@ -66,12 +67,12 @@ def synth(p: int, nprov: int, vid: str, parent=None):
 def v1_manifest_bytes(pend, results) -> int:
     """The format-1 manifest of the same version: every rank's block per provider."""
     providers = {}
-    for name, d in pend.all_descs[0]:
+    for name, d in pend.descs:
         providers[name] = {"kind": d["kind"], "dtype": d["dtype"], "global_shape": d["global_shape"],
                            "replicated": False, "blocks": []}
-    for r, descs in enumerate(pend.all_descs):
-        for name, d in descs:
-            providers[name]["blocks"].append({"rank": r, "offset": d["offset"], "shape": d["shape"],
+    for r in range(len(results)):
+        for name, d in pend.descs:
+            providers[name]["blocks"].append({"rank": r, "offset": [r * ROW], "shape": d["shape"],
                                               "nbytes": ROW * 8, "digest": "%032x" % r})
     doc = {"vlcc_manifest": 1, "id": pend.vid, "providers": providers,
            "ranks": [{"rank": r, "index": f"data/{pend.vid}/r{r}.idx.json",
@@ -81,9 +82,11 @@ def v1_manifest_bytes(pend, results) -> int:
 
 
 def commit_metadata(paths: RepoPaths, pend, results) -> tuple[int, float, float]:
-    """Rank 0's share of a commit (build + seal + durable writes), then a
-    reader's open of the version; returns (manifest bytes, commit s, read s)."""
+    """Rank 0's share of a commit (validation of the gathered records, build,
+    seal, durable writes), then a reader's open of the version; returns
+    (manifest bytes, commit s, read s)."""
     t0 = time.perf_counter()
+    pend.boxes = validate.validate_compact(pend.descs, pend.payloads)
     doc, side = mf.build(pend, results, mode="sync", chunk_size=4 << 20)
     for rel, raw in side.items():
         atomic_write(paths.abs(rel), raw)
@@ -150,6 +153,7 @@ def log_bench(nversions: int, ranks: list[int]) -> dict:
             repo_config.create(paths)
             parent = None
             pend, results = synth(p, 10, "0" * 16)
+            pend.boxes = validate.validate_compact(pend.descs, pend.payloads)
             base, side = mf.build(pend, results, mode="sync", chunk_size=4 << 20)
             table = side[f"data/{'0' * 16}/ranks.bin"]
             for k in range(nversions):      # the same metadata, 1000 versions in one lineage

@@ -30,7 +30,7 @@ from ..repo.sealed import seal
 from . import manifest
 from .protocol import gather_decide
 from .session import Session
-from .validate import validate_leaves
+from .validate import boxes_of, compact, validate_compact, validate_leaves
 
 
 def check_attrs(attrs) -> dict:
@@ -63,18 +63,29 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         holder["attrs"] = check_attrs(attrs)
         leaves = s.state.capture(copy=is_async, alloc=eng.memory.take if is_async else None)
         holder["leaves"] = leaves
-        return [(l.name, l.describe()) for l in leaves]
+        holder["descs"] = [(l.name, l.describe()) for l in leaves]
+        return compact(holder["descs"])
 
-    def decide(descs):
-        validate_leaves(descs)
-        holder["all_descs"] = descs
+    def issue(boxes):
+        holder["boxes"] = boxes
         # gc never runs while this is held: the parent's chunks this version
         # will reference stay (repo/gc.py). Async: held until committed.
         holder["lock"] = locks.acquire_writer(s.paths)
         return new_version_id()
 
+    def decide(payloads):
+        # fixed-size records per rank: a signature and the distributed boxes
+        boxes = validate_compact(holder["descs"], payloads)
+        return None if boxes is None else issue(boxes)
+
+    def decide_full(all_descs):
+        validate_leaves(all_descs)     # names what differs (or accepts mixed value leaves)
+        return issue(boxes_of(all_descs))
+
     try:
         vid = gather_decide(s.comm, capture, decide)
+        if vid is None:   # some rank's providers differ from rank 0's: full descriptions
+            vid = gather_decide(s.comm, lambda: holder["descs"], decide_full)
     except BaseException:
         locks.release(holder.pop("lock", None))
         raise
@@ -82,7 +93,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     pend = Pending(vid=vid, parent=s.parent, branch=s.branch,
                    step=None if step is None else int(step), message=message or "",
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
-                   all_descs=holder.pop("all_descs", None))
+                   descs=holder.pop("descs"), boxes=holder.pop("boxes", None))
     try:
         if s.compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
             s.compare.check(pend)

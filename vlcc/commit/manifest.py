@@ -7,7 +7,6 @@ import os
 import sys
 import time
 
-import numpy as np
 
 from .._version import __version__
 from ..repo import decomp
@@ -40,26 +39,22 @@ def build(pend, results: list[dict], *, mode: str, chunk_size: int) -> tuple[dic
     which must be durable before the manifest. Format 2 (section 4): the
     manifest grows with the number of providers, not ranks; per-rank blocks
     live in the rank indexes."""
-    vid, all_descs = pend.vid, pend.all_descs
+    vid = pend.vid
     nranks = len(results)
     providers: dict[str, dict] = {}
     files: dict[str, bytes] = {}
-    for name, d in all_descs[0]:
+    for name, d in pend.descs:           # rank 0's descriptions (validated to match)
         e = {k: v for k, v in d.items() if k not in ("offset", "shape")}
         if d["kind"] != Kind.DISTRIBUTED:
             e["shape"] = d["shape"]
         e["replicated"] = bool((pend.replicated or {}).get(name, False))
         providers[name] = e
     tables: dict[str, str] = {}
-    by_rank = [dict(descs) for descs in all_descs]
     described: dict[tuple, tuple] = {}
     for name, e in providers.items():
         if e["kind"] != Kind.DISTRIBUTED:
             continue
-        nd = len(e["global_shape"])
-        per_rank = [d[name] for d in by_rank]
-        offs = np.array([d["offset"] for d in per_rank], np.int64).reshape(nranks, nd)
-        shps = np.array([d["shape"] for d in per_rank], np.int64).reshape(nranks, nd)
+        offs, shps = pend.boxes[name]
         key = (tuple(e["global_shape"]), offs.tobytes(), shps.tobytes())
         if key not in described:          # providers usually share one decomposition
             described[key] = decomp.describe(e["global_shape"], offs, shps)

@@ -7,7 +7,9 @@ import numpy as np
 
 from ..errors import MissingProviderError, ShapeMismatchError
 from ..repo import decomp
+from ..repo.checksums import text_hash
 from ..repo.records import Kind
+from ..repo.sealed import canonical
 
 
 def validate_leaves(descs: list[list[tuple[str, dict]]]) -> None:
@@ -48,20 +50,75 @@ def _check_decomposition(name: str, entries) -> None:
                                      f"but {tuple(d['global_shape'])} on rank {rank}")
     offs = np.array([d["offset"] for _, d in entries], dtype=np.int64).reshape(len(entries), len(gs))
     shps = np.array([d["shape"] for _, d in entries], dtype=np.int64).reshape(len(entries), len(gs))
+    check_boxes(name, gs, offs, shps, [r for r, _ in entries])
+
+
+def check_boxes(name: str, gs, offs: np.ndarray, shps: np.ndarray, ranks=None) -> None:
+    """The ranks' boxes of a distributed array are disjoint and cover it."""
+    gs = tuple(gs)
+    ranks = list(range(len(offs))) if ranks is None else ranks
     total = int(np.prod(gs, dtype=np.int64))
-    vol = int(np.prod(shps, axis=1).sum()) if len(gs) else len(entries)
+    vol = int(np.prod(shps, axis=1).sum()) if len(gs) else len(offs)
     if vol == total and decomp.describe(gs, offs, shps)[1] is None:
         return   # a grid in rank order tiles the array exactly: no O(P²) pairwise check
     # Pairwise overlap of non-empty boxes (vectorised; fine for thousands of ranks).
     lo = np.maximum(offs[:, None, :], offs[None, :, :])
     hi = np.minimum(offs[:, None, :] + shps[:, None, :], offs[None, :, :] + shps[None, :, :])
-    overlap = np.all(hi > lo, axis=2) if len(gs) else np.ones((len(entries),) * 2, bool)
+    overlap = np.all(hi > lo, axis=2) if len(gs) else np.ones((len(offs),) * 2, bool)
     np.fill_diagonal(overlap, False)
     if overlap.any():
         a, b = map(int, np.argwhere(overlap)[0])
         box = lambda i: f"offset {tuple(map(int, offs[i]))}, shape {tuple(map(int, shps[i]))}"  # noqa: E731
-        raise ShapeMismatchError(f"distributed provider {name!r}: blocks of rank {entries[a][0]} "
-                                 f"({box(a)}) and rank {entries[b][0]} ({box(b)}) overlap")
+        raise ShapeMismatchError(f"distributed provider {name!r}: blocks of rank {ranks[a]} "
+                                 f"({box(a)}) and rank {ranks[b]} ({box(b)}) overlap")
     if vol != total:
         raise ShapeMismatchError(f"distributed provider {name!r}: the ranks' blocks cover {vol} of "
                                  f"the {total} elements of global shape {gs} (gaps in the decomposition)")
+
+
+# -- the compact form every rank sends (O(1) Python objects per rank) ------------------
+
+def compact(descs: list[tuple[str, dict]]) -> tuple[str, np.ndarray]:
+    """What a rank sends for validation: a hash of everything that must be the
+    same on every rank (names in order, kinds, dtypes, global shapes, recipes)
+    and one int64 array of its distributed boxes (offset, shape per leaf)."""
+    same = [(n, {k: v for k, v in d.items() if k not in ("offset", "shape")}) for n, d in descs]
+    boxes = [x for _n, d in descs if d["kind"] == Kind.DISTRIBUTED for x in (*d["offset"], *d["shape"])]
+    return text_hash(canonical(same)), np.asarray(boxes, np.int64)
+
+
+def validate_compact(descs0: list[tuple[str, dict]], payloads: list) -> dict | None:
+    """Rank 0: validate from every rank's ``compact`` form; returns the boxes
+    (name → (offsets, shapes), arrays (P, ndim)), or None when some rank's
+    signature differs from rank 0's (then ``validate_leaves`` on the full
+    descriptions finds what differs and says it)."""
+    sig0 = payloads[0][0]
+    if any(sig != sig0 for sig, _ in payloads):
+        return None
+    table = np.stack([b for _, b in payloads])
+    return _boxes(descs0, lambda pos, nd: (table[:, pos:pos + nd], table[:, pos + nd:pos + 2 * nd]))
+
+
+def boxes_of(all_descs: list[list[tuple[str, dict]]]) -> dict:
+    """The boxes from every rank's full descriptions (after ``validate_leaves``)."""
+    by_rank = [dict(d) for d in all_descs]
+    out = {}
+    for name, d in all_descs[0]:
+        if d["kind"] == Kind.DISTRIBUTED:
+            nd = len(d["global_shape"])
+            out[name] = (np.array([r[name]["offset"] for r in by_rank], np.int64).reshape(-1, nd),
+                         np.array([r[name]["shape"] for r in by_rank], np.int64).reshape(-1, nd))
+    return out
+
+
+def _boxes(descs0, cut) -> dict:
+    out, pos = {}, 0
+    for name, d in descs0:
+        if d["kind"] != Kind.DISTRIBUTED:
+            continue
+        nd = len(d["global_shape"])
+        offs, shps = cut(pos, nd)
+        check_boxes(name, d["global_shape"], offs, shps)
+        out[name] = (offs, shps)
+        pos += 2 * nd
+    return out

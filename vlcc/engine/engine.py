@@ -30,7 +30,8 @@ class Pending:
     attrs: dict
     t0: float
     leaves: list
-    all_descs: list | None          # rank 0 only: every rank's leaf descriptions
+    descs: list                     # this rank's (leaf name, description) list
+    boxes: dict | None              # rank 0: distributed leaf -> (offsets, shapes) of all ranks
     nbytes: int = 0
     plan: object = None             # the RankWriter plan (dedup decisions, encoded chunks)
     lock: str | None = None         # rank 0: the repository writer lock (keeps gc away)
