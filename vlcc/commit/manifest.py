@@ -7,7 +7,6 @@ import os
 import sys
 import time
 
-
 from .._version import __version__
 from ..repo import decomp
 from ..repo.checksums import chunk_hash
