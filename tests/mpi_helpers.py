@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -36,3 +37,22 @@ def load_module(path: str, name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+COMM_KINDS = ["world", "split", "dup"]
+
+
+@contextlib.contextmanager
+def communicator(kind: str):
+    """COMM_WORLD, a split sub-communicator (even/odd ranks) or a Dup: every
+    test body that takes one runs on all three (mpi4py's own practice)."""
+    from mpi4py import MPI
+    world = MPI.COMM_WORLD
+    if kind == "world":
+        yield world
+        return
+    c = world.Split(world.rank % 2, world.rank) if kind == "split" else world.Dup()
+    try:
+        yield c
+    finally:
+        c.Free()

@@ -8,21 +8,16 @@ import numpy as np
 import pytest
 
 import vlcc
+from mpi_helpers import COMM_KINDS, communicator
 from vlcc.commit import protocol
 
 pytestmark = pytest.mark.mpi
 
 
-@pytest.fixture(params=["world", "split", "dup"])
+@pytest.fixture(params=COMM_KINDS)
 def comm(request):
-    from mpi4py import MPI
-    world = MPI.COMM_WORLD
-    if request.param == "world":
-        yield world
-        return
-    c = world.Split(world.rank % 2, world.rank) if request.param == "split" else world.Dup()
-    yield c
-    c.Free()
+    with communicator(request.param) as c:
+        yield c
 
 
 def _fail_on_last(comm, exc=vlcc.ProviderError):

@@ -13,22 +13,15 @@ import numpy as np
 import pytest
 
 import vlcc
+from mpi_helpers import COMM_KINDS, communicator
 
 pytestmark = pytest.mark.mpi
 
 
-@pytest.fixture(params=["world", "split", "dup"])
+@pytest.fixture(params=COMM_KINDS)
 def comm(request):
-    """Every body runs on COMM_WORLD, on a split sub-communicator (even/odd
-    ranks) and on a Dup — mpi4py's own practice: "works on any communicator"."""
-    from mpi4py import MPI
-    world = MPI.COMM_WORLD
-    if request.param == "world":
-        yield world
-        return
-    c = world.Split(world.rank % 2, world.rank) if request.param == "split" else world.Dup()
-    yield c
-    c.Free()
+    with communicator(request.param) as c:
+        yield c
 
 
 @pytest.fixture
