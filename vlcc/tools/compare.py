@@ -28,7 +28,8 @@ import warnings
 
 import numpy as np
 
-from ..errors import DivergenceError, VlccError, error_class
+from ..commit import protocol
+from ..errors import DivergenceError, VlccError
 from ..repository import Repository
 from .diff import jsonable
 from .elementwise import Tally, values_equal
@@ -58,7 +59,7 @@ class Comparator:
                 raise VlccError(f"compare_to: reference repository {repo.path} has no branch "
                                 f"{self.branch!r} (branches: {', '.join(sorted(repo.branches())) or 'none'})")
             return repo.path
-        self.path = _on_root(comm, check)
+        self.path = protocol.from_root(comm, check)
         self._repo: Repository | None = None
 
     @property
@@ -80,10 +81,10 @@ class Comparator:
                 if v.step == pend.step:
                     return v.id
             return None
-        ref = _on_root(self.comm, find)
+        ref = protocol.from_root(self.comm, find)
         if ref is None:
             return None   # the reference run has no checkpoint at this step
-        mine = _everywhere(self.comm, lambda: self._local(ref, pend.leaves))
+        mine = protocol.allgather(self.comm, lambda: self._local(ref, pend.leaves))
         record = _merge(mine, pend.leaves)
         pend.attrs["compared_to"] = f"{self.path}@{ref}"
         if record is None:
@@ -196,30 +197,3 @@ def describe(r: dict) -> str:
     note = f" ({r['note']})" if r.get("note") else ""
     return (f"step {r['step']}: provider {r['provider']!r} diverges from the reference "
             f"{r['reference']}{at}{size}{n}{note}")
-
-
-def _on_root(comm, fn):
-    """Run ``fn`` on rank 0, broadcast its result or its error (raised everywhere)."""
-    res = None
-    if comm.rank == 0:
-        try:
-            res = (True, fn())
-        except Exception as exc:
-            res = (False, (type(exc).__name__, str(exc)))
-    ok, val = comm.bcast(res, root=0)
-    if not ok:
-        raise error_class(val[0])(val[1])
-    return val
-
-
-def _everywhere(comm, fn) -> list:
-    """Run ``fn`` on every rank; allgather results; any rank's error raises on all."""
-    try:
-        res = (True, fn())
-    except Exception as exc:
-        res = (False, (comm.rank, type(exc).__name__, str(exc)))
-    allres = comm.allgather(res)
-    for ok, val in allres:
-        if not ok:
-            raise error_class(val[1])(f"compare_to, rank {val[0]}: {val[2]}")
-    return [val for _, val in allres]

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from typing import Sequence
 
+from ..commit import protocol
 from ..errors import RefExistsError, VlccError
 from ..repository import Repository
 from .spec import open_target
@@ -67,15 +68,8 @@ def apply_env(ck) -> None:
     if repo and os.path.realpath(repo) != os.path.realpath(ck.path):
         return
     name = os.environ.get(ENV_BRANCH) or f"replay/{vid}"
-    exists = None
-    if ck.rank == 0:
-        try:
-            exists = name in Repository(ck.path).branches()
-        except VlccError as exc:
-            exists = exc
-    exists = ck.comm.bcast(exists, root=0)
-    if isinstance(exists, Exception):
-        raise type(exists)(str(exists))
+    # Rank 0 looks, every rank learns the answer (or rank 0's error): one bcast.
+    exists = protocol.from_root(ck.comm, lambda: name in Repository(ck.path).branches())
     if not exists:
         ck.branch(name, at=vid)
     ck.switch(name)
