@@ -142,6 +142,13 @@ def test_valid_provider_names(name):
 def test_array_provider_rejects_bad_shapes():
     with pytest.raises(vlcc.ProviderError, match="object arrays"):
         ArrayProvider(np.array([object()]), name="o")
+    # Stored as '|V12' the field names would be lost and no restore could succeed.
+    rec = np.zeros(4, dtype=[("x", "f8"), ("n", "i4")])
+    with pytest.raises(vlcc.ProviderError, match="'r': structured or void dtype"):
+        ArrayProvider(rec, name="r")
+    with pytest.raises(vlcc.ProviderError, match="structured or void dtype"):
+        ArrayProvider(np.zeros(4, dtype="V8"), name="v")
+    ArrayProvider(rec["x"], name="x")          # a field on its own is an ordinary strided array
     with pytest.raises(vlcc.ProviderError, match="halo .* wider"):
         ArrayProvider(np.zeros((3, 3)), global_shape=(3, 3), halo=2, name="h")
     with pytest.raises(vlcc.ProviderError, match="does not fit a 2-D"):

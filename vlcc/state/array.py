@@ -20,6 +20,11 @@ class ArrayProvider(Provider):
             raise ProviderError(f"provider {name!r}: expected a numpy array, got {type(array).__name__}")
         if array.dtype.hasobject:
             raise ProviderError(f"provider {name!r}: object arrays cannot be stored; use a ValueProvider")
+        if array.dtype.kind == "V":
+            # The stored dtype string of a structured/void array ('|V12') loses its field
+            # names, so every later restore would fail: refuse now, not at restore time.
+            raise ProviderError(f"provider {name!r}: structured or void dtype {array.dtype} cannot be "
+                                f"stored; register each field as its own array (arr[{'field'!r}])")
         self.name = name
         self.array = array
         nd = array.ndim
