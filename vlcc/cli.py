@@ -27,7 +27,7 @@ import json
 import os
 import sys
 
-from .errors import VlccError
+from .errors import CorruptionError, VlccError
 from .repo.manifest import Version
 from .repository import Repository
 
@@ -130,21 +130,45 @@ def cmd_show(args) -> int:
     return 0
 
 
-def cmd_verify(args) -> int:
+def _verify_with_progress(repo, args) -> dict:
     from .tools import progress
-    repo = Repository(args.repo)
     if args.version is None and not args.deep and progress.wanted(args.quiet):
         res = {"versions": 0, "chunks": 0, "bytes": 0}
         ids = repo.version_ids()
-        for vid in ids:          # a damaged manifest is an error here, as in verify()
-            repo.resolve(vid)
-        with progress.bar("verify", len(ids), enabled=True, nbytes=False) as advance:
-            for v in repo.versions():
-                for k, n in repo.verify(v).items():
-                    res[k] += n
-                advance(1)
-    else:
-        res = repo.verify(args.version, deep=args.deep)
+        try:
+            for vid in ids:
+                repo.resolve(vid)
+            with progress.bar("verify", len(ids), enabled=True, nbytes=False) as advance:
+                for v in repo.versions():
+                    for k, n in repo.verify(v).items():
+                        res[k] += n
+                    advance(1)
+        except CorruptionError:
+            return repo.verify(None)       # damage: check everything, report it all
+        return repo.verify(None) if _has_refs_damage(repo) else res
+    return repo.verify(args.version, deep=args.deep)
+
+
+def _has_refs_damage(repo) -> bool:
+    from .restore.verify import check_refs
+    return bool(check_refs(repo))
+
+
+def cmd_verify(args) -> int:
+    repo = Repository(args.repo)
+    try:
+        res = _verify_with_progress(repo, args)
+    except CorruptionError as exc:
+        if args.version is not None or not hasattr(exc, "damaged"):
+            raise
+        # the whole repository: name every damaged and every intact version
+        for vid in exc.damaged:
+            print(f"damaged: version {vid}")
+        for ref in exc.damaged_refs:
+            print(f"damaged: {ref}")
+        for vid in exc.intact:
+            print(f"intact:  version {vid}")
+        raise
     if args.json:
         json.dump({"ok": True} | res, sys.stdout)
         print()

@@ -84,9 +84,12 @@ class Repository(Catalog):
 
     def verify(self, version: "Version | str | None" = None, *, deep: bool = False) -> dict:
         """Check every checksum (manifests, indexes, every chunk, block
-        digests) of one version or, when ``version`` is None, of all. Raises
-        CorruptionError at the first problem, naming version, provider, rank
-        and file. Returns counts. ``deep``: also compare every stored copy of
+        digests) of one version or, when ``version`` is None, of all (and
+        every branch and tag). One version: raises CorruptionError at the first
+        problem, naming version, provider, rank and file. All: checks every
+        version, then raises one CorruptionError listing each damaged version
+        and ref (attributes ``damaged``, ``damaged_refs``, ``intact``). Returns
+        counts (for all, also the ``intact`` ids). ``deep``: also compare every stored copy of
         each chunk hash used in several places byte for byte (docs/format.md,
         section 10, "Hash collisions")."""
         return _verify.verify(self, version, deep=deep)

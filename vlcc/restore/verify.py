@@ -4,6 +4,8 @@ copy of each shared chunk hash byte for byte (docs/format.md, section 10)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..encode import get_codec
@@ -11,14 +13,16 @@ from ..errors import CorruptionError
 from ..io.bp5 import BlockReader
 from ..redundancy.dedup import codec_key
 from ..repo.checksums import chunk_hash, digest_of
+from ..repo.paths import is_version_id
 from .reader import VersionReader
 
 
 def verify(repo, version=None, *, deep: bool = False) -> dict:
     """Check every checksum (manifests, indexes, every chunk, block
-    digests) of one version or, when ``version`` is None, of all. Raises
-    CorruptionError at the first problem, naming version, provider, rank
-    and file. Returns counts.
+    digests) of one version or, when ``version`` is None, of all and every
+    branch and tag (see ``_verify_all``: it reports every damage, not only
+    the first). One version: raises CorruptionError at the first problem,
+    naming version, provider, rank and file. Returns counts.
 
     ``deep``: do not take the chunk hash as proof of identity (docs/format.md,
     section 10, "Hash collisions"). Every chunk hash referenced from several
@@ -28,14 +32,89 @@ def verify(repo, version=None, *, deep: bool = False) -> dict:
     with the first copy. Copies of one hash that differ are reported as a
     hash collision (or corruption), naming both places."""
     if version is None:
-        for vid in repo.version_ids():   # damaged manifests are errors here
-            repo._load(vid)
-        targets = repo.versions()
-    else:
-        targets = [repo.resolve(version)]
+        return _verify_all(repo, deep=deep)
+    targets = [repo.resolve(version)]
     out: dict = {"versions": len(targets)}
     if deep:
         out["deep"] = _verify_deep(repo, targets)
+    out.update(_check_versions(repo, targets))
+    return out
+
+
+def _verify_all(repo, *, deep: bool) -> dict:
+    """Whole repository: every manifest, every version's data, every branch
+    and tag. Does not stop at the first damage: checks all, then raises one
+    CorruptionError listing each damaged version and ref, carrying the lists
+    (``damaged``, ``intact``, ``damaged_refs``) as attributes."""
+    damaged: dict[str, str] = {}           # version id -> first problem found
+    loaded = []
+    for vid in repo.version_ids():
+        try:
+            loaded.append(repo._load(vid))
+        except CorruptionError as exc:
+            damaged[vid] = str(exc)
+    bad_refs = check_refs(repo)
+    out: dict = {"versions": len(loaded) + len(damaged)}
+    if deep and not damaged and not bad_refs:
+        out["deep"] = _verify_deep(repo, loaded)
+    nchunks = nbytes = 0
+    intact = []
+    for v in loaded:
+        try:
+            res = _check_versions(repo, [v])
+        except CorruptionError as exc:
+            damaged[v.id] = str(exc)
+            continue
+        intact.append(v.id)
+        nchunks += res["chunks"]
+        nbytes += res["bytes"]
+    if damaged or bad_refs:
+        lines = [f"version {vid}: {msg}" for vid, msg in sorted(damaged.items())]
+        lines += [f"{ref}: {msg}" for ref, msg in sorted(bad_refs.items())]
+        exc = CorruptionError(f"{len(damaged)} damaged version(s), {len(bad_refs)} damaged ref(s), "
+                              f"{len(intact)} intact version(s):\n  " + "\n  ".join(lines))
+        exc.damaged = sorted(damaged)
+        exc.damaged_refs = sorted(bad_refs)
+        exc.intact = sorted(intact)
+        exc.problems = dict(damaged) | dict(bad_refs)
+        raise exc
+    out.update(chunks=nchunks, bytes=nbytes, intact=sorted(intact))
+    return out
+
+
+def check_refs(repo) -> dict[str, str]:
+    """Every branch and tag file: its content must be a version id whose
+    manifest exists. Returns {"branch NAME" / "tag NAME": problem}."""
+    bad: dict[str, str] = {}
+    for kind in ("branch", "tag"):
+        root = repo.layout.ref_dir(kind)
+        for dirpath, _dirs, files in os.walk(root):
+            for f in files:
+                if f.startswith(".tmp-") or f.endswith(".lock"):
+                    continue
+                full = os.path.join(dirpath, f)
+                name = os.path.relpath(full, root).replace(os.sep, "/")
+                key = f"{kind} {name}"
+                try:
+                    with open(full, "rb") as fh:
+                        raw = fh.read()
+                except OSError as exc:
+                    bad[key] = f"cannot read {full}: {exc}"
+                    continue
+                try:
+                    vid = raw.decode("ascii").strip()
+                except UnicodeDecodeError:
+                    vid = None
+                if vid is None or not is_version_id(vid):
+                    bad[key] = f"malformed ref file {full}: {raw[:40]!r} is not a version id"
+                elif not os.path.exists(repo.layout.manifest(vid)):
+                    bad[key] = (f"dangling ref {full}: version {vid} has no manifest "
+                                f"({repo.layout.manifest(vid)})")
+    return bad
+
+
+def _check_versions(repo, targets: list) -> dict:
+    """Every chunk and block digest of ``targets``; raises at the first problem."""
     nchunks = nbytes = 0
     for v in targets:
         r = VersionReader(repo.layout, v.manifest)
@@ -66,8 +145,7 @@ def verify(repo, version=None, *, deep: bool = False) -> dict:
                     nbytes += block["nbytes"]
         finally:
             r.close()
-    out.update(chunks=nchunks, bytes=nbytes)
-    return out
+    return {"chunks": nchunks, "bytes": nbytes}
 
 def _verify_deep(repo, targets: list) -> dict:
     """Byte-for-byte comparison of every stored copy / reference of each
