@@ -1,7 +1,7 @@
 """Crash consistency (Promise 1): SIGKILL of a checkpointing MPI job at random
 moments leaves only complete versions, every one bit-exact; a new job restarts
-on what the kill left behind. The trial logic lives in
-benchmarks/crash_trials.py (``--trials 100`` there); these tests drive it."""
+on what the kill left behind. The trial logic lives in tests/crash_harness.py
+(benchmarks/crash_trials.py runs ``--trials 100`` of it); these tests drive it."""
 
 from __future__ import annotations
 
@@ -14,15 +14,10 @@ import sys
 
 import pytest
 
+import crash_harness as ct
 import vlcc
-from mpi_helpers import load_module
 from vlcc.repo import locks, refs
 from vlcc.repo.paths import RepoPaths, new_version_id
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-ct = load_module(os.path.join(ROOT, "benchmarks", "crash_trials.py"), "vlcc_crash_trials")
 
 
 @pytest.mark.slow

@@ -12,14 +12,11 @@ import sys
 import numpy as np
 import pytest
 
+import heat_harness as demo
 import vlcc
-from mpi_helpers import load_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DIR = os.path.join(ROOT, "examples", "heat")
-
-
-demo = load_module(os.path.join(DEMO_DIR, "run_demo.py"), "vlcc_heat_demo")
 
 
 def test_decomposition_does_not_change_the_result(tmp_path):
