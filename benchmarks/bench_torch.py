@@ -37,6 +37,7 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import vlcc  # noqa: E402
 import vlcc.torch as vt  # noqa: E402
+from vlcc.repo.fsutil import fsync_file as fsync_path  # noqa: E402
 
 
 def rank() -> int:
@@ -71,14 +72,6 @@ def build(params: float, width: int = 4096):
     model = torch.nn.Sequential(*[torch.nn.Linear(width, width) for _ in range(layers)],
                                 torch.nn.Linear(width, 64))
     return model, width
-
-
-def fsync_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def version_bytes(repo: str, vid: str) -> int:

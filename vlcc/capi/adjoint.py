@@ -33,13 +33,7 @@ _BOOL_KEYS = ("keep", "prefetch")
 def parse_options(s: str | None) -> dict:
     """``"ram=10;disk=2;keep=0;prefetch=1;period=5"`` → keyword arguments."""
     opts: dict = {}
-    for part in (s or "").replace(",", ";").split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise CapiError(C.EINVAL, f"adjoint option {part!r} is not key=value")
-        k, v = (x.strip() for x in part.split("=", 1))
+    for k, v in C.split_options(s, "adjoint option"):
         if k in _INT_KEYS:
             try:
                 opts[k] = int(v)

@@ -92,15 +92,7 @@ def _guard(fn):
 
 def _parse_options(s):
     opts = {}
-    if not s:
-        return opts
-    for part in s.replace(",", ";").split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise CapiError(C.EINVAL, f"option {part!r} is not key=value")
-        k, v = (x.strip() for x in part.split("=", 1))
+    for k, v in C.split_options(s):
         if k == "branch":
             opts["branch"] = v
         elif k == "chunk_size":
