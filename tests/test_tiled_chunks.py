@@ -164,3 +164,24 @@ def test_dirty_tracking_with_pieces_is_exact(tmp_path):
     repo = vlcc.Repository(path)
     for v, want in zip(vs, saved):
         assert repo.read(v, "a").tobytes() == want.tobytes()
+
+
+def test_parent_indexes_beyond_the_cap_are_the_overlapping_ranks(tmp_path, mpirun, monkeypatch):
+    """After N→M with more parent ranks than MAX_CROSS_INDEXES, a rank reads
+    the indexes of the parent ranks whose blocks overlap its own (they hold
+    its tiles), not only the same rank's."""
+    from vlcc.redundancy import dedup
+    repo = str(tmp_path / "repo")
+    mpirun(3, "nm_dedup.py", repo, "write", "rows")
+    v = vlcc.Repository(repo).log()[0]
+    monkeypatch.setattr(dedup, "MAX_CROSS_INDEXES", 1)
+    shape = nd.FIELDS["u"][0]
+    for rank in range(2):      # restarting on 2 ranks
+        off, shp = nd.box(shape, "rows", _Comm(rank, 2))
+        got = dedup.load_parent_indexes(RepoPaths(repo), v.id, rank, 2, {"u": (off, shp)})
+        want = {r for r in range(3)
+                if intersecting([nd.box(shape, "rows", _Comm(r, 3))], off, shp)} | {rank}
+        assert sorted(i["rank"] for i in got) == sorted(want)
+        assert len(got) == 2        # rank 0 overlaps 0, 1; rank 1 overlaps 1, 2
+        # without boxes, beyond the cap: only the same rank's
+        assert [i["rank"] for i in dedup.load_parent_indexes(RepoPaths(repo), v.id, rank, 2)] == [rank]

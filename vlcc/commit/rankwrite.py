@@ -324,18 +324,21 @@ class RankWriter:
         self.codecs.pop(name, None)
         self.hasher.forget(name)
 
-    def _parent_table(self, parent: str | None) -> ChunkTable:
+    def _parent_table(self, parent: str | None, leaves: list[Leaf] = ()) -> ChunkTable:
         if not self.dedup or parent is None:
             return ChunkTable()
         if self._last is not None and self._last[0] == parent:
             return ChunkTable.from_indexes([self._last[1]])
-        return ChunkTable.from_indexes(load_parent_indexes(self.layout, parent, self.rank, self.size))
+        boxes = {l.name: (tuple(l.offset), tuple(l.shape)) for l in leaves
+                 if l.kind == Kind.DISTRIBUTED and l.offset is not None}
+        return ChunkTable.from_indexes(load_parent_indexes(self.layout, parent, self.rank, self.size,
+                                                           boxes))
 
     def prepare(self, comm, parent: str | None, leaves: list[Leaf]) -> RankPlan:
         """Collective: hash, look up, encode; agree on who writes shared chunks."""
         def local():
             self._plan = prepare_rank(self.rank, leaves, self.chunk_size,
-                                      parent=self._parent_table(parent), codecs=self.codecs,
+                                      parent=self._parent_table(parent, leaves), codecs=self.codecs,
                                       hasher=self.hasher, coalesce_below=self.coalesce_below)
             return self._plan.offer if self.dedup else None
         offers = allgather(comm, local)

@@ -20,6 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
+from ..errors import CorruptionError
+from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import load_manifest, rank_indexes
 from ..repo.paths import RepoPaths
@@ -75,21 +79,58 @@ class ChunkTable:
         return t
 
 
-MAX_CROSS_INDEXES = 64   # after N→M, read at most this many parent indexes per rank
+MAX_CROSS_INDEXES = 64   # after N→M, read every parent index up to this many parent ranks
 
 
-def load_parent_indexes(layout: RepoPaths, parent: str | None, rank: int, size: int) -> list[dict]:
+def _overlapping_ranks(layout: RepoPaths, m: dict, boxes: dict) -> set[int]:
+    """Parent ranks whose block of a distributed leaf intersects one of this
+    rank's boxes (``boxes``: leaf name → (offset, shape)): with chunks on the
+    global tile grid (layout/tiles.py) only they can hold this rank's pieces."""
+    n = int(m["nranks"])
+    out: set[int] = set()
+
+    def read_table(rel):
+        try:
+            with open(layout.abs(rel), "rb") as f:
+                return f.read()
+        except OSError as exc:
+            raise CorruptionError(f"version {m['id']}: decomposition table {rel}: "
+                                  f"{exc.strerror or exc}") from None
+    for name, (off, shp) in boxes.items():
+        e = m["providers"].get(name)
+        if e is None or e.get("kind") != "distributed" or not len(shp) or 0 in shp:
+            continue
+        if "blocks" in e:      # format 1: the blocks are in the manifest
+            offs = np.array([b["offset"] for b in e["blocks"]], np.int64).reshape(-1, len(shp))
+            shps = np.array([b["shape"] for b in e["blocks"]], np.int64).reshape(-1, len(shp))
+            ranks = np.array([b["rank"] for b in e["blocks"]], np.int64)
+        else:
+            offs, shps = decomp.boxes(e["decomposition"], e["global_shape"], n, read_table)
+            ranks = np.arange(n)
+        if offs.shape[1] != len(shp):
+            continue
+        lo = np.maximum(offs, np.asarray(off, np.int64))
+        hi = np.minimum(offs + shps, np.asarray(off, np.int64) + np.asarray(shp, np.int64))
+        out.update(ranks[np.all(hi > lo, axis=1)].tolist())
+    return out
+
+
+def load_parent_indexes(layout: RepoPaths, parent: str | None, rank: int, size: int,
+                        boxes: dict | None = None) -> list[dict]:
     """The parent version's rank indexes this rank dedups against (each
     checked against the manifest's checksum): the same rank's when the parent
     was written on ``size`` ranks; after an N→M restart, every parent rank's
-    (up to MAX_CROSS_INDEXES, else the same rank's if it exists), so chunks
-    whose boundaries line up with the old decomposition are still shared."""
+    up to MAX_CROSS_INDEXES parent ranks; beyond, the same rank's and those
+    whose blocks of a distributed leaf overlap this rank's ``boxes`` (leaf
+    name → (offset, shape)): the only ones holding its tiles (format 3.3)."""
     if parent is None:
         return []
     m = load_manifest(layout.manifest(parent), parent, layout.root)
     n = int(m["nranks"])
-    if n == size or n > MAX_CROSS_INDEXES:
+    if n == size:
         which = [rank] if rank < n else []
+    elif n > MAX_CROSS_INDEXES:
+        which = sorted(({rank} if rank < n else set()) | _overlapping_ranks(layout, m, boxes or {}))
     else:
         which = list(range(n))
     refs = rank_indexes(layout, m) if which else []
