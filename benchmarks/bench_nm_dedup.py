@@ -73,11 +73,12 @@ def worker(mode: str, repo: str, split: str, shape, chunk: int) -> None:
         print(json.dumps({"version": v.id}), flush=True)
 
 
-def mpirun(n: int, *args) -> str:
+def mpirun(n: int, shape, chunk_kib: int, *args) -> str:
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     if not os.path.exists(mpiexec):
         mpiexec = shutil.which("mpiexec") or "mpiexec"
     cmd = [mpiexec, "-n", str(n), sys.executable, "-m", "mpi4py", os.path.abspath(__file__),
+           "--rows", str(shape[0]), "--cols", str(shape[1]), "--chunk-kib", str(chunk_kib),
            "--worker", *map(str, args)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if out.returncode != 0:
@@ -143,8 +144,8 @@ def main() -> None:
         print(f"{'2 → 3 ranks, unchanged':28s} {'per-block chunks':>18s} {'global tiles':>14s}")
         for split in ("rows", "cols"):
             repo = os.path.join(root, split)
-            mpirun(2, "write", repo, split)
-            v2 = mpirun(3, "restart", repo, split)
+            mpirun(2, shape, a.chunk_kib, "write", repo, split)
+            v2 = mpirun(3, shape, a.chunk_kib, "restart", repo, split)
             (d,) = [x for x in vlcc.Repository(repo).du()["versions"] if x["id"] == v2]
             tiled = d["new_chunk_bytes"]
             flat = flat_new_bytes(g, split, chunk)
