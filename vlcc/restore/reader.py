@@ -18,6 +18,7 @@ from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
+from ..repo.schema import check_block
 
 
 class VersionReader:
@@ -180,12 +181,23 @@ class VersionReader:
         digest, offset (distributed), pack (coalesced). Format 1 keeps it in
         the manifest, format 2 in that rank's index."""
         if self.format == 1:
-            return self.entry(name)["blocks"][rank]
-        leaf = self.index(rank)["leaves"].get(name)
-        if leaf is None or leaf.block is None:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
-                                  f"missing from the rank index")
-        return {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
+            b = self.entry(name)["blocks"][rank]
+        else:
+            leaf = self.index(rank)["leaves"].get(name)
+            if leaf is None or leaf.block is None:
+                raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
+                                      f"missing from the rank index")
+            b = {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
+        # core hook (issue 10): the block against the manifest's dtype and decomposition
+        check_block(f"version {self.vid}, provider {name!r}, rank {rank}", self.entry(name), b,
+                    self._box_of(name, rank))
+        return b
+
+    def _box_of(self, name: str, rank: int):
+        if self.entry(name)["kind"] != "distributed":
+            return None
+        offs, shps = self.boxes(name)
+        return offs[rank], shps[rank]
 
     def nblocks(self, name: str) -> int:
         e = self.entry(name)
