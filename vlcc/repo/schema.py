@@ -224,6 +224,7 @@ def _decomposition(d, p: str, gs: list, nranks: int) -> None:
         split = _list(d["split"], f"{p}.split", len(gs))
         for i, k in enumerate(split):
             _int(k, f"{p}.split[{i}]", lo=1)
+        _grid(split, f"{p}.split", nranks)
     elif "cuts" in d:
         cuts = _list(d["cuts"], f"{p}.cuts", len(gs))
         for a, c in enumerate(cuts):
@@ -233,11 +234,20 @@ def _decomposition(d, p: str, gs: list, nranks: int) -> None:
                 _int(x, f"{q}[{i}]")
             if len(c) < 2 or c[0] != 0 or c[-1] != gs[a] or any(x > y for x, y in zip(c, c[1:])):
                 _fail(q, f"not cut points 0 ≤ … ≤ {gs[a]} of axis {a}")
+        _grid([len(c) - 1 for c in cuts], f"{p}.cuts", nranks)
     elif "table" in d:
         _str(d["table"], f"{p}.table", _TABLE, "a decomposition table of this repository")
         _str(_key(d, "checksum", p), f"{p}.checksum", _HEX32, "a checksum")
     else:
         _fail(p, "none of 'split', 'cuts', 'table'")
+
+
+def _grid(dims: list, p: str, nranks: int) -> None:
+    """A grid decomposition has one block per rank (checked before anything
+    builds per-block lists: a huge count must not reach an allocation)."""
+    blocks = math.prod(dims)
+    if blocks != nranks:
+        _fail(p, f"a grid of {blocks} blocks for {nranks} ranks")
 
 
 def _block_fields(b: dict, p: str, *, distributed: bool) -> None:
