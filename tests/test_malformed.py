@@ -86,9 +86,10 @@ class Fixture:
     """A private copy of the golden repository whose files can be edited and
     put back between trials."""
 
-    def __init__(self, root):
+    def __init__(self, root, fmt: str = "format-v2"):
         self.path = os.path.join(str(root), "repo")
-        shutil.copytree(os.path.join(HERE, "format-v2"), self.path)
+        self.v1 = fmt == "format-v1"
+        shutil.copytree(os.path.join(HERE, fmt), self.path)
         exp = json.load(open(os.path.join(self.path, "expected.json")))
         self.vid = exp["tags"]["v1"]          # the version under test (it has a parent)
         self.nranks = exp["nranks"]
@@ -102,7 +103,8 @@ class Fixture:
 
     def _rels(self):
         yield f"versions/{self.vid}.json"
-        yield f"data/{self.vid}/ranks.bin"
+        if not self.v1:
+            yield f"data/{self.vid}/ranks.bin"
         for r in range(self.nranks):
             yield f"data/{self.vid}/r{r}.idx.json"
 
@@ -133,11 +135,15 @@ class Fixture:
         idx = self.load(rel)
         what = _mutate(idx, rng)
         raw = self.write(rel, idx)
+        m = self.load(f"versions/{self.vid}.json")
+        if self.v1:      # format 1: the manifest lists the index checksums
+            m["ranks"][r]["index_checksum"] = chunk_hash(raw)
+            self.write(f"versions/{self.vid}.json", m)
+            return f"index r{r}: " + what
         table = bytearray(self.files[f"data/{self.vid}/ranks.bin"])
         table[16 * r:16 * r + 16] = bytes.fromhex(chunk_hash(raw))
         with open(self.abs(f"data/{self.vid}/ranks.bin"), "wb") as f:
             f.write(table)
-        m = self.load(f"versions/{self.vid}.json")
         m["ranks"]["checksum"] = chunk_hash(bytes(table))
         self.write(f"versions/{self.vid}.json", m)
         return f"index r{r}: " + what
@@ -221,12 +227,15 @@ def _same(a, b) -> bool:
     return True
 
 
-@pytest.mark.parametrize("target", ["manifest", "index"])
-def test_malformed_but_sealed_gives_corruption_error(tmp_path, target):
-    fx = Fixture(tmp_path)
+@pytest.mark.parametrize("fmt,target,trials", [("format-v2", "manifest", TRIALS // 2),
+                                               ("format-v2", "index", TRIALS // 2),
+                                               ("format-v1", "manifest", TRIALS // 8),
+                                               ("format-v1", "index", TRIALS // 8)])
+def test_malformed_but_sealed_gives_corruption_error(tmp_path, fmt, target, trials):
+    fx = Fixture(tmp_path, fmt)
     counts: dict[str, int] = {}
     leaks = []
-    for seed in range(TRIALS // 2):
+    for seed in range(trials):
         rng = random.Random(seed * 2 + (target == "index"))
         what = fx.edit_manifest(rng) if target == "manifest" else fx.edit_index(rng)
         try:
@@ -246,9 +255,9 @@ def test_malformed_but_sealed_gives_corruption_error(tmp_path, target):
             except Exception as exc:   # noqa: BLE001
                 leaks.append(f"seed {seed}: {what}: restore: {type(exc).__name__}: {exc}")
         fx.put_back()
-    print(f"{target}: {counts}")
-    assert not leaks, f"{len(leaks)} of {TRIALS // 2} edits:\n" + "\n".join(leaks)
-    assert counts.get("CorruptionError", 0) >= TRIALS // 4   # the sweep really damages things
+    print(f"{fmt} {target}: {counts}")
+    assert not leaks, f"{len(leaks)} of {trials} edits:\n" + "\n".join(leaks)
+    assert counts.get("CorruptionError", 0) >= trials // 2   # the sweep really damages things
 
 
 def test_damaged_manifest_is_skipped_by_log_and_open(tmp_path):

@@ -205,9 +205,9 @@ def _provider(e, p: str, fmt: int, nranks: int, provs: dict) -> None:
             _decomposition(_key(e, "decomposition", p), f"{p}.decomposition", gs, nranks)
     elif fmt != 1:
         _shape(_key(e, "shape", p), f"{p}.shape")
-    if fmt == 1 and kind != "derived":
+    if fmt == 1:        # format 1: one block per rank in the manifest
         blocks = _list(_key(e, "blocks", p), f"{p}.blocks")
-        if kind == "distributed" and len(blocks) != nranks:
+        if len(blocks) != nranks:
             _fail(f"{p}.blocks", f"{len(blocks)} blocks for {nranks} ranks")
         for i, b in enumerate(blocks):
             q = f"{p}.blocks[{i}]"

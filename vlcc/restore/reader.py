@@ -228,11 +228,14 @@ class VersionReader:
                                   f"{exc.strerror or exc}") from None
 
     def nchunks(self, name: str, block: dict) -> int:
-        entry = self.index(block["rank"])["leaves"].get(name)
+        return len(self._leaf(name, block["rank"]).chunks)
+
+    def _leaf(self, name: str, rank: int):
+        entry = self.index(rank)["leaves"].get(name)
         if entry is None:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {block['rank']}: "
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
                                   f"missing from the rank index")
-        return len(entry.chunks)
+        return entry
 
     def _packed(self, name: str, block: dict) -> np.ndarray:
         """A read-only view of a packed block's bytes inside the (cached) pack
@@ -344,7 +347,7 @@ class VersionReader:
         if packed:
             buf = self._packed(name, block)
         else:
-            csize = self.index(block["rank"])["leaves"][name].chunk_size
+            csize = self._leaf(name, block["rank"]).chunk_size
             sub_off = tuple(a - b for a, b in zip(ioff, boff))
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)
