@@ -122,6 +122,19 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def live_references(layout: RepoPaths, manifests: dict[str, dict]) -> set[str]:
+    """Every data file (repository-relative) a live version's indexes name."""
+    live: set[str] = set()
+    for m in manifests.values():
+        for rel, cs in _index_rels(layout, m):
+            idx = _read_index(layout, rel, cs)
+            if idx is None:
+                raise VlccError(f"version {m['id']}: index {rel} is unreadable; gc refuses to "
+                                f"guess what it references (run verify)")
+            live.update(idx["files"])
+    return live
+
+
 def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
        timeout: float = 60.0, stale: float = STALE_SECONDS) -> dict:
     """Delete data no live version references, and leftovers of crashes.
@@ -136,14 +149,7 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
     layout = RepoPaths(path)
     with gc_exclusive(layout, timeout=timeout, stale=stale) as broken:
         manifests = _manifests(layout)
-        live_files: set[str] = set()
-        for m in manifests.values():
-            for rel, cs in _index_rels(layout, m):
-                idx = _read_index(layout, rel, cs)
-                if idx is None:
-                    raise VlccError(f"version {m['id']}: index {rel} is unreadable; gc refuses to "
-                                    f"guess what it references (run verify)")
-                live_files.update(idx["files"])
+        live_files = live_references(layout, manifests)
         unsure = any(locks.guessed(r) for _p, r in broken)
         data = layout.p("data")
         entries = sorted(_listdir(data))

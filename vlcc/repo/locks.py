@@ -144,6 +144,21 @@ def _from_name(path: str) -> dict | None:
     return {"host": host, "pid": int(pid)} if pid.isdigit() else None
 
 
+def dead_reason(doc: dict) -> str | None:
+    """Why the process a record ``{"host", "pid", "boot_id"}`` names is known
+    dead (``"rebooted"``, ``"dead pid N"``), or None: alive, or on another host."""
+    if doc.get("host") != _HOST:
+        return None
+    b = doc.get("boot_id")
+    if b and _BOOT and not _BOOT.startswith(b):   # a link record keeps 8 chars
+        return "rebooted"
+    try:
+        pid = int(doc.get("pid", 0))
+    except (TypeError, ValueError):
+        return None
+    return f"dead pid {pid}" if _pid_gone(pid) else None
+
+
 def stale_reason(path: str, stale: float = STALE_SECONDS) -> str | None:
     """Why the holder of lock ``path`` is known dead, or None while it may
     live (see module doc): ``"rebooted"``, ``"dead pid N"``, ``"empty"``
@@ -159,16 +174,9 @@ def stale_reason(path: str, stale: float = STALE_SECONDS) -> str | None:
         if named and named["host"] == _HOST and _pid_gone(named["pid"]):
             return f"dead pid {named['pid']}"
         return "empty" if age > EMPTY_GRACE else None
-    if doc.get("host") == _HOST:
-        b = doc.get("boot_id")
-        if b and _BOOT and not _BOOT.startswith(b):   # a link record keeps 8 chars
-            return "rebooted"
-        try:
-            pid = int(doc.get("pid", 0))
-            if _pid_gone(pid):
-                return f"dead pid {pid}"
-        except (TypeError, ValueError):
-            pass
+    dead = dead_reason(doc)
+    if dead:
+        return dead
     return f"older than {stale:.0f} s (host {doc.get('host', '?')})" if age > stale else None
 
 
