@@ -75,7 +75,7 @@ class BlockWriter:
         """Before ADIOS2 is involved: enough room for everything, and a
         placeholder holding the room close() needs beyond the preallocated files."""
         total = sum(_reservations(nbytes, nvars).values()) + CLOSE_MARGIN
-        space.check_room(self.path, total, what, "data file")
+        space.check_room(self.path, total, what, "data file", inodes=8)
         d = os.path.dirname(self.path)
         self._placeholder = os.path.join(d, f".tmp-reserve-{os.path.basename(self.path)}")
         try:
@@ -194,6 +194,8 @@ def _diagnose(path: str) -> str:
         return "read-only file system"
     if st.f_bavail * st.f_frsize < (1 << 20):
         return "no space left on device"
+    if st.f_files and st.f_favail < 16:
+        return "no space left on device (no free inode)"
     if not os.access(d, os.W_OK):
         return "permission denied"
     return "ADIOS2 reported an error (see its message on stderr)"

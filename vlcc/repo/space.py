@@ -22,7 +22,7 @@ import ctypes.util
 import errno
 import os
 
-from ..errors import StorageError
+from ..errors import StorageError, storage_error
 
 FALLOC_FL_KEEP_SIZE = 0x01
 _NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENOTTY}
@@ -44,17 +44,21 @@ def _fallocate_fn():
     return _libc or None
 
 
-def free_bytes(path: str) -> int | None:
-    """Bytes an unprivileged writer may still use on the file system of
-    ``path`` (or of its nearest existing parent); None when unknown."""
+def _statvfs(path: str):
     d = path
     while d and not os.path.exists(d):
         d = os.path.dirname(d)
     try:
-        st = os.statvfs(d or ".")
+        return os.statvfs(d or ".")
     except OSError:
         return None
-    return st.f_bavail * st.f_frsize
+
+
+def free_bytes(path: str) -> int | None:
+    """Bytes an unprivileged writer may still use on the file system of
+    ``path`` (or of its nearest existing parent); None when unknown."""
+    st = _statvfs(path)
+    return None if st is None else st.f_bavail * st.f_frsize
 
 
 def _human(n: int) -> str:
@@ -65,15 +69,18 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
-def check_room(path: str, nbytes: int, what: str, label: str = "") -> None:
+def check_room(path: str, nbytes: int, what: str, label: str = "", inodes: int = 0) -> None:
     """Raise StorageError (naming ``what``, e.g. the version, and ``label``
-    ``path``) unless the file system of ``path`` has ``nbytes`` free. Costs
-    one statvfs."""
+    ``path``) unless the file system of ``path`` has ``nbytes`` and
+    ``inodes`` free. Costs one statvfs."""
+    head = f"{what + ': ' if what else ''}no space left on device for {label + ' ' if label else ''}{path}"
     free = free_bytes(path)
     if free is not None and free < nbytes:
-        raise StorageError(f"{what + ': ' if what else ''}no space left on device for "
-                           f"{label + ' ' if label else ''}{path} (needs {_human(nbytes)}, "
-                           f"{_human(free)} free)")
+        raise StorageError(f"{head} (needs {_human(nbytes)}, {_human(free)} free)")
+    if inodes:
+        st = _statvfs(path)
+        if st is not None and st.f_files and st.f_favail < inodes:
+            raise StorageError(f"{head} (needs {inodes} inodes, {st.f_favail} free)")
 
 
 def preallocate(path: str, nbytes: int, what: str) -> bool:
@@ -89,8 +96,7 @@ def preallocate(path: str, nbytes: int, what: str) -> bool:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StorageError(f"{what}: cannot open {path} to reserve space: "
-                           f"{exc.strerror or exc}") from exc
+        raise storage_error(exc, f"{what}: cannot create {path} to reserve space") from exc
     try:
         if fn(fd, FALLOC_FL_KEEP_SIZE, 0, int(nbytes)) != 0:
             err = ctypes.get_errno()
