@@ -63,6 +63,10 @@ class DoctorReport(dict):
                          remaining=len(left), ok=not left)
 
     @property
+    def repair(self) -> bool:
+        return self["repair"]
+
+    @property
     def findings(self) -> list[Finding]:
         return self._findings
 
