@@ -1,5 +1,11 @@
 """Read leaves of one version: only the chunks a target box needs, each
-checked against its xxh3_128 hash before its bytes are used."""
+checked against its xxh3_128 hash before its bytes are used.
+
+Two layers: the geometry (which chunks a box needs and where their bytes go:
+``_fill_box``, ``_fill_tiled``, with layout/boxes.py and layout/tiles.py) and
+the byte reading (``read_chunks``: fill chunk k of a leaf at its own start in
+a buffer of the leaf's stored bytes, verified), so the reading can be swapped
+for a faster fetcher without touching the geometry."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
+from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces
 from ..repo.checksums import chunk_hash, digest_of
 from ..repo import decomp
 from ..repo.index import load_index
@@ -37,6 +44,9 @@ class VersionReader:
         self._files: dict[str, BlockReader] = {}
         # decoded pack leaves (section 3.1): (rank, pack) -> (bytes, chunk loaded?)
         self._packs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._starts: dict[tuple[int, str], list[int]] = {}   # chunk start offsets per leaf
+        # what this reader fetched (tests count chunks, benchmarks bytes)
+        self.stats = {"chunks_read": 0, "bytes_read": 0}
 
     def path(self, rel: str) -> str:
         """Absolute path of a repository-relative file on the fastest tier holding it."""
@@ -94,15 +104,33 @@ class VersionReader:
         self._packs.clear()
 
     # -- bytes --------------------------------------------------------------
+    def chunk_starts(self, name: str, rank: int) -> list[int]:
+        """Byte offset of every chunk of leaf ``name`` of ``rank`` in its stored
+        bytes (``k * chunk_size`` for fixed-size chunks; format 3 tiled leaves
+        have chunks of varying size)."""
+        key = (rank, name)
+        st = self._starts.get(key)
+        if st is None:
+            entry = self.index(rank)["leaves"].get(name)
+            if entry is None:
+                raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
+            st = self._starts[key] = entry.starts()
+        return st
+
     def read_chunks(self, name: str, rank: int, buf: np.ndarray, which) -> None:
-        """Fill ``buf`` (the whole block's flat bytes) at the chunks ``which``
-        (indices, sorted) of leaf ``name`` as stored by ``rank``; verify each."""
+        """Fill ``buf`` (the leaf's whole stored bytes, flat) at the chunks
+        ``which`` (indices, sorted) of leaf ``name`` as stored by ``rank``, each
+        chunk at its own start; verify each. Only bytes move here: which chunks
+        a box needs and where they go is the callers' geometry."""
         idx = self.index(rank)
         entry = idx["leaves"].get(name)
         if entry is None:
             raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
-        csize, chunks = entry.chunk_size, entry.chunks
+        chunks = entry.chunks
+        starts = self.chunk_starts(name, rank)
         which = list(which)
+        self.stats["chunks_read"] += len(which)
+        self.stats["bytes_read"] += sum(chunks[k].nbytes for k in which)
         i = 0
         while i < len(which):
             # Group a run of chunks that sit back to back, uncompressed, in one
@@ -114,19 +142,19 @@ class VersionReader:
                    and self._is_raw(idx, chunks[which[j + 1]].codec) and self._is_raw(idx, c0.codec)
                    and chunks[which[j + 1]].offset == chunks[which[j]].offset + chunks[which[j]].stored):
                 j += 1
-            self._read_run(name, rank, idx, chunks, csize, which[i:j + 1], buf)
+            self._read_run(name, rank, idx, chunks, starts, which[i:j + 1], buf)
             i = j + 1
 
     @staticmethod
     def _is_raw(idx, codec_i) -> bool:
         return idx["codecs"][codec_i]["id"] == "raw"
 
-    def _read_run(self, name, rank, idx, chunks, csize, run, buf) -> None:
+    def _read_run(self, name, rank, idx, chunks, starts, run, buf) -> None:
         first = chunks[run[0]]
         rel = idx["files"][first.file]
         where = f"version {self.vid}, provider {name!r}, rank {rank}, file {self.path(rel)}"
         reader = self._reader(rel, f"version {self.vid}, provider {name!r}, rank {rank}: ")
-        lo = run[0] * csize
+        lo = starts[run[0]]
         if len(run) > 1 or self._is_raw(idx, first.codec):
             total = sum(chunks[k].nbytes for k in run)
             out = buf[lo:lo + total]
@@ -139,10 +167,10 @@ class VersionReader:
             out[:] = np.frombuffer(raw, np.uint8)
         for k in run:
             c = chunks[k]
-            s = k * csize - lo
+            s = starts[k] - lo
             if chunk_hash(out[s:s + c.nbytes]) != c.hash:
                 raise CorruptionError(f"{where}: checksum mismatch in chunk {k} "
-                                      f"(bytes {k * csize}..{k * csize + c.nbytes} of the block)")
+                                      f"(bytes {starts[k]}..{starts[k] + c.nbytes} of the stored block)")
 
     @staticmethod
     def _read_bytes(reader, chunk, out, where: str) -> None:
@@ -160,13 +188,22 @@ class VersionReader:
         return e
 
     def read_block(self, name: str, block: dict) -> np.ndarray:
-        """The whole stored block of ``name`` written by ``block['rank']``, as bytes."""
+        """The whole block of ``name`` written by ``block['rank']``, as its flat
+        C-order bytes (a tiled block's pieces put back in place)."""
+        entry = None if block.get("pack") is not None else \
+            self.index(block["rank"])["leaves"].get(name)
+        if entry is not None and entry.tile is not None:
+            e = self.entry(name)
+            out = np.empty(tuple(block["shape"]), np.dtype(e["dtype"]))
+            self._fill_box(name, e, block, out, tuple(block["offset"]), out.shape)
+            return out.reshape(-1).view(np.uint8)
         return self.block_bytes(name, block)
 
     def block_bytes(self, name: str, block: dict, which=None) -> np.ndarray:
-        """The stored bytes of one block (flat uint8), verified. With ``which``
-        (chunk indices) only those chunks are read; the rest stays undefined.
-        A packed block (``block["pack"]``) is cut out of its rank's pack leaf."""
+        """The stored bytes of one block (flat uint8, in stored order: a tiled
+        block's pieces back to back), verified. With ``which`` (chunk indices)
+        only those chunks are read; the rest stays undefined. A packed block
+        (``block["pack"]``) is cut out of its rank's pack leaf."""
         if block.get("pack") is not None:
             return self._packed(name, block).copy()
         buf = np.empty(block["nbytes"], np.uint8)
@@ -321,6 +358,11 @@ class VersionReader:
         ioff, ishape = inter
         whole = tuple(ioff) == boff and tuple(ishape) == bshape
         packed = block.get("pack") is not None
+        if not packed:
+            entry = self.index(block["rank"])["leaves"].get(name)
+            if entry is not None and entry.tile is not None:
+                self._fill_tiled(name, dtype, block, entry, out, out_off, out_shape, inter)
+                return
         if whole and tuple(out_shape) == bshape and out.flags.c_contiguous:
             # Same decomposition: read straight into the application's memory.
             buf = out.reshape(-1).view(np.uint8)
@@ -338,3 +380,31 @@ class VersionReader:
             buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
         out[local_slices(ioff, ishape, out_off)] = src[local_slices(ioff, ishape, boff)]
+
+    def _fill_tiled(self, name, dtype, block, entry, out, out_off, out_shape, inter) -> None:
+        """Fill the part ``inter`` of ``out`` from a block stored on the global
+        tile grid (format 3.3): only the pieces that intersect it are read,
+        each verified, and each scattered into place."""
+        rank = block["rank"]
+        bshape, boff = tuple(block["shape"]), tuple(block["offset"])
+        ps = pieces(boff, bshape, entry.tile)
+        bounds = piece_bounds(ps, dtype.itemsize)
+        if len(ps) != len(entry.chunks) or any(c.nbytes != n for c, (_s, n) in
+                                                zip(entry.chunks, bounds)):
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: the "
+                                  f"chunks of the index do not match the pieces of block "
+                                  f"{boff}+{bshape} on tile {entry.tile}")
+        ioff, ishape = inter
+        which = intersecting(ps, ioff, ishape)
+        if (tuple(ioff) == boff and tuple(ishape) == bshape and tuple(out_shape) == bshape
+                and out.flags.c_contiguous and is_contiguous(boff, bshape, ps)):
+            # Same block, pieces already in C order: read straight into the target.
+            self.read_chunks(name, rank, out.reshape(-1).view(np.uint8), which)
+            return
+        buf = np.empty(entry.nbytes, np.uint8)
+        self.read_chunks(name, rank, buf, which)
+        for k in which:
+            (po, pshape), (s, n) = ps[k], bounds[k]
+            sub_off, sub_shp = intersect(po, pshape, ioff, ishape)
+            src = buf[s:s + n].view(dtype).reshape(pshape)
+            out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
