@@ -200,8 +200,13 @@ def cmd_gc(args) -> int:
           f"{res['live_versions']} live version(s)")
     if res["kept_for_references"]:
         print(f"kept data of {len(res['kept_for_references'])} pruned version(s) still referenced")
+    if res.get("broken_locks"):
+        print(f"broke {len(res['broken_locks'])} stale lock(s): "
+              + "; ".join(f"{b['lock']} ({b['reason']})" for b in res["broken_locks"][:3])
+              + (" ..." if len(res["broken_locks"]) > 3 else ""))
     if res["kept_in_flight"]:
-        print(f"kept {len(res['kept_in_flight'])} uncommitted data dir(s) younger than the grace period")
+        print(f"kept {len(res['kept_in_flight'])} uncommitted data dir(s) younger than the grace "
+              f"period (a writer on another host may still live)")
     return 0
 
 
@@ -370,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("repo")
     s.add_argument("--dry-run", "-n", action="store_true", help="only report what would go")
     s.add_argument("--grace", type=float, default=3600.0,
-                   help="keep uncommitted data dirs younger than this many seconds (default 3600)")
+                   help="when a writer lock of another host was broken by age, keep uncommitted "
+                        "data dirs younger than this many seconds (default 3600); a dead "
+                        "writer's data goes at once")
     s.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for in-flight checkpoints (default 60)")
     s.add_argument("--json", action="store_true")

@@ -115,7 +115,7 @@ class Repository(Catalog):
         remove all but the refs (reported only). Returns a DoctorReport
         (``ok`` when no problem remains; see vlcc/repo/doctor.py)."""
         from .repo.doctor import doctor
-        return doctor(self, repair=repair, **kw)
+        return doctor(self.layout, repair=repair, bad_refs=_verify.check_refs(self), **kw)
 
     def du(self) -> dict:
         """Logical vs stored bytes per version and branch."""

@@ -211,11 +211,10 @@ def _scan_repo(layout: RepoPaths, stale: float, grace: float,
     return found, live_writers
 
 
-def _dangling(repo) -> list[Finding]:
-    from ..restore.verify import check_refs
+def _dangling(bad_refs: dict[str, str]) -> list[Finding]:
     return [Finding("dangling-ref", key, problem + "; fix: point it at a version (vlcc log) or "
                     "delete the ref file", fixable=False)
-            for key, problem in sorted(check_refs(repo).items())]
+            for key, problem in sorted(bad_refs.items())]
 
 
 def _remove(layout: RepoPaths, f: Finding) -> None:
@@ -232,11 +231,13 @@ def _remove(layout: RepoPaths, f: Finding) -> None:
         f.error = exc.strerror or str(exc)
 
 
-def doctor(repo, *, repair: bool = False, stale: float = STALE_SECONDS,
-           grace: float = GRACE_SECONDS, timeout: float = 10.0) -> DoctorReport:
-    """Find leftovers of crashed jobs in ``repo`` (a Catalog/Repository) and
-    on this node; with ``repair`` remove the fixable ones (see module doc)."""
-    layout = repo.layout
+def doctor(layout: RepoPaths, *, repair: bool = False, bad_refs: dict[str, str] | None = None,
+           stale: float = STALE_SECONDS, grace: float = GRACE_SECONDS,
+           timeout: float = 10.0) -> DoctorReport:
+    """Find leftovers of crashed jobs in the repository at ``layout`` and on
+    this node; with ``repair`` remove the fixable ones (see module doc).
+    ``bad_refs``: malformed/dangling refs as restore/verify.check_refs finds
+    them ({"branch NAME": problem}), reported only."""
     found: list[Finding] = []
     if repair:
         try:
@@ -257,7 +258,7 @@ def doctor(repo, *, repair: bool = False, stale: float = STALE_SECONDS,
         for f in tiers:
             _remove(layout, f)
     found += tiers
-    found += _dangling(repo)
+    found += _dangling(bad_refs or {})
     return DoctorReport(layout.root, repair, found)
 
 
