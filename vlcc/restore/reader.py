@@ -8,7 +8,6 @@ import pickle
 
 import numpy as np
 
-from ..encode import get_codec
 from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
 from ..io.bp5 import BlockReader
@@ -18,6 +17,7 @@ from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
+from .fetch import ChunkRead, fetch
 
 
 class VersionReader:
@@ -96,60 +96,24 @@ class VersionReader:
     # -- bytes --------------------------------------------------------------
     def read_chunks(self, name: str, rank: int, buf: np.ndarray, which) -> None:
         """Fill ``buf`` (the whole block's flat bytes) at the chunks ``which``
-        (indices, sorted) of leaf ``name`` as stored by ``rank``; verify each."""
+        (indices, sorted) of leaf ``name`` as stored by ``rank``; verify each
+        (restore/fetch.py: grouped reads straight into ``buf``, hashing overlapped)."""
         idx = self.index(rank)
         entry = idx["leaves"].get(name)
         if entry is None:
             raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
-        csize, chunks = entry.chunk_size, entry.chunks
-        which = list(which)
-        i = 0
-        while i < len(which):
-            # Group a run of chunks that sit back to back, uncompressed, in one
-            # variable: one ADIOS2 read for the whole run.
-            j = i
-            c0 = chunks[which[i]]
-            while (j + 1 < len(which) and which[j + 1] == which[j] + 1
-                   and chunks[which[j + 1]].file == c0.file and chunks[which[j + 1]].var == c0.var
-                   and self._is_raw(idx, chunks[which[j + 1]].codec) and self._is_raw(idx, c0.codec)
-                   and chunks[which[j + 1]].offset == chunks[which[j]].offset + chunks[which[j]].stored):
-                j += 1
-            self._read_run(name, rank, idx, chunks, csize, which[i:j + 1], buf)
-            i = j + 1
-
-    @staticmethod
-    def _is_raw(idx, codec_i) -> bool:
-        return idx["codecs"][codec_i]["id"] == "raw"
-
-    def _read_run(self, name, rank, idx, chunks, csize, run, buf) -> None:
-        first = chunks[run[0]]
-        rel = idx["files"][first.file]
-        where = f"version {self.vid}, provider {name!r}, rank {rank}, file {self.path(rel)}"
-        reader = self._reader(rel, f"version {self.vid}, provider {name!r}, rank {rank}: ")
-        lo = run[0] * csize
-        if len(run) > 1 or self._is_raw(idx, first.codec):
-            total = sum(chunks[k].nbytes for k in run)
-            out = buf[lo:lo + total]
-            self._read_bytes(reader, first, out, where)
-        else:
-            stored = np.empty(first.stored, np.uint8)
-            self._read_bytes(reader, first, stored, where)
-            raw = get_codec(idx["codecs"][first.codec]).decode(stored, first.nbytes)
-            out = buf[lo:lo + first.nbytes]
-            out[:] = np.frombuffer(raw, np.uint8)
-        for k in run:
+        csize, chunks, codecs, files = entry.chunk_size, entry.chunks, idx["codecs"], idx["files"]
+        reads = []
+        for k in which:
             c = chunks[k]
-            s = k * csize - lo
-            if chunk_hash(out[s:s + c.nbytes]) != c.hash:
-                raise CorruptionError(f"{where}: checksum mismatch in chunk {k} "
-                                      f"(bytes {k * csize}..{k * csize + c.nbytes} of the block)")
-
-    @staticmethod
-    def _read_bytes(reader, chunk, out, where: str) -> None:
-        try:
-            reader.read_into(chunk.var, chunk.offset, out)
-        except CorruptionError as exc:
-            raise CorruptionError(f"{where}: {exc}") from exc
+            codec = codecs[c.codec]
+            reads.append(ChunkRead(files[c.file], c.var, c.offset, c.stored, c.nbytes, c.hash,
+                                   None if codec["id"] == "raw" else codec, buf, k * csize,
+                                   f"chunk {k} (bytes {k * csize}..{k * csize + c.nbytes} "
+                                   f"of the block)"))
+        what = f"version {self.vid}, provider {name!r}, rank {rank}"
+        fetch(reads, lambda rel: self._reader(rel, f"{what}: "),
+              lambda rel: f"{what}, file {self.path(rel)}")
 
     # -- leaves -------------------------------------------------------------
     def entry(self, name: str) -> dict:
