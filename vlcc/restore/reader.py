@@ -94,10 +94,10 @@ class VersionReader:
         self._packs.clear()
 
     # -- bytes --------------------------------------------------------------
-    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which) -> None:
-        """Fill ``buf`` (the whole block's flat bytes) at the chunks ``which``
-        (indices, sorted) of leaf ``name`` as stored by ``rank``; verify each
-        (restore/fetch.py: grouped reads straight into ``buf``, hashing overlapped)."""
+    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which, base: int = 0) -> None:
+        """Fill ``buf`` (the block's flat bytes from byte ``base`` on) at the chunks
+        ``which`` (indices, sorted) of leaf ``name`` as stored by ``rank``; verify
+        each (restore/fetch.py: grouped reads straight into ``buf``, hashing overlapped)."""
         idx = self.index(rank)
         entry = idx["leaves"].get(name)
         if entry is None:
@@ -108,12 +108,37 @@ class VersionReader:
             c = chunks[k]
             codec = codecs[c.codec]
             reads.append(ChunkRead(files[c.file], c.var, c.offset, c.stored, c.nbytes, c.hash,
-                                   None if codec["id"] == "raw" else codec, buf, k * csize,
+                                   None if codec["id"] == "raw" else codec, buf, k * csize - base,
                                    f"chunk {k} (bytes {k * csize}..{k * csize + c.nbytes} "
                                    f"of the block)"))
         what = f"version {self.vid}, provider {name!r}, rank {rank}"
         fetch(reads, lambda rel: self._reader(rel, f"{what}: "),
               lambda rel: f"{what}, file {self.path(rel)}")
+
+    def read_range(self, name: str, rank: int, dest: np.ndarray, start: int) -> None:
+        """Fill ``dest`` (flat uint8) with bytes ``[start, start + dest.size)`` of
+        the block of ``name`` stored by ``rank``: chunks inside the range are read
+        straight into ``dest``, the (at most two) edge chunks through scratch
+        buffers, since a chunk is verified whole."""
+        if not dest.size:
+            return
+        entry = self.index(rank)["leaves"].get(name)
+        if entry is None:
+            raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
+        csize, stop = entry.chunk_size, start + dest.size
+        k0, k1 = start // csize, (stop - 1) // csize
+        inner = [k for k in range(k0, k1 + 1)
+                 if k * csize >= start and k * csize + entry.chunks[k].nbytes <= stop]
+        edges = [k for k in (k0, k1) if k not in inner]
+        if inner:
+            # dest seen as the block's bytes from start: chunk k lands at k*csize - start.
+            self.read_chunks(name, rank, dest, inner, base=start)
+        for k in sorted(set(edges)):
+            lo = k * csize
+            tmp = np.empty(entry.chunks[k].nbytes, np.uint8)
+            self.read_chunks(name, rank, tmp, [k], base=lo)
+            a, b = max(lo, start), min(lo + tmp.size, stop)
+            dest[a - start:b - start] = tmp[a - lo:b - lo]
 
     # -- leaves -------------------------------------------------------------
     def entry(self, name: str) -> dict:
@@ -293,12 +318,25 @@ class VersionReader:
             else:
                 self.read_chunks(name, block["rank"], buf, range(self.nchunks(name, block)))
             return
+        sub_off = tuple(a - b for a, b in zip(ioff, boff))
+        dst = out[local_slices(ioff, ishape, out_off)]
+        if not packed and bshape and dst.flags.c_contiguous and _contiguous(bshape, ishape):
+            # The intersection is one byte range of the block and of ``out`` (e.g. a
+            # row split): read it straight into ``out``, no block-sized buffer.
+            start = int(np.ravel_multi_index(sub_off, bshape)) * dtype.itemsize
+            self.read_range(name, block["rank"], dst.reshape(-1).view(np.uint8), start)
+            return
         if packed:
             buf = self._packed(name, block)
         else:
             csize = self.index(block["rank"])["leaves"][name].chunk_size
-            sub_off = tuple(a - b for a, b in zip(ioff, boff))
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
         out[local_slices(ioff, ishape, out_off)] = src[local_slices(ioff, ishape, boff)]
+
+
+def _contiguous(shape: tuple, sub: tuple) -> bool:
+    """Is a sub-box of extent ``sub`` one contiguous run of a C-order array of ``shape``?"""
+    axes = [i for i, n in enumerate(sub) if n != 1]
+    return not axes or all(sub[j] == shape[j] for j in range(axes[0] + 1, len(shape)))
