@@ -4,7 +4,7 @@
     mpiexec -n 3 python benchmarks/bench_restore.py --part nm [--rows 8192 --cols 4096]
 
 ``same``: every rank restores its own block of a distributed float64 array
-(--mib MiB per rank) written on the same rank count. ``nm``: a rows x cols
+(--mib MiB per rank; 1-D, then 2-D row-split) written on the same rank count. ``nm``: a rows x cols
 float64 array is written row-split on --writers ranks (a sub-communicator of
 the first ranks) and restored on all ranks row-split and column-split.
 
@@ -99,21 +99,25 @@ def measure(comm, ck, vid, repo, plain, buf, repeat, label, res):
 
 
 def part_same(comm, base, args, res):
+    """Same rank count: a 1-D array, and a 2-D one (row split, 4096 columns)."""
     rank, size = comm.rank, comm.size
     n = args.mib * (1 << 20) // 8
-    u = np.random.default_rng(rank).standard_normal(n)
-    repo = os.path.join(base, "same")
-    with vlcc.Checkpointer(repo, comm=comm, dedup=False) as ck:
-        ck.register("u", u, global_shape=(n * size,), offset=(n * rank,))
-        vid = ck.checkpoint(step=0).id
-    out = np.zeros_like(u)
-    plain = plain_file(base, rank, out.nbytes)
-    with vlcc.Checkpointer(repo, comm=comm) as ck:
-        ck.register("u", out, global_shape=(n * size,), offset=(n * rank,))
-        measure(comm, ck, vid, repo, plain, np.empty_like(out), args.repeat,
-                f"same {size}r", res)
-    assert np.array_equal(out, u), "restore is not bit-exact"
-    return out.nbytes * size
+    for nd in (1, 2):
+        shape = (n,) if nd == 1 else (n // 4096, 4096)
+        gshape, off = ((n * size,), (n * rank,)) if nd == 1 else \
+            ((shape[0] * size, 4096), (shape[0] * rank, 0))
+        u = np.random.default_rng(rank).standard_normal(shape)
+        repo = os.path.join(base, f"same{nd}")
+        with vlcc.Checkpointer(repo, comm=comm, dedup=False) as ck:
+            ck.register("u", u, global_shape=gshape, offset=off)
+            vid = ck.checkpoint(step=0).id
+        out = np.zeros_like(u)
+        plain = plain_file(base, rank, out.nbytes)
+        with vlcc.Checkpointer(repo, comm=comm) as ck:
+            ck.register("u", out, global_shape=gshape, offset=off)
+            measure(comm, ck, vid, repo, plain, np.empty_like(out), args.repeat,
+                    f"same {size}r {nd}d", res)
+        assert np.array_equal(out, u), "restore is not bit-exact"
 
 
 def split(n, parts, i):

@@ -64,14 +64,16 @@ class ChunkRead(NamedTuple):
     nbytes: int
     hash: str
     codec: dict | None
-    buf: np.ndarray
+    buf: np.ndarray | None   # None: streamed through scratch memory (``stream``)
     pos: int
     what: str            # names the chunk in errors: "chunk 3 (bytes 12..16 of the block)"
+    key: int = -1        # the caller's name for the chunk (``stream`` hands it to the sink)
 
 
 def groups(reads: list[ChunkRead], limit: int = GROUP_BYTES) -> list[list[ChunkRead]]:
     """Consecutive raw reads that are back to back in one variable AND in one
-    destination buffer, up to ``limit`` bytes per group (one ADIOS2 call each)."""
+    destination buffer (streamed reads: any), up to ``limit`` bytes per group
+    (one ADIOS2 call each)."""
     out: list[list[ChunkRead]] = []
     size = 0
     for r in reads:
@@ -80,7 +82,8 @@ def groups(reads: list[ChunkRead], limit: int = GROUP_BYTES) -> list[list[ChunkR
             p = g[-1]
             if (r.codec is None and p.codec is None and r.rel == p.rel and r.var == p.var
                     and r.offset == p.offset + p.stored and r.buf is p.buf
-                    and r.pos == p.pos + p.nbytes and size + r.nbytes <= limit):
+                    and (r.buf is None or r.pos == p.pos + p.nbytes)
+                    and size + r.nbytes <= limit):
                 g.append(r)
                 size += r.nbytes
                 continue
@@ -124,6 +127,81 @@ def fetch(reads: list[ChunkRead], reader: Callable[[str], object],
                 errors.append(exc)
     if errors:
         raise errors[0]
+
+
+def stream(reads: list[ChunkRead], reader: Callable[[str], object],
+           where: Callable[[str], str], sink: Callable[[ChunkRead, np.ndarray], None]) -> None:
+    """Like ``fetch`` for chunks whose stored bytes are not kept (``buf`` None):
+    each group is read into a reusable scratch buffer small enough to stay in
+    cache, verified, and handed chunk by chunk to ``sink(read, bytes)`` (e.g. a
+    scatter into the target box) in a worker thread while the next group is
+    read. No leaf-sized buffer, no page faults, the scatter reads from cache.
+    ``sink`` calls may run concurrently; they must write disjoint memory."""
+    gs = groups(reads)
+    advise(reads, reader)
+    threaded = HASH_IN_THREAD and len(gs) > 1
+    pending: list[Future] = []
+    try:
+        for g in gs:
+            first = g[0]
+            rd = reader(first.rel)
+            w = where(first.rel)
+            if first.codec is None:
+                n = sum(r.nbytes for r in g)
+                scratch = _take_scratch(n)
+                _read(rd, first.var, first.offset, scratch[:n], w)
+                placed, pos = [], 0
+                for r in g:
+                    placed.append(r._replace(buf=scratch, pos=pos))
+                    pos += r.nbytes
+                job, args = _verify_and_sink, (placed, w, sink, scratch, None)
+            else:
+                stored = np.empty(first.stored, np.uint8)
+                _read(rd, first.var, first.offset, stored, w)
+                scratch = _take_scratch(first.nbytes)
+                job, args = _verify_and_sink, ([first._replace(buf=scratch, pos=0)], w, sink,
+                                               scratch, stored)
+            if threaded:
+                # At most _SCRATCH_SLOTS groups in flight: bounded scratch memory.
+                while len(pending) >= _SCRATCH_SLOTS - 1:
+                    pending.pop(0).result()
+                pending.append(_pool().submit(job, *args))
+            else:
+                job(*args)
+    finally:
+        errors = [e for e in (f.exception() for f in pending) if e is not None]
+    if errors:
+        raise errors[0]
+
+
+def _verify_and_sink(g, where, sink, scratch, stored) -> None:
+    try:
+        if stored is not None:
+            _decode(g[0], stored, where)
+        else:
+            _verify(g, where)
+        for r in g:
+            sink(r, r.buf[r.pos:r.pos + r.nbytes])
+    finally:
+        _give_scratch(scratch)
+
+
+_SCRATCH_SLOTS = 3
+_FREE_SCRATCH: list[np.ndarray] = []
+
+
+def _take_scratch(n: int) -> np.ndarray:
+    with _POOL_LOCK:
+        for i, b in enumerate(_FREE_SCRATCH):
+            if b.size >= n:
+                return _FREE_SCRATCH.pop(i)
+    return np.empty(max(n, GROUP_BYTES), np.uint8)
+
+
+def _give_scratch(b: np.ndarray) -> None:
+    with _POOL_LOCK:
+        if b.size <= GROUP_BYTES * 4 and len(_FREE_SCRATCH) < _SCRATCH_SLOTS:
+            _FREE_SCRATCH.append(b)
 
 
 def _read(rd, var: str, offset: int, out: np.ndarray, where: str) -> None:

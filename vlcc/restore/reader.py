@@ -25,7 +25,7 @@ from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
-from .fetch import ChunkRead, fetch
+from .fetch import ChunkRead, fetch, stream
 
 
 class VersionReader:
@@ -125,6 +125,12 @@ class VersionReader:
         (restore/fetch.py: grouped reads straight into ``buf``, hashing
         overlapped); which chunks a box needs and where they go is the callers'
         geometry."""
+        reads = self._chunk_reads(name, rank, buf, which, base)
+        what = f"version {self.vid}, provider {name!r}, rank {rank}"
+        fetch(reads, lambda rel: self._reader(rel, f"{what}: "),
+              lambda rel: f"{what}, file {self.path(rel)}")
+
+    def _chunk_reads(self, name, rank, buf, which, base) -> list[ChunkRead]:
         idx = self.index(rank)
         entry = idx["leaves"].get(name)
         if entry is None:
@@ -140,10 +146,18 @@ class VersionReader:
             codec = codecs[c.codec]
             reads.append(ChunkRead(files[c.file], c.var, c.offset, c.stored, c.nbytes, c.hash,
                                    None if codec["id"] == "raw" else codec, buf, at - base,
-                                   f"chunk {k} (bytes {at}..{at + c.nbytes} of the stored block)"))
+                                   f"chunk {k} (bytes {at}..{at + c.nbytes} of the stored block)",
+                                   k))
+        return reads
+
+    def stream_chunks(self, name: str, rank: int, which, place) -> None:
+        """Read and verify the chunks ``which`` of leaf ``name`` of ``rank``
+        through cache-sized scratch buffers, calling ``place(k, bytes)`` for each
+        verified chunk k (possibly from a worker thread, chunks in any order)."""
+        reads = self._chunk_reads(name, rank, None, which, 0)
         what = f"version {self.vid}, provider {name!r}, rank {rank}"
-        fetch(reads, lambda rel: self._reader(rel, f"{what}: "),
-              lambda rel: f"{what}, file {self.path(rel)}")
+        stream(reads, lambda rel: self._reader(rel, f"{what}: "),
+               lambda rel: f"{what}, file {self.path(rel)}", lambda r, data: place(r.key, data))
 
     def read_range(self, name: str, rank: int, dest: np.ndarray, start: int) -> None:
         """Fill ``dest`` (flat uint8) with bytes ``[start, start + dest.size)`` of
@@ -396,13 +410,12 @@ class VersionReader:
             # Same block, pieces already in C order: read straight into the target.
             self.read_chunks(name, rank, out.reshape(-1).view(np.uint8), which)
             return
-        buf = np.empty(entry.nbytes, np.uint8)
-        self.read_chunks(name, rank, buf, which)
-        for k in which:
-            (po, pshape), (s, n) = ps[k], bounds[k]
+        def place(k: int, data: np.ndarray) -> None:
+            po, pshape = ps[k]
             sub_off, sub_shp = intersect(po, pshape, ioff, ishape)
-            src = buf[s:s + n].view(dtype).reshape(pshape)
+            src = data.view(dtype).reshape(pshape)
             out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
+        self.stream_chunks(name, rank, which, place)
 
 
 def _contiguous(shape: tuple, sub: tuple) -> bool:
