@@ -9,8 +9,8 @@ from .records import IndexLeaf
 from .schema import check_index
 from .sealed import unseal
 
-INDEX_VERSION = 2
-READABLE = (1, 2)
+INDEX_VERSION = 3
+READABLE = (1, 2, 3)   # 3: tiled distributed leaves (docs/format.md, section 3.3)
 
 
 def load_index(path: str, expected_checksum: str | None, where: str, *, purpose: str = "") -> dict:
@@ -29,7 +29,7 @@ def load_index(path: str, expected_checksum: str | None, where: str, *, purpose:
     idx = unseal(raw, where)
     if idx.get("vlcc_index") not in READABLE:
         raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
-                                 f"this vlcc reads {INDEX_VERSION}")
+                                 f"this vlcc reads {', '.join(map(str, READABLE))} (written by a newer vlcc?)")
     check_index(idx, where)
     try:
         idx["leaves"] = {n: IndexLeaf.from_json(e) for n, e in idx["leaves"].items()}

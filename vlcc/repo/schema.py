@@ -302,6 +302,14 @@ def _index(idx: dict) -> None:
         nbytes = _int(_key(e, "nbytes", p), f"{p}.nbytes")
         csize = _int(_key(e, "chunk_size", p), f"{p}.chunk_size", lo=1)
         chunks = _list(_key(e, "chunks", p), f"{p}.chunks")
+        # format 3 (section 3.3): a tiled leaf's chunks are its pieces, of varying sizes
+        tiled = e.get("tile") is not None
+        if tiled:
+            tile = _shape(e["tile"], f"{p}.tile")
+            if any(t < 1 for t in tile):
+                _fail(f"{p}.tile", f"{tile} has an empty extent")
+            if len(tile) != len(_shape(_key(e, "shape", p), f"{p}.shape")):
+                _fail(f"{p}.tile", f"{len(tile)} dimensions, the block {len(e['shape'])}")
         for k, c in enumerate(chunks):
             q = f"{p}.chunks[{k}]"
             _list(c, q, 7)
@@ -311,18 +319,24 @@ def _index(idx: dict) -> None:
             _int(c[2], f"{q}[2] (offset)")
             _int(c[3], f"{q}[3] (stored bytes)")
             want = min(csize, nbytes - k * csize)
-            if _int(c[4], f"{q}[4] (bytes)") != want:
+            if _int(c[4], f"{q}[4] (bytes)") != want and not tiled:
                 _fail(f"{q}[4] (bytes)", f"{c[4]}, expected {max(want, 0)} for chunk {k} of "
                                          f"{nbytes} bytes in chunks of {csize}")
             _str(c[5], f"{q}[5] (hash)", _HEX32, "a chunk hash")
             if _int(c[6], f"{q}[6] (codec)") >= len(codecs):
                 _fail(f"{q}[6] (codec)", f"{c[6]} but the index lists {len(codecs)} codec(s)")
-        if e.get("pack") is not None:
+        if tiled:
+            if e.get("pack") is not None:
+                _fail(f"{p}.tile", "a packed leaf is not tiled")
+            if sum(c[4] for c in chunks) != nbytes:
+                _fail(f"{p}.chunks", f"pieces of {sum(c[4] for c in chunks)} bytes for a leaf "
+                                     f"of {nbytes}")
+        elif e.get("pack") is not None:
             if chunks:
                 _fail(f"{p}.chunks", "a packed leaf has no chunks of its own")
         elif len(chunks) != -(-nbytes // csize):
             _fail(f"{p}.chunks", f"{len(chunks)} chunks for {nbytes} bytes in chunks of {csize}")
-        if fmt != 1 and any(k in e for k in ("shape", "offset", "digest", "pack")):
+        if fmt != 1 and any(k in e for k in ("shape", "offset", "digest", "pack", "tile")):
             _block_fields(e, p, distributed=False)
             pk = e.get("pack")
             if pk is not None:
