@@ -4,7 +4,8 @@ CorruptionError naming the file and the field — never KeyError, TypeError,
 IndexError or ValueError — and a damaged manifest does not break ``log()``
 or opening the repository.
 
-The sweep takes the format-2 golden repository (2 ranks, every leaf kind),
+The sweep takes the golden repositories (2 ranks, every leaf kind; format 3
+with tiled leaves gets most edits),
 applies one random structural edit to a manifest or an index (delete a key,
 change a type, a negative or huge number, an out-of-range index, an unknown
 kind, wrong nesting), re-seals it and every checksum that covers it (index →
@@ -86,7 +87,7 @@ class Fixture:
     """A private copy of the golden repository whose files can be edited and
     put back between trials."""
 
-    def __init__(self, root, fmt: str = "format-v2"):
+    def __init__(self, root, fmt: str = "format-v3"):
         self.path = os.path.join(str(root), "repo")
         self.v1 = fmt == "format-v1"
         shutil.copytree(os.path.join(HERE, fmt), self.path)
@@ -227,8 +228,10 @@ def _same(a, b) -> bool:
     return True
 
 
-@pytest.mark.parametrize("fmt,target,trials", [("format-v2", "manifest", TRIALS // 2),
-                                               ("format-v2", "index", TRIALS // 2),
+@pytest.mark.parametrize("fmt,target,trials", [("format-v3", "manifest", TRIALS // 2),
+                                               ("format-v3", "index", TRIALS // 2),
+                                               ("format-v2", "manifest", TRIALS // 8),
+                                               ("format-v2", "index", TRIALS // 8),
                                                ("format-v1", "manifest", TRIALS // 8),
                                                ("format-v1", "index", TRIALS // 8)])
 def test_malformed_but_sealed_gives_corruption_error(tmp_path, fmt, target, trials):
