@@ -167,7 +167,7 @@ class VersionReader:
         buffers, since a chunk is verified whole."""
         if not dest.size:
             return
-        chunks, starts = self.index(rank)["leaves"][name].chunks, self.chunk_starts(name, rank)
+        chunks, starts = self._leaf(name, rank).chunks, self.chunk_starts(name, rank)
         stop = start + dest.size
         k0 = bisect.bisect_right(starts, start) - 1
         k1 = bisect.bisect_right(starts, stop - 1) - 1
