@@ -77,8 +77,9 @@ def test_async_local_tier_is_cleaned_and_data_reaches_persistent(comm, mpi_tmp):
     repo = vlcc.Repository(os.path.join(mpi_tmp, "r"))
     assert len(repo.log()) == 3
     assert np.array_equal(repo.read(repo.log()[0], "u", rank=comm.rank), np.full(1000, comm.rank + 3))
-    # The per-process local directories are removed at close.
-    assert not [d for d in os.listdir(local) if d.endswith(f"-{os.getpid()}")]
+    # The per-process local directories are removed at close, and the job's
+    # base directory with the last of them: no empty directory is left.
+    assert not os.path.exists(local)
 
 
 _RSS_BURST = r"""

@@ -16,7 +16,7 @@ import numpy as np
 
 from .commit import checkpoint as _ckpt
 from .commit import refmoves as _refs
-from .commit.protocol import agree, private, release, root_only
+from .commit.protocol import agree, private, release, root_only, threads_ok
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
@@ -106,9 +106,12 @@ class Checkpointer:
         try:
             s.parent = s.head_seen = root_only(comm, open_repo)
             s.head_branch = branch
+            if cfg.mode == "async" and cfg.flush_mpi and threads_ok(comm):
+                s.flush_comm = private(comm)     # collective, once: the flusher's communicator
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
-                                                  lambda lay, p: _ckpt.flush_write(s, lay, p)))
+                                                  lambda p, store: _ckpt.flush(s, p, store)))
         except BaseException:
+            release(s.flush_comm)
             release(comm)
             raise
         # core hook (tools): reference-run comparison and `vlcc replay` (vlcc/tools/).
@@ -181,8 +184,10 @@ class Checkpointer:
             raise ProviderError(f"provider {name!r}: global_shape/offset/halo/on_restore apply "
                                 f"to numpy arrays only")
         codec = None if compress in (None, False) else get_codec("zstd" if compress is True else compress)
-        self._s.state.add(name, obj, **kw)
+        p = self._s.state.add(name, obj, **kw)
         self._s.writer.set_codec(name, codec)
+        if self.mode == "async" and isinstance(obj, np.ndarray):
+            self._s.engine.prefault(p.owned().nbytes)   # the first capture copies into mapped pages
 
     def register_derived(self, name: str, fn: Callable[..., Any], inputs: Sequence[str], *,
                          recipe: Any = None, set: Callable[[Any], None] | None = None,
@@ -277,4 +282,5 @@ class Checkpointer:
         finally:
             self._closed = True
             self._s.engine.close()
+            release(self._s.flush_comm)
             release(self._s.comm)

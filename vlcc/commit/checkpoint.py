@@ -8,6 +8,14 @@
    branch ref) → bcast. Async: queue the version for the engine's flusher;
    ``progress`` commits flushed versions at later collective calls.
 
+Async with MPI at MPI_THREAD_MULTIPLE (``s.flush_comm`` set): steps 2 and 3
+run in the engine's flusher thread, on the flusher's own duplicate
+communicator (``flush``): the application's thread only captures and gets an
+id. Every rank's flusher takes the versions in the same (submission) order,
+so their collectives match; a failure anywhere fails the version on every
+rank (the protocol helpers carry errors as payloads), and ``progress``
+raises it at the next collective call of the application.
+
 Every step goes through commit/protocol.py, so a failure on one rank is
 raised on all, and every path releases the writer lock."""
 
@@ -28,7 +36,7 @@ from ..repo.manifest import Version
 from ..repo.paths import new_version_id
 from ..repo.sealed import seal
 from . import manifest
-from .protocol import gather_decide
+from .protocol import gather_decide, quiet_barrier
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
 
@@ -61,7 +69,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         if step is not None and not isinstance(step, (int, np.integer)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
         holder["attrs"] = check_attrs(attrs)
-        leaves = s.state.capture(copy=is_async, alloc=eng.memory.take if is_async else None)
+        holder["alloc"] = alloc = eng.allocator() if is_async else None
+        leaves = s.state.capture(copy=is_async, alloc=alloc)
         holder["leaves"] = leaves
         holder["descs"] = [(l.name, l.describe()) for l in leaves]
         return compact(holder["descs"])
@@ -94,20 +103,24 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
                    step=None if step is None else int(step), message=message or "",
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
                    descs=holder.pop("descs"), boxes=holder.pop("boxes", None))
+    threaded = is_async and s.flush_comm is not None
     try:
         if s.compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
             s.compare.check(pend)
-        pend.plan = s.writer.prepare(s.comm, dedup_parent(s), pend.leaves)
-        pend.replicated = pend.plan.replicated
+        if not threaded:            # else the flusher prepares (see flush)
+            pend.plan = s.writer.prepare(s.comm, dedup_parent(s), pend.leaves)
+            pend.replicated = pend.plan.replicated
     except BaseException:
-        s.writer.abort()
+        if not threaded:            # (the flusher owns the writer's plan state)
+            s.writer.abort()
         locks.release(lock)
         raise
     if is_async:
-        s.writer.detach_plan()
+        if not threaded:
+            s.writer.detach_plan()
         pend.lock = lock
         try:
-            eng.submit(pend)   # may wait for memory (back-pressure)
+            eng.submit(pend, holder.pop("alloc", None))   # may wait (both tiers full)
         except BaseException:
             locks.release(lock)
             raise
@@ -192,6 +205,8 @@ def progress(s: Session, block: bool) -> list[dict]:
     abandons every pending version and raises on all ranks."""
     eng = s.engine
     pend = list(eng.pending)
+    if s.flush_comm is not None:
+        return _progress_threaded(s, block)
 
     def decide(all_):
         k = min(len(done) for done, _ in all_)
@@ -218,6 +233,84 @@ def progress(s: Session, block: bool) -> list[dict]:
     return docs
 
 
+def _progress_threaded(s: Session, block: bool) -> list[dict]:
+    """``progress`` when the flushers commit: agree on how many leading
+    pending versions every rank has seen finish, and raise a failed flush
+    only once every rank has seen it fail (its outcome is the same on all
+    ranks, but a rank may not have returned from the flusher's collective
+    yet: then it is raised at a later call)."""
+    eng = s.engine
+    pend = list(eng.pending)
+
+    def local():
+        done, err = eng.flushed_prefix(block)
+        return len(done), err
+
+    def decide(all_):
+        k = min(n for n, _ in all_)
+        failed = all(e is not None and n == k for n, e in all_)
+        return k, (all_[0][1] if failed else None)
+    k, err = gather_decide(s.comm, local, decide)
+    docs = [p.future.result() for p in pend[:k]]
+    for doc in docs:
+        locks.release(eng.pending.pop(0).lock)
+        s.head_seen, s.head_branch = doc["id"], doc["branch"]
+        if s.last_version is None or s.last_version.id == doc["id"]:
+            s.last_version = Version.from_manifest(doc)   # no longer pending
+    if err is not None:
+        for p in eng.pending:
+            locks.release(p.lock)
+        abandoned = eng.abandon_pending()
+        if s.rank == 0:
+            for vid in abandoned:
+                if not os.path.exists(s.paths.manifest(vid)):
+                    shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        s.parent = docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent)
+        raise StorageError(f"asynchronous flush failed ({err}); versions "
+                           f"{', '.join(abandoned)} were abandoned, committed versions are intact")
+    return docs
+
+
+def flush(s: Session, pend: Pending, store) -> dict:
+    """The engine's flush of one pending version (its flusher thread);
+    ``store(write)`` runs ``write(layout)`` through the tiers.
+
+    Without ``s.flush_comm``: write this rank's part (prepared by the
+    application's thread); no MPI here; ``progress`` commits. With it:
+    prepare (hash, dedup agreement), write, then commit, all collective on
+    the flusher's communicator; returns the committed manifest."""
+    if s.flush_comm is None:
+        return store(lambda lay: flush_write(s, lay, pend))
+    fc = s.flush_comm
+    quiet_barrier(fc)        # wait for the slower ranks asleep, not spinning in MPI
+    try:
+        # The parent was flushed (and committed) by this thread before, or
+        # is an older committed version: its chunk table is exact.
+        pend.plan = s.writer.prepare(fc, pend.parent, pend.leaves)
+        pend.replicated = pend.plan.replicated
+    except BaseException:
+        s.writer.abort()
+        raise
+    s.writer.detach_plan()
+    try:
+        res, own = store(lambda lay: flush_write(s, lay, pend)), None
+    except Exception as exc:   # noqa: BLE001 - carried into the commit collective
+        res, own = None, exc
+    quiet_barrier(fc)
+
+    def local():
+        if own is not None:
+            raise own
+        return res
+
+    try:
+        return gather_decide(fc, local, lambda results: commit_version(s, pend, results))
+    except BaseException:
+        if s.rank == 0 and not os.path.exists(s.paths.manifest(pend.vid)):
+            shutil.rmtree(s.paths.data_dir(pend.vid), ignore_errors=True)
+        raise
+
+
 def flush_write(s: Session, paths, pend: Pending) -> dict:
     """Runs in the engine's flusher thread: no MPI here."""
     from .rankwrite import write_rank
@@ -228,4 +321,5 @@ def flush_write(s: Session, paths, pend: Pending) -> dict:
     return res
 
 
-__all__ = ["checkpoint", "progress", "commit_version", "flush_write", "dedup_parent", "check_attrs"]
+__all__ = ["checkpoint", "progress", "commit_version", "flush", "flush_write", "dedup_parent",
+           "check_attrs"]

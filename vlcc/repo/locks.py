@@ -106,15 +106,20 @@ def is_stale(path: str, stale: float = STALE_SECONDS) -> bool:
     doc = read(path)
     if doc is None:
         return age > EMPTY_GRACE
-    if doc.get("host") == _HOST:
-        if doc.get("boot_id") and _BOOT and doc["boot_id"] != _BOOT:
-            return True
-        try:
-            if _pid_gone(int(doc.get("pid", 0))):
-                return True
-        except (TypeError, ValueError):
-            pass
-    return age > stale
+    return holder_gone(doc) or age > stale
+
+
+def holder_gone(doc: dict) -> bool:
+    """True when the holder named by a lock record (host, pid, boot_id) is
+    known dead: same host and (another boot, or no such pid, or a zombie)."""
+    if doc.get("host") != _HOST:
+        return False
+    if doc.get("boot_id") and _BOOT and doc["boot_id"] != _BOOT:
+        return True
+    try:
+        return _pid_gone(int(doc.get("pid", 0)))
+    except (TypeError, ValueError):
+        return False
 
 
 def release(path: str | None) -> None:
