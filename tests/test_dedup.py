@@ -13,7 +13,7 @@ import pytest
 import vlcc
 from vlcc.kernels.dirty import dirty_chunks
 from vlcc.redundancy.dirty import ChunkHasher
-from mpi_helpers import on_root, index
+from mpi_helpers import index, load_module, on_root
 
 CHUNK = 4096
 
@@ -40,19 +40,29 @@ def test_k_percent_changed_stores_only_those_chunks(tmp_path, mpirun, n, m):
     repo = str(tmp_path / "repo")
     k, seed = 10, 7 + n
     out = json.loads(mpirun(n, "dedup_kpct.py", repo, "write", k, seed).stdout.strip().splitlines()[-1])
-    G = 96
-    # v1 stores every chunk once; v2 exactly the changed chunks
-    assert data_bytes(repo, out["v1"]) == G * CHUNK
-    assert data_bytes(repo, out["v2"]) == out["changed"] * CHUNK
-    assert 0 < out["changed"] < G
+    kp = load_module(os.path.join(os.path.dirname(__file__), "scripts", "dedup_kpct.py"), "kpct")
+    tile_bytes = kp.TILE * 8
+    # v1 stores every byte once; v2 exactly the changed tiles (both pieces of a
+    # tile cut by a block boundary changed)
+    assert data_bytes(repo, out["v1"]) == kp.G * CHUNK
+    assert data_bytes(repo, out["v2"]) == out["changed"] * tile_bytes
+    assert 0 < out["changed"] < kp.NT
     # whole directory (with indexes and BP5 metadata) stays far below a full version
     assert dir_bytes(repo, out["v2"]) < dir_bytes(repo, out["v1"]) * (k / 100 + 0.1)
     repo_obj = vlcc.Repository(repo)
     assert repo_obj.verify()["versions"] == 2
     # restore on m ranks (N→M), then commit the same content from m ranks:
-    # blocks start on chunk boundaries, so nothing new is written
+    # chunks lie on the global tile grid, so only the tiles the two
+    # decompositions cut differently are written again
     res = json.loads(mpirun(m, "dedup_kpct.py", repo, "read", k, seed).stdout.strip().splitlines()[-1])
-    assert data_bytes(repo, res["v3"]) == 0
+    n_elems = kp.G * kp.PER
+
+    def cuts(p):   # the block boundaries inside the array, in elements
+        return {n_elems // p * r for r in range(1, p)}
+    recut = {c // kp.TILE for c in cuts(n) ^ cuts(m) if c % kp.TILE}
+    assert data_bytes(repo, res["v3"]) == len(recut) * tile_bytes
+    if n == m:
+        assert not recut
     g2 = repo_obj.read("tag:v2", "u")
     np.testing.assert_array_equal(repo_obj.read(res["v3"], "u"), g2)
     repo_obj.verify(res["v3"])

@@ -240,7 +240,7 @@ def test_unknown_format_version(base):
     for open_it in (lambda: vlcc.Repository(base.path),
                     lambda: vlcc.Checkpointer(base.path, comm=SELF)):
         with pytest.raises(vlcc.FormatVersionError,
-                           match=f"repository {base.path} has format version 99; this vlcc reads versions 1, 2"):
+                           match=f"repository {base.path} has format version 99; this vlcc reads versions 1, 2, 3"):
             open_it()
     assert issubclass(vlcc.FormatVersionError, vlcc.RepositoryError)
     assert open(os.path.join(base.path, "versions", f"{base.v1.id}.json"), "rb").read(), \
@@ -434,14 +434,14 @@ def test_every_rank_sees_not_found_and_format_errors(comm, mpi_tmp):
     comm.Barrier()
     if comm.rank == 0:
         cfg = json.load(open(os.path.join(path, "vlcc.json")))
-        cfg["format_version"] = 3
+        cfg["format_version"] = 4
         json.dump(cfg, open(os.path.join(path, "vlcc.json"), "w"))
     comm.Barrier()
-    with pytest.raises(vlcc.FormatVersionError, match="format version 3"):
+    with pytest.raises(vlcc.FormatVersionError, match="format version 4"):
         vlcc.Checkpointer(path, comm=comm)
     comm.Barrier()
     if comm.rank == 0:
-        cfg["format_version"] = 2
+        cfg["format_version"] = 3
         json.dump(cfg, open(os.path.join(path, "vlcc.json"), "w"))
     comm.Barrier()
     a[:] = -1

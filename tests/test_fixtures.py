@@ -32,7 +32,25 @@ def fixture_repo(request, tmp_path):
 
 
 def test_fixtures_exist():
-    assert "format-v1" in FIXTURES and "format-v2" in FIXTURES
+    assert "format-v1" in FIXTURES and "format-v2" in FIXTURES and "format-v3" in FIXTURES
+
+
+def test_format_v3_fixture_is_tiled():
+    """format-v3 stores heat/u on the global tile grid (docs/format.md, 3.3):
+    the pieces of each rank's block, in tile-major order, one chunk each."""
+    from vlcc.layout.tiles import piece_bounds, pieces, tile_shape
+    mk = _maker()
+    repo = vlcc.Repository(os.path.join(HERE, "format-v3"))
+    for v in repo.log():
+        assert v.manifest["vlcc_manifest"] == 3
+        for r in range(v.nranks):
+            with open(os.path.join(HERE, "format-v3", "data", v.id, f"r{r}.idx.json")) as f:
+                leaf = json.load(f)["leaves"]["heat/u"]
+            tile = tile_shape(mk.GLOBAL, 8, v.run["chunk_size"])
+            assert leaf["tile"] == list(tile)
+            ps = pieces(leaf["offset"], leaf["shape"], tile)
+            assert len(ps) > 1
+            assert [c[4] for c in leaf["chunks"]] == [n for _s, n in piece_bounds(ps, 8)]
 
 
 def test_fixture_reads_bit_exact(fixture_repo):

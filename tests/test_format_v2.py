@@ -214,9 +214,11 @@ def test_writing_into_a_format_1_repository_upgrades_it(tmp_path):
         u += 1
         v = ck.checkpoint(step=99)
     repo = vlcc.Repository(path)
-    assert repo.config["format_version"] == 2 and repo.config["upgraded_from"] == 1
-    assert v.manifest["vlcc_manifest"] == 2
-    assert [x.manifest["vlcc_manifest"] for x in repo.log("exp")] == [2, 1, 1, 1]
+    from vlcc.repo.config import FORMAT_VERSION
+    from vlcc.repo.manifest import MANIFEST_VERSION
+    assert repo.config["format_version"] == FORMAT_VERSION and repo.config["upgraded_from"] == 1
+    assert v.manifest["vlcc_manifest"] == MANIFEST_VERSION
+    assert [x.manifest["vlcc_manifest"] for x in repo.log("exp")] == [MANIFEST_VERSION, 1, 1, 1]
     np.testing.assert_array_equal(repo.read(v, "heat/u"), u)
     assert repo.verify()["versions"] == 4
 

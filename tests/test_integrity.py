@@ -13,6 +13,7 @@ import pytest
 from mpi4py import MPI
 
 import vlcc
+from vlcc.layout.tiles import gather, piece_bounds, pieces, tile_shape
 
 SELF = MPI.COMM_SELF
 CHUNK = 256
@@ -81,13 +82,19 @@ def setup(tmp_path, request):
 def test_flipped_data_byte(setup):
     s = setup
     rng = np.random.default_rng(1000 + s.seed)
-    # Pick a random byte of the stored payload of a random provider.
+    # Pick a random byte of the stored payload of a random provider: the
+    # distributed grid/u is stored as its pieces on the global tile grid
+    # (docs/format.md, 3.3), one chunk per piece.
+    ps = pieces((0, 0), (12, 10), tile_shape((12, 10), 8, CHUNK))
+    bounds = piece_bounds(ps, 8)
+    u_bytes = np.ascontiguousarray(s.saved2[1][1:-1, 1:-1]).reshape(-1).view(np.uint8)
     name, payload = [("blob", s.saved2[0].tobytes()),
-                     ("grid/u", np.ascontiguousarray(s.saved2[1][1:-1, 1:-1]).tobytes())][rng.integers(2)]
+                     ("grid/u", gather(u_bytes, (0, 0), (12, 10), ps, 8).tobytes())][rng.integers(2)]
     path, at = locate(s.vdir(s.v2), 0, payload)
     k = int(rng.integers(len(payload)))
     flip(path, at + k)
-    chunk = k // CHUNK
+    chunk = k // CHUNK if name == "blob" else next(i for i, (b0, n) in enumerate(bounds)
+                                                     if b0 <= k < b0 + n)
     where = [s.v2.id, f"provider '{name}'", "rank 0", os.path.dirname(path), f"chunk {chunk}"]
 
     repo = vlcc.Repository(s.path)

@@ -221,14 +221,22 @@ class Checkpointer:
             return []
         return [Version.from_manifest(d) for d in _ckpt.progress(self._s, block=True)]
 
-    def restore(self, version: Version | str | None = None, *, strict: bool = True) -> Version:
+    def restore(self, version: Version | str | None = None, *, strict: bool = True,
+                atomic: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
         (default: newest of the current branch; also an id, ``tag:NAME``,
         ``branch:NAME``). N→M aware for distributed arrays. With ``strict`` a
         stored provider that is not registered is an error. The restored
-        version becomes the parent of the next checkpoint."""
+        version becomes the parent of the next checkpoint.
+
+        All-or-nothing: every rank first reads and checks everything into
+        staging memory, and only then copies it in and runs the callbacks (whose
+        own errors cannot be undone). ``atomic=False`` reads straight into the
+        arrays (fastest, no second copy of the state; a damaged chunk may leave
+        providers partly restored); ``None`` stages unless that would exceed
+        half the available memory (then direct, with a RuntimeWarning)."""
         self._check_open()
-        return _restore.restore(self._s, version, strict)
+        return _restore.restore(self._s, version, strict, atomic)
 
     def plan(self, versions: Sequence[Version | str | int]) -> list[str]:
         """Collective. Declare the order of the coming restores (versions, ids,

@@ -5,6 +5,7 @@ everything that touches metadata."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .repo.manifest import Version
 from .restore import verify as _verify
 from .restore.reader import VersionReader
 from .repo.records import Kind
+
+if TYPE_CHECKING:
+    from .repo.doctor import DoctorReport
 
 
 class Repository(Catalog):
@@ -103,6 +107,15 @@ class Repository(Catalog):
               **kw) -> dict:
         """Remove versions beyond the ``keep_last`` newest of each branch (tags stay)."""
         return _gc.prune(self.path, keep_last=keep_last, branches=branches, dry_run=dry_run, **kw)
+
+    def doctor(self, repair: bool = False, **kw) -> "DoctorReport":
+        """Find leftovers of crashed jobs — stale locks (dead holders),
+        orphan data directories (no manifest, no live writer), temp files,
+        node-local tiers of dead jobs — and dangling refs; with ``repair``
+        remove all but the refs (reported only). Returns a DoctorReport
+        (``ok`` when no problem remains; see vlcc/repo/doctor.py)."""
+        from .repo.doctor import doctor
+        return doctor(self.layout, repair=repair, bad_refs=_verify.check_refs(self), **kw)
 
     def du(self) -> dict:
         """Logical vs stored bytes per version and branch."""

@@ -6,8 +6,9 @@
         compare bit-exact, then commit v3 = v2's content from M ranks; prints
         JSON {"v3": ...}
 
-The global array is 1-D float64 of G chunks (G divisible by 1, 2 and 3), so
-every decomposition's blocks start on chunk boundaries."""
+The global array is 1-D float64 of G * CHUNK bytes (G divisible by 1, 2 and
+3); it is stored on the global tile grid (vlcc/layout/tiles.py: NT tiles of
+TILE elements), and K % of its tiles change between v1 and v2."""
 
 import json
 import sys
@@ -16,19 +17,22 @@ import numpy as np
 from mpi4py import MPI
 
 import vlcc
+from vlcc.layout.tiles import tile_shape
 
 CHUNK = 4096
 PER = CHUNK // 8
-G = 96  # chunks in the global array
+G = 96  # chunk sizes in the global array
+(TILE,) = tile_shape((G * PER,), 8, CHUNK)   # elements per tile (3072 bytes: 96·512 / 2⁷)
+NT = -(-G * PER // TILE)                     # tiles
 
 
 def fields(k: float, seed: int):
     base = np.random.default_rng(seed).random(G * PER)
     v2 = base.copy()
-    nchg = int(round(G * k / 100.0))
-    which = np.random.default_rng(seed + 1).choice(G, size=nchg, replace=False)
+    nchg = int(round(NT * k / 100.0))
+    which = np.random.default_rng(seed + 1).choice(NT, size=nchg, replace=False)
     for c in which:
-        v2[c * PER:(c + 1) * PER] += 1.0
+        v2[c * TILE:(c + 1) * TILE] += 1.0
     return base, v2, nchg
 
 

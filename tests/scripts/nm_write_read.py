@@ -1,7 +1,8 @@
 """N→M restart check, run under ``mpiexec -n K python -m mpi4py nm_write_read.py``.
 
     nm_write_read.py write REPO SCHEME CHUNK_SIZE   # on N ranks: checkpoint one version
-    nm_write_read.py read  REPO SCHEME              # on M ranks: restore it, check bit-exact
+    nm_write_read.py read  REPO SCHEME [direct]     # on M ranks: restore it, check bit-exact
+                                                    # (direct: restore(atomic=False), no staging)
 
 Several distributed arrays (1-D, 2-D, 3-D; complex128, float64, int32, float32,
 bool, int64) are decomposed by SCHEME over the job's ranks:
@@ -10,6 +11,8 @@ bool, int64) are decomposed by SCHEME over the job's ranks:
     bisect  recursive bisection, alternating axes (true 2-D / 3-D blocks)
     uneven  split axis 0 in proportion 1:2:3:... (may leave a rank empty)
     rev     split axis 0, rank order reversed (rank 0 owns the last rows)
+    all     every array three times, as SPLIT/NAME for SPLIT in rows, cols, bisect;
+            read back with another split (rows → cols → bisect → rows)
 
 The writer stores blocks with a halo of 1 filled with garbage; the reader uses a
 halo of 2 filled with a sentinel that must survive the restore. Every array's
@@ -106,6 +109,17 @@ def boxes(scheme: str, gshape, nprocs: int):
     raise SystemExit(f"unknown scheme {scheme!r}")
 
 
+# scheme "all": (provider prefix, write scheme, read scheme)
+ALL = [("rows/", "rows", "cols"), ("cols/", "cols", "bisect"), ("bisect/", "bisect", "rows")]
+
+
+def plan(scheme: str, reading: bool) -> list[tuple[str, str]]:
+    """(provider prefix, scheme) pairs a run registers."""
+    if scheme != "all":
+        return [("", scheme)]
+    return [(p, r if reading else w) for p, w, r in ALL]
+
+
 def local_array(name, scheme, comm, halo, fill_byte):
     gshape, dtype = PROVIDERS[name]
     off, shp = boxes(scheme, gshape, comm.size)[comm.rank]
@@ -118,33 +132,35 @@ def local_array(name, scheme, comm, halo, fill_byte):
 def write(repo: str, scheme: str, chunk: int) -> None:
     comm = MPI.COMM_WORLD
     with vlcc.Checkpointer(repo, comm=comm, chunk_size=chunk) as ck:
-        for name, (gshape, dtype) in PROVIDERS.items():
-            a, off, interior = local_array(name, scheme, comm, WRITE_HALO, 0xA7)
-            g = global_data(gshape, dtype)
-            a[interior] = g[tuple(slice(o, o + n) for o, n in zip(off, a[interior].shape))]
-            ck.register(name, a, global_shape=gshape, offset=off, halo=WRITE_HALO)
+        for prefix, sch in plan(scheme, False):
+            for name, (gshape, dtype) in PROVIDERS.items():
+                a, off, interior = local_array(name, sch, comm, WRITE_HALO, 0xA7)
+                g = global_data(gshape, dtype)
+                a[interior] = g[tuple(slice(o, o + n) for o, n in zip(off, a[interior].shape))]
+                ck.register(prefix + name, a, global_shape=gshape, offset=off, halo=WRITE_HALO)
         ck.register("meta", vlcc.ValueProvider(get=lambda: META))
         ck.register("weights", replicated())
         v = ck.checkpoint(step=META["step"], attrs={"scheme": scheme, "nranks": comm.size})
     print(f"NM-OK write rank {comm.rank} version {v.id}", flush=True)
 
 
-def read(repo: str, scheme: str) -> None:
+def read(repo: str, scheme: str, atomic: bool = True) -> None:
     comm = MPI.COMM_WORLD
     got_meta = {}
     held = {}
     weights = np.zeros((4, 4))
     with vlcc.Checkpointer(repo, comm=comm) as ck:
-        for name, (gshape, _dtype) in PROVIDERS.items():
-            a, off, interior = local_array(name, scheme, comm, READ_HALO, 0x3C)
-            held[name] = (a, off, interior)
-            ck.register(name, a, global_shape=gshape, offset=off, halo=READ_HALO)
+        for prefix, sch in plan(scheme, True):
+            for name, (gshape, _dtype) in PROVIDERS.items():
+                a, off, interior = local_array(name, sch, comm, READ_HALO, 0x3C)
+                held[prefix + name] = (a, off, interior)
+                ck.register(prefix + name, a, global_shape=gshape, offset=off, halo=READ_HALO)
         ck.register("meta", vlcc.ValueProvider(get=lambda: None, set=got_meta.update))
         ck.register("weights", weights)
-        v = ck.restore()
+        v = ck.restore(atomic=atomic)
     errors = []
     for name, (a, off, interior) in held.items():
-        gshape, dtype = PROVIDERS[name]
+        gshape, dtype = PROVIDERS[name.split("/", 1)[1] if scheme == "all" else name]
         exp = global_data(gshape, dtype)[tuple(slice(o, o + n) for o, n in zip(off, a[interior].shape))]
         if a[interior].tobytes() != exp.tobytes():
             bad = np.argwhere(a[interior] != exp)
@@ -161,7 +177,8 @@ def read(repo: str, scheme: str) -> None:
         errors.append(f"version fields: step {v.step}, attrs {v.attrs}, nranks {v.nranks}")
     if comm.rank == 0:
         repo_ = vlcc.Repository(repo)
-        for name, (gshape, dtype) in PROVIDERS.items():
+        for name in held:
+            gshape, dtype = PROVIDERS[name.split("/", 1)[1] if scheme == "all" else name]
             if repo_.read(v, name).tobytes() != global_data(gshape, dtype).tobytes():
                 errors.append(f"{name}: Repository.read differs from the global array")
     if errors:
@@ -176,6 +193,6 @@ if __name__ == "__main__":
     if mode == "write":
         write(repo, scheme, int(sys.argv[4]))
     elif mode == "read":
-        read(repo, scheme)
+        read(repo, scheme, atomic=sys.argv[4:5] != ["direct"])
     else:
         raise SystemExit(f"unknown mode {mode!r}")

@@ -36,6 +36,7 @@ from ..repo.manifest import Version
 from ..repo.paths import new_version_id
 from ..repo.sealed import seal
 from . import manifest
+from .parents import gone_parents, replace_gone
 from .protocol import gather_decide, quiet_barrier
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
@@ -62,6 +63,12 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     t0 = time.time()
     holder: dict = {}
     is_async = s.mode == "async"
+    threaded = is_async and s.flush_comm is not None
+
+    def own_parent():
+        # threaded: the flusher writes versions in order, so the parent (in
+        # flight or committed) is written before this one is prepared
+        return s.parent if threaded else dedup_parent(s)
 
     def capture():
         if not s.state.providers:
@@ -73,42 +80,48 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         leaves = s.state.capture(copy=is_async, alloc=alloc)
         holder["leaves"] = leaves
         holder["descs"] = [(l.name, l.describe()) for l in leaves]
-        return compact(holder["descs"])
+        # this rank's dedup parent travels with its description: rank 0
+        # re-checks it under the writer lock (commit/parents.py)
+        return compact(holder["descs"]), own_parent()
 
-    def issue(boxes):
+    def issue(boxes, candidates):
         holder["boxes"] = boxes
         # gc never runs while this is held: the parent's chunks this version
         # will reference stay (repo/gc.py). Async: held until committed.
         holder["lock"] = locks.acquire_writer(s.paths)
-        return new_version_id()
+        return new_version_id(), *gone_parents(s, candidates)
 
     def decide(payloads):
         # fixed-size records per rank: a signature and the distributed boxes
-        boxes = validate_compact(holder["descs"], payloads)
-        return None if boxes is None else issue(boxes)
+        boxes = validate_compact(holder["descs"], [p[0] for p in payloads])
+        return None if boxes is None else issue(boxes, [p[1] for p in payloads])
 
     def decide_full(all_descs):
-        validate_leaves(all_descs)     # names what differs (or accepts mixed value leaves)
-        return issue(boxes_of(all_descs))
+        validate_leaves([d for d, _ in all_descs])   # names what differs (or accepts mixed value leaves)
+        return issue(boxes_of([d for d, _ in all_descs]), [p for _, p in all_descs])
 
     try:
-        vid = gather_decide(s.comm, capture, decide)
-        if vid is None:   # some rank's providers differ from rank 0's: full descriptions
-            vid = gather_decide(s.comm, lambda: holder["descs"], decide_full)
+        decision = gather_decide(s.comm, capture, decide)
+        if decision is None:   # some rank's providers differ from rank 0's: full descriptions
+            decision = gather_decide(s.comm, lambda: (holder["descs"], own_parent()),
+                                     decide_full)
     except BaseException:
         locks.release(holder.pop("lock", None))
         raise
+    vid, gone, instead = decision
     lock = holder.pop("lock", None)
     pend = Pending(vid=vid, parent=s.parent, branch=s.branch,
                    step=None if step is None else int(step), message=message or "",
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
                    descs=holder.pop("descs"), boxes=holder.pop("boxes", None))
-    threaded = is_async and s.flush_comm is not None
     try:
         if s.compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
             s.compare.check(pend)
+        # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
+        # replaced by the branch head: never reference a deleted file
+        pend.dedup_parent = replace_gone(own_parent(), gone, instead)
         if not threaded:            # else the flusher prepares (see flush)
-            pend.plan = s.writer.prepare(s.comm, dedup_parent(s), pend.leaves)
+            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
             pend.replicated = pend.plan.replicated
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
@@ -174,19 +187,24 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
     parent it was captured from as ``rebased_from``; with
     ``if_moved="fail"`` BranchMovedError is raised and nothing is committed.
     Either way no version silently drops off the branch's lineage
-    (docs/format.md, section 5)."""
+    (docs/format.md, section 5). A parent that no longer exists (pruned
+    since this writer saw it, e.g. a restored old version) is replaced by the
+    branch head the same way: a manifest never names a deleted parent."""
     doc, side_files = manifest.build(pend, results, mode=s.mode, chunk_size=s.chunk_size)
     for rel, raw in side_files.items():      # durable before the commit point
         atomic_write(s.paths.abs(rel), raw)
     with refs.ref_lock(s.paths, "branch", pend.branch):
         head = s.catalog.branch_head(pend.branch)
         seen = s.head_seen if s.head_branch == pend.branch else head
-        if head is not None and head != seen and head != doc["parent"]:
-            if s.if_moved != "rebase":
-                raise BranchMovedError(
-                    f"branch {pend.branch!r} of {s.paths.root} moved to {head} (another writer); "
-                    f"version {pend.vid} with parent {doc['parent']} was not committed")
-            doc["rebased_from"] = doc["parent"]
+        parent = doc["parent"]
+        moved = head is not None and head != seen and head != parent
+        if moved and s.if_moved != "rebase":
+            raise BranchMovedError(
+                f"branch {pend.branch!r} of {s.paths.root} moved to {head} (another writer); "
+                f"version {pend.vid} with parent {parent} was not committed")
+        if moved or (parent is not None and parent != head
+                     and not os.path.exists(s.paths.manifest(parent))):
+            doc["rebased_from"] = parent
             doc["parent"] = head
         atomic_write(s.paths.manifest(pend.vid), seal(doc))
         try:
@@ -202,7 +220,9 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
 def progress(s: Session, block: bool) -> list[dict]:
     """Collective: commit, in order, the pending versions every rank has
     flushed (all of them with ``block``). A failed flush on any rank
-    abandons every pending version and raises on all ranks."""
+    abandons every pending version and raises on all ranks; so does a
+    version refused because the branch moved (``if_moved="fail"``): the
+    versions after it descend from it."""
     eng = s.engine
     pend = list(eng.pending)
     if s.flush_comm is not None:
@@ -210,17 +230,22 @@ def progress(s: Session, block: bool) -> list[dict]:
 
     def decide(all_):
         k = min(len(done) for done, _ in all_)
-        docs = [commit_version(s, pend[i], [all_[r][0][i] for r in range(s.size)])
-                for i in range(k)]
+        docs, moved = [], None
+        for i in range(k):
+            try:
+                docs.append(commit_version(s, pend[i], [all_[r][0][i] for r in range(s.size)]))
+            except BranchMovedError as exc:
+                moved = str(exc)
+                break
         errs = [f"rank {r}: {e}" for r, (_, e) in enumerate(all_) if e]
-        return docs, errs
-    docs, errs = gather_decide(s.comm, lambda: eng.flushed_prefix(block), decide)
+        return docs, errs, moved
+    docs, errs, moved = gather_decide(s.comm, lambda: eng.flushed_prefix(block), decide)
     for doc in docs:
         locks.release(eng.pending.pop(0).lock)
         s.head_seen, s.head_branch = doc["id"], doc["branch"]
         if s.last_version is None or s.last_version.id == doc["id"]:
             s.last_version = Version.from_manifest(doc)   # no longer pending
-    if errs:
+    if errs or moved:
         for p in eng.pending:
             locks.release(p.lock)
         abandoned = eng.abandon_pending()
@@ -228,6 +253,8 @@ def progress(s: Session, block: bool) -> list[dict]:
             for vid in abandoned:
                 shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
         s.parent = docs[-1]["id"] if docs else (pend[0].parent if pend else s.parent)
+        if moved:
+            raise BranchMovedError(f"{moved}; versions {', '.join(abandoned)} were abandoned")
         raise StorageError(f"asynchronous flush failed ({errs[0]}); versions "
                            f"{', '.join(abandoned)} were abandoned, committed versions are intact")
     return docs
@@ -244,13 +271,14 @@ def _progress_threaded(s: Session, block: bool) -> list[dict]:
 
     def local():
         done, err = eng.flushed_prefix(block)
-        return len(done), err
+        moved = err is not None and isinstance(pend[len(done)].future.exception(), BranchMovedError)
+        return len(done), err, moved
 
     def decide(all_):
-        k = min(n for n, _ in all_)
-        failed = all(e is not None and n == k for n, e in all_)
-        return k, (all_[0][1] if failed else None)
-    k, err = gather_decide(s.comm, local, decide)
+        k = min(n for n, _, _ in all_)
+        failed = all(e is not None and n == k for n, e, _ in all_)
+        return k, (all_[0][1] if failed else None), failed and all_[0][2]
+    k, err, moved = gather_decide(s.comm, local, decide)
     docs = [p.future.result() for p in pend[:k]]
     for doc in docs:
         locks.release(eng.pending.pop(0).lock)
@@ -266,6 +294,8 @@ def _progress_threaded(s: Session, block: bool) -> list[dict]:
                 if not os.path.exists(s.paths.manifest(vid)):
                     shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
         s.parent = docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent)
+        if moved:
+            raise BranchMovedError(f"{err}; versions {', '.join(abandoned)} were abandoned")
         raise StorageError(f"asynchronous flush failed ({err}); versions "
                            f"{', '.join(abandoned)} were abandoned, committed versions are intact")
     return docs
@@ -286,7 +316,7 @@ def flush(s: Session, pend: Pending, store) -> dict:
     try:
         # The parent was flushed (and committed) by this thread before, or
         # is an older committed version: its chunk table is exact.
-        pend.plan = s.writer.prepare(fc, pend.parent, pend.leaves)
+        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves)
         pend.replicated = pend.plan.replicated
     except BaseException:
         s.writer.abort()

@@ -28,6 +28,7 @@ from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
+from ..layout.tiles import gather, piece_bounds, pieces, tile_shape
 from ..redundancy.dedup import (ChunkTable, Offer, assign_owners, codec_key, load_parent_indexes,
                                 place_own)
 from ..redundancy.dirty import ChunkHasher
@@ -49,6 +50,24 @@ class LeafPlan:
     hashes: list
     # per chunk: ("ref", StoredChunk) or ("new", offer position)
     where: list = field(default_factory=list)
+    data: np.ndarray | None = None      # the stored bytes (a tiled leaf: its pieces back to back)
+    bounds: list = field(default_factory=list)   # (start, length) of each chunk in ``data``
+    tile: tuple | None = None           # the global tile of a tiled leaf (format 3.3)
+
+
+def stored_layout(leaf: Leaf, chunk_size: int) -> tuple[np.ndarray, list, tuple | None]:
+    """How a leaf is cut into chunks (docs/format.md, 3 and 3.3): a
+    distributed leaf on the global tile grid — its pieces back to back in
+    tile-major order, one chunk each (one gather copy, none when the pieces
+    are already in C order) — every other leaf into fixed-size chunks of its
+    flat bytes. Returns (stored bytes, chunk bounds, tile or None)."""
+    if leaf.kind == Kind.DISTRIBUTED and leaf.global_shape is not None:
+        itemsize = np.dtype(leaf.dtype).itemsize
+        tile = tile_shape(leaf.global_shape, itemsize, chunk_size)
+        ps = pieces(leaf.offset, leaf.shape, tile)
+        data = gather(leaf.data, leaf.offset, leaf.shape, ps, itemsize)
+        return data, piece_bounds(ps, itemsize), tile
+    return leaf.data, chunk_bounds(leaf.data.size, chunk_size), None
 
 
 @dataclass
@@ -90,11 +109,10 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
     plans = []
     n_ref = n_chunks = dirty = 0
     for leaf in leaves:
-        data = leaf.data
-        hashes = hasher.hashes(leaf.name, data, chunk_size)
+        data, bounds, tile = stored_layout(leaf, chunk_size)
+        hashes = hasher.hashes(leaf.name, data, chunk_size, None if tile is None else bounds)
         dirty += hasher.last_dirty.get(leaf.name, len(hashes))
         codec = _leaf_codec(leaf, codecs)
-        bounds = chunk_bounds(data.size, chunk_size)
         lossy = None
         if codec is not None and not codec.lossless:
             # Lossy leaf (encode/zfp.py): encode every chunk first and key it on
@@ -110,7 +128,7 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
                     lossy.append(np.frombuffer(res[0], np.uint8))
                 else:
                     lossy.append(None)
-        lp = LeafPlan(leaf, hashes)
+        lp = LeafPlan(leaf, hashes, data=data, bounds=bounds, tile=tile)
         for i, ((start, length), h) in enumerate(zip(bounds, hashes)):
             n_chunks += 1
             hit = parent.get(h, length)
@@ -184,8 +202,7 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
     for lp in plan.leaves:
         leaf = lp.leaf
         chunks = []
-        for (start, length), h, (kind, ref) in zip(chunk_bounds(leaf.data.size, plan.chunk_size),
-                                                   lp.hashes, lp.where):
+        for (start, length), h, (kind, ref) in zip(lp.bounds, lp.hashes, lp.where):
             if kind == "ref":
                 chunks.append(ChunkEntry(fi(ref.file), ref.var, ref.offset, ref.stored, ref.nbytes,
                                          h, ci(ref.codec)))
@@ -195,7 +212,8 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
                                          length, h, ci(cfg)))
         is_pack = plan.packed is not None and leaf is plan.packed.pack
         index["leaves"][leaf.name] = IndexLeaf(int(leaf.data.size), plan.chunk_size, chunks,
-                                               None if is_pack else _block(leaf, plan.digests))
+                                               None if is_pack else _block(leaf, plan.digests),
+                                               lp.tile)
     if plan.packed is not None and plan.packed.pack is not None:
         pk = plan.packed
         for leaf in pk.leaves:   # no chunks of their own: where in the pack they are
@@ -206,22 +224,21 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
     index["codecs"] = codec_list or [dict(RAW)]
 
     if own:
-        by_name = {lp.leaf.name: lp.leaf for lp in plan.leaves}
+        by_name = {lp.leaf.name: lp for lp in plan.leaves}
         writer = None
         try:
-            writer = BlockWriter(layout.abs(rel_bp))
+            writer = BlockWriter(layout.abs(rel_bp), reserve=sum(int(plan.payload[p].size) for ps in own.values() for p in ps), nvars=len(own), what=f"version {vid}")
             for var, positions in own.items():
-                pieces = [plan.payload[p] for p in positions]
-                leaf = by_name.get(var)
-                total = sum(int(p.size) for p in pieces)
-                if (leaf is not None and total == leaf.data.size and len(pieces) ==
-                        len(chunk_bounds(leaf.data.size, plan.chunk_size))
+                parts = [plan.payload[p] for p in positions]
+                lp = by_name.get(var)
+                total = sum(int(p.size) for p in parts)
+                if (lp is not None and total == lp.data.size and len(parts) == len(lp.bounds)
                         and all(plan.offer["chunks"][p].nbytes == plan.offer["chunks"][p].stored
                                 for p in positions)):
                     # every chunk of the leaf is new and raw: write it without a copy
-                    buf = leaf.data
+                    buf = lp.data
                 else:
-                    buf = np.concatenate(pieces) if len(pieces) > 1 else pieces[0]
+                    buf = np.concatenate(parts) if len(parts) > 1 else parts[0]
                 writer.put(var, buf)
                 written += total
             writer.close()

@@ -46,6 +46,7 @@ class Pending:
     lock: str | None = None         # rank 0: the repository writer lock (keeps gc away)
     replicated: dict | None = None  # leaf name -> same bytes on every rank (manifest)
     spilled: int = 0                # bytes captured into the node-local tier (memory full)
+    dedup_parent: str | None = None  # the version whose chunks this one may reference
     future: cf.Future | None = field(default=None, repr=False)
 
 

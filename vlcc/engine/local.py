@@ -37,7 +37,7 @@ def _stale_dir(path: str) -> bool:
     # No owner file: a directory of an older vlcc (named <host>-<pid>), or one
     # whose owner was killed between mkdir and the lock (then it is old).
     host, _, pid = os.path.basename(path).rpartition("-")
-    if pid.isdigit() and locks.holder_gone({"host": host, "pid": int(pid)}):
+    if pid.isdigit() and locks.dead_reason({"host": host, "pid": int(pid)}) is not None:
         return True
     try:
         return time.time() - os.stat(path).st_mtime > locks.EMPTY_GRACE and not pid.isdigit()

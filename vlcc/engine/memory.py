@@ -143,6 +143,14 @@ class MemoryTier:
             self.stats.prefaulted += nbytes
             return True
 
+    def give(self, buf: np.ndarray) -> None:
+        """Return a flat uint8 buffer (restore staging) to the pool, if it fits the budget."""
+        with self._cv:
+            if (buf.base is None and buf.flags.c_contiguous and buf.nbytes
+                    and self.used + self.pool_bytes + buf.nbytes <= self.budget):
+                self._free.setdefault(buf.nbytes, []).append(buf)
+                self.pool_bytes += buf.nbytes
+
     def _recycle(self, e: Entry) -> None:
         for leaf in e.leaves.values():
             d = getattr(leaf, "data", None)

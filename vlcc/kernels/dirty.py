@@ -79,3 +79,32 @@ def dirty_chunks(cur: np.ndarray, prev: np.ndarray, chunk_size: int, *, update: 
     else:
         compare_update(cur, prev.copy(), int(chunk_size), mask)
     return mask
+
+
+@njit(nogil=True, cache=True)
+def _compare_update_ranges(cur, prev, starts, lengths, dirty):
+    nd = 0
+    for c in range(dirty.size):
+        s = starts[c]
+        e = s + lengths[c]
+        if _differs(cur, prev, s, e):
+            dirty[c] = True
+            prev[s:e] = cur[s:e]
+            nd += 1
+        else:
+            dirty[c] = False
+    return nd
+
+
+def dirty_ranges(cur: np.ndarray, prev: np.ndarray, bounds) -> np.ndarray:
+    """``dirty_chunks`` for chunks of varying size (global-grid tiles,
+    layout/tiles.py): ``bounds`` lists (start, length) per chunk. ``prev`` is
+    made equal to ``cur`` in the same pass."""
+    if cur.size != prev.size:
+        raise ValueError(f"sizes differ: {cur.size} vs {prev.size}")
+    b = np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+    mask = np.zeros(len(b), dtype=np.bool_)
+    if len(b):
+        _compare_update_ranges(cur, prev, np.ascontiguousarray(b[:, 0]),
+                               np.ascontiguousarray(b[:, 1]), mask)
+    return mask

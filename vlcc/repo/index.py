@@ -8,8 +8,8 @@ from .checksums import chunk_hash
 from .records import IndexLeaf
 from .sealed import unseal
 
-INDEX_VERSION = 2
-READABLE = (1, 2)
+INDEX_VERSION = 3
+READABLE = (1, 2, 3)   # 3: tiled distributed leaves (docs/format.md, section 3.3)
 
 
 def load_index(path: str, expected_checksum: str | None, where: str, *, purpose: str = "") -> dict:
@@ -28,7 +28,7 @@ def load_index(path: str, expected_checksum: str | None, where: str, *, purpose:
     idx = unseal(raw, where)
     if idx.get("vlcc_index") not in READABLE:
         raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
-                                 f"this vlcc reads {INDEX_VERSION}")
+                                 f"this vlcc reads {', '.join(map(str, READABLE))} (written by a newer vlcc?)")
     try:
         idx["leaves"] = {n: IndexLeaf.from_json(e) for n, e in idx["leaves"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

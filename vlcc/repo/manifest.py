@@ -12,8 +12,8 @@ from ..errors import CorruptionError, FormatVersionError, NotFoundError, Storage
 from .sealed import unseal
 from ..repo.records import Kind
 
-MANIFEST_VERSION = 2
-READABLE = (1, 2)
+MANIFEST_VERSION = 3
+READABLE = (1, 2, 3)   # 3: rank indexes may hold tiled leaves (docs/format.md, 3.3)
 
 @dataclass(frozen=True)
 class Version:
@@ -135,7 +135,8 @@ def load_manifest(path: str, vid: str, repo: str) -> dict:
     doc = unseal(raw, f"manifest of version {vid} ({path})")
     if doc.get("vlcc_manifest") not in READABLE:
         raise FormatVersionError(f"manifest {path} has manifest version "
-                                 f"{doc.get('vlcc_manifest')!r}; this vlcc reads {MANIFEST_VERSION}")
+                                 f"{doc.get('vlcc_manifest')!r}; this vlcc reads "
+                                 f"{', '.join(map(str, READABLE))} (written by a newer vlcc?)")
     if doc.get("id") != vid:
         raise CorruptionError(f"manifest {path} names version {doc.get('id')!r}, not {vid!r}")
     return doc

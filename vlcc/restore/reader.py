@@ -1,23 +1,31 @@
 """Read leaves of one version: only the chunks a target box needs, each
-checked against its xxh3_128 hash before its bytes are used."""
+checked against its xxh3_128 hash before its bytes are used.
+
+Two layers: the geometry (which chunks a box needs and where their bytes go:
+``_fill_box``, ``_fill_tiled``, with layout/boxes.py and layout/tiles.py) and
+the byte reading (``read_chunks``: fill chunk k of a leaf at its own start in
+a buffer of the leaf's stored bytes, verified), so the reading can be swapped
+for a faster fetcher without touching the geometry."""
 
 from __future__ import annotations
 
+import bisect
 import os
 import pickle
 
 import numpy as np
 
-from ..encode import get_codec
 from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
+from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces
 from ..repo.checksums import chunk_hash, digest_of
 from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
+from .fetch import ChunkRead, fetch, stream
 
 
 class VersionReader:
@@ -37,6 +45,9 @@ class VersionReader:
         self._files: dict[str, BlockReader] = {}
         # decoded pack leaves (section 3.1): (rank, pack) -> (bytes, chunk loaded?)
         self._packs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._starts: dict[tuple[int, str], list[int]] = {}   # chunk start offsets per leaf
+        # what this reader fetched (tests count chunks, benchmarks bytes)
+        self.stats = {"chunks_read": 0, "bytes_read": 0}
 
     def path(self, rel: str) -> str:
         """Absolute path of a repository-relative file on the fastest tier holding it."""
@@ -94,62 +105,81 @@ class VersionReader:
         self._packs.clear()
 
     # -- bytes --------------------------------------------------------------
-    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which) -> None:
-        """Fill ``buf`` (the whole block's flat bytes) at the chunks ``which``
-        (indices, sorted) of leaf ``name`` as stored by ``rank``; verify each."""
+    def chunk_starts(self, name: str, rank: int) -> list[int]:
+        """Byte offset of every chunk of leaf ``name`` of ``rank`` in its stored
+        bytes (``k * chunk_size`` for fixed-size chunks; format 3 tiled leaves
+        have chunks of varying size)."""
+        key = (rank, name)
+        st = self._starts.get(key)
+        if st is None:
+            entry = self.index(rank)["leaves"].get(name)
+            if entry is None:
+                raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
+            st = self._starts[key] = entry.starts()
+        return st
+
+    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which, base: int = 0) -> None:
+        """Fill ``buf`` (the leaf's stored bytes from byte ``base`` on, flat) at the
+        chunks ``which`` (indices, sorted) of leaf ``name`` as stored by ``rank``,
+        each chunk at its own start; verify each. Only bytes move here
+        (restore/fetch.py: grouped reads straight into ``buf``, hashing
+        overlapped); which chunks a box needs and where they go is the callers'
+        geometry."""
+        reads = self._chunk_reads(name, rank, buf, which, base)
+        what = f"version {self.vid}, provider {name!r}, rank {rank}"
+        fetch(reads, lambda rel: self._reader(rel, f"{what}: "),
+              lambda rel: f"{what}, file {self.path(rel)}")
+
+    def _chunk_reads(self, name, rank, buf, which, base) -> list[ChunkRead]:
         idx = self.index(rank)
         entry = idx["leaves"].get(name)
         if entry is None:
             raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
-        csize, chunks = entry.chunk_size, entry.chunks
+        chunks, codecs, files = entry.chunks, idx["codecs"], idx["files"]
+        starts = self.chunk_starts(name, rank)
         which = list(which)
-        i = 0
-        while i < len(which):
-            # Group a run of chunks that sit back to back, uncompressed, in one
-            # variable: one ADIOS2 read for the whole run.
-            j = i
-            c0 = chunks[which[i]]
-            while (j + 1 < len(which) and which[j + 1] == which[j] + 1
-                   and chunks[which[j + 1]].file == c0.file and chunks[which[j + 1]].var == c0.var
-                   and self._is_raw(idx, chunks[which[j + 1]].codec) and self._is_raw(idx, c0.codec)
-                   and chunks[which[j + 1]].offset == chunks[which[j]].offset + chunks[which[j]].stored):
-                j += 1
-            self._read_run(name, rank, idx, chunks, csize, which[i:j + 1], buf)
-            i = j + 1
+        self.stats["chunks_read"] += len(which)
+        self.stats["bytes_read"] += sum(chunks[k].nbytes for k in which)
+        reads = []
+        for k in which:
+            c, at = chunks[k], starts[k]
+            codec = codecs[c.codec]
+            reads.append(ChunkRead(files[c.file], c.var, c.offset, c.stored, c.nbytes, c.hash,
+                                   None if codec["id"] == "raw" else codec, buf, at - base,
+                                   f"chunk {k} (bytes {at}..{at + c.nbytes} of the stored block)",
+                                   k))
+        return reads
 
-    @staticmethod
-    def _is_raw(idx, codec_i) -> bool:
-        return idx["codecs"][codec_i]["id"] == "raw"
+    def stream_chunks(self, name: str, rank: int, which, place) -> None:
+        """Read and verify the chunks ``which`` of leaf ``name`` of ``rank``
+        through cache-sized scratch buffers, calling ``place(k, bytes)`` for each
+        verified chunk k (possibly from a worker thread, chunks in any order)."""
+        reads = self._chunk_reads(name, rank, None, which, 0)
+        what = f"version {self.vid}, provider {name!r}, rank {rank}"
+        stream(reads, lambda rel: self._reader(rel, f"{what}: "),
+               lambda rel: f"{what}, file {self.path(rel)}", lambda r, data: place(r.key, data))
 
-    def _read_run(self, name, rank, idx, chunks, csize, run, buf) -> None:
-        first = chunks[run[0]]
-        rel = idx["files"][first.file]
-        where = f"version {self.vid}, provider {name!r}, rank {rank}, file {self.path(rel)}"
-        reader = self._reader(rel, f"version {self.vid}, provider {name!r}, rank {rank}: ")
-        lo = run[0] * csize
-        if len(run) > 1 or self._is_raw(idx, first.codec):
-            total = sum(chunks[k].nbytes for k in run)
-            out = buf[lo:lo + total]
-            self._read_bytes(reader, first, out, where)
-        else:
-            stored = np.empty(first.stored, np.uint8)
-            self._read_bytes(reader, first, stored, where)
-            raw = get_codec(idx["codecs"][first.codec]).decode(stored, first.nbytes)
-            out = buf[lo:lo + first.nbytes]
-            out[:] = np.frombuffer(raw, np.uint8)
-        for k in run:
-            c = chunks[k]
-            s = k * csize - lo
-            if chunk_hash(out[s:s + c.nbytes]) != c.hash:
-                raise CorruptionError(f"{where}: checksum mismatch in chunk {k} "
-                                      f"(bytes {k * csize}..{k * csize + c.nbytes} of the block)")
-
-    @staticmethod
-    def _read_bytes(reader, chunk, out, where: str) -> None:
-        try:
-            reader.read_into(chunk.var, chunk.offset, out)
-        except CorruptionError as exc:
-            raise CorruptionError(f"{where}: {exc}") from exc
+    def read_range(self, name: str, rank: int, dest: np.ndarray, start: int) -> None:
+        """Fill ``dest`` (flat uint8) with bytes ``[start, start + dest.size)`` of
+        the stored bytes of ``name`` of ``rank``: chunks inside the range are read
+        straight into ``dest``, the (at most two) edge chunks through scratch
+        buffers, since a chunk is verified whole."""
+        if not dest.size:
+            return
+        chunks, starts = self.index(rank)["leaves"][name].chunks, self.chunk_starts(name, rank)
+        stop = start + dest.size
+        k0 = bisect.bisect_right(starts, start) - 1
+        k1 = bisect.bisect_right(starts, stop - 1) - 1
+        inner = [k for k in range(k0, k1 + 1)
+                 if starts[k] >= start and starts[k] + chunks[k].nbytes <= stop]
+        if inner:
+            self.read_chunks(name, rank, dest, inner, base=start)
+        for k in sorted({k0, k1} - set(inner)):
+            lo = starts[k]
+            tmp = np.empty(chunks[k].nbytes, np.uint8)
+            self.read_chunks(name, rank, tmp, [k], base=lo)
+            a, b = max(lo, start), min(lo + tmp.size, stop)
+            dest[a - start:b - start] = tmp[a - lo:b - lo]
 
     # -- leaves -------------------------------------------------------------
     def entry(self, name: str) -> dict:
@@ -160,13 +190,22 @@ class VersionReader:
         return e
 
     def read_block(self, name: str, block: dict) -> np.ndarray:
-        """The whole stored block of ``name`` written by ``block['rank']``, as bytes."""
+        """The whole block of ``name`` written by ``block['rank']``, as its flat
+        C-order bytes (a tiled block's pieces put back in place)."""
+        entry = None if block.get("pack") is not None else \
+            self.index(block["rank"])["leaves"].get(name)
+        if entry is not None and entry.tile is not None:
+            e = self.entry(name)
+            out = np.empty(tuple(block["shape"]), np.dtype(e["dtype"]))
+            self._fill_box(name, e, block, out, tuple(block["offset"]), out.shape)
+            return out.reshape(-1).view(np.uint8)
         return self.block_bytes(name, block)
 
     def block_bytes(self, name: str, block: dict, which=None) -> np.ndarray:
-        """The stored bytes of one block (flat uint8), verified. With ``which``
-        (chunk indices) only those chunks are read; the rest stays undefined.
-        A packed block (``block["pack"]``) is cut out of its rank's pack leaf."""
+        """The stored bytes of one block (flat uint8, in stored order: a tiled
+        block's pieces back to back), verified. With ``which`` (chunk indices)
+        only those chunks are read; the rest stays undefined. A packed block
+        (``block["pack"]``) is cut out of its rank's pack leaf."""
         if block.get("pack") is not None:
             return self._packed(name, block).copy()
         buf = np.empty(block["nbytes"], np.uint8)
@@ -321,6 +360,11 @@ class VersionReader:
         ioff, ishape = inter
         whole = tuple(ioff) == boff and tuple(ishape) == bshape
         packed = block.get("pack") is not None
+        if not packed:
+            entry = self.index(block["rank"])["leaves"].get(name)
+            if entry is not None and entry.tile is not None:
+                self._fill_tiled(name, dtype, block, entry, out, out_off, out_shape, inter)
+                return
         if whole and tuple(out_shape) == bshape and out.flags.c_contiguous:
             # Same decomposition: read straight into the application's memory.
             buf = out.reshape(-1).view(np.uint8)
@@ -329,12 +373,52 @@ class VersionReader:
             else:
                 self.read_chunks(name, block["rank"], buf, range(self.nchunks(name, block)))
             return
+        sub_off = tuple(a - b for a, b in zip(ioff, boff))
+        dst = out[local_slices(ioff, ishape, out_off)]
+        if not packed and bshape and dst.flags.c_contiguous and _contiguous(bshape, ishape):
+            # The intersection is one byte range of the block and of ``out`` (a row
+            # split of an untiled block): read it straight into ``out``.
+            start = int(np.ravel_multi_index(sub_off, bshape)) * dtype.itemsize
+            self.read_range(name, block["rank"], dst.reshape(-1).view(np.uint8), start)
+            return
         if packed:
             buf = self._packed(name, block)
         else:
             csize = self.index(block["rank"])["leaves"][name].chunk_size
-            sub_off = tuple(a - b for a, b in zip(ioff, boff))
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
         out[local_slices(ioff, ishape, out_off)] = src[local_slices(ioff, ishape, boff)]
+
+    def _fill_tiled(self, name, dtype, block, entry, out, out_off, out_shape, inter) -> None:
+        """Fill the part ``inter`` of ``out`` from a block stored on the global
+        tile grid (format 3.3): only the pieces that intersect it are read,
+        each verified, and each scattered into place."""
+        rank = block["rank"]
+        bshape, boff = tuple(block["shape"]), tuple(block["offset"])
+        ps = pieces(boff, bshape, entry.tile)
+        bounds = piece_bounds(ps, dtype.itemsize)
+        if len(ps) != len(entry.chunks) or any(c.nbytes != n for c, (_s, n) in
+                                                zip(entry.chunks, bounds)):
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: the "
+                                  f"chunks of the index do not match the pieces of block "
+                                  f"{boff}+{bshape} on tile {entry.tile}")
+        ioff, ishape = inter
+        which = intersecting(ps, ioff, ishape)
+        if (tuple(ioff) == boff and tuple(ishape) == bshape and tuple(out_shape) == bshape
+                and out.flags.c_contiguous and is_contiguous(boff, bshape, ps)):
+            # Same block, pieces already in C order: read straight into the target.
+            self.read_chunks(name, rank, out.reshape(-1).view(np.uint8), which)
+            return
+        def place(k: int, data: np.ndarray) -> None:
+            po, pshape = ps[k]
+            sub_off, sub_shp = intersect(po, pshape, ioff, ishape)
+            src = data.view(dtype).reshape(pshape)
+            out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
+        self.stream_chunks(name, rank, which, place)
+
+
+def _contiguous(shape: tuple, sub: tuple) -> bool:
+    """Is a sub-box of extent ``sub`` one contiguous run of a C-order array of ``shape``?"""
+    axes = [i for i, n in enumerate(sub) if n != 1]
+    return not axes or all(sub[j] == shape[j] for j in range(axes[0] + 1, len(shape)))
