@@ -197,7 +197,7 @@ def test_kill_during_spill_then_next_start_reclaims_local_tier(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == -9, p.stderr[-2000:]
     leftover = p.stdout.strip()
-    assert os.path.isdir(leftover) and os.path.exists(os.path.join(leftover, "owner.lock"))
+    assert os.path.isdir(leftover) and os.path.exists(os.path.join(leftover, "owner.json"))
     r = vlcc.Repository(repo)
     r.verify()
     last = r.log("main")[0]

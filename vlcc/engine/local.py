@@ -4,7 +4,7 @@ the same relative name; and the spill space for captures the memory tier
 cannot hold.
 
 Hygiene (tmpfs is RAM): each process directory holds an owner lock
-(``owner.lock``, repo/locks.py's record: host, pid, boot id). At start, the
+(``owner.json``, repo/locks.py's record: host, pid, boot id). At start, the
 directories of dead owners are removed — in this job's base directory and in
 its sibling ``vlcc-<uid>-*`` base directories (other, killed jobs) — and base
 directories left empty are removed; at close the process directory goes and
@@ -27,7 +27,7 @@ from ..repo import locks
 from ..repo.fsutil import fsync_dir, fsync_file, fsync_tree, makedirs
 from ..repo.paths import RepoPaths
 
-OWNER = "owner.lock"
+OWNER = "owner.json"   # a repo/locks.py record; `vlcc doctor` reads it too
 
 
 def _stale_dir(path: str) -> bool:
@@ -77,10 +77,14 @@ def reclaim(base: str) -> list[str]:
         if sib == name or not re.fullmatch(rf"vlcc-{os.getuid()}-.+", sib):
             continue
         d = os.path.join(parent, sib)
-        removed += _reclaim_base(d)
+        gone = _reclaim_base(d)
+        removed += gone
         try:
-            os.rmdir(d)         # only when empty: a live job's directory stays
-            removed.append(d)
+            # only when empty (a live job's directory stays), and not a base
+            # another job has just made and is about to fill
+            if gone or time.time() - os.stat(d).st_mtime > locks.EMPTY_GRACE:
+                os.rmdir(d)
+                removed.append(d)
         except OSError:
             pass
     return removed
