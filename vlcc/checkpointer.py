@@ -16,7 +16,7 @@ import numpy as np
 
 from .commit import checkpoint as _ckpt
 from .commit import refmoves as _refs
-from .commit.protocol import agree, private, release, root_only, threads_ok
+from .commit.protocol import QuietComm, agree, private, release, root_only, threads_ok
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
@@ -107,7 +107,7 @@ class Checkpointer:
             s.parent = s.head_seen = root_only(comm, open_repo)
             s.head_branch = branch
             if cfg.mode == "async" and cfg.flush_mpi and threads_ok(comm):
-                s.flush_comm = private(comm)     # collective, once: the flusher's communicator
+                s.flush_comm = QuietComm(private(comm))   # collective, once: the flusher's
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
                                                   lambda p, store: _ckpt.flush(s, p, store)))
         except BaseException:

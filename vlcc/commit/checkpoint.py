@@ -37,7 +37,7 @@ from ..repo.paths import new_version_id
 from ..repo.sealed import seal
 from . import manifest
 from .parents import gone_parents, replace_gone
-from .protocol import gather_decide, quiet_barrier
+from .protocol import gather_decide
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
 
@@ -311,8 +311,7 @@ def flush(s: Session, pend: Pending, store) -> dict:
     the flusher's communicator; returns the committed manifest."""
     if s.flush_comm is None:
         return store(lambda lay: flush_write(s, lay, pend))
-    fc = s.flush_comm
-    quiet_barrier(fc)        # wait for the slower ranks asleep, not spinning in MPI
+    fc = s.flush_comm        # a QuietComm: slower ranks are awaited asleep, not spinning
     try:
         # The parent was flushed (and committed) by this thread before, or
         # is an older committed version: its chunk table is exact.
@@ -326,7 +325,6 @@ def flush(s: Session, pend: Pending, store) -> dict:
         res, own = store(lambda lay: flush_write(s, lay, pend)), None
     except Exception as exc:   # noqa: BLE001 - carried into the commit collective
         res, own = None, exc
-    quiet_barrier(fc)
 
     def local():
         if own is not None:

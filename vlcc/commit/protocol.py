@@ -70,10 +70,44 @@ def quiet_barrier(comm, poll: float = 0.001) -> None:
         time.sleep(poll)
 
 
+class QuietComm:
+    """A communicator for a background thread: before each collective it
+    waits in :func:`quiet_barrier` (asleep) until every rank has arrived, so
+    a rank that is ahead never spins inside MPI while its application
+    computes; the collective itself then completes at once. Everything
+    else is the wrapped communicator's."""
+
+    def __init__(self, comm):
+        self.inner = comm
+
+    rank = property(lambda self: self.inner.rank)
+    size = property(lambda self: self.inner.size)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def gather(self, obj, root: int = 0):
+        quiet_barrier(self.inner)
+        return self.inner.gather(obj, root=root)
+
+    def bcast(self, obj, root: int = 0):
+        quiet_barrier(self.inner)
+        return self.inner.bcast(obj, root=root)
+
+    def allgather(self, obj):
+        quiet_barrier(self.inner)
+        return self.inner.allgather(obj)
+
+    def allreduce(self, obj, op=None):
+        quiet_barrier(self.inner)
+        return self.inner.allreduce(obj, op=op)
+
+
 def _op(comm, name: str):
     """The reduction op for ``comm``: mpi4py's for an mpi4py communicator,
     else a Python binary function (the serial stand-in ignores it, the
     torch.distributed adapter applies it)."""
+    comm = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
     if type(comm).__module__.startswith("mpi4py"):
         from .._mpi import load
         mpi = load()
@@ -189,4 +223,4 @@ def any_bits(comm, bits: int) -> int:
 
 
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
-           "private", "release", "threads_ok", "quiet_barrier"]
+           "private", "release", "threads_ok", "quiet_barrier", "QuietComm"]
