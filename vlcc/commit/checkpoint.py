@@ -332,11 +332,17 @@ def flush(s: Session, pend: Pending, store) -> dict:
         return res
 
     try:
-        return gather_decide(fc, local, lambda results: commit_version(s, pend, results))
+        doc = gather_decide(fc, local, lambda results: commit_version(s, pend, results))
     except BaseException:
         if s.rank == 0 and not os.path.exists(s.paths.manifest(pend.vid)):
             shutil.rmtree(s.paths.data_dir(pend.vid), ignore_errors=True)
         raise
+    # Committed: gc may run now. Released here, not at the application's next
+    # call: that call may be a checkpoint waiting for gc to finish before it
+    # takes its own lock, while gc waits for this one (a deadlock).
+    lock, pend.lock = pend.lock, None
+    locks.release(lock)
+    return doc
 
 
 def flush_write(s: Session, paths, pend: Pending) -> dict:
