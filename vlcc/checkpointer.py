@@ -16,7 +16,7 @@ import numpy as np
 
 from .commit import checkpoint as _ckpt
 from .commit import refmoves as _refs
-from .commit.protocol import QuietComm, agree, private, release, root_only, threads_ok
+from .commit.protocol import agree, private, release, root_only
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
@@ -106,8 +106,7 @@ class Checkpointer:
         try:
             s.parent = s.head_seen = root_only(comm, open_repo)
             s.head_branch = branch
-            if cfg.mode == "async" and cfg.flush_mpi and threads_ok(comm):
-                s.flush_comm = QuietComm(private(comm))   # collective, once: the flusher's
+            s.flush_comm = _ckpt.flusher_comm(comm, cfg)   # collective, once (or None)
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
                                                   lambda p, store: _ckpt.flush(s, p, store)))
         except BaseException:
@@ -186,8 +185,7 @@ class Checkpointer:
         codec = None if compress in (None, False) else get_codec("zstd" if compress is True else compress)
         p = self._s.state.add(name, obj, **kw)
         self._s.writer.set_codec(name, codec)
-        if self.mode == "async" and isinstance(obj, np.ndarray):
-            self._s.engine.prefault(p.owned().nbytes)   # the first capture copies into mapped pages
+        _ckpt.registered(self._s, p)
 
     def register_derived(self, name: str, fn: Callable[..., Any], inputs: Sequence[str], *,
                          recipe: Any = None, set: Callable[[Any], None] | None = None,

@@ -35,11 +35,28 @@ from ..repo.fsutil import atomic_write
 from ..repo.manifest import Version
 from ..repo.paths import new_version_id
 from ..repo.sealed import seal
+from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
-from .protocol import gather_decide
+from .protocol import QuietComm, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
+
+
+def flusher_comm(comm, cfg):
+    """Collective (at Checkpointer creation): the flusher thread's own
+    communicator when it may run collectives (async, MPI_THREAD_MULTIPLE,
+    not disabled by ``VLCC_FLUSH_MPI=0``), else None."""
+    if cfg.mode == "async" and cfg.flush_mpi and threads_ok(comm):
+        return QuietComm(private(comm))
+    return None
+
+
+def registered(s: Session, provider) -> None:
+    """A provider was registered: in async mode fault in its capture buffer in
+    the background, so the first checkpoint copies into mapped pages."""
+    if s.mode == "async" and isinstance(provider, ArrayProvider):
+        s.engine.prefault(provider.owned().nbytes)
 
 
 def check_attrs(attrs) -> dict:
