@@ -68,25 +68,57 @@ def test_prune_then_gc_reclaims_and_keeps_the_rest_restorable(tmp_path):
     assert gcmod.gc(repo, grace=0)["removed"] == []
 
 
-def test_gc_removes_failed_commit_only_after_grace(tmp_path):
-    repo = str(tmp_path / "r")
-    states = make_history(repo, nversions=2)
-    orphan = os.path.join(repo, "data", "00000000deadbeef")
+def _foreign_writer_lock(repo, age):
+    """A writer lock of another host (its pid cannot be checked), ``age`` seconds old."""
+    path = os.path.join(repo, "locks", "write-otherhost-4242-abcd.lock")
+    with open(path, "w") as f:
+        json.dump(dict(locks.record("write"), host="otherhost", pid=4242), f)
+    t = os.path.getmtime(path) - age
+    os.utime(path, (t, t))
+    return path
+
+
+def _orphan(repo, vid="00000000deadbeef"):
+    orphan = os.path.join(repo, "data", vid)
     os.makedirs(os.path.join(orphan, "r0.bp"))
     with open(os.path.join(orphan, "r0.bp", "data.0"), "wb") as f:
         f.write(b"x" * 1000)
-    assert gcmod.gc(repo)["kept_in_flight"] == ["00000000deadbeef"]   # default grace: kept
-    assert os.path.isdir(orphan)
+    return orphan
+
+
+def test_gc_removes_a_dead_writers_data_at_once_and_keeps_grace_only_when_unsure(tmp_path):
+    repo = str(tmp_path / "r")
+    states = make_history(repo, nversions=2)
+    # no writer lock at all: the writer of a data dir without manifest is dead
+    orphan = _orphan(repo)
+    out = gcmod.gc(repo)        # default grace: irrelevant, nobody can still write there
+    assert not os.path.exists(orphan) and "data/00000000deadbeef/r0.bp" in out["removed"]
+    # a lock of another host broken by age (its holder cannot be asked): grace applies
+    orphan = _orphan(repo)
+    lock = _foreign_writer_lock(repo, age=2 * locks.STALE_SECONDS)
+    out = gcmod.gc(repo)
+    assert not os.path.exists(lock)
+    assert out["kept_in_flight"] == ["00000000deadbeef"] and os.path.isdir(orphan)
+    assert [b["reason"] for b in out["broken_locks"]] == [f"older than {locks.STALE_SECONDS:.0f} s (host otherhost)"]
+    _foreign_writer_lock(repo, age=2 * locks.STALE_SECONDS)
     out = gcmod.gc(repo, grace=0)
     assert not os.path.exists(orphan) and "data/00000000deadbeef/r0.bp" in out["removed"]
+    # a fresh lock of another host is live: gc waits, then deletes nothing
+    lock = _foreign_writer_lock(repo, age=0)
+    _orphan(repo)
+    with pytest.raises(vlcc.LockBusyError, match="in flight"):
+        gcmod.gc(repo, grace=0, timeout=0.2)
+    assert os.path.isdir(orphan)
+    os.unlink(lock)
     r = vlcc.Repository(repo)
     r.verify()
     np.testing.assert_array_equal(r.read(states[-1][0], "u"), states[-1][1])
 
 
 def test_in_flight_index_protects_the_files_it_references(tmp_path):
-    """A data dir without manifest (a commit in flight) keeps, during the grace
-    period, the files of pruned versions its index references."""
+    """A data dir without manifest whose writer may live (a lock of another host
+    broken by age) keeps, during the grace period, the files of pruned versions
+    its index references."""
     repo = str(tmp_path / "r")
     states = make_history(repo, nversions=3)
     # simulate an in-flight commit: copy the head's index into a new data dir
@@ -100,6 +132,7 @@ def test_in_flight_index_protects_the_files_it_references(tmp_path):
         f.write(idx)
     gcmod.prune(repo, keep_last=1)
     os.unlink(os.path.join(repo, "versions", f"{head}.json"))   # no live version at all
+    _foreign_writer_lock(repo, age=2 * locks.STALE_SECONDS)
     out = gcmod.gc(repo, grace=3600)
     referenced = set(json.loads(idx)["files"])
     for rel in referenced:

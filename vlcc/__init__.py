@@ -5,7 +5,8 @@ The public API (one page):
     Checkpointer(path, comm=None, branch="main", mode="sync")   collective
         .register(name, obj, global_shape=, offset=, halo=, on_restore=)
         .checkpoint(step=, message=, attrs=) -> Version        collective
-        .restore(version=None) -> Version                      collective, N→M aware
+        .restore(version=None, strict=True, atomic=None) -> Version   collective, N→M aware,
+                                                               all-or-nothing (read+check, then copy)
         .branch(name, at=) / .switch(name) / .tag(name, v)     collective
         .log(branch=None) / .wait() / .close()
     Repository(path)                                           no MPI needed

@@ -6,6 +6,7 @@
     vlcc gc REPO [--dry-run] [--grace S] [--json]
     vlcc prune REPO --keep-last N [--branch B] [--dry-run] [--json]
     vlcc du REPO [--json]
+    vlcc doctor REPO [--dry-run | --repair] [--json]
     vlcc log REPO --graph
     vlcc diff A B [--rtol R] [--atol T] [--providers P ...] [--json] [--quiet]
     vlcc export PATH[@SPEC] OUT.bp [--providers P ...] [--quiet]
@@ -199,8 +200,13 @@ def cmd_gc(args) -> int:
           f"{res['live_versions']} live version(s)")
     if res["kept_for_references"]:
         print(f"kept data of {len(res['kept_for_references'])} pruned version(s) still referenced")
+    if res.get("broken_locks"):
+        print(f"broke {len(res['broken_locks'])} stale lock(s): "
+              + "; ".join(f"{b['lock']} ({b['reason']})" for b in res["broken_locks"][:3])
+              + (" ..." if len(res["broken_locks"]) > 3 else ""))
     if res["kept_in_flight"]:
-        print(f"kept {len(res['kept_in_flight'])} uncommitted data dir(s) younger than the grace period")
+        print(f"kept {len(res['kept_in_flight'])} uncommitted data dir(s) younger than the grace "
+              f"period (a writer on another host may still live)")
     return 0
 
 
@@ -219,6 +225,44 @@ def cmd_prune(args) -> int:
     for vid in res["removed_versions"]:
         print(f"  {vid}")
     return 0
+
+
+_DOCTOR_KIND = {"stale-lock": "stale lock", "orphan-data": "orphan data", "temp-file": "temp file",
+                "local-tier": "local tier", "dangling-ref": "dangling ref", "busy": "busy"}
+
+
+def cmd_doctor(args) -> int:
+    repo = Repository(args.repo)
+    rep = repo.doctor(repair=args.repair, grace=args.grace, timeout=args.timeout)
+    if args.json:
+        json.dump(rep, sys.stdout, indent=1)
+        print()
+        return 0 if rep.ok else 1
+    for f in rep.findings:
+        if f.kind == "busy":
+            state = "note"
+        elif f.removed:
+            state = "removed"
+        elif f.error:
+            state = f"NOT removed ({f.error})"
+        elif not f.fixable:
+            state = "report only"
+        else:
+            state = "would remove" if not args.repair else "remains"
+        size = f", {_human(f.nbytes)}" if f.nbytes else ""
+        print(f"{_DOCTOR_KIND.get(f.kind, f.kind):<13} {f.path}\n    {f.detail}{size}: {state}")
+    left = rep.problems
+    if not rep.findings:
+        print(f"no problem found in {repo.path}")
+    elif not left:
+        print(f"repaired: {sum(f.removed for f in rep.findings)} item(s) removed; no problem left")
+    elif args.repair:
+        print(f"{len(left)} problem(s) remain")
+    else:
+        fix = sum(f.fixable for f in left)
+        print(f"{len(left)} problem(s) found (dry run, nothing changed); "
+              f"'vlcc doctor {args.repo} --repair' removes {fix} of them")
+    return 0 if rep.ok else 1
 
 
 def cmd_du(args) -> int:
@@ -331,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("repo")
     s.add_argument("--dry-run", "-n", action="store_true", help="only report what would go")
     s.add_argument("--grace", type=float, default=3600.0,
-                   help="keep uncommitted data dirs younger than this many seconds (default 3600)")
+                   help="when a writer lock of another host was broken by age, keep uncommitted "
+                        "data dirs younger than this many seconds (default 3600); a dead "
+                        "writer's data goes at once")
     s.add_argument("--timeout", type=float, default=60.0,
                    help="seconds to wait for in-flight checkpoints (default 60)")
     s.add_argument("--json", action="store_true")
@@ -351,6 +397,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("repo")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_du)
+
+    s = sub.add_parser("doctor", help="find (--repair: remove) stale locks, orphan data, temp files, "
+                                      "dead jobs' local tiers; report dangling refs",
+                       description="Find what crashed jobs left behind: stale locks (dead holders), "
+                                   "data directories without manifest and without a live writer, "
+                                   "temp files, node-local tiers of dead jobs ($VLCC_LOCAL_DIR or "
+                                   "/dev/shm/vlcc-<uid>-*), dangling refs (reported only). Exit 1 "
+                                   "while problems remain.")
+    s.add_argument("repo")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--dry-run", "-n", action="store_true", help="only list (the default)")
+    g.add_argument("--repair", action="store_true", help="remove what is listed (not refs)")
+    s.add_argument("--grace", type=float, default=3600.0,
+                   help="keep data dirs of writers presumed dead only by age this long (default 3600)")
+    s.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for in-flight checkpoints before --repair gives up (default 10)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_doctor)
 
     s = sub.add_parser("diff", help="compare two versions (exit 0 equal, 1 differ, 2 error)",
                        description="Compare two versions provider by provider; A and B are "
@@ -403,7 +467,11 @@ def main(argv: list[str] | None = None) -> int:
             rc = args.func(args)
             sys.stdout.flush()
             return rc
-        except VlccError as exc:
+        except BrokenPipeError:
+            raise
+        except (VlccError, OSError) as exc:
+            # OSError: the file system refused something vlcc does not wrap
+            # (a full disk, a vanished file): one line, never a traceback
             if getattr(args, "json", False):
                 json.dump({"ok": False, "error": type(exc).__name__, "message": str(exc)}, sys.stdout)
                 print()

@@ -5,6 +5,7 @@ everything that touches metadata."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from .repo.manifest import Version
 from .restore import verify as _verify
 from .restore.reader import VersionReader
 from .repo.records import Kind
+
+if TYPE_CHECKING:
+    from .repo.doctor import DoctorReport
 
 
 class Repository(Catalog):
@@ -50,6 +54,9 @@ class Repository(Catalog):
                         o < 0 or n < 0 or o + n > g for o, n, g in zip(off, shape, gshape)):
                     raise ArgumentError(f"box {box!r} does not lie inside provider {name!r} of "
                                     f"version {v.id} (global shape {gshape})")
+                if box is None:   # every rank's block, checked before allocating the whole
+                    for k in range(r.nranks):
+                        r.block(name, k)
                 out = np.empty(shape, np.dtype(e["dtype"]))
                 return r.read_box(name, out, off) if out.size else out
             if box is not None:
@@ -103,6 +110,15 @@ class Repository(Catalog):
               **kw) -> dict:
         """Remove versions beyond the ``keep_last`` newest of each branch (tags stay)."""
         return _gc.prune(self.path, keep_last=keep_last, branches=branches, dry_run=dry_run, **kw)
+
+    def doctor(self, repair: bool = False, **kw) -> "DoctorReport":
+        """Find leftovers of crashed jobs — stale locks (dead holders),
+        orphan data directories (no manifest, no live writer), temp files,
+        node-local tiers of dead jobs — and dangling refs; with ``repair``
+        remove all but the refs (reported only). Returns a DoctorReport
+        (``ok`` when no problem remains; see vlcc/repo/doctor.py)."""
+        from .repo.doctor import doctor
+        return doctor(self.layout, repair=repair, bad_refs=_verify.check_refs(self), **kw)
 
     def du(self) -> dict:
         """Logical vs stored bytes per version and branch."""

@@ -1,7 +1,8 @@
 """N→M restart check, run under ``mpiexec -n K python -m mpi4py nm_write_read.py``.
 
     nm_write_read.py write REPO SCHEME CHUNK_SIZE   # on N ranks: checkpoint one version
-    nm_write_read.py read  REPO SCHEME              # on M ranks: restore it, check bit-exact
+    nm_write_read.py read  REPO SCHEME [direct]     # on M ranks: restore it, check bit-exact
+                                                    # (direct: restore(atomic=False), no staging)
 
 Several distributed arrays (1-D, 2-D, 3-D; complex128, float64, int32, float32,
 bool, int64) are decomposed by SCHEME over the job's ranks:
@@ -143,7 +144,7 @@ def write(repo: str, scheme: str, chunk: int) -> None:
     print(f"NM-OK write rank {comm.rank} version {v.id}", flush=True)
 
 
-def read(repo: str, scheme: str) -> None:
+def read(repo: str, scheme: str, atomic: bool = True) -> None:
     comm = MPI.COMM_WORLD
     got_meta = {}
     held = {}
@@ -156,7 +157,7 @@ def read(repo: str, scheme: str) -> None:
                 ck.register(prefix + name, a, global_shape=gshape, offset=off, halo=READ_HALO)
         ck.register("meta", vlcc.ValueProvider(get=lambda: None, set=got_meta.update))
         ck.register("weights", weights)
-        v = ck.restore()
+        v = ck.restore(atomic=atomic)
     errors = []
     for name, (a, off, interior) in held.items():
         gshape, dtype = PROVIDERS[name.split("/", 1)[1] if scheme == "all" else name]
@@ -192,6 +193,6 @@ if __name__ == "__main__":
     if mode == "write":
         write(repo, scheme, int(sys.argv[4]))
     elif mode == "read":
-        read(repo, scheme)
+        read(repo, scheme, atomic=sys.argv[4:5] != ["direct"])
     else:
         raise SystemExit(f"unknown mode {mode!r}")

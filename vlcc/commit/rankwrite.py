@@ -227,7 +227,7 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
         by_name = {lp.leaf.name: lp for lp in plan.leaves}
         writer = None
         try:
-            writer = BlockWriter(layout.abs(rel_bp))
+            writer = BlockWriter(layout.abs(rel_bp), reserve=sum(int(plan.payload[p].size) for ps in own.values() for p in ps), nvars=len(own), what=f"version {vid}")
             for var, positions in own.items():
                 parts = [plan.payload[p] for p in positions]
                 lp = by_name.get(var)

@@ -12,8 +12,31 @@ import os
 import numpy as np
 
 from ..errors import CorruptionError, StorageError
+from ..repo import space
 from ..repo.checksums import chunk_hash
 from . import adios_c
+
+# Space reserved before ADIOS2 writes (repo/space.py), measured with the PyPI
+# ADIOS2 2.12: data.0 pads each variable to 8 bytes; md.0 and mmd.0 grow by
+# ~90 and ~55 bytes per variable (+ its name); md.idx is 146 bytes. close()
+# also writes profiling.json (~1.5 KiB; the Profile parameter does not stop
+# it) through a truncating ofstream, so it cannot be preallocated, and on a
+# disk another rank just filled its write aborted the process (seen in
+# tests/test_space.py): it is pointed at /dev/null before close and the link
+# removed after (no reader needs it). A placeholder holds CLOSE_MARGIN from
+# before open until after close; it is released *before* close only when
+# the preallocation failed, to give the metadata of a close without data room.
+_PER_VAR = 512
+_FILE_MARGIN = 4096
+CLOSE_MARGIN = 32 << 10
+PROFILE_FILE = "profiling.json"
+
+
+def _reservations(nbytes: int, nvars: int) -> dict[str, int]:
+    return {"data.0": nbytes + 64 * nvars + _FILE_MARGIN,
+            "md.0": _FILE_MARGIN + _PER_VAR * nvars,
+            "mmd.0": _FILE_MARGIN + _PER_VAR * nvars,
+            "md.idx": _FILE_MARGIN}
 
 _IO_COUNTER = itertools.count()
 
@@ -23,9 +46,20 @@ class BlockWriter:
     the buffer until ``close`` (deferred put: no copy). Uses ADIOS2's C API
     (io/adios_c.py) so the GIL is released while bytes move."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, *, reserve: int | None = None, nvars: int = 1, what: str = ""):
+        """With ``reserve`` (the bytes that will be put, in ``nvars``
+        variables) the space is checked before ADIOS2 opens the file and
+        preallocated to its files right after (repo/space.py), so a full disk
+        is a StorageError naming ``what`` and the file, before any data is
+        written, never an abort in ADIOS2's close."""
         self.path = path
         self._name = f"vlcc-w-{next(_IO_COUNTER)}".encode()
+        self._keep = None
+        self._placeholder = None
+        self._reserved: list[str] = []
+        self._reserving = reserve is not None
+        if reserve is not None:
+            self._check_and_hold(int(reserve), max(1, int(nvars)), what)
         L = adios_c.lib()
         self._io = L.adios2_declare_io(adios_c.adios(), self._name)
         L.adios2_set_engine(self._io, b"BP5")
@@ -37,8 +71,52 @@ class BlockWriter:
         self._engine = L.adios2_open(self._io, os.fsencode(path), adios_c.MODE_WRITE)
         if self._engine == adios_c.ffi.NULL:
             self._drop()
+            self._release_placeholder()
             raise StorageError(f"cannot create data file {path}: {_diagnose(path)}")
         self._keep = []
+        if reserve is not None:
+            self._preallocate(int(reserve), max(1, int(nvars)), what)
+
+    def _check_and_hold(self, nbytes: int, nvars: int, what: str) -> None:
+        """Before ADIOS2 is involved: enough room for everything, and a
+        placeholder holding the room close() needs beyond the preallocated files."""
+        total = sum(_reservations(nbytes, nvars).values()) + CLOSE_MARGIN
+        space.check_room(self.path, total, what, "data file", inodes=8)
+        d = os.path.dirname(self.path)
+        self._placeholder = os.path.join(d, f".tmp-reserve-{os.path.basename(self.path)}")
+        try:
+            space.preallocate(self._placeholder, CLOSE_MARGIN, what or f"data file {self.path}")
+        except StorageError:
+            self._release_placeholder()
+            raise
+
+    def _preallocate(self, nbytes: int, nvars: int, what: str) -> None:
+        """Give ADIOS2's open files their blocks now. On failure (another
+        writer took the space since the check) the engine is closed with
+        nothing put: its metadata fits in the room the placeholder frees."""
+        try:
+            for name, n in _reservations(nbytes, nvars).items():
+                f = os.path.join(self.path, name)
+                if os.path.exists(f):      # only files this ADIOS2 created at open
+                    space.preallocate(f, n, what or f"data file {self.path}")
+                    self._reserved.append(f)
+        except StorageError:
+            self._release_placeholder()   # room for the metadata of a close without data
+            self._reserved = []
+            self._keep = []
+            try:
+                self.close()
+            except StorageError:
+                pass
+            raise
+
+    def _release_placeholder(self) -> None:
+        if self._placeholder is not None:
+            try:
+                os.unlink(self._placeholder)
+            except OSError:
+                pass
+            self._placeholder = None
 
     def _drop(self) -> None:
         res = adios_c.ffi.new("int *")
@@ -61,6 +139,12 @@ class BlockWriter:
     def close(self) -> None:
         if self._keep is None:  # already closed (or failed): idempotent
             return
+        prof = os.path.join(self.path, PROFILE_FILE)
+        if self._reserving and not os.path.lexists(prof):
+            try:
+                os.symlink(os.devnull, prof)
+            except OSError:
+                self._release_placeholder()   # give its room to the file instead
         try:
             if adios_c.lib().adios2_close(self._engine) != 0:
                 # ADIOS2's engine destructor retries the failed write and, when it
@@ -69,9 +153,14 @@ class BlockWriter:
                 # gives the space back, so dropping the engine below is safe.
                 _truncate_tree(self.path)
                 raise StorageError(f"writing data file {self.path} failed: {_diagnose(self.path)}")
+            for f in self._reserved:      # give back what was reserved but not used
+                space.trim(f)
         finally:
             self._keep = None
             self._drop()
+            if os.path.islink(prof):
+                os.unlink(prof)
+            self._release_placeholder()
 
 
 # The BP5 files ADIOS2 parses when it opens a file for reading. A flipped
@@ -120,6 +209,8 @@ def _diagnose(path: str) -> str:
         return "read-only file system"
     if st.f_bavail * st.f_frsize < (1 << 20):
         return "no space left on device"
+    if st.f_files and st.f_favail < 16:
+        return "no space left on device (no free inode)"
     if not os.access(d, os.W_OK):
         return "permission denied"
     return "ADIOS2 reported an error (see its message on stderr)"

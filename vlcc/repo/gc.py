@@ -18,10 +18,12 @@ for the other's, so at most one side proceeds: a writer that sees gc.lock
 removes its lock and waits; gc that sees a live writer lock waits (up to
 ``timeout``, then gives up without deleting anything). A lock whose holder
 is dead (repo/locks.py: pid/host/boot id) is broken at once; one of another
-host counts as dead after ``stale`` seconds. As a second line of
-defence gc keeps, for ``grace`` seconds, every data directory without a
-manifest (an in-flight or failed commit) and every file such a directory's
-indexes reference."""
+host counts as dead after ``stale`` seconds. Holding gc.lock with no live
+writer, gc removes data directories without a manifest (their writer is
+dead) and temp files at once; only when a lock was broken by age alone (its
+holder on another host cannot be asked) does it keep, for ``grace`` seconds,
+every data directory without a manifest and every file its indexes
+reference."""
 
 from __future__ import annotations
 
@@ -86,32 +88,81 @@ def _remove(path: str) -> int:
 
 # -- gc -----------------------------------------------------------------------------
 
+TEMP_AGE = 60.0   # a ref's temp file may belong to a tag/branch being created right now
+
+
+def is_temp(name: str) -> bool:
+    """A leftover of an interrupted atomic write (fsutil.atomic_write, a lock
+    record, a space placeholder) or of a promotion from the local tier."""
+    return name.startswith(".tmp-") or name.endswith(".tmp-promote")
+
+
+def temp_files(layout: RepoPaths, *, min_age: float = TEMP_AGE) -> list[str]:
+    """Temp files outside ``data/`` (manifests, refs, config, locks), older
+    than ``min_age`` seconds: refs and tags are written without a writer lock."""
+    out, now = [], time.time()
+    for top in ("", "versions", "refs", "locks"):
+        base = layout.p(top) if top else layout.root
+        walk = os.walk(base) if top == "refs" else [(base, [], _listdir(base))]
+        for root, _dirs, files in walk:
+            for f in files:
+                p = os.path.join(root, f)
+                try:
+                    if is_temp(f) and now - os.lstat(p).st_mtime > min_age:
+                        out.append(p)
+                except FileNotFoundError:
+                    pass
+    return sorted(out)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def live_references(layout: RepoPaths, manifests: dict[str, dict]) -> set[str]:
+    """Every data file (repository-relative) a live version's indexes name."""
+    live: set[str] = set()
+    for m in manifests.values():
+        for rel, cs in _index_rels(layout, m):
+            idx = _read_index(layout, rel, cs)
+            if idx is None:
+                raise VlccError(f"version {m['id']}: index {rel} is unreadable; gc refuses to "
+                                f"guess what it references (run verify)")
+            live.update(idx["files"])
+    return live
+
+
 def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
        timeout: float = 60.0, stale: float = STALE_SECONDS) -> dict:
-    """Delete data no live version references. Returns counts and bytes."""
+    """Delete data no live version references, and leftovers of crashes.
+    Returns counts and bytes.
+
+    Under ``locks/gc.lock`` no writer is live (locks.gc_exclusive waits for
+    live writers and breaks the locks of dead ones), so a data directory
+    without a manifest belongs to a dead writer and goes at once, as do temp
+    files. Only when a writer lock was broken by age alone (a holder on
+    another host, which cannot be asked) are such directories younger than
+    ``grace`` seconds kept, with every file their indexes reference."""
     layout = RepoPaths(path)
-    with gc_exclusive(layout, timeout=timeout, stale=stale):
+    with gc_exclusive(layout, timeout=timeout, stale=stale) as broken:
         manifests = _manifests(layout)
-        live_files: set[str] = set()
-        live_idx: set[str] = set()
-        for m in manifests.values():
-            for rel, cs in _index_rels(layout, m):
-                live_idx.add(rel)
-                idx = _read_index(layout, rel, cs)
-                if idx is None:
-                    raise VlccError(f"version {m['id']}: index {rel} is unreadable; gc refuses to "
-                                    f"guess what it references (run verify)")
-                live_files.update(idx["files"])
+        live_files = live_references(layout, manifests)
+        unsure = any(locks.guessed(r) and os.path.basename(p).startswith("write-")
+                     for p, r in broken)
         data = layout.p("data")
+        entries = sorted(_listdir(data))
         now = time.time()
         young = set()
-        for vid in os.listdir(data) if os.path.isdir(data) else []:
-            if vid in manifests:
-                continue
+        for vid in entries:
             vdir = os.path.join(data, vid)
+            if vid in manifests or not os.path.isdir(vdir) or not unsure:
+                continue
             if now - os.stat(vdir).st_mtime < grace:
-                young.add(vid)   # in flight or just failed: keep it and what it references
-                for f in os.listdir(vdir):
+                young.add(vid)   # maybe a live writer elsewhere: keep it and what it references
+                for f in _listdir(vdir):
                     if f.endswith(".idx.json"):
                         idx = _read_index(layout, f"data/{vid}/{f}")
                         if idx:
@@ -120,23 +171,36 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
         # records the file's metadata checksums there (checked before reads).
         live_files |= {rel[:-3] + ".idx.json" for rel in live_files if rel.endswith(".bp")}
         removed, reclaimed = [], 0
-        for vid in sorted(os.listdir(data)) if os.path.isdir(data) else []:
-            if vid in manifests or vid in young:
-                continue
+
+        def drop(p: str, rel: str) -> None:
+            nonlocal reclaimed
+            reclaimed += _tree_bytes(p) if dry_run else _remove(p)
+            removed.append(rel)
+
+        for vid in entries:
             vdir = os.path.join(data, vid)
-            for f in sorted(os.listdir(vdir)):
+            if not os.path.isdir(vdir):
+                if is_temp(vid):
+                    drop(vdir, f"data/{vid}")
+                continue
+            if vid in young:
+                continue
+            for f in sorted(_listdir(vdir)):
                 rel = f"data/{vid}/{f}"
-                if rel in live_files:
-                    continue
-                reclaimed += _tree_bytes(os.path.join(vdir, f)) if dry_run else _remove(os.path.join(vdir, f))
-                removed.append(rel)
-            if not dry_run and not os.listdir(vdir):
+                if is_temp(f) or (vid not in manifests and rel not in live_files):
+                    drop(os.path.join(vdir, f), rel)
+            if not dry_run and vid not in manifests and not os.listdir(vdir):
                 os.rmdir(vdir)
+        temps = temp_files(layout)
+        for p in temps:
+            drop(p, os.path.relpath(p, layout.root).replace(os.sep, "/"))
         if not dry_run and removed:
             fsync_dir(data)
         kept_pruned = sorted({r.split("/")[1] for r in live_files} - set(manifests))
         return {"removed": removed, "reclaimed_bytes": reclaimed, "live_versions": len(manifests),
                 "kept_for_references": kept_pruned, "kept_in_flight": sorted(young),
+                "broken_locks": [{"lock": os.path.relpath(p, layout.root), "reason": r}
+                                 for p, r in broken],
                 "dry_run": dry_run}
 
 

@@ -12,7 +12,13 @@ move). A lock is **stale** when its holder is known dead: same host and
 (another boot, or no such pid, or a zombie); or when it is older than
 ``stale`` seconds (a holder on another host that cannot be asked); or when
 it is empty/unreadable and older than ``EMPTY_GRACE`` seconds (a writer
-killed between create and write). A stale lock may be removed by anyone."""
+killed between create and write). A stale lock may be removed by anyone.
+
+On a full disk the JSON record cannot be written (a file's first byte needs
+a block); the record then goes into a *symbolic link* of the same name whose
+target is ``vlcc-lock KIND PID BOOT8 HOST`` (short targets live in the
+inode on tmpfs, ext4, XFS: no data block), so gc and prune can still lock
+the repository and free space."""
 
 from __future__ import annotations
 
@@ -46,9 +52,18 @@ def record(kind: str) -> dict:
     return {"kind": kind, "host": _HOST, "pid": os.getpid(), "boot_id": _BOOT, "time": time.time()}
 
 
+def _link_record(kind: str) -> str:
+    return f"{LINK_MAGIC} {kind} {os.getpid()} {_BOOT[:8] or '-'} {_HOST}"
+
+
+LINK_MAGIC = "vlcc-lock"
+
+
 def try_create(path: str, kind: str) -> bool:
     """Create lock file ``path``; False if it exists. Never leaves an empty
-    file behind: if writing the record fails (ENOSPC) the file is removed."""
+    file behind: if writing the record fails (ENOSPC) the record goes into a
+    symbolic link that replaces the empty file (atomic rename of our own
+    lock), and if that fails too the file is removed."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -64,14 +79,35 @@ def try_create(path: str, kind: str) -> bool:
         finally:
             os.close(fd)
     except OSError as exc:
-        release(path)
-        raise storage_error(exc, f"cannot write lock file {path}") from exc
+        try:
+            _record_as_link(path, kind)
+        except OSError:
+            release(path)
+            raise storage_error(exc, f"cannot write lock file {path}") from exc
     return True
+
+
+def _record_as_link(path: str, kind: str) -> None:
+    import secrets
+    tmp = os.path.join(os.path.dirname(path), f".tmp-{os.path.basename(path)}-{secrets.token_hex(4)}")
+    os.symlink(_link_record(kind), tmp)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+        raise
 
 
 def read(path: str) -> dict | None:
     """The lock's record, or None if missing, empty or unreadable."""
     try:
+        if os.path.islink(path):     # written on a full disk (module doc)
+            parts = os.readlink(path).split(" ", 4)
+            if len(parts) != 5 or parts[0] != LINK_MAGIC or not parts[2].isdigit():
+                return None
+            return {"kind": parts[1], "pid": int(parts[2]),
+                    "boot_id": "" if parts[3] == "-" else parts[3], "host": parts[4],
+                    "time": os.lstat(path).st_mtime}
         with open(path, "rb") as f:
             doc = json.loads(f.read() or b"null")
     except (OSError, ValueError):
@@ -97,24 +133,61 @@ def _pid_gone(pid: int) -> bool:
         return False
 
 
-def is_stale(path: str, stale: float = STALE_SECONDS) -> bool:
-    """True when the holder of lock ``path`` is known dead (see module doc)."""
+def _from_name(path: str) -> dict | None:
+    """A writer lock's name says its host and pid (``write-HOST-PID-RAND.lock``):
+    enough to judge an empty one left by a holder killed mid-create."""
+    name = os.path.basename(path)
+    if not (name.startswith("write-") and name.endswith(".lock")):
+        return None
+    host, _, rest = name[len("write-"):-len(".lock")].rpartition("-")
+    host, _, pid = host.rpartition("-")
+    return {"host": host, "pid": int(pid)} if pid.isdigit() else None
+
+
+def dead_reason(doc: dict) -> str | None:
+    """Why the process a record ``{"host", "pid", "boot_id"}`` names is known
+    dead (``"rebooted"``, ``"dead pid N"``), or None: alive, or on another host."""
+    if doc.get("host") != _HOST:
+        return None
+    b = doc.get("boot_id")
+    if b and _BOOT and not _BOOT.startswith(b):   # a link record keeps 8 chars
+        return "rebooted"
     try:
-        age = time.time() - os.stat(path).st_mtime
+        pid = int(doc.get("pid", 0))
+    except (TypeError, ValueError):
+        return None
+    return f"dead pid {pid}" if _pid_gone(pid) else None
+
+
+def stale_reason(path: str, stale: float = STALE_SECONDS) -> str | None:
+    """Why the holder of lock ``path`` is known dead, or None while it may
+    live (see module doc): ``"rebooted"``, ``"dead pid N"``, ``"empty"``
+    (holder killed mid-create) or ``"older than S s"`` (another host, which
+    cannot be asked: only this reason is a guess)."""
+    try:
+        age = time.time() - os.lstat(path).st_mtime
     except FileNotFoundError:
-        return False
+        return None
     doc = read(path)
     if doc is None:
-        return age > EMPTY_GRACE
-    if doc.get("host") == _HOST:
-        if doc.get("boot_id") and _BOOT and doc["boot_id"] != _BOOT:
-            return True
-        try:
-            if _pid_gone(int(doc.get("pid", 0))):
-                return True
-        except (TypeError, ValueError):
-            pass
-    return age > stale
+        named = _from_name(path)
+        if named and named["host"] == _HOST and _pid_gone(named["pid"]):
+            return f"dead pid {named['pid']}"
+        return "empty" if age > EMPTY_GRACE else None
+    dead = dead_reason(doc)
+    if dead:
+        return dead
+    return f"older than {stale:.0f} s (host {doc.get('host', '?')})" if age > stale else None
+
+
+def is_stale(path: str, stale: float = STALE_SECONDS) -> bool:
+    """True when the holder of lock ``path`` is known dead (see module doc)."""
+    return stale_reason(path, stale) is not None
+
+
+def guessed(reason: str | None) -> bool:
+    """A stale reason that is an age guess (a holder on another host)."""
+    return bool(reason) and reason.startswith("older than")
 
 
 def release(path: str | None) -> None:
@@ -126,11 +199,16 @@ def release(path: str | None) -> None:
         pass
 
 
-def break_if_stale(path: str, stale: float = STALE_SECONDS) -> bool:
-    if is_stale(path, stale):
-        release(path)
-        return True
-    return False
+def break_if_stale(path: str, stale: float = STALE_SECONDS, broken: list | None = None) -> bool:
+    """Remove lock ``path`` if its holder is known dead; ``broken`` collects
+    ``(path, reason)``."""
+    reason = stale_reason(path, stale)
+    if reason is None:
+        return False
+    release(path)
+    if broken is not None:
+        broken.append((path, reason))
+    return True
 
 
 def acquire(path: str, kind: str, *, timeout: float, stale: float = STALE_SECONDS,
@@ -189,7 +267,7 @@ def acquire_writer(paths, *, timeout: float = 600.0, stale: float = STALE_SECOND
     while True:
         path = os.path.join(d, f"write-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.lock")
         try_create(path, "write")
-        if not os.path.exists(gcl) or break_if_stale(gcl, stale):
+        if not os.path.lexists(gcl) or break_if_stale(gcl, stale):
             return path
         release(path)                       # gc is running: back off
         if time.monotonic() > deadline:
@@ -203,19 +281,21 @@ def acquire_writer(paths, *, timeout: float = 600.0, stale: float = STALE_SECOND
 @contextlib.contextmanager
 def gc_exclusive(paths, *, timeout: float = 60.0, stale: float = STALE_SECONDS):
     """Hold ``locks/gc.lock`` with no live writer lock: gc/prune run alone.
-    Stale writer locks (dead holders) are removed on the way."""
+    Stale writer locks (dead holders) are removed on the way; yields the
+    list of ``(path, reason)`` of the locks broken (see ``stale_reason``)."""
     d = paths.locks_dir
     makedirs(d)
     gcl = os.path.join(d, GC_LOCK)
+    broken: list = []
     if not try_create(gcl, "gc"):
-        if not break_if_stale(gcl, stale) or not try_create(gcl, "gc"):
+        if not break_if_stale(gcl, stale, broken) or not try_create(gcl, "gc"):
             doc = read(gcl) or {}
             raise LockBusyError(f"repository {paths.root}: another gc/prune holds {gcl} "
                                 f"(pid {doc.get('pid', '?')} on {doc.get('host', '?')})")
     try:
         deadline = time.monotonic() + timeout
         while True:
-            writers = [p for p in list_locks(d, "write-") if not break_if_stale(p, stale)]
+            writers = [p for p in list_locks(d, "write-") if not break_if_stale(p, stale, broken)]
             if not writers:
                 break
             if time.monotonic() > deadline:
@@ -223,6 +303,6 @@ def gc_exclusive(paths, *, timeout: float = 60.0, stale: float = STALE_SECONDS):
                                     f"flight ({', '.join(os.path.basename(w) for w in writers[:3])}); "
                                     f"nothing deleted")
             time.sleep(0.05)
-        yield
+        yield broken
     finally:
         release(gcl)

@@ -7,7 +7,7 @@ import os
 
 from ..errors import BranchMovedError, NotFoundError, RefExistsError, StorageError
 from . import locks
-from .fsutil import atomic_write
+from .fsutil import atomic_write, makedirs
 from .paths import RepoPaths, check_ref_name
 
 REF_LOCK_TIMEOUT = 120.0
@@ -40,7 +40,7 @@ def list_refs(paths: RepoPaths, kind: str) -> dict[str, str]:
 
 
 def _ensure_parent(path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    makedirs(os.path.dirname(path))   # StorageError naming the directory (full disk)
 
 
 def check_free(paths: RepoPaths, kind: str, name: str) -> None:

@@ -1,9 +1,20 @@
-"""The collective restore (docs/architecture.md, "One restore"):
+"""The collective restore (docs/architecture.md, "One restore"), all-or-nothing
+for application memory:
 
 rank 0 resolves the spec → manifest (bcast); every rank checks its registered
-providers against it (agree: nothing touched yet); every rank reads what its
+providers against it; phase 1 ("read and check"): every rank reads what its
 own providers need (N→M aware) from the fastest source — the memory tier if
-every rank holds the version there, else disk — and copies it in (agree)."""
+every rank holds the version there, else disk — into staging memory, verifying
+every checksum, decoding, unpickling and checking shapes, dtypes and
+writability, without touching application memory (agree); phase 2 ("apply"):
+copy the staged bytes into the providers and run their set/restore/on_restore
+callbacks (agree). A failure in phase 1 on any rank leaves every provider on
+every rank untouched. A callback that fails in phase 2 cannot be undone.
+
+``atomic=False`` reads straight into the application's arrays (no staging
+copy, no doubled memory; the structural checks still come first, but a damaged
+chunk found while reading leaves the providers read before it restored);
+``atomic=None`` stages unless staging would exceed half the available memory."""
 
 from __future__ import annotations
 
@@ -11,7 +22,7 @@ import numpy as np
 
 from ..commit.checkpoint import progress
 from ..commit.manifest import provisional
-from ..commit.protocol import agree, all_true, root_only
+from ..commit.protocol import agree, all_true, allgather, root_only
 from ..commit.session import Session
 from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, VlccError
 from ..repo.manifest import Version
@@ -19,9 +30,10 @@ from ..repo.records import Kind
 from ..state.array import ArrayProvider
 from .prefetch import prefetch_upcoming
 from .sources import DiskSource, MemorySource
+from .staging import Stager, stage_fits, staging_bytes, warn_direct
 
 
-def restore(s: Session, version, strict: bool) -> Version:
+def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Version:
     eng = s.engine
     spec = version.id if isinstance(version, Version) else version
     pend = {p.vid: p for p in eng.pending}
@@ -48,38 +60,72 @@ def restore(s: Session, version, strict: bool) -> Version:
     if all_true(s.comm, lambda: fits(s, eng.memory.get(v.id))):
         return _from_memory(s, v.id, v, strict)
     eng.memory.record_access(v.id, hit=False)
+    if atomic is None:
+        # One allgather: every rank stages, or none does (a mixed restore would
+        # be neither all-or-nothing nor documented).
+        atomic = all(allgather(s.comm, lambda: stage_fits(s.state.providers.values(),
+                                                          eng.memory.pool_bytes)))
+        if not atomic:
+            warn_direct(f"version {v.id}", staging_bytes(s.state.providers.values()))
     offsets = {n: p.offset for n, p in s.state.providers.items()
                if isinstance(p, ArrayProvider) and p.kind == Kind.DISTRIBUTED}
     src = DiskSource(s.paths, doc, rank=s.rank, nranks=s.size, offsets=offsets,
                      faster=eng.faster_layouts)
+    read = Stager(src, bool(atomic), eng.memory)
+
+    def check():
+        check_stored(s, src.stored, src.where, strict, v.nranks)
+
+    def check_and_stage():
+        check()
+        return _stage(s, src, read)
     try:
-        agree(s.comm, lambda: check_stored(s, src.stored, src.where, strict, v.nranks))
-        agree(s.comm, lambda: _copy_in(s, src))
+        if atomic:
+            staged = agree(s.comm, check_and_stage)
+        else:
+            agree(s.comm, check)        # structural checks before any byte lands
+            staged = agree(s.comm, lambda: _stage(s, src, read))
+        agree(s.comm, lambda: _apply(s, src, staged))
     finally:
+        read.release()
         src.close()
     return _restored(s, v)
 
 
 def _from_memory(s: Session, vid: str, v: Version, strict: bool) -> Version:
     src = MemorySource(vid, s.engine.memory.get(vid), s.size)
+    read = Stager(src, True)        # views of the captured leaves: no staging copy
 
-    def run():
+    def check_and_stage():
         check_stored(s, src.stored, src.where, strict)
-        _copy_in(s, src)
-    agree(s.comm, run)
+        return _stage(s, src, read)
+    staged = agree(s.comm, check_and_stage)
+    agree(s.comm, lambda: _apply(s, src, staged))
     s.engine.memory.record_access(vid, hit=True)
     return _restored(s, v)
 
 
-def _copy_in(s: Session, src) -> None:
-    for p in s.state.restore_order():
-        try:
-            p.restore_leaves(src.stored, src.read)
-        except VlccError:
-            raise
-        except Exception as exc:   # the application's set/restore/on_restore callback
-            raise ProviderError(f"restoring provider {p.name!r} from {src.where} failed: "
-                                f"{type(exc).__name__}: {exc}") from exc
+def _stage(s: Session, src, read: Stager) -> list:
+    """Phase 1 on this rank: every provider's staged state (application memory untouched)."""
+    where = f"{src.where} on rank {s.rank}"
+    return [(p, _call(p, src, lambda p=p: p.stage(src.stored, read, where)))
+            for p in s.state.restore_order()]
+
+
+def _apply(s: Session, src, staged: list) -> None:
+    """Phase 2 on this rank: copy staged bytes in, run the callbacks."""
+    for p, st in staged:
+        _call(p, src, lambda p=p, st=st: p.apply(st))
+
+
+def _call(p, src, fn):
+    try:
+        return fn()
+    except VlccError:
+        raise
+    except Exception as exc:   # the application's set/restore/on_restore callback
+        raise ProviderError(f"restoring provider {p.name!r} from {src.where} failed: "
+                            f"{type(exc).__name__}: {exc}") from exc
 
 
 def _restored(s: Session, v: Version) -> Version:

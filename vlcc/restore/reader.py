@@ -9,12 +9,12 @@ for a faster fetcher without touching the geometry."""
 
 from __future__ import annotations
 
+import bisect
 import os
 import pickle
 
 import numpy as np
 
-from ..encode import get_codec
 from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
 from ..io.bp5 import BlockReader
@@ -25,6 +25,8 @@ from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
+from ..repo.schema import check_block
+from .fetch import ChunkRead, fetch, stream
 
 
 class VersionReader:
@@ -117,67 +119,68 @@ class VersionReader:
             st = self._starts[key] = entry.starts()
         return st
 
-    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which) -> None:
-        """Fill ``buf`` (the leaf's whole stored bytes, flat) at the chunks
-        ``which`` (indices, sorted) of leaf ``name`` as stored by ``rank``, each
-        chunk at its own start; verify each. Only bytes move here: which chunks
-        a box needs and where they go is the callers' geometry."""
+    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which, base: int = 0) -> None:
+        """Fill ``buf`` (the leaf's stored bytes from byte ``base`` on, flat) at the
+        chunks ``which`` (indices, sorted) of leaf ``name`` as stored by ``rank``,
+        each chunk at its own start; verify each. Only bytes move here
+        (restore/fetch.py: grouped reads straight into ``buf``, hashing
+        overlapped); which chunks a box needs and where they go is the callers'
+        geometry."""
+        reads = self._chunk_reads(name, rank, buf, which, base)
+        what = f"version {self.vid}, provider {name!r}, rank {rank}"
+        fetch(reads, lambda rel: self._reader(rel, f"{what}: "),
+              lambda rel: f"{what}, file {self.path(rel)}")
+
+    def _chunk_reads(self, name, rank, buf, which, base) -> list[ChunkRead]:
         idx = self.index(rank)
         entry = idx["leaves"].get(name)
         if entry is None:
             raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
-        chunks = entry.chunks
+        chunks, codecs, files = entry.chunks, idx["codecs"], idx["files"]
         starts = self.chunk_starts(name, rank)
         which = list(which)
         self.stats["chunks_read"] += len(which)
         self.stats["bytes_read"] += sum(chunks[k].nbytes for k in which)
-        i = 0
-        while i < len(which):
-            # Group a run of chunks that sit back to back, uncompressed, in one
-            # variable: one ADIOS2 read for the whole run.
-            j = i
-            c0 = chunks[which[i]]
-            while (j + 1 < len(which) and which[j + 1] == which[j] + 1
-                   and chunks[which[j + 1]].file == c0.file and chunks[which[j + 1]].var == c0.var
-                   and self._is_raw(idx, chunks[which[j + 1]].codec) and self._is_raw(idx, c0.codec)
-                   and chunks[which[j + 1]].offset == chunks[which[j]].offset + chunks[which[j]].stored):
-                j += 1
-            self._read_run(name, rank, idx, chunks, starts, which[i:j + 1], buf)
-            i = j + 1
+        reads = []
+        for k in which:
+            c, at = chunks[k], starts[k]
+            codec = codecs[c.codec]
+            reads.append(ChunkRead(files[c.file], c.var, c.offset, c.stored, c.nbytes, c.hash,
+                                   None if codec["id"] == "raw" else codec, buf, at - base,
+                                   f"chunk {k} (bytes {at}..{at + c.nbytes} of the stored block)",
+                                   k))
+        return reads
 
-    @staticmethod
-    def _is_raw(idx, codec_i) -> bool:
-        return idx["codecs"][codec_i]["id"] == "raw"
+    def stream_chunks(self, name: str, rank: int, which, place) -> None:
+        """Read and verify the chunks ``which`` of leaf ``name`` of ``rank``
+        through cache-sized scratch buffers, calling ``place(k, bytes)`` for each
+        verified chunk k (possibly from a worker thread, chunks in any order)."""
+        reads = self._chunk_reads(name, rank, None, which, 0)
+        what = f"version {self.vid}, provider {name!r}, rank {rank}"
+        stream(reads, lambda rel: self._reader(rel, f"{what}: "),
+               lambda rel: f"{what}, file {self.path(rel)}", lambda r, data: place(r.key, data))
 
-    def _read_run(self, name, rank, idx, chunks, starts, run, buf) -> None:
-        first = chunks[run[0]]
-        rel = idx["files"][first.file]
-        where = f"version {self.vid}, provider {name!r}, rank {rank}, file {self.path(rel)}"
-        reader = self._reader(rel, f"version {self.vid}, provider {name!r}, rank {rank}: ")
-        lo = starts[run[0]]
-        if len(run) > 1 or self._is_raw(idx, first.codec):
-            total = sum(chunks[k].nbytes for k in run)
-            out = buf[lo:lo + total]
-            self._read_bytes(reader, first, out, where)
-        else:
-            stored = np.empty(first.stored, np.uint8)
-            self._read_bytes(reader, first, stored, where)
-            raw = get_codec(idx["codecs"][first.codec]).decode(stored, first.nbytes)
-            out = buf[lo:lo + first.nbytes]
-            out[:] = np.frombuffer(raw, np.uint8)
-        for k in run:
-            c = chunks[k]
-            s = starts[k] - lo
-            if chunk_hash(out[s:s + c.nbytes]) != c.hash:
-                raise CorruptionError(f"{where}: checksum mismatch in chunk {k} "
-                                      f"(bytes {starts[k]}..{starts[k] + c.nbytes} of the stored block)")
-
-    @staticmethod
-    def _read_bytes(reader, chunk, out, where: str) -> None:
-        try:
-            reader.read_into(chunk.var, chunk.offset, out)
-        except CorruptionError as exc:
-            raise CorruptionError(f"{where}: {exc}") from exc
+    def read_range(self, name: str, rank: int, dest: np.ndarray, start: int) -> None:
+        """Fill ``dest`` (flat uint8) with bytes ``[start, start + dest.size)`` of
+        the stored bytes of ``name`` of ``rank``: chunks inside the range are read
+        straight into ``dest``, the (at most two) edge chunks through scratch
+        buffers, since a chunk is verified whole."""
+        if not dest.size:
+            return
+        chunks, starts = self._leaf(name, rank).chunks, self.chunk_starts(name, rank)
+        stop = start + dest.size
+        k0 = bisect.bisect_right(starts, start) - 1
+        k1 = bisect.bisect_right(starts, stop - 1) - 1
+        inner = [k for k in range(k0, k1 + 1)
+                 if starts[k] >= start and starts[k] + chunks[k].nbytes <= stop]
+        if inner:
+            self.read_chunks(name, rank, dest, inner, base=start)
+        for k in sorted({k0, k1} - set(inner)):
+            lo = starts[k]
+            tmp = np.empty(chunks[k].nbytes, np.uint8)
+            self.read_chunks(name, rank, tmp, [k], base=lo)
+            a, b = max(lo, start), min(lo + tmp.size, stop)
+            dest[a - start:b - start] = tmp[a - lo:b - lo]
 
     # -- leaves -------------------------------------------------------------
     def entry(self, name: str) -> dict:
@@ -217,12 +220,23 @@ class VersionReader:
         digest, offset (distributed), pack (coalesced). Format 1 keeps it in
         the manifest, format 2 in that rank's index."""
         if self.format == 1:
-            return self.entry(name)["blocks"][rank]
-        leaf = self.index(rank)["leaves"].get(name)
-        if leaf is None or leaf.block is None:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
-                                  f"missing from the rank index")
-        return {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
+            b = self.entry(name)["blocks"][rank]
+        else:
+            leaf = self.index(rank)["leaves"].get(name)
+            if leaf is None or leaf.block is None:
+                raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
+                                      f"missing from the rank index")
+            b = {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
+        # core hook (issue 10): the block against the manifest's dtype and decomposition
+        check_block(f"version {self.vid}, provider {name!r}, rank {rank}", self.entry(name), b,
+                    self._box_of(name, rank))
+        return b
+
+    def _box_of(self, name: str, rank: int):
+        if self.entry(name)["kind"] != "distributed":
+            return None
+        offs, shps = self.boxes(name)
+        return offs[rank], shps[rank]
 
     def nblocks(self, name: str) -> int:
         e = self.entry(name)
@@ -253,11 +267,14 @@ class VersionReader:
                                   f"{exc.strerror or exc}") from None
 
     def nchunks(self, name: str, block: dict) -> int:
-        entry = self.index(block["rank"])["leaves"].get(name)
+        return len(self._leaf(name, block["rank"]).chunks)
+
+    def _leaf(self, name: str, rank: int):
+        entry = self.index(rank)["leaves"].get(name)
         if entry is None:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {block['rank']}: "
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
                                   f"missing from the rank index")
-        return len(entry.chunks)
+        return entry
 
     def _packed(self, name: str, block: dict) -> np.ndarray:
         """A read-only view of a packed block's bytes inside the (cached) pack
@@ -371,11 +388,18 @@ class VersionReader:
             else:
                 self.read_chunks(name, block["rank"], buf, range(self.nchunks(name, block)))
             return
+        sub_off = tuple(a - b for a, b in zip(ioff, boff))
+        dst = out[local_slices(ioff, ishape, out_off)]
+        if not packed and bshape and dst.flags.c_contiguous and _contiguous(bshape, ishape):
+            # The intersection is one byte range of the block and of ``out`` (a row
+            # split of an untiled block): read it straight into ``out``.
+            start = int(np.ravel_multi_index(sub_off, bshape)) * dtype.itemsize
+            self.read_range(name, block["rank"], dst.reshape(-1).view(np.uint8), start)
+            return
         if packed:
             buf = self._packed(name, block)
         else:
-            csize = self.index(block["rank"])["leaves"][name].chunk_size
-            sub_off = tuple(a - b for a, b in zip(ioff, boff))
+            csize = self._leaf(name, block["rank"]).chunk_size
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
@@ -401,10 +425,15 @@ class VersionReader:
             # Same block, pieces already in C order: read straight into the target.
             self.read_chunks(name, rank, out.reshape(-1).view(np.uint8), which)
             return
-        buf = np.empty(entry.nbytes, np.uint8)
-        self.read_chunks(name, rank, buf, which)
-        for k in which:
-            (po, pshape), (s, n) = ps[k], bounds[k]
+        def place(k: int, data: np.ndarray) -> None:
+            po, pshape = ps[k]
             sub_off, sub_shp = intersect(po, pshape, ioff, ishape)
-            src = buf[s:s + n].view(dtype).reshape(pshape)
+            src = data.view(dtype).reshape(pshape)
             out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
+        self.stream_chunks(name, rank, which, place)
+
+
+def _contiguous(shape: tuple, sub: tuple) -> bool:
+    """Is a sub-box of extent ``sub`` one contiguous run of a C-order array of ``shape``?"""
+    axes = [i for i, n in enumerate(sub) if n != 1]
+    return not axes or all(sub[j] == shape[j] for j in range(axes[0] + 1, len(shape)))

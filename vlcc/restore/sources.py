@@ -46,15 +46,20 @@ class DiskSource:
         self.reader.close()
 
 
+def leaf_view(leaf: Leaf, like: np.ndarray, where: str) -> np.ndarray:
+    """A captured leaf's bytes as an array shaped like ``like`` (no copy)."""
+    src = leaf.data.view(np.dtype(leaf.dtype)).reshape(leaf.shape)
+    if src.shape != like.shape:
+        raise ShapeMismatchError(f"provider {leaf.name!r}: {where} has shape {src.shape}, "
+                                 f"target {like.shape}")
+    return src
+
+
 def copy_leaf(leaf: Leaf, out: np.ndarray | None, where: str):
     """A captured leaf back into ``out`` (an array), or its value (``out`` None)."""
     if out is None:
         return pickle.loads(leaf.data.tobytes())
-    src = leaf.data.view(np.dtype(leaf.dtype)).reshape(leaf.shape)
-    if src.shape != out.shape:
-        raise ShapeMismatchError(f"provider {leaf.name!r}: {where} has shape {src.shape}, "
-                                 f"target {out.shape}")
-    np.copyto(out, src)
+    np.copyto(out, leaf_view(leaf, out, where))
     return out
 
 
@@ -69,6 +74,11 @@ class MemorySource:
 
     def read(self, name: str, out):
         return copy_leaf(self.entry.leaves[name], out, self.where)
+
+    def view(self, name: str, like: np.ndarray) -> np.ndarray:
+        """The captured bytes shaped like ``like``: the staging of an atomic
+        restore from memory (a private copy already, checked at capture)."""
+        return leaf_view(self.entry.leaves[name], like, self.where)
 
     def close(self) -> None:
         pass

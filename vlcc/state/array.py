@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import MissingProviderError, ProviderError, ShapeMismatchError
-from .provider import Leaf, Provider
+from .provider import Leaf, Provider, direct
 from ..repo.records import Kind
 
 
@@ -97,7 +97,19 @@ class ArrayProvider(Provider):
         # Per-rank shapes may differ between ranks: checked against this rank's
         # stored block when it is read (before any byte is copied).
 
-    def restore_leaves(self, stored, read) -> None:
-        read(self.name, self.owned())
+    def stage(self, stored, read, where: str):
+        if not self.array.flags.writeable:
+            raise ProviderError(f"provider {self.name!r}: the registered array is read-only "
+                                f"(writeable=False); cannot restore {where} into it")
+        target = self.owned()
+        return target, read(self.name, target)
+
+    def apply(self, staged) -> None:
+        target, got = staged
+        if got is not target:        # staged: one copy into the application's array
+            np.copyto(target, got)
         if self.on_restore is not None:
             self.on_restore(self.array)
+
+    def restore_leaves(self, stored, read) -> None:
+        self.apply(self.stage(stored, direct(read), "the version"))

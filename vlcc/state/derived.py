@@ -100,6 +100,17 @@ class DerivedProvider(Provider):
             return p.obj.capture()
         raise ProviderError(f"derived provider {self.name!r}: input {name!r} has no value")
 
+    def stage(self, stored, read, where: str):
+        # Nothing to read; the value is recomputed in phase 2 from the restored
+        # inputs (restore_order puts derived providers last).
+        if self.target is not None and not self.target.flags.writeable:
+            raise ProviderError(f"derived provider {self.name!r}: its target array is read-only "
+                                f"(writeable=False); cannot restore {where} into it")
+        return None
+
+    def apply(self, staged) -> None:
+        self.restore_leaves({}, None)
+
     def restore_leaves(self, stored, read) -> None:
         try:
             value = self.fn(*[self._input_value(x) for x in self.inputs])

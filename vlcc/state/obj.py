@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MissingProviderError, ProviderError
-from .provider import Leaf, Provider
+from .provider import Leaf, Provider, direct
 from .value import pickle_bytes
 from ..repo.records import Kind
 
@@ -50,15 +50,22 @@ class ObjectProvider(Provider):
         if not self._mine(stored):
             raise MissingProviderError(f"provider {self.name!r} is not in {where}")
 
-    def restore_leaves(self, stored, read) -> None:
+    def stage(self, stored, read, where: str):
         state = {}
         for n, e in sorted(self._mine(stored).items()):
             if n == self.name:
                 continue
             key = n[len(self.name) + 1:]
             if e["kind"] == Kind.ARRAY:
+                # Fresh arrays handed to restore(): no application memory, no staging copy.
                 out = np.empty(tuple(e["shape"]), dtype=np.dtype(e["dtype"]))
-                state[key] = read(n, out)
+                state[key] = read(n, out, private=True)
             else:
                 state[key] = read(n, None)
-        self.obj.restore(state)
+        return state
+
+    def apply(self, staged) -> None:
+        self.obj.restore(staged)
+
+    def restore_leaves(self, stored, read) -> None:
+        self.apply(self.stage(stored, direct(read), "the version"))

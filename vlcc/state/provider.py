@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ..repo.records import Kind
@@ -47,6 +48,15 @@ class Leaf:
         return d
 
 
+def direct(read):
+    """A phase-1 ``read`` (see ``Provider.stage``) over a plain ``read(name, out)``
+    that fills ``out`` itself: a one-shot restore straight into ``out``."""
+    def staged_read(name, target, private=False):
+        got = read(name, target)
+        return target if target is not None else got
+    return staged_read
+
+
 class Provider(abc.ABC):
     """Base class of every provider kind."""
 
@@ -60,9 +70,29 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def restore_leaves(self, stored: dict[str, dict], read) -> None:
-        """Restore from the version. ``stored`` maps leaf names of this provider
-        to their manifest entries; ``read(leaf_name, out_or_None)`` fills an
-        array (returns it) or returns a value."""
+        """Restore from the version in one go (``apply(stage(...))`` for the
+        built-in kinds). ``stored`` maps leaf names of this provider to their
+        manifest entries; ``read(leaf_name, out_or_None)`` fills an array
+        (returns it) or returns a value."""
+
+    # A restore is all-or-nothing for application memory (restore/collective.py):
+    # phase 1 calls ``stage`` on every provider of every rank, phase 2 ``apply``
+    # only if phase 1 succeeded everywhere.
+    def stage(self, stored: dict[str, dict], read, where: str) -> Any:
+        """Phase 1: read and check everything this provider needs WITHOUT
+        touching application memory; return what ``apply`` needs.
+        ``read(leaf_name, target)`` returns an array holding the stored bytes
+        shaped like ``target`` (staging memory, or ``target`` itself when the
+        restore reads straight into application memory), or the value when
+        ``target`` is None; ``read(name, target, private=True)`` fills a
+        ``target`` the provider just allocated itself. The default defers the
+        whole restore to ``apply`` (providers that only define ``restore_leaves``)."""
+        return stored, getattr(read, "direct", read)
+
+    def apply(self, staged: Any) -> None:
+        """Phase 2: put the staged state into application memory and run the
+        application's callbacks (their errors cannot be undone)."""
+        self.restore_leaves(*staged)
 
     def check_restore(self, stored: dict[str, dict], where: str) -> None:
         """Raise a ProviderError if the stored leaves cannot fill this provider.

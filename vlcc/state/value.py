@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import MissingProviderError, ProviderError
-from .provider import Leaf, Provider
+from .provider import Leaf, Provider, direct
 from ..repo.records import Kind
 
 
@@ -45,7 +45,12 @@ class ValueProvider(Provider):
             raise ProviderError(f"provider {self.name!r}: {where} stores a "
                                 f"{stored[self.name]['kind']}, registered a value")
 
-    def restore_leaves(self, stored, read) -> None:
-        value = read(self.name, None)
+    def stage(self, stored, read, where: str):
+        return read(self.name, None)          # read, checked and unpickled in phase 1
+
+    def apply(self, staged) -> None:
         if self._set is not None:
-            self._set(value)
+            self._set(staged)
+
+    def restore_leaves(self, stored, read) -> None:
+        self.apply(self.stage(stored, direct(read), "the version"))

@@ -1,0 +1,69 @@
+"""Helper for tests/test_concurrent.py (runs under mpiexec -n N python -m mpi4py).
+
+    concurrent_writer.py REPO JOB N MODE IF_MOVED OUT [GO]
+
+One job writing N checkpoints to branch ``main`` of REPO while other jobs do
+the same. Each version holds a distributed array ``u``
+of 12 elements whose values encode the job and the step,
+``job*10**6 + step*10**3 + index``,
+so a reader can check every version against what its writer stored. With
+GO (a path prefix) the job first creates ``GO.JOB`` and waits until every
+``GO.*`` listed in the prefix's ``.jobs`` file exists, so the jobs really
+overlap. Rank 0 writes OUT (JSON): the ids it wrote with their steps, the
+steps refused with BranchMovedError, and the error messages."""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+import vlcc
+
+
+def values(job: int, step: int, n: int) -> np.ndarray:
+    return job * 1e6 + step * 1e3 + np.arange(n, dtype=np.float64)
+
+
+def main():
+    path, job, n, mode, if_moved, out = sys.argv[1:7]
+    go = sys.argv[7] if len(sys.argv) > 7 else None
+    job, n = int(job), int(n)
+    comm = MPI.COMM_WORLD
+    gshape = 12                  # the same for every job: one job may restore another's version
+    cuts = np.linspace(0, gshape, comm.size + 1).astype(int)
+    lo, hi = int(cuts[comm.rank]), int(cuts[comm.rank + 1])
+    if go and comm.rank == 0:
+        open(f"{go}.{job}", "w").close()
+        others = open(f"{go}.jobs").read().split()
+        deadline = time.monotonic() + 60
+        while not all(os.path.exists(f"{go}.{j}") for j in others):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"job {job}: the other jobs did not start")
+            time.sleep(0.01)
+    comm.Barrier()
+    u = np.zeros(hi - lo)
+    written, refused = [], []
+    with vlcc.Checkpointer(path, comm, mode=mode, if_moved=if_moved, chunk_size=16) as ck:
+        ck.register("u", u, global_shape=(gshape,), offset=(lo,))
+        for step in range(n):
+            u[:] = values(job, step, gshape)[lo:hi]
+            try:
+                v = ck.checkpoint(step=step, attrs={"job": job})
+                written.append([v.id, step])
+            except vlcc.BranchMovedError as exc:
+                refused.append([step, str(exc)])
+                ck.restore("branch:main")    # continue from the new head
+        try:
+            ck.wait()
+        except vlcc.BranchMovedError as exc:
+            refused.append([-1, str(exc)])
+    if comm.rank == 0:
+        with open(out, "w") as f:
+            json.dump({"job": job, "nranks": comm.size, "written": written, "refused": refused}, f)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Staging memory of the all-or-nothing restore (restore/collective.py).
+
+Phase 1 of a restore reads and checks every byte a provider needs into
+staging arrays shaped like the provider's target (so phase 2 is one
+``np.copyto`` per array); application memory is untouched until every rank
+has succeeded. Staging buffers come from the memory tier's buffer pool and go
+back to it (a fresh buffer costs page faults and hugepage compaction, often
+more than the read), so repeated restores reuse the same pages within
+``memory_budget``. A restore from the memory tier stages nothing: the
+captured leaves already are a private, checked copy (``src.view``)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+from ..state.array import ArrayProvider
+
+
+class Stager:
+    """The phase-1 ``read(name, target, private=False)`` handed to
+    ``Provider.stage`` (see there). ``atomic``: stage arrays (else read straight
+    into the target). ``pool``: an object with ``take(nbytes)``/``give(buf)``
+    (the memory tier) or None."""
+
+    def __init__(self, src, atomic: bool, pool=None):
+        self.src, self.atomic, self.pool = src, atomic, pool
+        self.direct = src.read          # providers that only define restore_leaves (phase 2)
+        self._taken: list[np.ndarray] = []
+
+    def __call__(self, name: str, target, private: bool = False):
+        if target is None:
+            return self.src.read(name, None)
+        if private or not self.atomic:
+            self.src.read(name, target)
+            return target
+        view = getattr(self.src, "view", None)
+        if view is not None:
+            return view(name, target)
+        buf = self._alloc(target.nbytes).view(target.dtype).reshape(target.shape)
+        self.src.read(name, buf)
+        return buf
+
+    def _alloc(self, nbytes: int) -> np.ndarray:
+        buf = self.pool.take(nbytes) if (self.pool is not None and nbytes) else None
+        if buf is None:
+            buf = np.empty(nbytes, np.uint8)
+        self._taken.append(buf)
+        return buf
+
+    def release(self) -> None:
+        """Give the staging buffers back to the pool (after phase 2, or on failure)."""
+        if self.pool is not None:
+            for buf in self._taken:
+                self.pool.give(buf)
+        self._taken.clear()
+
+
+def staging_bytes(providers) -> int:
+    """Bytes an atomic restore from disk stages on this rank: one copy of every
+    registered array's owned block (object providers' arrays are fresh anyway)."""
+    return sum(int(np.prod(p.owned_shape)) * p.array.dtype.itemsize
+               for p in providers if isinstance(p, ArrayProvider))
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil is optional
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def stage_fits(providers, pooled: int = 0) -> bool:
+    """Would staging fit in half of the available memory (pooled buffers are reused)?"""
+    return staging_bytes(providers) - pooled <= available_memory() // 2
+
+
+def warn_direct(where: str, nbytes: int) -> None:
+    warnings.warn(f"restoring {where} straight into the application's arrays (atomic=False): "
+                  f"staging {nbytes / 2**20:.0f} MiB would exceed half of the available memory, "
+                  f"so a failure while reading may leave providers partly restored "
+                  f"(restore(..., atomic=True) forces staging)", RuntimeWarning, stacklevel=4)
