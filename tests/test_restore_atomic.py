@@ -153,9 +153,18 @@ def test_read_only_target(comm, mpi_tmp, when):
     assert untouched(a, b)
 
 
+@pytest.fixture(params=[True, False], ids=["pool", "inline"])
+def hashing(request, monkeypatch):
+    """Run with the byte-level reader hashing in its thread pool, or inline."""
+    from vlcc.restore import fetch
+    monkeypatch.setattr(fetch, "HASH_IN_THREAD", request.param)
+    monkeypatch.setattr(fetch, "GROUP_BYTES", 2048)      # several groups even for small arrays
+    return request.param
+
+
 @pytest.mark.parametrize("where", ["middle", "last"])
 @pytest.mark.parametrize("atomic", [True, False])
-def test_fused_checksum_catches_every_position(tmp_path, where, atomic):
+def test_fused_checksum_catches_every_position(tmp_path, where, atomic, hashing):
     """A byte flipped in the middle or at the last byte of a chunk (chunks read
     as one group by the byte-level reader, hashed per chunk): CorruptionError
     naming version, provider, rank, file and the chunk; undamaged, bit-exact."""
@@ -224,3 +233,33 @@ def test_atomic_none_falls_back_to_direct_when_memory_is_short(tmp_path, monkeyp
         u[:] = 0
         ck.restore(v)                                     # plenty of memory: staged, silent
     assert np.array_equal(u, u0)
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_streamed_tiled_pieces(tmp_path, atomic, hashing):
+    """A 2-D array stored on the tile grid is scattered through scratch buffers
+    (whole block and a sub-box, N→M style): bit-exact; a flipped stored byte is
+    caught and named."""
+    rng = np.random.default_rng(5)
+    g = rng.standard_normal((40, 24))
+    repo = str(tmp_path / "repo")
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF, chunk_size=1024) as ck:
+        ck.register("g", g, global_shape=g.shape, offset=(0, 0))
+        v = ck.checkpoint()
+    for off, shape in (((0, 0), g.shape), ((7, 5), (20, 13))):
+        out = np.zeros(shape)
+        with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+            ck.register("g", out, global_shape=g.shape, offset=off)
+            ck.restore(v, atomic=atomic)
+        assert out.tobytes() == g[off[0]:off[0] + shape[0], off[1]:off[1] + shape[1]].tobytes()
+    (data,) = glob.glob(os.path.join(repo, "data", v.id, "r0.bp", "data.*"))
+    flip(data, os.path.getsize(data) // 2)
+    out = np.full(g.shape, -1.0)
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        ck.register("g", out, global_shape=g.shape, offset=(0, 0))
+        with pytest.raises(vlcc.CorruptionError) as ei:
+            ck.restore(v, atomic=atomic)
+    for w in (v.id, "provider 'g'", "rank 0", "r0.bp", "checksum mismatch in chunk"):
+        assert w in str(ei.value), (w, str(ei.value))
+    if atomic:
+        assert np.all(out == -1.0)

@@ -9,11 +9,15 @@ benchmarks/bench_restore.py):
 
 * back-to-back raw chunks of one variable whose destinations are back to back
   are read by ONE ADIOS2 call, in groups of at most ``GROUP_BYTES``;
-* the hashes (and decodes) of a group run in a small thread pool while the
-  calling thread reads the next group: ADIOS2's C API (io/adios_c.py) and
-  python-xxhash both release the GIL, so reading and hashing overlap on two
-  cores. ADIOS2 objects are not thread-safe, so every read stays in the
-  calling thread; workers only hash/decode bytes already read;
+* when the process has a spare CPU, the hashes (and decodes, scatters) of a
+  group run in a small thread pool while the calling thread reads the next
+  group: ADIOS2's C API (io/adios_c.py) and python-xxhash both release the
+  GIL. ADIOS2 objects are not thread-safe, so every read stays in the calling
+  thread; workers only hash/decode/scatter bytes already read. Without a spare
+  CPU (one rank per core) each group is hashed right after its read, while
+  its bytes are still in cache (``HASH_IN_THREAD``);
+* chunks that must be scattered (tiled pieces) go through cache-sized scratch
+  buffers (``stream``), never a block-sized one;
 * cold files get ``posix_fadvise(WILLNEED)`` on the BP5 data files the reads
   touch, so the kernel reads ahead while earlier groups are hashed.
 """
@@ -35,12 +39,17 @@ from ..repo.checksums import chunk_hash
 # Large enough that the per-call overhead of ADIOS2 is nothing (~0.1 % at 4 MiB),
 # small enough that hashing one group hides behind reading the next.
 GROUP_BYTES = 16 << 20
-# Hash in the worker pool (True) or right after the read in the calling thread
-# while the bytes are still in cache (False). Measured (one process, 128 MiB
-# warm, 16 MiB groups, restore(atomic=False)): in the pool 0.91x readinto of
-# the same bytes, in the calling thread 0.81x (4 MiB groups: 0.88x / 0.79x;
-# 64 MiB: 0.83x / 0.81x). On a fully loaded machine both are equal.
-HASH_IN_THREAD = True
+# Hash (and scatter) in the worker pool (True), or right after the read in the
+# calling thread while the bytes are still in cache (False); None: the pool
+# only while this process has a spare CPU (1-min load average below the CPUs it
+# may use, minus one). Measured on 2 cores, restore(atomic=False):
+# * idle machine, one process, 128 MiB 1-D warm, 16 MiB groups: pool 0.91x
+#   readinto of the same bytes, calling thread 0.81x (4 MiB groups 0.88x/0.79x,
+#   64 MiB 0.83x/0.81x);
+# * fully loaded machine (load 17, as with one rank per core), 2->3 row split
+#   of a 2-D array: pool 0.67x wall and 75 ms CPU, calling thread 0.81x and
+#   57 ms CPU — without a spare core the handoff costs more than it hides.
+HASH_IN_THREAD: bool | None = None
 
 _POOL: ThreadPoolExecutor | None = None
 _ADVISED: "weakref.WeakSet" = weakref.WeakSet()     # readers given the readahead hint
@@ -103,7 +112,7 @@ def fetch(reads: list[ChunkRead], reader: Callable[[str], object],
     Raises CorruptionError on the first damaged chunk (in ``reads`` order)."""
     gs = groups(reads)
     advise(reads, reader)
-    threaded = HASH_IN_THREAD and len(gs) > 1
+    threaded = _threaded(len(gs))
     pending: list[Future] = []
     try:
         for g in gs:
@@ -142,7 +151,7 @@ def stream(reads: list[ChunkRead], reader: Callable[[str], object],
     ``sink`` calls may run concurrently; they must write disjoint memory."""
     gs = groups(reads)
     advise(reads, reader)
-    threaded = HASH_IN_THREAD and len(gs) > 1
+    threaded = _threaded(len(gs))
     pending: list[Future] = []
     try:
         for g in gs:
@@ -205,6 +214,22 @@ def _give_scratch(b: np.ndarray) -> None:
     with _POOL_LOCK:
         if b.size <= GROUP_BYTES * 4 and len(_FREE_SCRATCH) < _SCRATCH_SLOTS:
             _FREE_SCRATCH.append(b)
+
+
+def _threaded(ngroups: int) -> bool:
+    """Overlap hashing with reading in the pool? (see HASH_IN_THREAD)"""
+    if ngroups < 2:
+        return False
+    if HASH_IN_THREAD is not None:
+        return HASH_IN_THREAD
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        return cpus >= 2 and os.getloadavg()[0] < cpus - 1
+    except OSError:
+        return False
 
 
 def _read(rd, var: str, offset: int, out: np.ndarray, where: str) -> None:
