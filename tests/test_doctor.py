@@ -57,7 +57,9 @@ def run_and_kill(repo, env, timeout=120):
 def test_kill_during_async_then_gc_and_doctor_recover(tmp_path):
     repo = str(tmp_path / "repo")
     local = str(tmp_path / "local")
-    env = dict(_env_without_pmi(), VLCC_LOCAL_DIR=local)
+    # VLCC_FLUSH_MPI=0: flushed versions wait for the application's next call
+    # to commit (with the flusher committing, none would stay pending)
+    env = dict(_env_without_pmi(), VLCC_LOCAL_DIR=local, VLCC_FLUSH_MPI="0")
     v1, pending = run_and_kill(repo, env)
     r = vlcc.Repository(repo)
     assert [v.id for v in r.log()] == [v1]

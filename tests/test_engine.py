@@ -26,7 +26,11 @@ def _field(gshape, k):
 
 
 @pytest.mark.mpi
-def test_async_roundtrip_wait_and_pending_restore(comm, mpi_tmp):
+@pytest.mark.parametrize("flush_mpi", ["auto", "0"])
+def test_async_roundtrip_wait_and_pending_restore(comm, mpi_tmp, monkeypatch, flush_mpi):
+    # "auto": the flusher hashes, agrees and commits on its own communicator
+    # (MPI_THREAD_MULTIPLE); "0": the application's thread does (fallback).
+    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
     G = (37, 11)
     y0, ny = _block(comm, G)
     u = np.zeros((ny, G[1]))
@@ -77,8 +81,135 @@ def test_async_local_tier_is_cleaned_and_data_reaches_persistent(comm, mpi_tmp):
     repo = vlcc.Repository(os.path.join(mpi_tmp, "r"))
     assert len(repo.log()) == 3
     assert np.array_equal(repo.read(repo.log()[0], "u", rank=comm.rank), np.full(1000, comm.rank + 3))
-    # The per-process local directories are removed at close.
-    assert not [d for d in os.listdir(local) if d.endswith(f"-{os.getpid()}")]
+    # The per-process local directories are removed at close, and the job's
+    # base directory with the last of them: no empty directory is left.
+    assert not os.path.exists(local)
+
+
+@pytest.mark.mpi
+def test_spill_to_local_tier_and_restore_bit_exact(comm, mpi_tmp, monkeypatch):
+    """A memory budget smaller than one capture: every capture goes to the
+    node-local tier instead of waiting; pending spilled versions restore
+    from there, committed ones from disk, all bit-exact."""
+    monkeypatch.setenv("VLCC_LOCAL_BUDGET", "4MiB")
+    G = (64, 300)
+    y0, ny = _block(comm, G)
+    u = np.zeros((ny, G[1]))
+    path = os.path.join(mpi_tmp, "r")
+    with vlcc.Checkpointer(path, comm=comm, mode="async", memory_budget=1024,
+                           local_dir=os.path.join(mpi_tmp, "local"), chunk_size=4096) as ck:
+        ck.register("u", u, global_shape=G, offset=(y0, 0))
+        ids = []
+        for k in range(4):
+            u[:] = _field(G, k)[y0:y0 + ny]
+            ids.append(ck.checkpoint(step=k).id)
+        u[:] = -1
+        ck.restore(ids[-1])            # pending (spilled) or just flushed
+        assert np.array_equal(u, _field(G, 3)[y0:y0 + ny])
+        ck.wait()
+        assert ck.stats["spilled"] >= (1 if ny else 0)
+        for k in (0, 2):
+            ck.restore(ids[k])
+            assert np.array_equal(u, _field(G, k)[y0:y0 + ny])
+    if comm.rank == 0:
+        repo = vlcc.Repository(path)
+        assert repo.verify()["versions"] == 4
+        assert np.array_equal(repo.read(ids[1], "u"), _field(G, 1))
+
+
+@pytest.mark.mpi
+def test_async_flush_failure_on_one_rank_raises_on_all(comm, mpi_tmp):
+    """The last rank's flush fails (its node-local directory is replaced by a
+    file): every rank raises at its next collective call, the versions
+    committed before stay intact, and checkpointing works again after."""
+    u = np.full(500, comm.rank, dtype=np.int64)
+    path = os.path.join(mpi_tmp, "r")
+    with vlcc.Checkpointer(path, comm=comm, mode="async",
+                           local_dir=os.path.join(mpi_tmp, "local")) as ck:
+        ck.register("u", u)
+        good = ck.checkpoint(step=0).id
+        ck.wait()
+        root = ck._engine.local.root
+        if comm.rank == comm.size - 1:
+            import shutil
+            shutil.rmtree(root)
+            open(root, "w").close()
+        u += 1
+        ck.checkpoint(step=1)
+        with pytest.raises(vlcc.StorageError, match="abandoned"):
+            ck.wait()
+        assert ck.stats["pending"] == 0
+        if comm.rank == comm.size - 1:
+            os.unlink(root)
+            os.makedirs(root)
+        u += 1
+        again = ck.checkpoint(step=2).id
+        ck.wait()
+    comm.Barrier()
+    repo = vlcc.Repository(path)
+    assert [v.id for v in repo.log("main")] == [again, good]
+    assert np.array_equal(repo.read(good, "u", rank=comm.rank), np.full(500, comm.rank))
+    assert np.array_equal(repo.read(again, "u", rank=comm.rank), np.full(500, comm.rank + 2))
+
+
+_KILLED = r"""
+import os, signal, sys
+import numpy as np
+import vlcc
+path, local = sys.argv[1], sys.argv[2]
+u = np.arange(200_000, dtype=np.float64)
+ck = vlcc.Checkpointer(path, mode="async", local_dir=local, memory_budget=1024)
+ck.register("u", u)
+ck.checkpoint(step=0)
+ck.wait()                                   # committed: must survive the kill
+for k in range(1, 4):
+    u += 1
+    ck.checkpoint(step=k)                   # spilled to the local tier, flushing
+print(os.path.join(local, os.listdir(local)[0]), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)        # mid-flush
+"""
+
+_NORMAL = r"""
+import sys
+import numpy as np
+import vlcc
+u = np.zeros(200_000)
+kw = {} if sys.argv[2] == "default" else {"local_dir": sys.argv[2]}
+with vlcc.Checkpointer(sys.argv[1], mode="async", **kw) as ck:
+    ck.register("u", u)
+    v = ck.restore()
+    print(ck._engine.local.base, v.step, flush=True)
+    for k in range(3):
+        u += 1
+        ck.checkpoint(step=10 + k)
+"""
+
+
+def test_kill_during_spill_then_next_start_reclaims_local_tier(tmp_path):
+    """kill -9 while spilled versions flush: the committed version stays
+    intact; the next job (another default-style base directory beside the
+    dead one) removes the dead job's node-local directory; a normal async job
+    leaves no directory behind (also with the default /dev/shm location)."""
+    repo, shm = str(tmp_path / "r"), tmp_path / "shm"
+    dead_base = shm / f"vlcc-{os.getuid()}-jobA"
+    env = dict(_env_without_pmi(), VLCC_LOCAL_BUDGET="64MiB")
+    p = subprocess.run([sys.executable, "-c", _KILLED, repo, str(dead_base)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -9, p.stderr[-2000:]
+    leftover = p.stdout.strip()
+    assert os.path.isdir(leftover) and os.path.exists(os.path.join(leftover, "owner.json"))
+    r = vlcc.Repository(repo)
+    r.verify()
+    last = r.log("main")[0]
+    assert np.array_equal(r.read(last, "u"), np.arange(200_000) + last.step)
+    for base in (str(shm / f"vlcc-{os.getuid()}-jobB"), "default"):
+        q = subprocess.run([sys.executable, "-c", _NORMAL, repo, base], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert q.returncode == 0, q.stderr[-2000:]
+        used_base, step = q.stdout.split()
+        assert not os.path.exists(dead_base)          # reclaimed at start (then empty: removed)
+        assert not os.path.exists(used_base)          # nothing left by a normal job
+    assert [v.step for v in vlcc.Repository(repo).log("main")][:3] == [12, 11, 10]
 
 
 _RSS_BURST = r"""

@@ -106,9 +106,11 @@ class Checkpointer:
         try:
             s.parent = s.head_seen = root_only(comm, open_repo)
             s.head_branch = branch
+            s.flush_comm = _ckpt.flusher_comm(comm, cfg)   # collective, once (or None)
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
-                                                  lambda lay, p: _ckpt.flush_write(s, lay, p)))
+                                                  lambda p, store: _ckpt.flush(s, p, store)))
         except BaseException:
+            release(s.flush_comm)
             release(comm)
             raise
         # core hook (tools): reference-run comparison and `vlcc replay` (vlcc/tools/).
@@ -181,8 +183,9 @@ class Checkpointer:
             raise ProviderError(f"provider {name!r}: global_shape/offset/halo/on_restore apply "
                                 f"to numpy arrays only")
         codec = None if compress in (None, False) else get_codec("zstd" if compress is True else compress)
-        self._s.state.add(name, obj, **kw)
+        p = self._s.state.add(name, obj, **kw)
         self._s.writer.set_codec(name, codec)
+        _ckpt.registered(self._s, p)
 
     def register_derived(self, name: str, fn: Callable[..., Any], inputs: Sequence[str], *,
                          recipe: Any = None, set: Callable[[Any], None] | None = None,
@@ -285,4 +288,5 @@ class Checkpointer:
         finally:
             self._closed = True
             self._s.engine.close()
+            release(self._s.flush_comm)
             release(self._s.comm)

@@ -8,6 +8,14 @@
    branch ref) → bcast. Async: queue the version for the engine's flusher;
    ``progress`` commits flushed versions at later collective calls.
 
+Async with MPI at MPI_THREAD_MULTIPLE (``s.flush_comm`` set): steps 2 and 3
+run in the engine's flusher thread, on the flusher's own duplicate
+communicator (``flush``): the application's thread only captures and gets an
+id. Every rank's flusher takes the versions in the same (submission) order,
+so their collectives match; a failure anywhere fails the version on every
+rank (the protocol helpers carry errors as payloads), and ``progress``
+raises it at the next collective call of the application.
+
 Every step goes through commit/protocol.py, so a failure on one rank is
 raised on all, and every path releases the writer lock."""
 
@@ -27,11 +35,28 @@ from ..repo.fsutil import atomic_write
 from ..repo.manifest import Version
 from ..repo.paths import new_version_id
 from ..repo.sealed import seal
+from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
-from .protocol import gather_decide
+from .protocol import QuietComm, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
+
+
+def flusher_comm(comm, cfg):
+    """Collective (at Checkpointer creation): the flusher thread's own
+    communicator when it may run collectives (async, MPI_THREAD_MULTIPLE,
+    not disabled by ``VLCC_FLUSH_MPI=0``), else None."""
+    if cfg.mode == "async" and cfg.flush_mpi and threads_ok(comm):
+        return QuietComm(private(comm))
+    return None
+
+
+def registered(s: Session, provider) -> None:
+    """A provider was registered: in async mode fault in its capture buffer in
+    the background, so the first checkpoint copies into mapped pages."""
+    if s.mode == "async" and isinstance(provider, ArrayProvider):
+        s.engine.prefault(provider.owned().nbytes)
 
 
 def check_attrs(attrs) -> dict:
@@ -55,6 +80,12 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     t0 = time.time()
     holder: dict = {}
     is_async = s.mode == "async"
+    threaded = is_async and s.flush_comm is not None
+
+    def own_parent():
+        # threaded: the flusher writes versions in order, so the parent (in
+        # flight or committed) is written before this one is prepared
+        return s.parent if threaded else dedup_parent(s)
 
     def capture():
         if not s.state.providers:
@@ -62,12 +93,13 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         if step is not None and not isinstance(step, (int, np.integer)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
         holder["attrs"] = check_attrs(attrs)
-        leaves = s.state.capture(copy=is_async, alloc=eng.memory.take if is_async else None)
+        holder["alloc"] = alloc = eng.allocator() if is_async else None
+        leaves = s.state.capture(copy=is_async, alloc=alloc)
         holder["leaves"] = leaves
         holder["descs"] = [(l.name, l.describe()) for l in leaves]
         # this rank's dedup parent travels with its description: rank 0
         # re-checks it under the writer lock (commit/parents.py)
-        return compact(holder["descs"]), dedup_parent(s)
+        return compact(holder["descs"]), own_parent()
 
     def issue(boxes, candidates):
         holder["boxes"] = boxes
@@ -88,7 +120,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     try:
         decision = gather_decide(s.comm, capture, decide)
         if decision is None:   # some rank's providers differ from rank 0's: full descriptions
-            decision = gather_decide(s.comm, lambda: (holder["descs"], dedup_parent(s)),
+            decision = gather_decide(s.comm, lambda: (holder["descs"], own_parent()),
                                      decide_full)
     except BaseException:
         locks.release(holder.pop("lock", None))
@@ -104,18 +136,21 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
             s.compare.check(pend)
         # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
         # replaced by the branch head: never reference a deleted file
-        pend.plan = s.writer.prepare(s.comm, replace_gone(dedup_parent(s), gone, instead),
-                                     pend.leaves)
-        pend.replicated = pend.plan.replicated
+        pend.dedup_parent = replace_gone(own_parent(), gone, instead)
+        if not threaded:            # else the flusher prepares (see flush)
+            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
+            pend.replicated = pend.plan.replicated
     except BaseException:
-        s.writer.abort()
+        if not threaded:            # (the flusher owns the writer's plan state)
+            s.writer.abort()
         locks.release(lock)
         raise
     if is_async:
-        s.writer.detach_plan()
+        if not threaded:
+            s.writer.detach_plan()
         pend.lock = lock
         try:
-            eng.submit(pend)   # may wait for memory (back-pressure)
+            eng.submit(pend, holder.pop("alloc", None))   # may wait (both tiers full)
         except BaseException:
             locks.release(lock)
             raise
@@ -207,6 +242,8 @@ def progress(s: Session, block: bool) -> list[dict]:
     versions after it descend from it."""
     eng = s.engine
     pend = list(eng.pending)
+    if s.flush_comm is not None:
+        return _progress_threaded(s, block)
 
     def decide(all_):
         k = min(len(done) for done, _ in all_)
@@ -240,6 +277,91 @@ def progress(s: Session, block: bool) -> list[dict]:
     return docs
 
 
+def _progress_threaded(s: Session, block: bool) -> list[dict]:
+    """``progress`` when the flushers commit: agree on how many leading
+    pending versions every rank has seen finish, and raise a failed flush
+    only once every rank has seen it fail (its outcome is the same on all
+    ranks, but a rank may not have returned from the flusher's collective
+    yet: then it is raised at a later call)."""
+    eng = s.engine
+    pend = list(eng.pending)
+
+    def local():
+        done, err = eng.flushed_prefix(block)
+        moved = err is not None and isinstance(pend[len(done)].future.exception(), BranchMovedError)
+        return len(done), err, moved
+
+    def decide(all_):
+        k = min(n for n, _, _ in all_)
+        failed = all(e is not None and n == k for n, e, _ in all_)
+        return k, (all_[0][1] if failed else None), failed and all_[0][2]
+    k, err, moved = gather_decide(s.comm, local, decide)
+    docs = [p.future.result() for p in pend[:k]]
+    for doc in docs:
+        locks.release(eng.pending.pop(0).lock)
+        s.head_seen, s.head_branch = doc["id"], doc["branch"]
+        if s.last_version is None or s.last_version.id == doc["id"]:
+            s.last_version = Version.from_manifest(doc)   # no longer pending
+    if err is not None:
+        for p in eng.pending:
+            locks.release(p.lock)
+        abandoned = eng.abandon_pending()
+        if s.rank == 0:
+            for vid in abandoned:
+                if not os.path.exists(s.paths.manifest(vid)):
+                    shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        s.parent = docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent)
+        if moved:
+            raise BranchMovedError(f"{err}; versions {', '.join(abandoned)} were abandoned")
+        raise StorageError(f"asynchronous flush failed ({err}); versions "
+                           f"{', '.join(abandoned)} were abandoned, committed versions are intact")
+    return docs
+
+
+def flush(s: Session, pend: Pending, store) -> dict:
+    """The engine's flush of one pending version (its flusher thread);
+    ``store(write)`` runs ``write(layout)`` through the tiers.
+
+    Without ``s.flush_comm``: write this rank's part (prepared by the
+    application's thread); no MPI here; ``progress`` commits. With it:
+    prepare (hash, dedup agreement), write, then commit, all collective on
+    the flusher's communicator; returns the committed manifest."""
+    if s.flush_comm is None:
+        return store(lambda lay: flush_write(s, lay, pend))
+    fc = s.flush_comm        # a QuietComm: slower ranks are awaited asleep, not spinning
+    try:
+        # The parent was flushed (and committed) by this thread before, or
+        # is an older committed version: its chunk table is exact.
+        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves)
+        pend.replicated = pend.plan.replicated
+    except BaseException:
+        s.writer.abort()
+        raise
+    s.writer.detach_plan()
+    try:
+        res, own = store(lambda lay: flush_write(s, lay, pend)), None
+    except Exception as exc:   # noqa: BLE001 - carried into the commit collective
+        res, own = None, exc
+
+    def local():
+        if own is not None:
+            raise own
+        return res
+
+    try:
+        doc = gather_decide(fc, local, lambda results: commit_version(s, pend, results))
+    except BaseException:
+        if s.rank == 0 and not os.path.exists(s.paths.manifest(pend.vid)):
+            shutil.rmtree(s.paths.data_dir(pend.vid), ignore_errors=True)
+        raise
+    # Committed: gc may run now. Released here, not at the application's next
+    # call: that call may be a checkpoint waiting for gc to finish before it
+    # takes its own lock, while gc waits for this one (a deadlock).
+    lock, pend.lock = pend.lock, None
+    locks.release(lock)
+    return doc
+
+
 def flush_write(s: Session, paths, pend: Pending) -> dict:
     """Runs in the engine's flusher thread: no MPI here."""
     from .rankwrite import write_rank
@@ -250,4 +372,5 @@ def flush_write(s: Session, paths, pend: Pending) -> dict:
     return res
 
 
-__all__ = ["checkpoint", "progress", "commit_version", "flush_write", "dedup_parent", "check_attrs"]
+__all__ = ["checkpoint", "progress", "commit_version", "flush", "flush_write", "dedup_parent",
+           "check_attrs"]

@@ -39,10 +39,75 @@ def release(comm) -> None:
             pass
 
 
+def threads_ok(comm) -> bool:
+    """May a second thread run collectives on a duplicate of ``comm`` while the
+    application's thread uses ``comm``? Yes for the serial stand-in (nothing is
+    sent) and for mpi4py when MPI was initialized with MPI_THREAD_MULTIPLE
+    (mpi4py's default); no for anything else (e.g. the torch.distributed
+    adapter). The answer is the same on every rank (one thread level per job)."""
+    if type(comm).__name__ == "SerialComm":
+        return True
+    if not type(comm).__module__.startswith("mpi4py"):
+        return False
+    from .._mpi import load
+    mpi = load()
+    return mpi.Query_thread() >= mpi.THREAD_MULTIPLE
+
+
+def quiet_barrier(comm, poll: float = 0.001) -> None:
+    """A barrier that sleeps instead of spinning: a background thread waiting
+    for slower ranks must not burn the core the application computes on
+    (MPICH's blocking calls busy-poll). Plain barrier where there is no Ibarrier."""
+    ib = getattr(comm, "Ibarrier", None)
+    if ib is None:
+        bar = getattr(comm, "barrier", None)
+        if bar is not None:
+            bar()
+        return
+    import time
+    req = ib()
+    while not req.Test():
+        time.sleep(poll)
+
+
+class QuietComm:
+    """A communicator for a background thread: before each collective it
+    waits in :func:`quiet_barrier` (asleep) until every rank has arrived, so
+    a rank that is ahead never spins inside MPI while its application
+    computes; the collective itself then completes at once. Everything
+    else is the wrapped communicator's."""
+
+    def __init__(self, comm):
+        self.inner = comm
+
+    rank = property(lambda self: self.inner.rank)
+    size = property(lambda self: self.inner.size)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def gather(self, obj, root: int = 0):
+        quiet_barrier(self.inner)
+        return self.inner.gather(obj, root=root)
+
+    def bcast(self, obj, root: int = 0):
+        quiet_barrier(self.inner)
+        return self.inner.bcast(obj, root=root)
+
+    def allgather(self, obj):
+        quiet_barrier(self.inner)
+        return self.inner.allgather(obj)
+
+    def allreduce(self, obj, op=None):
+        quiet_barrier(self.inner)
+        return self.inner.allreduce(obj, op=op)
+
+
 def _op(comm, name: str):
     """The reduction op for ``comm``: mpi4py's for an mpi4py communicator,
     else a Python binary function (the serial stand-in ignores it, the
     torch.distributed adapter applies it)."""
+    comm = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
     if type(comm).__module__.startswith("mpi4py"):
         from .._mpi import load
         mpi = load()
@@ -158,4 +223,4 @@ def any_bits(comm, bits: int) -> int:
 
 
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
-           "private", "release"]
+           "private", "release", "threads_ok", "quiet_barrier", "QuietComm"]

@@ -34,6 +34,10 @@ class Session:
     head_seen: str | None = None
     head_branch: str | None = None
     compare: Any = None           # tools hook: a reference-run Comparator (vlcc/tools/compare.py)
+    # async with MPI_THREAD_MULTIPLE: the flusher thread's own duplicate of
+    # ``comm`` (its collectives never interleave with the application's);
+    # None: the flusher calls no MPI and the application's thread agrees/commits
+    flush_comm: Any = None
 
     @property
     def rank(self) -> int:

@@ -1,7 +1,9 @@
 """The multi-level engine: memory → node-local → persistent tiers, background
-flushes with bounded memory, schedule-aware eviction and prefetch.
+flushes with bounded memory (spilling to the node-local tier), pre-faulted
+capture buffers, schedule-aware eviction and prefetch.
 
-Background threads never call MPI: they copy, write and read files only.
-Every agreement between ranks (committing flushed versions) happens in the
-application's thread inside the next collective vlcc call (checkpoint, wait,
-restore, close). vlcc therefore needs no more than MPI_THREAD_FUNNELED."""
+The flusher thread runs what the commit layer gives it (commit/checkpoint.py
+``flush``): with MPI at MPI_THREAD_MULTIPLE that includes the version's
+collectives, on the flusher's own duplicate communicator; otherwise no MPI,
+and the application's thread agrees and commits inside vlcc's collective
+calls. The prefetcher never calls MPI."""

@@ -5,6 +5,8 @@
 | mode           | ``mode``         | ``VLCC_MODE``           | ``sync`` |
 | memory budget  | ``memory_budget``| ``VLCC_MEMORY_BUDGET``  | 1 GiB per rank |
 | local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir; ``none`` disables |
+| spill budget   | —                | ``VLCC_LOCAL_BUDGET``   | the memory budget: captures the memory tier cannot hold go to the local tier up to this many bytes |
+| flusher MPI    | —                | ``VLCC_FLUSH_MPI``      | ``auto``: the flusher hashes, agrees and commits on its own communicator when MPI is at MPI_THREAD_MULTIPLE; ``0``: never (the application's thread does it) |
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class EngineConfig:
     mode: str = "sync"
     memory_budget: int = 1 << 30
     local_dir: str | None = None     # None: no local tier
+    local_budget: int = 1 << 30      # bytes of captures spilled to the local tier at most
+    flush_mpi: bool = True           # the flusher may run collectives (if the thread level allows)
 
     @classmethod
     def resolve(cls, mode=None, memory_budget=None, local_dir=None) -> "EngineConfig":
@@ -65,4 +69,7 @@ class EngineConfig:
         if ld is None:
             ld = default_local_dir(budget) if mode == "async" else "none"
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
-        return cls(mode=mode, memory_budget=budget, local_dir=ld)
+        spill = parse_bytes(env.get("VLCC_LOCAL_BUDGET", budget), "VLCC_LOCAL_BUDGET")
+        flush_mpi = env.get("VLCC_FLUSH_MPI", "auto").strip().lower() not in ("0", "no", "off", "false")
+        return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
+                   flush_mpi=flush_mpi)

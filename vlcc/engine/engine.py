@@ -2,8 +2,13 @@
 node-local tier, a flusher thread (capture copy → local → persistent) and a
 prefetcher thread (persistent/local → memory, following the declared plan).
 
-Neither thread calls MPI. Versions flushed by every rank are committed by
-the Checkpointer in the application thread (see Checkpointer._progress)."""
+What a flush does is the commit layer's ``flush(pending, store)`` callback
+(commit/checkpoint.py); ``store(write)`` is the engine's tiering around the
+rank's write: local tier first, mark the capture clean, promote to persistent.
+With an MPI library at MPI_THREAD_MULTIPLE the flusher also hashes, agrees on
+dedup and commits, on its own duplicate communicator; otherwise it calls no
+MPI and the application's thread commits (see commit/checkpoint.py). The
+prefetcher never calls MPI."""
 
 from __future__ import annotations
 
@@ -13,7 +18,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
+from ..errors import StorageError
 from ..repo.paths import RepoPaths
+from .buffers import mapped
 from .config import EngineConfig
 from .local import LocalTier
 from .memory import MemoryTier
@@ -36,56 +45,126 @@ class Pending:
     plan: object = None             # the RankWriter plan (dedup decisions, encoded chunks)
     lock: str | None = None         # rank 0: the repository writer lock (keeps gc away)
     replicated: dict | None = None  # leaf name -> same bytes on every rank (manifest)
+    spilled: int = 0                # bytes captured into the node-local tier (memory full)
+    dedup_parent: str | None = None  # the version whose chunks this one may reference
     future: cf.Future | None = field(default=None, repr=False)
+
+
+class CaptureAlloc:
+    """Where one capture's buffers come from, leaf by leaf: a recycled
+    (already faulted) buffer of the memory tier; a fresh one while the memory
+    budget has room; a buffer in the node-local tier when it has none (spill,
+    instead of waiting for the flusher); else a fresh one, and ``submit``
+    waits (back-pressure: both tiers full)."""
+
+    def __init__(self, engine: "Engine"):
+        self.engine = engine
+        self.ram = 0
+        self.spilled = 0
+        self.sizes: list[int] = []     # RAM buffers handed out (to be replaced in the pool)
+
+    def __call__(self, nbytes: int) -> np.ndarray:
+        eng = self.engine
+        buf = eng.memory.take(nbytes)
+        if buf is None and not eng.memory.fits(self.ram + nbytes) and eng.local is not None:
+            buf = eng.local.spill_buffer(nbytes)
+            if buf is not None:
+                self.spilled += nbytes
+                return buf
+        if buf is None:
+            buf = mapped(nbytes)
+        self.ram += nbytes
+        self.sizes.append(nbytes)
+        return buf
 
 
 class Engine:
     KEEP_LOCAL = 2   # versions kept in the local tier after promotion, for fast restore
 
     def __init__(self, cfg: EngineConfig, persistent: RepoPaths, rank: int,
-                 write: Callable[[RepoPaths, "Pending"], dict]):
+                 flush: Callable[["Pending", Callable], dict]):
         self.cfg = cfg
         self.persistent = persistent
         self.rank = rank
-        self._write = write
+        self._flush_fn = flush
         self.memory = MemoryTier(cfg.memory_budget)
-        self.local = LocalTier(cfg.local_dir) if cfg.local_dir else None
+        self.local = LocalTier(cfg.local_dir, cfg.local_budget) if cfg.local_dir else None
         self.pending: list[Pending] = []
         self._flusher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-flush")
         self._prefetcher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-prefetch")
         self._prefetching: dict[str, cf.Future] = {}
         self._local_kept: collections.deque = collections.deque()
         self._lock = threading.Lock()
+        self._failed: str | None = None   # a flush failed: later ones are skipped
 
     @property
     def faster_layouts(self) -> list[RepoPaths]:
         return [self.local.layout] if self.local else []
 
     # -- write path ------------------------------------------------------------------
-    def submit(self, p: Pending) -> None:
+    def allocator(self) -> CaptureAlloc:
+        return CaptureAlloc(self)
+
+    def prefault(self, nbytes: int) -> None:
+        """Fault in a capture buffer of ``nbytes`` in the background (called at
+        register): the first checkpoint then copies into mapped memory."""
+        self._prefetcher.submit(self.memory.prefault, int(nbytes))
+
+    def submit(self, p: Pending, alloc: CaptureAlloc | None = None) -> None:
         """Queue a captured version for flushing. Blocks while the memory tier
-        is full of unflushed versions (back-pressure)."""
+        is full of unflushed versions and the capture could not spill to the
+        node-local tier (back-pressure)."""
         p.nbytes = sum(int(l.data.nbytes) for l in p.leaves)
-        self.memory.put(p.vid, {l.name: l for l in p.leaves}, p.nbytes, dirty=True)
+        p.spilled = alloc.spilled if alloc is not None else 0
+        if p.spilled:
+            self.memory.stats.spilled += 1
+            self.memory.stats.spilled_bytes += p.spilled
+        self.memory.put(p.vid, {l.name: l for l in p.leaves}, p.nbytes - p.spilled, dirty=True)
         p.future = self._flusher.submit(self._flush, p)
         self.pending.append(p)
+        for n in (alloc.sizes if alloc is not None else ()):
+            self.prefault(n)     # the next capture's buffer, while the budget has room
 
     def _flush(self, p: Pending) -> dict:
+        if self._failed is not None:
+            # Same on every rank (a flush fails on all ranks or none), so no
+            # rank enters a collective for a version the others skip.
+            raise StorageError(f"not flushed: {self._failed} failed before it")
+        try:
+            return self._flush_fn(p, lambda write: self._store(p, write))
+        except BaseException:
+            self._failed = p.vid
+            raise
+
+    def _store(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
+        """Write ``p`` through the tiers: ``write(layout)`` writes this rank's
+        files under ``layout``; returns its result."""
         if self.local is None:
-            res = self._write(self.persistent, p)
-            self.memory.mark_clean(p.vid)
-        else:
-            res = self._write(self.local.layout, p)
-            # The bytes are safe in the local tier now: the memory copy may be
-            # evicted/recycled while the promotion to persistent storage runs.
-            self.memory.mark_clean(p.vid)
-            self.local.promote(self.persistent, [
-                self.persistent.rel_data_file(p.vid, self.rank),
-                self.persistent.rel_index_file(p.vid, self.rank)])
+            res = write(self.persistent)
+            self._clean(p)
+            return res
+        res = write(self.local.layout)
+        # The bytes are safe in the local tier now: the memory copy may be
+        # evicted/recycled while the promotion to persistent storage runs.
+        self._clean(p)
+        self.local.promote(self.persistent, [
+            self.persistent.rel_data_file(p.vid, self.rank),
+            self.persistent.rel_index_file(p.vid, self.rank)])
+        with self._lock:
             self._local_kept.append(p.vid)
             while len(self._local_kept) > self.KEEP_LOCAL:
                 self.local.evict(self._local_kept.popleft(), self.rank)
         return res
+
+    def _clean(self, p: Pending) -> None:
+        if p.spilled:
+            # A spilled capture leaves the tiers once written: its node-local
+            # buffer is released for the next spill (restores read the files).
+            self.memory.drop(p.vid)
+            self.local.release_spill(p.spilled)
+            p.spilled = 0
+        else:
+            self.memory.mark_clean(p.vid)
 
     def flushed_prefix(self, block: bool) -> tuple[list[dict], str | None]:
         """Results of the leading pending versions whose flush finished, and the
@@ -107,9 +186,13 @@ class Engine:
         dropped from memory; what they wrote stays invisible (no manifest)."""
         cf.wait([p.future for p in self.pending])
         vids = [p.vid for p in self.pending]
-        for v in vids:
-            self.memory.drop(v)
+        for p in self.pending:
+            self.memory.drop(p.vid)
+            if p.spilled and self.local is not None:
+                self.local.release_spill(p.spilled)
+                p.spilled = 0
         self.pending.clear()
+        self._failed = None
         return vids
 
     # -- read path -------------------------------------------------------------------
