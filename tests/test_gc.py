@@ -252,9 +252,10 @@ def test_log_after_prune_stops_at_the_pruned_lineage(tmp_path):
     assert log[-1].parent == states[-3][0]      # the pruned parent stays named
 
 
-def test_gc_waits_for_pending_async_versions(tmp_path):
+def test_gc_waits_for_pending_async_versions(tmp_path, monkeypatch):
     """An async version holds the writer lock until it is committed: gc cannot
     delete the files its chunks reference in the meantime."""
+    monkeypatch.setenv("VLCC_FLUSH_MPI", "0")   # the commit waits for ck.wait(), not the flusher
     repo = str(tmp_path / "r")
     states = make_history(repo, nversions=2)
     u = states[-1][1].copy()
@@ -272,3 +273,31 @@ def test_gc_waits_for_pending_async_versions(tmp_path):
     r = vlcc.Repository(repo)
     assert np.array_equal(r.read(v.id, "u"), u)
     assert r.verify()["versions"] == 3
+
+
+def test_a_writer_holding_a_lock_takes_another_while_gc_waits(tmp_path):
+    """Async: a process whose pending version holds a writer lock checkpoints
+    again while gc holds gc.lock and waits for that very lock. Backing off
+    would deadlock both (gc times out, nothing reclaimed); gc cannot pass
+    while the first lock exists, so the second is taken at once."""
+    repo = str(tmp_path / "r")
+    make_history(repo, nversions=1)
+    layout = vlcc.repo.paths.RepoPaths(repo)
+    gcl = os.path.join(layout.locks_dir, locks.GC_LOCK)
+    assert locks.try_create(gcl, "gc")               # a live gc (this process) is waiting
+    try:
+        with pytest.raises(vlcc.LockBusyError, match="gc lock"):
+            locks.acquire_writer(layout, timeout=0.2)   # no lock held yet: backs off
+        assert not locks.list_locks(layout.locks_dir, "write-")
+        first = os.path.join(layout.locks_dir, "write-first.lock")
+        assert locks.try_create(first, "write")
+        locks._HELD_WRITERS.add(first)                 # as acquire_writer records it
+        second = locks.acquire_writer(layout, timeout=0.2)
+        assert os.path.exists(second)
+        # the waiting gc sees both: it cannot pass while they exist
+        assert locks.list_locks(layout.locks_dir, "write-") == sorted([first, second])
+        locks.release(first)
+        locks.release(second)
+    finally:
+        locks.release(gcl)
+    assert not os.listdir(layout.locks_dir)

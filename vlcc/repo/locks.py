@@ -193,6 +193,7 @@ def guessed(reason: str | None) -> bool:
 def release(path: str | None) -> None:
     if not path:
         return
+    _HELD_WRITERS.discard(path)     # before the file goes (see acquire_writer)
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -255,6 +256,19 @@ def list_locks(directory: str, prefix: str = "") -> list[str]:
 
 GC_LOCK = "gc.lock"
 
+# Writer locks this process holds (async: one per pending version). A
+# process that holds one may take another even while gc.lock exists: gc
+# cannot pass its writer check while the first one is there, and backing
+# off would deadlock (gc waits for our pending version's lock, we wait for
+# gc). A path leaves the set before its file is removed, so "in the set"
+# implies "the file exists".
+_HELD_WRITERS: set[str] = set()
+
+
+def _holds_another_writer(d: str, mine: str) -> bool:
+    return any(os.path.dirname(p) == d and p != mine and os.path.lexists(p)
+               for p in list(_HELD_WRITERS))
+
 
 def acquire_writer(paths, *, timeout: float = 600.0, stale: float = STALE_SECONDS) -> str:
     """Take a writer lock (many writers at once); waits while a live gc runs.
@@ -267,7 +281,8 @@ def acquire_writer(paths, *, timeout: float = 600.0, stale: float = STALE_SECOND
     while True:
         path = os.path.join(d, f"write-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.lock")
         try_create(path, "write")
-        if not os.path.lexists(gcl) or break_if_stale(gcl, stale):
+        if not os.path.lexists(gcl) or break_if_stale(gcl, stale) or _holds_another_writer(d, path):
+            _HELD_WRITERS.add(path)
             return path
         release(path)                       # gc is running: back off
         if time.monotonic() > deadline:
