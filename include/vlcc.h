@@ -132,8 +132,10 @@ int vlcc_checkpoint(int64_t step, const char *message, char *version_id, size_t 
 
 /* Restore every registered provider from `version`: NULL or "latest" (newest version of the
  * current branch), a version id, "tag:NAME" or "branch:NAME". Collective; N->M aware for
- * distributed buffers. Checks every provider before writing any byte. The restored version
- * becomes the parent of the next checkpoint.
+ * distributed buffers. All or nothing: every rank reads and checks every provider's bytes
+ * (checksums, shapes, dtypes) before any registered buffer is written, so an error leaves
+ * all buffers on all ranks as they were. The restored version becomes the parent of the
+ * next checkpoint.
  * Errors: VLCC_ENOTFOUND (unknown version, or no version yet), VLCC_EMISMATCH (shape or
  *         dtype differs), VLCC_EPROVIDER (registered provider missing from the version, or
  *         stored provider not registered), VLCC_ECORRUPT, VLCC_ESTATE. */

@@ -133,13 +133,17 @@ def test_dedup_parent_pruned_and_gced_by_another_process(tmp_path, mode):
         assert not os.path.exists(os.path.join(path, "data", v1.id))
         a[:10] = -1           # most chunks unchanged: A's stale table would hit them
         v2 = ck_a.checkpoint(step=2)
+        a2 = a.copy()
+        a[-10:] = -2          # async: v2 may still be in flight (then v3 dedups against the head)
+        v3 = ck_a.checkpoint(step=3)
         ck_a.wait()
     repo = vlcc.Repository(path)
     m = repo.resolve(v2.id)
     assert m.parent == head.id and m.manifest["rebased_from"] == v1.id
-    assert [v.id for v in repo.log("main")][:2] == [v2.id, head.id]
+    assert [v.id for v in repo.log("main")][:3] == [v3.id, v2.id, head.id]
     repo.verify()
-    assert np.array_equal(repo.read(v2.id, "x"), a)
+    assert np.array_equal(repo.read(v2.id, "x"), a2)
+    assert np.array_equal(repo.read(v3.id, "x"), a)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -14,7 +14,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 import vlcc
 from conftest import MPIEXEC, SCRIPTS_DIR, _env_without_pmi

@@ -180,3 +180,47 @@ def test_fused_checksum_catches_every_position(tmp_path, where, atomic):
             flip(path, at + k)
         ck.restore(v, atomic=atomic)
     assert u.tobytes() == u0.tobytes()
+
+
+def test_memory_tier_restore_is_all_or_nothing(tmp_path):
+    """A pending version restored from the memory tier (async mode) also stages
+    first: a read-only second target leaves the first untouched."""
+    a, b = np.arange(100.0), np.arange(60.0)
+    with vlcc.Checkpointer(str(tmp_path / "repo"), comm=MPI.COMM_SELF, mode="async",
+                           local_dir="none") as ck:
+        ck.register("a", a)
+        ck.register("b", b)
+        v = ck.checkpoint()
+        a[:], b[:] = -1.0, -1.0
+        b.flags.writeable = False
+        with pytest.raises(vlcc.ProviderError, match=r"read-only.*\(memory tier\)"):
+            ck.restore(v)
+        assert untouched(a, b)
+        b.flags.writeable = True
+        ck.restore(v)
+    assert np.array_equal(a, np.arange(100.0)) and np.array_equal(b, np.arange(60.0))
+
+
+def test_atomic_none_falls_back_to_direct_when_memory_is_short(tmp_path, monkeypatch):
+    """atomic=None stages unless staging exceeds half the available memory: then
+    it reads straight into the arrays and says so (RuntimeWarning)."""
+    from vlcc.restore import staging
+    u0 = np.arange(4096.0)
+    repo = str(tmp_path / "repo")
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        ck.register("u", u0, global_shape=u0.shape, offset=(0,))
+        v = ck.checkpoint()
+    u = np.zeros_like(u0)
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        ck.register("u", u, global_shape=u0.shape, offset=(0,))
+        with monkeypatch.context() as m:
+            m.setattr(staging, "available_memory", lambda: u0.nbytes)
+            with pytest.warns(RuntimeWarning, match="atomic=False"):
+                ck.restore(v)
+            assert np.array_equal(u, u0)
+            u[:] = 0
+            ck.restore(v, atomic=True)                    # forced staging: no warning
+            assert np.array_equal(u, u0)
+        u[:] = 0
+        ck.restore(v)                                     # plenty of memory: staged, silent
+    assert np.array_equal(u, u0)

@@ -54,6 +54,9 @@ class Repository(Catalog):
                         o < 0 or n < 0 or o + n > g for o, n, g in zip(off, shape, gshape)):
                     raise ArgumentError(f"box {box!r} does not lie inside provider {name!r} of "
                                     f"version {v.id} (global shape {gshape})")
+                if box is None:   # every rank's block, checked before allocating the whole
+                    for k in range(r.nranks):
+                        r.block(name, k)
                 out = np.empty(shape, np.dtype(e["dtype"]))
                 return r.read_box(name, out, off) if out.size else out
             if box is not None:

@@ -18,13 +18,18 @@ from . import adios_c
 
 # Space reserved before ADIOS2 writes (repo/space.py), measured with the PyPI
 # ADIOS2 2.12: data.0 pads each variable to 8 bytes; md.0 and mmd.0 grow by
-# ~90 and ~55 bytes per variable (+ its name); md.idx is 146 bytes; close()
+# ~90 and ~55 bytes per variable (+ its name); md.idx is 146 bytes. close()
 # also writes profiling.json (~1.5 KiB; the Profile parameter does not stop
-# it), which cannot be preallocated: a placeholder holds room for it and for
-# the metadata of a close without data, and is removed just before close.
+# it) through a truncating ofstream, so it cannot be preallocated, and on a
+# disk another rank just filled its write aborted the process (seen in
+# tests/test_space.py): it is pointed at /dev/null before close and the link
+# removed after (no reader needs it). A placeholder holds CLOSE_MARGIN from
+# before open until after close; it is released *before* close only when
+# the preallocation failed, to give the metadata of a close without data room.
 _PER_VAR = 512
 _FILE_MARGIN = 4096
 CLOSE_MARGIN = 32 << 10
+PROFILE_FILE = "profiling.json"
 
 
 def _reservations(nbytes: int, nvars: int) -> dict[str, int]:
@@ -52,6 +57,7 @@ class BlockWriter:
         self._keep = None
         self._placeholder = None
         self._reserved: list[str] = []
+        self._reserving = reserve is not None
         if reserve is not None:
             self._check_and_hold(int(reserve), max(1, int(nvars)), what)
         L = adios_c.lib()
@@ -95,7 +101,8 @@ class BlockWriter:
                     space.preallocate(f, n, what or f"data file {self.path}")
                     self._reserved.append(f)
         except StorageError:
-            self._release_placeholder()
+            self._release_placeholder()   # room for the metadata of a close without data
+            self._reserved = []
             self._keep = []
             try:
                 self.close()
@@ -132,7 +139,12 @@ class BlockWriter:
     def close(self) -> None:
         if self._keep is None:  # already closed (or failed): idempotent
             return
-        self._release_placeholder()   # its room is for what close() writes
+        prof = os.path.join(self.path, PROFILE_FILE)
+        if self._reserving and not os.path.lexists(prof):
+            try:
+                os.symlink(os.devnull, prof)
+            except OSError:
+                self._release_placeholder()   # give its room to the file instead
         try:
             if adios_c.lib().adios2_close(self._engine) != 0:
                 # ADIOS2's engine destructor retries the failed write and, when it
@@ -146,6 +158,9 @@ class BlockWriter:
         finally:
             self._keep = None
             self._drop()
+            if os.path.islink(prof):
+                os.unlink(prof)
+            self._release_placeholder()
 
 
 # The BP5 files ADIOS2 parses when it opens a file for reading. A flipped

@@ -120,7 +120,9 @@ class Catalog:
 
     def log(self, branch: str | None = None) -> list[Version]:
         """Versions newest first: all of them, or the lineage of ``branch``
-        (its head and the head's ancestors, as ``git log``)."""
+        (its head and the head's ancestors, as ``git log``). A damaged
+        manifest is skipped with a warning naming its file (``verify``
+        reports it); on a branch's lineage the walk stops there."""
         if branch is None:
             return self.versions()
         vid = self.branch_head(branch)
@@ -135,6 +137,11 @@ class Catalog:
                 if not out:
                     raise
                 break   # the rest of the lineage was pruned (vlcc prune)
+            except (CorruptionError, FormatVersionError) as exc:
+                # its parent link cannot be trusted: the lineage ends here
+                warnings.warn(f"log of branch {branch!r} stops at version {vid}: {exc}",
+                              stacklevel=2)
+                break
             out.append(v)
             vid = v.parent
         return out

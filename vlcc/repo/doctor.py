@@ -21,7 +21,6 @@ are in flight the repository items are reported, not touched."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import socket
@@ -36,7 +35,7 @@ from .locks import STALE_SECONDS
 from .paths import RepoPaths
 
 EMPTY_BASE_AGE = 60.0    # a job creates its base, then its own directory inside
-OWNER_FILES = ("owner.json", ".owner.json", ".vlcc-owner")
+OWNER_FILES = ("owner.json",)   # engine/local.py writes it: a repo/locks.py record
 
 
 @dataclass
@@ -98,13 +97,9 @@ def _owner(d: str, name: str) -> dict | None:
     """Who made a local-tier directory: its owner file (pid/host/boot id) when
     present, else its name ``<host>-<pid>``."""
     for f in OWNER_FILES:
-        try:
-            with open(os.path.join(d, f)) as fh:
-                doc = json.load(fh)
-            if isinstance(doc, dict) and "pid" in doc:
-                return doc
-        except (OSError, ValueError):
-            continue
+        doc = locks.read(os.path.join(d, f))    # a lock record (JSON file or, on a full disk, a link)
+        if doc is not None and "pid" in doc:
+            return doc
     host, _, pid = name.rpartition("-")
     return {"host": host, "pid": int(pid)} if host and pid.isdigit() else None
 

@@ -150,7 +150,8 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
     with gc_exclusive(layout, timeout=timeout, stale=stale) as broken:
         manifests = _manifests(layout)
         live_files = live_references(layout, manifests)
-        unsure = any(locks.guessed(r) for _p, r in broken)
+        unsure = any(locks.guessed(r) and os.path.basename(p).startswith("write-")
+                     for p, r in broken)
         data = layout.p("data")
         entries = sorted(_listdir(data))
         now = time.time()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..errors import CorruptionError, FormatVersionError, StorageError
 from .checksums import chunk_hash
 from .records import IndexLeaf
+from .schema import check_index
 from .sealed import unseal
 
 INDEX_VERSION = 3
@@ -29,6 +30,7 @@ def load_index(path: str, expected_checksum: str | None, where: str, *, purpose:
     if idx.get("vlcc_index") not in READABLE:
         raise FormatVersionError(f"{where}: index version {idx.get('vlcc_index')!r}, "
                                  f"this vlcc reads {', '.join(map(str, READABLE))} (written by a newer vlcc?)")
+    check_index(idx, where)
     try:
         idx["leaves"] = {n: IndexLeaf.from_json(e) for n, e in idx["leaves"].items()}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

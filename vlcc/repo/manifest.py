@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CorruptionError, FormatVersionError, NotFoundError, StorageError
+from .schema import check_manifest
 from .sealed import unseal
 from ..repo.records import Kind
 
@@ -139,4 +140,5 @@ def load_manifest(path: str, vid: str, repo: str) -> dict:
                                  f"{', '.join(map(str, READABLE))} (written by a newer vlcc?)")
     if doc.get("id") != vid:
         raise CorruptionError(f"manifest {path} names version {doc.get('id')!r}, not {vid!r}")
+    check_manifest(doc, f"manifest of version {vid} ({path})")
     return doc

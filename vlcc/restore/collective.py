@@ -72,11 +72,16 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
     src = DiskSource(s.paths, doc, rank=s.rank, nranks=s.size, offsets=offsets,
                      faster=eng.faster_layouts)
     read = Stager(src, bool(atomic), eng.memory)
+
+    def check():
+        check_stored(s, src.stored, src.where, strict, v.nranks)
+
+    def check_and_stage():
+        check()
+        return _stage(s, src, read)
     try:
-        def check():
-            check_stored(s, src.stored, src.where, strict, v.nranks)
         if atomic:
-            staged = agree(s.comm, lambda: (check(), _stage(s, src, read))[1])
+            staged = agree(s.comm, check_and_stage)
         else:
             agree(s.comm, check)        # structural checks before any byte lands
             staged = agree(s.comm, lambda: _stage(s, src, read))

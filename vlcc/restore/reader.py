@@ -25,6 +25,7 @@ from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
+from ..repo.schema import check_block
 from .fetch import ChunkRead, fetch, stream
 
 
@@ -166,7 +167,7 @@ class VersionReader:
         buffers, since a chunk is verified whole."""
         if not dest.size:
             return
-        chunks, starts = self.index(rank)["leaves"][name].chunks, self.chunk_starts(name, rank)
+        chunks, starts = self._leaf(name, rank).chunks, self.chunk_starts(name, rank)
         stop = start + dest.size
         k0 = bisect.bisect_right(starts, start) - 1
         k1 = bisect.bisect_right(starts, stop - 1) - 1
@@ -219,12 +220,23 @@ class VersionReader:
         digest, offset (distributed), pack (coalesced). Format 1 keeps it in
         the manifest, format 2 in that rank's index."""
         if self.format == 1:
-            return self.entry(name)["blocks"][rank]
-        leaf = self.index(rank)["leaves"].get(name)
-        if leaf is None or leaf.block is None:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
-                                  f"missing from the rank index")
-        return {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
+            b = self.entry(name)["blocks"][rank]
+        else:
+            leaf = self.index(rank)["leaves"].get(name)
+            if leaf is None or leaf.block is None:
+                raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
+                                      f"missing from the rank index")
+            b = {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
+        # core hook (issue 10): the block against the manifest's dtype and decomposition
+        check_block(f"version {self.vid}, provider {name!r}, rank {rank}", self.entry(name), b,
+                    self._box_of(name, rank))
+        return b
+
+    def _box_of(self, name: str, rank: int):
+        if self.entry(name)["kind"] != "distributed":
+            return None
+        offs, shps = self.boxes(name)
+        return offs[rank], shps[rank]
 
     def nblocks(self, name: str) -> int:
         e = self.entry(name)
@@ -255,11 +267,14 @@ class VersionReader:
                                   f"{exc.strerror or exc}") from None
 
     def nchunks(self, name: str, block: dict) -> int:
-        entry = self.index(block["rank"])["leaves"].get(name)
+        return len(self._leaf(name, block["rank"]).chunks)
+
+    def _leaf(self, name: str, rank: int):
+        entry = self.index(rank)["leaves"].get(name)
         if entry is None:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {block['rank']}: "
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
                                   f"missing from the rank index")
-        return len(entry.chunks)
+        return entry
 
     def _packed(self, name: str, block: dict) -> np.ndarray:
         """A read-only view of a packed block's bytes inside the (cached) pack
@@ -384,7 +399,7 @@ class VersionReader:
         if packed:
             buf = self._packed(name, block)
         else:
-            csize = self.index(block["rank"])["leaves"][name].chunk_size
+            csize = self._leaf(name, block["rank"]).chunk_size
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
