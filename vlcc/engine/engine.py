@@ -66,6 +66,8 @@ class CaptureAlloc:
     def __call__(self, nbytes: int) -> np.ndarray:
         eng = self.engine
         buf = eng.memory.take(nbytes)
+        if buf is None:
+            buf = eng.memory.recycle(nbytes)
         if buf is None and not eng.memory.fits(self.ram + nbytes) and eng.local is not None:
             buf = eng.local.spill_buffer(nbytes)
             if buf is not None:
@@ -122,8 +124,11 @@ class Engine:
         self.memory.put(p.vid, {l.name: l for l in p.leaves}, p.nbytes - p.spilled, dirty=True)
         p.future = self._flusher.submit(self._flush, p)
         self.pending.append(p)
-        for n in (alloc.sizes if alloc is not None else ()):
-            self.prefault(n)     # the next capture's buffer, while the budget has room
+        if not self.memory.has_clean():
+            # the flusher is behind: the next capture cannot recycle a flushed
+            # version's buffer, so fault one in now (while the budget has room)
+            for n in (alloc.sizes if alloc is not None else ()):
+                self.prefault(n)
 
     def _flush(self, p: Pending) -> dict:
         if self._failed is not None:
