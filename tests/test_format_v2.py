@@ -147,6 +147,17 @@ def test_lock_of_a_dead_process_is_stale_at_once(tmp_path):
     assert locks.is_stale(path)
 
 
+def test_live_lock_on_this_host_is_never_stale_by_age(tmp_path):
+    # A checkpoint that runs for hours, or an async version pending between
+    # checkpoints hours apart, keeps its writer lock: gc must not break it.
+    path = str(tmp_path / "x.lock")
+    with open(path, "w") as f:
+        json.dump(locks.record("writer"), f)         # this process: alive
+    old = time.time() - 10 * locks.STALE_SECONDS
+    os.utime(path, (old, old))
+    assert locks.stale_reason(path) is None
+
+
 def test_empty_lock_file_is_stale_after_its_grace(tmp_path):
     path = str(tmp_path / "x.lock")
     open(path, "w").close()

@@ -177,6 +177,11 @@ def stale_reason(path: str, stale: float = STALE_SECONDS) -> str | None:
     dead = dead_reason(doc)
     if dead:
         return dead
+    if doc.get("host") == _HOST:
+        # Alive on this host (same boot, pid running): a long checkpoint or an
+        # async version pending for hours still holds its lock. Only holders on
+        # other hosts, which cannot be asked, are judged by age.
+        return None
     return f"older than {stale:.0f} s (host {doc.get('host', '?')})" if age > stale else None
 
 
