@@ -13,31 +13,11 @@ import pytest
 from mpi4py import MPI
 
 import vlcc
+from damage import flip, locate
 from vlcc.layout.tiles import gather, piece_bounds, pieces, tile_shape
 
 SELF = MPI.COMM_SELF
 CHUNK = 256
-
-
-def flip(path: str, pos: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(pos)
-        b = f.read(1)
-        f.seek(pos)
-        f.write(bytes([b[0] ^ 0xFF]))
-
-
-def locate(vdir: str, rank: int, payload: bytes) -> tuple[str, int]:
-    """The BP5 data file (data.*) of ``rank`` holding ``payload``, and its offset."""
-    hits = []
-    for path in sorted(glob.glob(os.path.join(vdir, f"r{rank}.bp", "data.*"))):
-        with open(path, "rb") as f:
-            blob = f.read()
-        at = blob.find(payload)
-        if at >= 0:
-            hits.append((path, at))
-    assert len(hits) == 1, f"payload found {len(hits)} times under {vdir}/r{rank}.bp"
-    return hits[0]
 
 
 class Setup:

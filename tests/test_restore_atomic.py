@@ -14,28 +14,9 @@ import pytest
 from mpi4py import MPI
 
 import vlcc
+from damage import flip, locate
 
 CHUNK = 256
-
-
-def flip(path: str, pos: int) -> None:
-    with open(path, "r+b") as f:
-        f.seek(pos)
-        b = f.read(1)
-        f.seek(pos)
-        f.write(bytes([b[0] ^ 0xFF]))
-
-
-def locate(vdir: str, rank: int, payload: bytes) -> tuple[str, int]:
-    """The BP5 data file of ``rank`` holding ``payload``, and its offset there."""
-    hits = []
-    for path in sorted(glob.glob(os.path.join(vdir, f"r{rank}.bp", "data.*"))):
-        with open(path, "rb") as f:
-            at = f.read().find(payload)
-        if at >= 0:
-            hits.append((path, at))
-    assert len(hits) == 1, f"payload found {len(hits)} times under {vdir}/r{rank}.bp"
-    return hits[0]
 
 
 def damage(comm, repo: str, vid: str, victim: int, payload: bytes, k: int) -> None:
