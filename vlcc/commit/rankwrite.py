@@ -242,9 +242,12 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
                 writer.put(var, buf)
                 written += total
             writer.close()
-            writer = None
+            offsets, writer = writer.offsets, None
             fsync_tree(layout.abs(rel_bp))
             index["bp5"] = bp5_checksums(layout.abs(rel_bp))
+            if offsets is not None:
+                # readers map these bytes instead of asking ADIOS2 for a copy
+                index["bp5_offsets"] = offsets
         except OSError as exc:
             raise storage_error(exc, f"rank {rank}: cannot write data of version {vid}") from exc
         except StorageError as exc:

@@ -40,6 +40,31 @@ def _reservations(nbytes: int, nvars: int) -> dict[str, int]:
 
 _IO_COUNTER = itertools.count()
 
+# Where BP5 puts each variable's bytes in data.0 (ADIOS2 2.10-2.12, measured
+# in tests/test_bp5_layout.py): puts smaller than MinDeferredSize are copied
+# into ADIOS2's buffer as they come, larger ones are written from the
+# caller's memory at close, after all the small ones; each group in put order,
+# back to back (uint8: no padding). The parameter is set explicitly so the
+# rule does not depend on ADIOS2's default. Writers record the offsets this
+# rule gives ("bp5_offsets" in the rank index, docs/format.md 3) only after
+# checking the bytes at both ends of every variable in the closed file, so a
+# different ADIOS2 layout means "no offsets" (reads go through ADIOS2), never
+# wrong ones.
+MIN_DEFERRED = 4 << 20
+_PROBE = 64
+
+
+def layout_offsets(sizes: list[tuple[str, int]], min_deferred: int = MIN_DEFERRED) -> dict[str, int]:
+    """The byte offset in data.0 of each variable put with ``sizes`` (name,
+    nbytes) in this order, by the rule above."""
+    out, pos = {}, 0
+    for deferred in (False, True):
+        for name, n in sizes:
+            if (n >= min_deferred) == deferred:
+                out[name] = pos
+                pos += n
+    return out
+
 
 class BlockWriter:
     """Write named byte buffers into one BP5 file. ``put`` keeps a reference to
@@ -68,6 +93,8 @@ class BlockWriter:
         L.adios2_set_parameter(self._io, b"StatsLevel", b"0")
         # No profiling.json per data file: one file fewer to write and fsync.
         L.adios2_set_parameter(self._io, b"Profile", b"Off")
+        L.adios2_set_parameter(self._io, b"MinDeferredSize", str(MIN_DEFERRED).encode())
+        self.offsets: dict[str, int] | None = None   # after close: where each variable is in data.0
         self._engine = L.adios2_open(self._io, os.fsencode(path), adios_c.MODE_WRITE)
         if self._engine == adios_c.ffi.NULL:
             self._drop()
@@ -110,6 +137,31 @@ class BlockWriter:
                 pass
             raise
 
+    def _checked_offsets(self) -> dict[str, int] | None:
+        """``layout_offsets`` of what was put, if the closed data.0 holds each
+        variable's first and last bytes there (pread of pages just written:
+        in the page cache); None otherwise."""
+        puts = [(var, int(data.size)) for var, data, _p in self._keep]
+        offs = layout_offsets(puts)
+        try:
+            fd = os.open(os.path.join(self.path, "data.0"), os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size != sum(n for _v, n in puts):
+                return None
+            for var, data, _p in self._keep:
+                k = min(_PROBE, data.size)
+                at = offs[var]
+                if (os.pread(fd, k, at) != data[:k].tobytes()
+                        or os.pread(fd, k, at + data.size - k) != data[data.size - k:].tobytes()):
+                    return None
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return offs
+
     def _release_placeholder(self) -> None:
         if self._placeholder is not None:
             try:
@@ -134,7 +186,7 @@ class BlockWriter:
         ptr = adios_c.ffi.from_buffer(data)
         if L.adios2_put(self._engine, v, ptr, adios_c.MODE_DEFERRED) != 0:
             raise StorageError(f"cannot write variable {var!r} to data file {self.path}")
-        self._keep.append((data, ptr))
+        self._keep.append((var, data, ptr))
 
     def close(self) -> None:
         if self._keep is None:  # already closed (or failed): idempotent
@@ -155,6 +207,7 @@ class BlockWriter:
                 raise StorageError(f"writing data file {self.path} failed: {_diagnose(self.path)}")
             for f in self._reserved:      # give back what was reserved but not used
                 space.trim(f)
+            self.offsets = self._checked_offsets()
         finally:
             self._keep = None
             self._drop()
@@ -179,6 +232,24 @@ def bp5_checksums(path: str) -> dict[str, str]:
             with open(p, "rb") as f:
                 out[name] = chunk_hash(f.read())
     return out
+
+
+_MADV_POPULATE_READ = 22   # Linux 5.14; older kernels say EINVAL: then pages fault in on use
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _populate(mm, start: int, n: int) -> None:
+    """Map the page-cache pages of ``[start, start + n)`` in one call (reading
+    them from disk first if they are not cached). Measured, 2-D scatter of
+    128 MiB from a mapped file: 79 ms faulting pages in during the copy,
+    against ~20 ms populated first."""
+    if mm is None or n <= 0:
+        return
+    lo = start - start % _PAGE
+    try:
+        mm.madvise(_MADV_POPULATE_READ, lo, start + n - lo)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def check_metadata(path: str, expected: dict[str, str], what: str = "") -> None:
@@ -229,8 +300,15 @@ class BlockReader:
     """Random-access reads of byte ranges of variables in one BP5 file
     (ADIOS2's C API: the GIL is released while bytes move)."""
 
-    def __init__(self, path: str, *, what: str = "", metadata: dict[str, str] | None = None):
+    def __init__(self, path: str, *, what: str = "", metadata: dict[str, str] | None = None,
+                 offsets: dict[str, int] | None = None):
+        """``offsets``: where each variable starts in data.0, as the writer
+        recorded it (``BlockWriter.offsets``); with it, ``view`` maps bytes
+        of the file instead of asking ADIOS2 to copy them."""
         self.path = path
+        self._offsets = offsets or {}
+        self._map: np.ndarray | None = None
+        self._mm = None
         if not os.path.isdir(path):
             raise CorruptionError(f"{what}data file {path} is missing")
         if metadata is not None:
@@ -280,7 +358,43 @@ class BlockReader:
             raise CorruptionError(f"{self._what}reading {var!r} from data file {self.path} failed "
                                   f"(truncated or damaged)")
 
+    def view(self, var: str, start: int, n: int) -> np.ndarray | None:
+        """Bytes ``[start, start + n)`` of variable ``var`` as a read-only view
+        of data.0 mapped into memory (the page cache itself: no read copy), or
+        None when the writer recorded no offset for ``var`` (use
+        ``read_into``). Ranges beyond the end of the file (truncated) are a
+        CorruptionError here, before anything touches the mapping (which
+        would be SIGBUS)."""
+        at = self._offsets.get(var)
+        if at is None:
+            return None
+        m = self._map
+        if m is None:
+            m = self._map = self._map_data()
+        if at + start + n > m.size:
+            raise CorruptionError(f"{self._what}data file {self.path}: variable {var!r} bytes "
+                                  f"{start}..{start + n} lie beyond the end of data.0 "
+                                  f"({m.size} bytes; truncated)")
+        _populate(self._mm, at + start, n)
+        return m[at + start:at + start + n]
+
+    def _map_data(self) -> np.ndarray:
+        import mmap
+        p = os.path.join(self.path, "data.0")
+        try:
+            with open(p, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if not size:
+                    return np.empty(0, np.uint8)
+                mm = self._mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise CorruptionError(f"{self._what}data file {self.path}: cannot map data.0: "
+                                  f"{exc.strerror or exc}") from exc
+        return np.frombuffer(mm, np.uint8)
+
     def close(self) -> None:
+        # Views handed out keep the mapping alive until they are dropped.
+        self._map = self._mm = None
         if self._engine is not None:
             adios_c.lib().adios2_close(self._engine)
             self._engine = None

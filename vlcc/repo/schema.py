@@ -291,6 +291,8 @@ def _index(idx: dict) -> None:
         _str(_key(_dict(c, f"codecs[{i}]"), "id", f"codecs[{i}]"), f"codecs[{i}].id")
     _opt(idx, "bp5", lambda v, p: [_str(x, f"{p}.{k}", _HEX32, "a checksum")
                                    for k, x in _dict(v, p).items()], "")
+    _opt(idx, "bp5_offsets", lambda v, p: [_int(x, f"{p}.{k}")
+                                           for k, x in _dict(v, p).items()], "")
     _opt(idx, "stats", _dict, "")
     leaves = _dict(_key(idx, "leaves", ""), "leaves")
     for name, e in leaves.items():

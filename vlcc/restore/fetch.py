@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
 import numpy as np
+import xxhash
 
 from ..encode import get_codec
 from ..errors import CorruptionError
@@ -110,45 +111,21 @@ def fetch(reads: list[ChunkRead], reader: Callable[[str], object],
     BlockReader of a file (kept open by the caller for the whole restore);
     ``where(rel)`` the error prefix naming version, provider, rank and file.
     Raises CorruptionError on the first damaged chunk (in ``reads`` order)."""
-    gs = groups(reads)
-    advise(reads, reader)
-    threaded = _threaded(len(gs))
-    pending: list[Future] = []
-    try:
-        for g in gs:
-            first = g[0]
-            rd = reader(first.rel)
-            if first.codec is None:
-                span = first.buf[first.pos:first.pos + sum(r.nbytes for r in g)]
-                _read(rd, first.var, first.offset, span, where(first.rel))
-                job, args = _verify, (g, where(first.rel))
-            else:
-                stored = np.empty(first.stored, np.uint8)
-                _read(rd, first.var, first.offset, stored, where(first.rel))
-                job, args = _decode, (first, stored, where(first.rel))
-            if threaded:
-                pending.append(_pool().submit(job, *args))
-            else:
-                job(*args)
-    finally:
-        # Every worker finishes before the caller sees the buffers (or the error).
-        errors = []
-        for f in pending:
-            exc = f.exception()
-            if exc is not None:
-                errors.append(exc)
-    if errors:
-        raise errors[0]
+    _run(reads, reader, where, None)
 
 
 def stream(reads: list[ChunkRead], reader: Callable[[str], object],
            where: Callable[[str], str], sink: Callable[[ChunkRead, np.ndarray], None]) -> None:
     """Like ``fetch`` for chunks whose stored bytes are not kept (``buf`` None):
-    each group is read into a reusable scratch buffer small enough to stay in
-    cache, verified, and handed chunk by chunk to ``sink(read, bytes)`` (e.g. a
-    scatter into the target box) in a worker thread while the next group is
-    read. No leaf-sized buffer, no page faults, the scatter reads from cache.
-    ``sink`` calls may run concurrently; they must write disjoint memory."""
+    each verified chunk is handed to ``sink(read, bytes)`` (e.g. a scatter into
+    the target box), straight from the mapped file when it can be, else from a
+    reusable scratch buffer small enough to stay in cache (in a worker thread
+    while the next group is read). No leaf-sized buffer. ``sink`` calls may
+    run concurrently; they must write disjoint memory and not keep ``bytes``."""
+    _run(reads, reader, where, sink)
+
+
+def _run(reads, reader, where, sink) -> None:
     gs = groups(reads)
     advise(reads, reader)
     threaded = _threaded(len(gs))
@@ -158,32 +135,107 @@ def stream(reads: list[ChunkRead], reader: Callable[[str], object],
             first = g[0]
             rd = reader(first.rel)
             w = where(first.rel)
-            if first.codec is None:
-                n = sum(r.nbytes for r in g)
-                scratch = _take_scratch(n)
-                _read(rd, first.var, first.offset, scratch[:n], w)
-                placed, pos = [], 0
-                for r in g:
-                    placed.append(r._replace(buf=scratch, pos=pos))
-                    pos += r.nbytes
-                job, args = _verify_and_sink, (placed, w, sink, scratch, None)
-            else:
-                stored = np.empty(first.stored, np.uint8)
-                _read(rd, first.var, first.offset, stored, w)
-                scratch = _take_scratch(first.nbytes)
-                job, args = _verify_and_sink, ([first._replace(buf=scratch, pos=0)], w, sink,
-                                               scratch, stored)
+            src = _view(rd, first, sum(r.stored for r in g), w)
+            if src is not None:
+                # Mapped page cache: copy + hash run at memory speed, in cache-
+                # sized slices, so the calling thread does them (no handoff).
+                _from_map(g, src, w, sink)
+                continue
+            job, args = _read_group(g, rd, w, sink)
             if threaded:
-                # At most _SCRATCH_SLOTS groups in flight: bounded scratch memory.
-                while len(pending) >= _SCRATCH_SLOTS - 1:
+                # Streamed groups hold scratch buffers: at most _SCRATCH_SLOTS in flight.
+                while sink is not None and len(pending) >= _SCRATCH_SLOTS - 1:
                     pending.pop(0).result()
                 pending.append(_pool().submit(job, *args))
             else:
                 job(*args)
     finally:
+        # Every worker finishes before the caller sees the buffers (or the error).
         errors = [e for e in (f.exception() for f in pending) if e is not None]
     if errors:
         raise errors[0]
+
+
+def _view(rd, first: ChunkRead, stored: int, where: str) -> np.ndarray | None:
+    view = getattr(rd, "view", None)
+    if view is None:
+        return None
+    try:
+        return view(first.var, first.offset, stored)
+    except CorruptionError as exc:
+        raise CorruptionError(f"{where}: {exc}") from exc
+
+
+def _from_map(g: list[ChunkRead], src: np.ndarray, where: str, sink) -> None:
+    """The chunks of ``g`` from ``src``, their stored bytes mapped from the file."""
+    pos = 0
+    for r in g:
+        s = src[pos:pos + r.stored]
+        pos += r.stored
+        if sink is None:
+            if r.codec is not None:
+                _decode(r, s, where)
+            else:
+                _copy_verified(s, r.buf[r.pos:r.pos + r.nbytes], r, where)
+            continue
+        # A scatter straight from the mapping is slow (measured, 128 MiB of
+        # 512x1024 float64 pieces: 53 ms, against 20 ms through a cached
+        # scratch copy): the sink reads a scratch buffer.
+        scratch = _take_scratch(r.nbytes)
+        try:
+            placed = r._replace(buf=scratch, pos=0)
+            if r.codec is not None:
+                _decode(placed, s, where)
+            else:
+                _copy_verified(s, scratch[:r.nbytes], r, where)
+            sink(placed, scratch[:r.nbytes])
+        finally:
+            _give_scratch(scratch)
+
+
+# Copy and hash a chunk in slices that stay in L2 (1 MiB here) between the
+# two: one pass over memory. The hash is of the destination, so the bytes
+# checked are the bytes the caller gets. Measured, 128 MiB from a mapped
+# page-cached file: 1 MiB slices 19.6 ms copy+hash (copy alone 15.9 ms);
+# 256 KiB slices 80 ms (the copies of smaller slices run at page-fault speed).
+_SLICE = 1 << 20
+
+
+def _copy_verified(src: np.ndarray, dst: np.ndarray, r: ChunkRead, where: str) -> None:
+    h = xxhash.xxh3_128()
+    for o in range(0, dst.size, _SLICE):
+        d = dst[o:o + _SLICE]
+        np.copyto(d, src[o:o + _SLICE])
+        h.update(d)
+    if h.hexdigest() != r.hash:
+        raise CorruptionError(f"{where}: checksum mismatch in {r.what}")
+
+
+def _read_group(g: list[ChunkRead], rd, w: str, sink):
+    """Read group ``g`` through ADIOS2; returns the (job, args) that verifies
+    it (and decodes, and hands it to ``sink``)."""
+    first = g[0]
+    if sink is None:
+        if first.codec is None:
+            span = first.buf[first.pos:first.pos + sum(r.nbytes for r in g)]
+            _read(rd, first.var, first.offset, span, w)
+            return _verify, (g, w)
+        stored = np.empty(first.stored, np.uint8)
+        _read(rd, first.var, first.offset, stored, w)
+        return _decode, (first, stored, w)
+    if first.codec is None:
+        n = sum(r.nbytes for r in g)
+        scratch = _take_scratch(n)
+        _read(rd, first.var, first.offset, scratch[:n], w)
+        placed, pos = [], 0
+        for r in g:
+            placed.append(r._replace(buf=scratch, pos=pos))
+            pos += r.nbytes
+        return _verify_and_sink, (placed, w, sink, scratch, None)
+    stored = np.empty(first.stored, np.uint8)
+    _read(rd, first.var, first.offset, stored, w)
+    scratch = _take_scratch(first.nbytes)
+    return _verify_and_sink, ([first._replace(buf=scratch, pos=0)], w, sink, scratch, stored)
 
 
 def _verify_and_sink(g, where, sink, scratch, stored) -> None:

@@ -41,6 +41,7 @@ class VersionReader:
         self.format = int(manifest.get("vlcc_manifest", 1))
         self._refs: list | None = None          # (rank, index rel, checksum) per rank
         self._meta: dict[str, dict | None] = {}  # BP5 file -> its metadata checksums
+        self._offsets: dict[str, dict | None] = {}  # BP5 file -> where its variables are in data.0
         self._boxes: dict[str, tuple] = {}
         self._index: dict[int, dict] = {}
         self._files: dict[str, BlockReader] = {}
@@ -90,13 +91,15 @@ class VersionReader:
                                  purpose=" (holds the checksums of the BP5 metadata of "
                                          f"{rel}, referenced by version {self.vid})")
             self._meta[rel] = idx.get("bp5") if idx.get("vlcc_index", 1) >= 2 else None
+            self._offsets[rel] = idx.get("bp5_offsets")
         return self._meta[rel]
 
     def _reader(self, rel: str, what: str) -> BlockReader:
         r = self._files.get(rel)
         if r is None:
-            r = self._files[rel] = BlockReader(self.path(rel), what=what,
-                                               metadata=self.bp5_metadata(rel))
+            meta = self.bp5_metadata(rel)
+            r = self._files[rel] = BlockReader(self.path(rel), what=what, metadata=meta,
+                                               offsets=self._offsets.get(rel))
         return r
 
     def close(self) -> None:
