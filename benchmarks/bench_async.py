@@ -1,6 +1,6 @@
 """The async engine in numbers, measured in one run at 1 and at 2 ranks.
 
-    python benchmarks/bench_async.py [--ranks 1,2] [--mib 64] [--steps 60] [--every 10]
+    python benchmarks/bench_async.py [--ranks 1,2] [--mib 64] [--steps 60] [--every 10] [--repeat 3]
 
 runs itself under ``mpiexec -n R`` for each R of --ranks and prints, per R:
 
@@ -8,8 +8,10 @@ runs itself under ``mpiexec -n R`` for each R of --ranks and prints, per R:
    into already-mapped memory: steady state (median of the later
    checkpoints) and the first checkpoint of a run;
 2. application slowdown: a memory-bound numpy stencil loop with a checkpoint
-   every --every steps, async vs sync vs no checkpoint (the compute loop;
-   the wait for the last flush after it is shown apart, "tail");
+   every --every steps, async vs sync vs no checkpoint vs the copy floor (one
+   np.copyto of the state per checkpoint: what an async checkpoint cannot
+   avoid), alternating, best of --repeat rounds (the compute loop; the wait
+   for the last flush after it is shown apart, "tail");
 3. reverse replay of 20 versions (adjoint-like) with a memory budget of 5
    versions: schedule-aware prefetch (plan) vs LRU vs sync reads.
 Timings are barrier to barrier, slowest rank. The goals (issue 11): blocking
@@ -62,6 +64,10 @@ def stencil_steps(u, steps, hook=None):
             hook(s)
 
 
+def best(out: dict, key: str, t: float) -> None:
+    out[key] = min(out.get(key, float("inf")), t)
+
+
 def worker(args) -> None:
     from mpi4py import MPI
 
@@ -97,20 +103,31 @@ def worker(args) -> None:
     ck.close()
 
     # 2. application slowdown (checkpoints mid-way between --every steps, so
-    #    the flush of the last one overlaps compute as the others do)
+    #    the flush of the last one overlaps compute as the others do). The
+    #    machine is shared and its speed drifts by +-10 % within a minute:
+    #    the contenders alternate, --repeat rounds, and each keeps its best.
+    #    "copy floor" is the physical limit of an async checkpoint: the loop
+    #    with one np.copyto of the state into mapped memory per checkpoint.
     half = args.every // 2
-    u = u0.copy()
-    out["loop, no checkpoint"] = wall(comm, lambda: stencil_steps(u, args.steps))
-    for mode in ("sync", "async"):
+    at = (lambda s: (s + 1) % args.every == half)   # noqa: E731
+    floor_buf = np.empty_like(u0)
+    np.copyto(floor_buf, u0)
+    for rnd in range(args.repeat):
         u = u0.copy()
-        c = vlcc.Checkpointer(os.path.join(base, f"loop-{mode}"), comm=comm, mode=mode,
-                              memory_budget=4 * nbytes)
-        c.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
-        hook = (lambda s, c=c: c.checkpoint(step=s) if (s + 1) % args.every == half else None)
-        out[f"loop, {mode} checkpoints"] = wall(comm, lambda: stencil_steps(u, args.steps, hook))
-        out[f"tail wait, {mode}"] = wall(comm, c.wait)
-        out[f"stats, {mode}"] = {k: c.stats.get(k) for k in ("waits", "spilled")}
-        c.close()
+        best(out, "loop, no checkpoint", wall(comm, lambda: stencil_steps(u, args.steps)))
+        u = u0.copy()
+        best(out, "loop, copy floor", wall(comm, lambda: stencil_steps(
+            u, args.steps, lambda s: np.copyto(floor_buf, u) if at(s) else None)))
+        for mode in ("sync", "async"):
+            u = u0.copy()
+            c = vlcc.Checkpointer(os.path.join(base, f"loop-{mode}-{rnd}"), comm=comm, mode=mode,
+                                  memory_budget=4 * nbytes)
+            c.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
+            hook = (lambda s, c=c: c.checkpoint(step=s) if at(s) else None)
+            best(out, f"loop, {mode} checkpoints", wall(comm, lambda: stencil_steps(u, args.steps, hook)))
+            best(out, f"tail wait, {mode}", wall(comm, c.wait))
+            out[f"stats, {mode}"] = {k: c.stats.get(k) for k in ("waits", "spilled")}
+            c.close()
 
     # 3. reverse replay, budget of 5 versions
     m = 256 * 1024                                  # 2 MiB per rank per version
@@ -141,7 +158,7 @@ def worker(args) -> None:
             s = c.stats
             out[f"hit rate, {policy}"] = s["hits"] / max(1, s["hits"] + s["misses"])
     if rank == 0:
-        out["ranks"], out["MiB"] = comm.size, nbytes / 2**20
+        out["ranks"], out["MiB"], out["repeat"] = comm.size, nbytes / 2**20, args.repeat
         print("RESULT " + json.dumps(out))
         shutil.rmtree(base, ignore_errors=True)
 
@@ -151,16 +168,19 @@ def report(res: dict) -> dict:
     cp = res["np.copyto (mapped)"]
     loop = res["loop, no checkpoint"]
     r = {"steady": res["async checkpoint, steady"] / cp, "first": res["async checkpoint, first"] / cp,
-         "async": res["loop, async checkpoints"] / loop - 1, "sync": res["loop, sync checkpoints"] / loop - 1}
+         "async": res["loop, async checkpoints"] / loop - 1, "sync": res["loop, sync checkpoints"] / loop - 1,
+         "floor": res["loop, copy floor"] / loop - 1}
     print(f"## {res['ranks']} rank(s) x {res['MiB']:.0f} MiB")
     for k in ("np.copyto (mapped)", "async checkpoint, steady", "async checkpoint, first",
-              "loop, no checkpoint", "loop, sync checkpoints", "loop, async checkpoints",
+              "loop, no checkpoint", "loop, copy floor", "loop, sync checkpoints",
+              "loop, async checkpoints",
               "tail wait, sync", "tail wait, async", "reverse replay, persistent",
               "reverse replay, lru", "reverse replay, plan"):
         print(f"  {k:<30} {ms(k)}")
     print(f"  blocking / np.copyto: steady {r['steady']:.2f}x (goal <= 1.25), first {r['first']:.2f}x "
           f"(goal <= 3)")
-    print(f"  loop slowdown: async {r['async'] * 100:+.1f} %, sync {r['sync'] * 100:+.1f} % "
+    print(f"  loop slowdown (best of {res['repeat']}): async {r['async'] * 100:+.1f} %, "
+          f"sync {r['sync'] * 100:+.1f} %, copy floor {r['floor'] * 100:+.1f} % "
           f"(async stats {res['stats, async']})")
     print(f"  reverse replay hit rate plan {res['hit rate, plan']:.2f} vs lru {res['hit rate, lru']:.2f}; "
           f"time plan/lru {res['reverse replay, plan'] / res['reverse replay, lru']:.2f}x "
@@ -174,6 +194,7 @@ def main():
     ap.add_argument("--mib", type=int, default=64, help="state per rank")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--every", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3, help="rounds of the slowdown contenders")
     ap.add_argument("--dir", default=None)
     ap.add_argument("--worker", action="store_true")
     args = ap.parse_args()
@@ -183,7 +204,8 @@ def main():
     rows = {}
     for nr in [int(x) for x in args.ranks.split(",")]:
         cmd = [mpiexec, "-n", str(nr), sys.executable, os.path.abspath(__file__), "--worker",
-               "--mib", str(args.mib), "--steps", str(args.steps), "--every", str(args.every)]
+               "--mib", str(args.mib), "--steps", str(args.steps), "--every", str(args.every),
+               "--repeat", str(args.repeat)]
         if args.dir:
             cmd += ["--dir", args.dir]
         t0 = time.time()
@@ -195,7 +217,8 @@ def main():
         print(f"  ({time.time() - t0:.0f} s)")
     print("SUMMARY bench_async: " + "; ".join(
         f"{nr} rank(s): blocking {r['steady']:.2f}x copyto steady, {r['first']:.2f}x first, "
-        f"slowdown async {r['async'] * 100:+.1f} % vs sync {r['sync'] * 100:+.1f} %"
+        f"slowdown async {r['async'] * 100:+.1f} % vs sync {r['sync'] * 100:+.1f} % "
+        f"(copy floor {r['floor'] * 100:+.1f} %)"
         for nr, r in rows.items()))
 
 

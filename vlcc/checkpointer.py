@@ -56,8 +56,8 @@ class Checkpointer:
                  a later collective call (``checkpoint``, ``wait``, ``restore``, ``close``).
     memory_budget: bytes (or "512MiB") of the memory tier per rank (default 1 GiB,
                  env ``VLCC_MEMORY_BUDGET``); async checkpoints wait when it is full.
-    local_dir:   node-local tier directory (default for async: under /dev/shm; env
-                 ``VLCC_LOCAL_DIR``; ``"none"`` disables it).
+    local_dir:   node-local tier (env ``VLCC_LOCAL_DIR``; ``"none"``: off). Given: async
+                 versions go through it. Default: /dev/shm, for spill only (engine/config.py).
     chunk_size:  bytes per chunk (integrity/dedup unit).
     dedup:       store a chunk only if neither the parent version (same rank)
                  nor a lower rank of this version already stores it (default True).

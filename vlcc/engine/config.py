@@ -4,9 +4,18 @@
 | -------------- | ---------------- | ----------------------- | ------- |
 | mode           | ``mode``         | ``VLCC_MODE``           | ``sync`` |
 | memory budget  | ``memory_budget``| ``VLCC_MEMORY_BUDGET``  | 1 GiB per rank |
-| local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir; ``none`` disables |
+| local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir, for spill only (see below); ``none`` disables |
+| write through local | —            | ``VLCC_LOCAL_STAGE``    | ``1`` when the local dir is given (keyword or environment): every version is written there first, then promoted; ``0`` with the default dir |
 | spill budget   | —                | ``VLCC_LOCAL_BUDGET``   | the memory budget: captures the memory tier cannot hold go to the local tier up to this many bytes |
 | flusher MPI    | —                | ``VLCC_FLUSH_MPI``      | ``auto``: the flusher hashes, agrees and commits on its own communicator when MPI is at MPI_THREAD_MULTIPLE; ``0``: never (the application's thread does it) |
+
+Why the default local tier only takes spills: /dev/shm is RAM, like the
+memory tier that already holds every captured version until it is flushed;
+writing each version there too cost a copy into fresh tmpfs pages and a
+second copy at promotion (~100 ms of CPU per 64 MiB, measured by
+benchmarks/bench_async.py), competing with the application for memory
+bandwidth. A local dir given by the user (a node-local SSD) is a real middle
+tier: versions go through it.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ class EngineConfig:
     local_dir: str | None = None     # None: no local tier
     local_budget: int = 1 << 30      # bytes of captures spilled to the local tier at most
     flush_mpi: bool = True           # the flusher may run collectives (if the thread level allows)
+    stage_local: bool = True         # versions are written to the local tier, then promoted
 
     @classmethod
     def resolve(cls, mode=None, memory_budget=None, local_dir=None) -> "EngineConfig":
@@ -66,10 +76,13 @@ class EngineConfig:
         budget = parse_bytes(memory_budget if memory_budget is not None
                              else env.get("VLCC_MEMORY_BUDGET", 1 << 30), "memory_budget")
         ld = local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")
+        stage = ld is not None
         if ld is None:
             ld = default_local_dir(budget) if mode == "async" else "none"
+        stage = env.get("VLCC_LOCAL_STAGE", "1" if stage else "0").strip().lower() \
+            not in ("0", "no", "off", "false")
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
         spill = parse_bytes(env.get("VLCC_LOCAL_BUDGET", budget), "VLCC_LOCAL_BUDGET")
         flush_mpi = env.get("VLCC_FLUSH_MPI", "auto").strip().lower() not in ("0", "no", "off", "false")
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
-                   flush_mpi=flush_mpi)
+                   flush_mpi=flush_mpi, stage_local=stage)

@@ -144,7 +144,7 @@ class Engine:
     def _store(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
         """Write ``p`` through the tiers: ``write(layout)`` writes this rank's
         files under ``layout``; returns its result."""
-        if self.local is None:
+        if self.local is None or not self.cfg.stage_local:
             res = write(self.persistent)
             self._clean(p)
             return res

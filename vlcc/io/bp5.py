@@ -66,18 +66,32 @@ def layout_offsets(sizes: list[tuple[str, int]], min_deferred: int = MIN_DEFERRE
     return out
 
 
+DATA = "data.0"
+BULK_TMP = "data.0.vlcc-tmp"
+
+
 class BlockWriter:
     """Write named byte buffers into one BP5 file. ``put`` keeps a reference to
     the buffer until ``close`` (deferred put: no copy). Uses ADIOS2's C API
-    (io/adios_c.py) so the GIL is released while bytes move."""
+    (io/adios_c.py) so the GIL is released while bytes move.
 
-    def __init__(self, path: str, *, reserve: int | None = None, nvars: int = 1, what: str = ""):
+    Bulk data (``bulk``, the default): ADIOS2 writes the BP5 metadata, and
+    its data.0 is a link to /dev/null; vlcc writes data.0 itself, in the
+    layout ADIOS2 would (``layout_offsets``), with O_DIRECT from the callers'
+    buffers (io/direct.py: no page-cache copy). After close the file is
+    checked through ADIOS2's own reader (both ends of every variable); if
+    ADIOS2 placed anything differently, the file is written again the plain
+    way. So the result is always the BP5 file ADIOS2 would write."""
+
+    def __init__(self, path: str, *, reserve: int | None = None, nvars: int = 1, what: str = "",
+                 bulk: bool = True):
         """With ``reserve`` (the bytes that will be put, in ``nvars``
         variables) the space is checked before ADIOS2 opens the file and
         preallocated to its files right after (repo/space.py), so a full disk
         is a StorageError naming ``what`` and the file, before any data is
         written, never an abort in ADIOS2's close."""
         self.path = path
+        self._bulk = bulk
         self._name = f"vlcc-w-{next(_IO_COUNTER)}".encode()
         self._keep = None
         self._placeholder = None
@@ -95,6 +109,14 @@ class BlockWriter:
         L.adios2_set_parameter(self._io, b"Profile", b"Off")
         L.adios2_set_parameter(self._io, b"MinDeferredSize", str(MIN_DEFERRED).encode())
         self.offsets: dict[str, int] | None = None   # after close: where each variable is in data.0
+        if bulk:
+            try:
+                os.makedirs(path, exist_ok=True)
+                os.symlink(os.devnull, os.path.join(path, DATA))
+            except OSError as exc:
+                self._drop()
+                self._release_placeholder()
+                raise StorageError(f"cannot create data file {path}: {exc.strerror or exc}") from exc
         self._engine = L.adios2_open(self._io, os.fsencode(path), adios_c.MODE_WRITE)
         if self._engine == adios_c.ffi.NULL:
             self._drop()
@@ -124,7 +146,11 @@ class BlockWriter:
         try:
             for name, n in _reservations(nbytes, nvars).items():
                 f = os.path.join(self.path, name)
-                if os.path.exists(f):      # only files this ADIOS2 created at open
+                if name == DATA and self._bulk:
+                    f = os.path.join(self.path, BULK_TMP)   # vlcc writes it (created here)
+                    space.preallocate(f, n, what or f"data file {self.path}")
+                    self._reserved.append(f)
+                elif os.path.exists(f):      # only files this ADIOS2 created at open
                     space.preallocate(f, n, what or f"data file {self.path}")
                     self._reserved.append(f)
         except StorageError:
@@ -137,6 +163,46 @@ class BlockWriter:
                 pass
             raise
 
+    def _write_bulk(self) -> dict[str, int] | None:
+        """data.0 (a /dev/null link while ADIOS2 ran) written by vlcc; the
+        offsets, checked through ADIOS2. Falls back to a plain ADIOS2 write."""
+        from .direct import write_concat
+        puts = [(var, int(data.size)) for var, data, _p in self._keep]
+        offs = layout_offsets(puts)
+        by = {var: data for var, data, _p in self._keep}
+        tmp, final = os.path.join(self.path, BULK_TMP), os.path.join(self.path, DATA)
+        write_concat(tmp, [by[v] for v in sorted(offs, key=offs.get)])
+        os.replace(tmp, final)
+        if self._probe_ok(offs):
+            return offs
+        return self._rewrite_plain()
+
+    def _probe_ok(self, offs: dict[str, int]) -> bool:
+        """Does ADIOS2 read each variable's first and last bytes from where
+        vlcc put them?"""
+        try:
+            with BlockReader(self.path) as rd:
+                for var, data, _p in self._keep:
+                    k = min(_PROBE, data.size)
+                    got = np.empty(k, np.uint8)
+                    for at in (0, data.size - k):
+                        rd.read_into(var, at, got)
+                        if not np.array_equal(got, data[at:at + k]):
+                            return False
+        except (CorruptionError, OSError):
+            return False
+        return True
+
+    def _rewrite_plain(self) -> dict[str, int] | None:
+        """This ADIOS2 lays data.0 out differently: write the file again through it."""
+        import shutil
+        shutil.rmtree(self.path, ignore_errors=True)
+        w = BlockWriter(self.path, bulk=False)
+        for var, data, _p in self._keep:
+            w.put(var, data)
+        w.close()
+        return w.offsets
+
     def _checked_offsets(self) -> dict[str, int] | None:
         """``layout_offsets`` of what was put, if the closed data.0 holds each
         variable's first and last bytes there (pread of pages just written:
@@ -148,7 +214,7 @@ class BlockWriter:
         except OSError:
             return None
         try:
-            if os.fstat(fd).st_size != sum(n for _v, n in puts):
+            if os.fstat(fd).st_size < sum(n for _v, n in puts):   # ADIOS2 may pad the end
                 return None
             for var, data, _p in self._keep:
                 k = min(_PROBE, data.size)
@@ -205,9 +271,13 @@ class BlockWriter:
                 # gives the space back, so dropping the engine below is safe.
                 _truncate_tree(self.path)
                 raise StorageError(f"writing data file {self.path} failed: {_diagnose(self.path)}")
+            if self._bulk:
+                self.offsets = self._write_bulk()
+            else:
+                self.offsets = self._checked_offsets()
             for f in self._reserved:      # give back what was reserved but not used
-                space.trim(f)
-            self.offsets = self._checked_offsets()
+                if os.path.exists(f):
+                    space.trim(f)
         finally:
             self._keep = None
             self._drop()
