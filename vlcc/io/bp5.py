@@ -383,6 +383,16 @@ class BlockReader:
             raise CorruptionError(f"{what}data file {path} is missing")
         if metadata is not None:
             check_metadata(path, metadata, what)
+        self._vars: dict = {}
+        self._what = what  # "version V, provider P, rank R: " prefixed to read errors
+        self._engine = None
+        if not self._offsets:
+            self._open()
+        # else ADIOS2 opens the file only if a read needs it (mapped reads do not):
+        # opening parses the metadata, a cost per file of every N->M restore.
+
+    def _open(self) -> None:
+        path, what = self.path, self._what
         self._name = f"vlcc-r-{next(_IO_COUNTER)}".encode()
         L = adios_c.lib()
         self._io = L.adios2_declare_io(adios_c.adios(), self._name)
@@ -394,10 +404,14 @@ class BlockReader:
             L.adios2_set_transport_parameter(self._io, tindex[0], b"Library", b"stdio")
         self._engine = L.adios2_open(self._io, os.fsencode(path), adios_c.MODE_READ_RANDOM)
         if self._engine == adios_c.ffi.NULL:
+            self._engine = None
             self._drop()
             raise CorruptionError(f"{what}cannot open data file {path} (damaged or not BP5)")
-        self._vars: dict = {}
-        self._what = what  # "version V, provider P, rank R: " prefixed to read errors
+
+    @property
+    def mapped(self) -> bool:
+        """Are the variables' places in data.0 known (reads are views)?"""
+        return bool(self._offsets)
 
     def _drop(self) -> None:
         res = adios_c.ffi.new("int *")
@@ -405,6 +419,8 @@ class BlockReader:
 
     def read_into(self, var: str, start: int, out: np.ndarray) -> None:
         """Read ``out.size`` bytes of variable ``var`` from byte ``start`` into ``out``."""
+        if self._engine is None:
+            self._open()
         L = adios_c.lib()
         entry = self._vars.get(var)
         if entry is None:
