@@ -304,24 +304,6 @@ def bp5_checksums(path: str) -> dict[str, str]:
     return out
 
 
-_MADV_POPULATE_READ = 22   # Linux 5.14; older kernels say EINVAL: then pages fault in on use
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def _populate(mm, start: int, n: int) -> None:
-    """Map the page-cache pages of ``[start, start + n)`` in one call (reading
-    them from disk first if they are not cached). Measured, 2-D scatter of
-    128 MiB from a mapped file: 79 ms faulting pages in during the copy,
-    against ~20 ms populated first."""
-    if mm is None or n <= 0:
-        return
-    lo = start - start % _PAGE
-    try:
-        mm.madvise(_MADV_POPULATE_READ, lo, start + n - lo)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 def check_metadata(path: str, expected: dict[str, str], what: str = "") -> None:
     """Raise CorruptionError unless every metadata file of ``path`` hashes to
     ``expected`` (and none of the recorded ones is missing)."""
@@ -461,7 +443,9 @@ class BlockReader:
             raise CorruptionError(f"{self._what}data file {self.path}: variable {var!r} bytes "
                                   f"{start}..{start + n} lie beyond the end of data.0 "
                                   f"({m.size} bytes; truncated)")
-        _populate(self._mm, at + start, n)
+        # No MADV_POPULATE_READ: it reads synchronously, while page faults
+        # let the kernel's readahead overlap the disk with the caller's copy
+        # (measured cold, 128 MiB: populate 148 ms, faults ~120 ms).
         return m[at + start:at + start + n]
 
     def _map_data(self) -> np.ndarray:
