@@ -12,6 +12,7 @@ MAP_POPULATE without huge pages when the blocking path must allocate."""
 from __future__ import annotations
 
 import mmap
+import threading
 
 import numpy as np
 
@@ -37,6 +38,11 @@ def mapped(nbytes: int, *, huge: bool = False) -> np.ndarray:
         arr = np.frombuffer(mm, np.uint8)
         arr[::_PAGE] = 0              # fault every page now
         return arr
+    if threading.current_thread() is not threading.main_thread():
+        # mmap() keeps the GIL: MAP_POPULATE of 64 MiB in a background thread
+        # stalled the application's thread ~50 ms (512 MiB: 340 ms). Faulting
+        # the pages by a numpy write lets it run.
+        populate = 0
     mm = _Anon(-1, nbytes, flags=flags | populate)
     arr = np.frombuffer(mm, np.uint8)
     if not populate:

@@ -93,6 +93,9 @@ class Engine:
         self.local = LocalTier(cfg.local_dir, cfg.local_budget) if cfg.local_dir else None
         self.pending: list[Pending] = []
         self._flusher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-flush")
+        # Start the thread now: started at the first checkpoint, it was part of
+        # that checkpoint's blocking time.
+        self._flusher.submit(int)
         self._prefetcher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-prefetch")
         self._prefetching: dict[str, cf.Future] = {}
         self._local_kept: collections.deque = collections.deque()
