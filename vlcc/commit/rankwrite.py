@@ -58,19 +58,23 @@ class LeafPlan:
     gathered: bool = False              # ``data`` is a recycled gather buffer (released after write)
 
 
-def stored_layout(leaf: Leaf, chunk_size: int) -> tuple[np.ndarray, list, tuple | None]:
+def stored_layout(leaf: Leaf, chunk_size: int,
+                  hashes: list | None = None) -> tuple[np.ndarray, list, tuple | None]:
     """How a leaf is cut into chunks (docs/format.md, 3 and 3.3): a
     distributed leaf on the global tile grid — its pieces back to back in
     tile-major order, one chunk each (one gather copy into a recycled buffer,
     none when the pieces are already in C order) — every other leaf into
     fixed-size chunks of its flat bytes. Returns (stored bytes, chunk
-    bounds, tile or None)."""
+    bounds, tile or None). ``hashes``: a list to receive the chunk hashes
+    of a gathered leaf, computed piece by piece while each is in cache
+    (left empty when nothing was gathered)."""
     if leaf.kind == Kind.DISTRIBUTED and leaf.global_shape is not None:
         itemsize = np.dtype(leaf.dtype).itemsize
         tile = tile_shape(leaf.global_shape, itemsize, chunk_size)
         ps = pieces(leaf.offset, leaf.shape, tile)
         out = None if is_contiguous(leaf.offset, leaf.shape, ps) else _gather_buffer(leaf.data.size)
-        data = gather(leaf.data, leaf.offset, leaf.shape, ps, itemsize, out)
+        each = None if hashes is None else (lambda _k, b: hashes.append(chunk_hash(b)))
+        data = gather(leaf.data, leaf.offset, leaf.shape, ps, itemsize, out, each)
         return data, piece_bounds(ps, itemsize), tile
     return leaf.data, chunk_bounds(leaf.data.size, chunk_size), None
 
@@ -142,8 +146,13 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
     plans = []
     n_ref = n_chunks = dirty = 0
     for leaf in leaves:
-        data, bounds, tile = stored_layout(leaf, chunk_size)
-        hashes = hasher.hashes(leaf.name, data, chunk_size, None if tile is None else bounds)
+        fused: list | None = None if hasher.track else []
+        data, bounds, tile = stored_layout(leaf, chunk_size, fused)
+        if fused:               # hashed during the gather (no dirty tracking)
+            hashes = fused
+            hasher.last_dirty[leaf.name] = len(hashes)
+        else:
+            hashes = hasher.hashes(leaf.name, data, chunk_size, None if tile is None else bounds)
         dirty += hasher.last_dirty.get(leaf.name, len(hashes))
         codec = _leaf_codec(leaf, codecs)
         lossy = None

@@ -94,9 +94,12 @@ def local_slices(box: Box, origin) -> tuple:
 
 
 def gather(data: np.ndarray, block_offset, block_shape, ps: list[Box], itemsize: int,
-           out: np.ndarray | None = None) -> np.ndarray:
+           out: np.ndarray | None = None, each=None) -> np.ndarray:
     """The block's bytes (``data``: flat uint8, C order) rearranged as its pieces
-    back to back (one copy); ``data`` itself when they already are."""
+    back to back (one copy); ``data`` itself when they already are.
+    ``each(k, piece_bytes)`` is called right after piece k is copied, while
+    its bytes are in cache (the caller hashes them there: one pass less over
+    memory)."""
     if is_contiguous(block_offset, block_shape, ps):
         return data
     # Rows of bytes: the last axis counted in bytes, so numpy copies each
@@ -107,11 +110,13 @@ def gather(data: np.ndarray, block_offset, block_shape, ps: list[Box], itemsize:
     src = data.reshape(shape[:-1] + (shape[-1] * k,)) if shape else data
     if out is None:
         out = np.empty(data.size, np.uint8)
-    for (off, shp), (s, n) in zip(ps, piece_bounds(ps, itemsize)):
+    for i, ((off, shp), (s, n)) in enumerate(zip(ps, piece_bounds(ps, itemsize))):
         sl = local_slices((off, shp), block_offset)
         last = sl[-1]
         dst = out[s:s + n].reshape(tuple(shp[:-1]) + (shp[-1] * k,))
         dst[...] = src[sl[:-1] + (slice(last.start * k, last.stop * k),)]
+        if each is not None:
+            each(i, out[s:s + n])
     return out
 
 
