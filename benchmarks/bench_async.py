@@ -6,7 +6,7 @@ runs itself under ``mpiexec -n R`` for each R of --ranks and prints, per R:
 
 1. blocking time of an async checkpoint vs ``np.copyto`` of the same bytes
    into already-mapped memory: steady state (median of the later
-   checkpoints) and the first checkpoint of a run;
+   checkpoints) and the first checkpoint of a run (best of --repeat runs);
 2. application slowdown: a memory-bound numpy stencil loop with a checkpoint
    every --every steps, async vs sync vs no checkpoint vs the copy floor (one
    np.copyto of the state per checkpoint: what an async checkpoint cannot
@@ -85,22 +85,25 @@ def worker(args) -> None:
     np.copyto(dst, u0)                                  # mapped now
     out["np.copyto (mapped)"] = float(np.median([wall(comm, lambda: np.copyto(dst, u0))
                                                  for _ in range(7)]))
-    u = u0.copy()
     # Budget of 3 versions: after the first ones the memory tier recycles the
-    # buffers of flushed versions (steady state).
-    ck = vlcc.Checkpointer(os.path.join(base, "r1"), comm=comm, mode="async",
-                           memory_budget=3 * nbytes + 4096, dedup=False)
-    ck.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
-    stencil_steps(u, 5)        # the application computes before its first checkpoint
-    blocks = []
-    for k in range(8):
-        u += 1.0
-        blocks.append(wall(comm, lambda: ck.checkpoint(step=k)))
-        stencil_steps(u, 10)   # the application computes; the flush proceeds
-        comm.Barrier()
-    out["async checkpoint, first"] = blocks[0]
-    out["async checkpoint, steady"] = float(np.median(blocks[3:]))
-    ck.close()
+    # buffers of flushed versions (steady state). A fresh Checkpointer per
+    # round (--repeat), each keeping its best: one slow second of the shared
+    # machine must not decide the "first checkpoint" figure.
+    for rnd in range(args.repeat):
+        u = u0.copy()
+        ck = vlcc.Checkpointer(os.path.join(base, f"r1-{rnd}"), comm=comm, mode="async",
+                               memory_budget=3 * nbytes + 4096, dedup=False)
+        ck.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
+        stencil_steps(u, 5)        # the application computes before its first checkpoint
+        blocks = []
+        for k in range(8):
+            u += 1.0
+            blocks.append(wall(comm, lambda: ck.checkpoint(step=k)))
+            stencil_steps(u, 10)   # the application computes; the flush proceeds
+            comm.Barrier()
+        best(out, "async checkpoint, first", blocks[0])
+        best(out, "async checkpoint, steady", float(np.median(blocks[3:])))
+        ck.close()
 
     # 2. application slowdown (checkpoints mid-way between --every steps, so
     #    the flush of the last one overlaps compute as the others do). The
