@@ -45,6 +45,20 @@ def test_protocol_call_fails_everywhere(comm, call):
     assert protocol.allgather(comm, lambda: comm.rank) == list(range(comm.size))
 
 
+def test_failing_rank_is_named_once(comm):
+    """A rank whose message already names it ("rank 2: ...", as the write path
+    says) is not named twice on the other ranks."""
+    last = comm.size - 1
+
+    def fn():
+        if comm.rank == last:
+            raise vlcc.StorageError(f"rank {last}: disk full")
+        return 0
+    with pytest.raises(vlcc.StorageError) as info:
+        protocol.gather_decide(comm, fn, lambda xs: xs)
+    assert str(info.value) == f"rank {last}: disk full"
+
+
 def test_keyboard_interrupt_on_one_rank_does_not_hang(comm):
     def fn():
         if comm.rank == comm.size - 1:

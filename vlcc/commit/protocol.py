@@ -136,6 +136,8 @@ def _raise(comm, out: tuple, own: BaseException | None):
     _, rank, cls, msg = out
     exc_cls = error_class(cls)
     prefix = "" if comm.size == 1 else f"rank {rank}: "
+    if msg.startswith(prefix):     # the failing rank named itself already
+        prefix = ""
     if exc_cls.__name__ == cls:
         raise exc_cls(f"{prefix}{msg}")
     raise exc_cls(f"{prefix}{cls}: {msg}")
