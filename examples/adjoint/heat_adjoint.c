@@ -14,6 +14,7 @@
  * schedule, and prints whether both agree bit for bit and how many steps each needed.
  */
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <mpi.h>
@@ -21,7 +22,9 @@
 
 #define CHECK(call) do { int rc_ = (call); if (rc_ != VLCC_OK) { \
     fprintf(stderr, "heat_adjoint: %s failed: %s (%d): %s\n", #call, vlcc_strerror(rc_), rc_, \
-            vlcc_last_error()); MPI_Abort(MPI_COMM_WORLD, 2); } } while (0)
+            vlcc_last_error()); fflush(stderr); \
+    usleep(200000); /* vlcc fails collectives on every rank: let each print first */ \
+    MPI_Abort(MPI_COMM_WORLD, 2); } } while (0)
 
 static const double R = 0.2, DT = 0.05;
 static int rank, size, nl;      /* nl: owned points of this rank */

@@ -23,7 +23,9 @@
 
 #define CHECK(call) do { int rc_ = (call); if (rc_ != VLCC_OK) { \
     fprintf(stderr, "heat: %s failed: %s (%d): %s\n", #call, vlcc_strerror(rc_), rc_, \
-            vlcc_last_error()); MPI_Abort(MPI_COMM_WORLD, 2); } } while (0)
+            vlcc_last_error()); fflush(stderr); \
+    usleep(200000); /* vlcc fails collectives on every rank: let each print first */ \
+    MPI_Abort(MPI_COMM_WORLD, 2); } } while (0)
 
 int main(int argc, char **argv)
 {

@@ -28,8 +28,10 @@
 #include <veloc.h>
 
 #define CHECK(call) do { if ((call) != VELOC_SUCCESS) { \
-    fprintf(stderr, "heat_veloc: %s failed: %s\n", #call, vlcc_last_error()); \
-    MPI_Abort(MPI_COMM_WORLD, 2); } } while (0)
+    fprintf(stderr, "heat_veloc: %s failed: %s\n", #call, vlcc_last_error()); fflush(stderr); \
+    /* vlcc fails collectives on every rank: let each print before the abort \
+       kills the others (seen once: the message lost, stderr empty) */ \
+    usleep(200000); MPI_Abort(MPI_COMM_WORLD, 2); } } while (0)
 
 int main(int argc, char **argv)
 {
