@@ -98,10 +98,12 @@ test: setup test-serial test-mpi
 test-serial: setup
 	$(PY) -m pytest -q -rs --durations=15 --with-mpi $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# faulthandler_timeout: a test still running after 300 s prints every thread's
+# stack on every rank (a hang says where it is before MPI_TIMEOUT kills it).
 test-mpi: setup
 	for n in 2 3; do \
 	  echo "== MPI tests on $$n ranks"; \
-	  timeout --signal=KILL $(MPI_TIMEOUT) $(MPIEXEC) -n $$n $(PY) -m pytest -q --with-mpi --only-mpi -p no:cacheprovider $(PYTEST_ARGS) \
+	  timeout --signal=KILL $(MPI_TIMEOUT) $(MPIEXEC) -n $$n $(PY) -m pytest -q --with-mpi --only-mpi -p no:cacheprovider -o faulthandler_timeout=300 $(PYTEST_ARGS) \
 	    || { rc=$$?; [ $$rc -eq 5 ] || { echo "MPI tests on $$n ranks failed (rc=$$rc)"; exit $$rc; }; }; \
 	done
 
