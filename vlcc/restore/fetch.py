@@ -1,25 +1,27 @@
 """The byte-level reader of a restore: stored chunks into their destinations,
 each verified against its xxh3-128 hash before anyone uses the bytes.
 
-Passes over each byte, for a raw (uncompressed) chunk: one read by ADIOS2
-straight into the destination (the staging array or the application's array;
-no intermediate buffer) and one hash of those bytes. Only encoded chunks get
-a stored-bytes buffer and a decode. The pipeline (measured, see
-benchmarks/bench_restore.py):
+Two paths, per BP5 file (measured, see benchmarks/bench_restore.py):
 
-* back-to-back raw chunks of one variable whose destinations are back to back
-  are read by ONE ADIOS2 call, in groups of at most ``GROUP_BYTES``;
-* when the process has a spare CPU, the hashes (and decodes, scatters) of a
-  group run in a small thread pool while the calling thread reads the next
-  group: ADIOS2's C API (io/adios_c.py) and python-xxhash both release the
-  GIL. ADIOS2 objects are not thread-safe, so every read stays in the calling
-  thread; workers only hash/decode/scatter bytes already read. Without a spare
-  CPU (one rank per core) each group is hashed right after its read, while
-  its bytes are still in cache (``HASH_IN_THREAD``);
-* chunks that must be scattered (tiled pieces) go through cache-sized scratch
-  buffers (``stream``), never a block-sized one;
-* cold files get ``posix_fadvise(WILLNEED)`` on the BP5 data files the reads
-  touch, so the kernel reads ahead while earlier groups are hashed.
+* **mapped** (the rank index records ``bp5_offsets``, every version written
+  by this vlcc): the file's data.0 is mapped and a raw chunk
+  is copied out of the page cache into its destination in 1 MiB slices, each
+  hashed while in L2 (``_copy_verified``): one pass over memory, no read
+  syscall copy, done by the calling thread. Chunks to be scattered (tiled
+  pieces) are copied the same way into a cached scratch buffer first; no
+  readahead hints (the kernel's fault readahead measured best);
+* **ADIOS2** (older files): back-to-back raw chunks of one variable whose
+  destinations are back to back are read by ONE ADIOS2 call straight into
+  the destination, in groups of at most ``GROUP_BYTES``; when the process
+  has a spare CPU the hashes (and decodes, scatters) of a group run in a
+  small thread pool while the calling thread reads the next group (ADIOS2's
+  C API and python-xxhash release the GIL; ADIOS2 objects stay in the
+  calling thread), else right after the read (``HASH_IN_THREAD``); chunks to
+  be scattered go through cache-sized scratch buffers; cold files get
+  ``posix_fadvise(WILLNEED)``.
+
+Only encoded chunks get a decode (from the mapped bytes or a stored-bytes
+buffer).
 """
 
 from __future__ import annotations
@@ -118,10 +120,10 @@ def stream(reads: list[ChunkRead], reader: Callable[[str], object],
            where: Callable[[str], str], sink: Callable[[ChunkRead, np.ndarray], None]) -> None:
     """Like ``fetch`` for chunks whose stored bytes are not kept (``buf`` None):
     each verified chunk is handed to ``sink(read, bytes)`` (e.g. a scatter into
-    the target box), straight from the mapped file when it can be, else from a
-    reusable scratch buffer small enough to stay in cache (in a worker thread
-    while the next group is read). No leaf-sized buffer. ``sink`` calls may
-    run concurrently; they must write disjoint memory and not keep ``bytes``."""
+    the target box) from a reusable scratch buffer small enough to stay in
+    cache (on the ADIOS2 path possibly in a worker thread while the next
+    group is read). No leaf-sized buffer. ``sink`` calls may run
+    concurrently; they must write disjoint memory and not keep ``bytes``."""
     _run(reads, reader, where, sink)
 
 
