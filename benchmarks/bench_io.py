@@ -23,9 +23,13 @@ from mpi4py import MPI
 import vlcc
 
 
-def timed(comm, fn, repeat):
+def timed(comm, fn, repeat, before=None):
+    """Best of ``repeat`` barrier-to-barrier times of ``fn(i)`` (slowest rank);
+    ``before()`` runs untimed ahead of each (e.g. dropping the page cache)."""
     best = float("inf")
     for i in range(repeat):
+        if before is not None:
+            before()
         comm.Barrier()
         t0 = MPI.Wtime()
         fn(i)

@@ -32,19 +32,7 @@ import numpy as np
 from mpi4py import MPI
 
 import vlcc
-
-
-def timed(comm, fn, repeat, before=None):
-    best = float("inf")
-    for i in range(repeat):
-        if before is not None:
-            before()
-        comm.Barrier()
-        t0 = MPI.Wtime()
-        fn(i)
-        comm.Barrier()
-        best = min(best, comm.allreduce(MPI.Wtime() - t0, op=MPI.MAX))
-    return best
+from bench_io import timed   # benchmarks/ is on the path when run as a script
 
 
 def drop_cache(paths):
