@@ -7,7 +7,9 @@ build); every stored block is one 1-D uint8 variable, so any byte range of it
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
+import shutil
 
 import numpy as np
 
@@ -27,13 +29,15 @@ from . import adios_c
 # before open until after close; it is released *before* close only when
 # the preallocation failed, to give the metadata of a close without data room.
 _PER_VAR = 512
+DATA = "data.0"                 # the BP5 file's data (the variables' bytes)
+BULK_TMP = "data.0.vlcc-tmp"    # data.0 while vlcc writes it (BlockWriter, bulk)
 _FILE_MARGIN = 4096
 CLOSE_MARGIN = 32 << 10
 PROFILE_FILE = "profiling.json"
 
 
 def _reservations(nbytes: int, nvars: int) -> dict[str, int]:
-    return {"data.0": nbytes + 64 * nvars + _FILE_MARGIN,
+    return {DATA: nbytes + 64 * nvars + _FILE_MARGIN,
             "md.0": _FILE_MARGIN + _PER_VAR * nvars,
             "mmd.0": _FILE_MARGIN + _PER_VAR * nvars,
             "md.idx": _FILE_MARGIN}
@@ -65,9 +69,6 @@ def layout_offsets(sizes: list[tuple[str, int]], min_deferred: int = MIN_DEFERRE
                 pos += n
     return out
 
-
-DATA = "data.0"
-BULK_TMP = "data.0.vlcc-tmp"
 
 
 class BlockWriter:
@@ -163,12 +164,15 @@ class BlockWriter:
                 pass
             raise
 
+    def _layout(self) -> dict[str, int]:
+        """Where ``layout_offsets`` puts each variable put so far."""
+        return layout_offsets([(var, int(data.size)) for var, data, _p in self._keep])
+
     def _write_bulk(self) -> dict[str, int] | None:
         """data.0 (a /dev/null link while ADIOS2 ran) written by vlcc; the
         offsets, checked through ADIOS2. Falls back to a plain ADIOS2 write."""
         from .direct import write_concat
-        puts = [(var, int(data.size)) for var, data, _p in self._keep]
-        offs = layout_offsets(puts)
+        offs = self._layout()
         by = {var: data for var, data, _p in self._keep}
         tmp, final = os.path.join(self.path, BULK_TMP), os.path.join(self.path, DATA)
         write_concat(tmp, [by[v] for v in sorted(offs, key=offs.get)])
@@ -195,7 +199,6 @@ class BlockWriter:
 
     def _rewrite_plain(self) -> dict[str, int] | None:
         """This ADIOS2 lays data.0 out differently: write the file again through it."""
-        import shutil
         shutil.rmtree(self.path, ignore_errors=True)
         w = BlockWriter(self.path, bulk=False)
         for var, data, _p in self._keep:
@@ -207,14 +210,13 @@ class BlockWriter:
         """``layout_offsets`` of what was put, if the closed data.0 holds each
         variable's first and last bytes there (pread of pages just written:
         in the page cache); None otherwise."""
-        puts = [(var, int(data.size)) for var, data, _p in self._keep]
-        offs = layout_offsets(puts)
+        offs = self._layout()
         try:
-            fd = os.open(os.path.join(self.path, "data.0"), os.O_RDONLY)
+            fd = os.open(os.path.join(self.path, DATA), os.O_RDONLY)
         except OSError:
             return None
         try:
-            if os.fstat(fd).st_size < sum(n for _v, n in puts):   # ADIOS2 may pad the end
+            if os.fstat(fd).st_size < sum(int(d.size) for _v, d, _p in self._keep):  # ADIOS2 may pad the end
                 return None
             for var, data, _p in self._keep:
                 k = min(_PROBE, data.size)
@@ -449,8 +451,7 @@ class BlockReader:
         return m[at + start:at + start + n]
 
     def _map_data(self) -> np.ndarray:
-        import mmap
-        p = os.path.join(self.path, "data.0")
+        p = os.path.join(self.path, DATA)
         try:
             with open(p, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
