@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vlcc.layout.tiles import (gather, intersecting, is_contiguous, piece_bounds, pieces,
-                               tile_shape)
+                               sub_piece, tile_shape)
 
 
 def test_tile_shape_examples():
@@ -97,3 +97,45 @@ def test_contiguous_cases():
     assert not is_contiguous((0, 0), (6, 6), pieces((0, 0), (6, 6), (4, 4)))
     assert pieces((0, 0), (0, 3), (2, 2)) == []
     assert pieces((), (), ()) == [((), ())]
+
+
+@st.composite
+def two_blocks(draw):
+    nd = draw(st.integers(1, 3))
+    gshape = tuple(draw(st.integers(1, 8)) for _ in range(nd))
+    tile = tuple(draw(st.integers(1, n)) for n in gshape)
+
+    def box():
+        off = tuple(draw(st.integers(0, n - 1)) for n in gshape)
+        return off, tuple(draw(st.integers(1, n - o)) for n, o in zip(gshape, off))
+    return gshape, tile, box(), box(), draw(st.sampled_from([1, 4, 8]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(two_blocks())
+def test_sub_piece_is_the_new_piece_as_one_run_of_the_old(case):
+    gshape, tile, old_block, new_block, itemsize = case
+    g = np.arange(int(np.prod(gshape)), dtype=np.int64).reshape(gshape)   # element ids
+    new_ps = {tuple(int(x) // t for x, t in zip(o, tile)): (o, s) for o, s in pieces(*new_block, tile)}
+    for po, pshape in pieces(*old_block, tile):
+        old_ids = g[tuple(slice(o, o + n) for o, n in zip(po, pshape))].reshape(-1)
+        got = sub_piece((po, pshape), tile, *new_block, itemsize)
+        mine = new_ps.get(tuple(int(x) // t for x, t in zip(po, tile)))   # same tile's new piece
+        ids = None if mine is None else \
+            g[tuple(slice(o, o + n) for o, n in zip(*mine))].reshape(-1)
+        # brute force: the new piece's elements are a proper, contiguous run of the old ones
+        want = None
+        if ids is not None and len(ids) < len(old_ids):
+            hits = np.nonzero(old_ids == ids[0])[0]
+            if len(hits) and hits[0] + len(ids) <= len(old_ids) \
+                    and (old_ids[hits[0]:hits[0] + len(ids)] == ids).all():
+                want = (int(hits[0]) * itemsize, len(ids) * itemsize)
+        assert got == want, (po, pshape, mine)
+
+
+def test_sub_piece_examples():
+    # (8, 4) tiles of a (16, 4) array; the old block holds rows 0..8, the new one rows 3..10
+    assert sub_piece(((0, 0), (8, 4)), (8, 4), (3, 0), (8, 4), 8) == (3 * 4 * 8, 5 * 4 * 8)
+    assert sub_piece(((0, 0), (8, 4)), (8, 4), (0, 0), (8, 4), 8) is None     # whole: by hash
+    assert sub_piece(((0, 0), (8, 4)), (8, 4), (0, 1), (8, 2), 8) is None     # columns: strided
+    assert sub_piece(((0, 0), (4, 4)), (8, 4), (2, 0), (4, 4), 8) is None     # reaches past it

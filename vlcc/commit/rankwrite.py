@@ -358,6 +358,7 @@ class RankWriter:
         self.codecs: dict[str, Codec] = {}
         self._last: tuple[str, dict] | None = None
         self._plan: RankPlan | None = None
+        self._restored: tuple[str, list] | None = None   # (version, sub-tile StoredChunks)
 
     def set_codec(self, name: str, compress) -> None:
         """Codec for provider ``name``: an id ("zstd", "blosc2", "raw"), a
@@ -371,15 +372,29 @@ class RankWriter:
         self.codecs.pop(name, None)
         self.hasher.forget(name)
 
+    def restored_from(self, vid: str, subranges: list | None) -> None:
+        """This rank was just restored from ``vid``; ``subranges`` are the
+        parts of its stored tiled chunks that are whole pieces of this rank's
+        blocks (restore/reader.py). While ``vid`` is the dedup parent they
+        join its chunk table: unchanged data written again after an N→M
+        restart references them instead of storing those pieces anew."""
+        self._restored = (vid, list(subranges)) if subranges else None
+
     def _parent_table(self, parent: str | None, leaves: list[Leaf] = ()) -> ChunkTable:
         if not self.dedup or parent is None:
             return ChunkTable()
         if self._last is not None and self._last[0] == parent:
-            return ChunkTable.from_indexes([self._last[1]])
-        boxes = {l.name: (tuple(l.offset), tuple(l.shape)) for l in leaves
-                 if l.kind == Kind.DISTRIBUTED and l.offset is not None}
-        return ChunkTable.from_indexes(load_parent_indexes(self.layout, parent, self.rank, self.size,
-                                                           boxes))
+            table = ChunkTable.from_indexes([self._last[1]])
+        else:
+            boxes = {l.name: (tuple(l.offset), tuple(l.shape)) for l in leaves
+                     if l.kind == Kind.DISTRIBUTED and l.offset is not None}
+            table = ChunkTable.from_indexes(load_parent_indexes(self.layout, parent, self.rank,
+                                                                self.size, boxes))
+        restored = self._restored
+        if restored is not None and restored[0] == parent:
+            for c in restored[1]:
+                table.add(c)
+        return table
 
     def prepare(self, comm, parent: str | None, leaves: list[Leaf]) -> RankPlan:
         """Collective: hash, look up, encode; agree on who writes shared chunks."""

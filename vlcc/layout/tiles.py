@@ -120,6 +120,34 @@ def gather(data: np.ndarray, block_offset, block_shape, ps: list[Box], itemsize:
     return out
 
 
+def sub_piece(old: Box, tile, block_offset, block_shape, itemsize: int) -> tuple[int, int] | None:
+    """Where a new block's piece of the tile holding the stored piece ``old``
+    lies inside ``old``, as (start, nbytes) of old's C-order bytes — when it is
+    a proper part of ``old`` and one contiguous run of it; else None.
+
+    After an N→M restart by rows (2 → 3 ranks), the new blocks cut some tiles
+    where the old ones did not: the new piece is then a run of rows of the old
+    one, and a chunk entry may name that byte range of the old chunk (format
+    3.3: a chunk is any byte range of a stored raw variable) instead of
+    storing the bytes again."""
+    po, pshape = old
+    t0 = [(int(o) // int(t)) * int(t) for o, t in zip(po, tile)]
+    lo = [max(a, int(b)) for a, b in zip(t0, block_offset)]
+    hi = [min(a + int(t), int(b) + int(n)) for a, t, b, n in zip(t0, tile, block_offset, block_shape)]
+    if any(h <= l for l, h in zip(lo, hi)):
+        return None
+    shp = [h - l for l, h in zip(lo, hi)]
+    if any(l < int(o) or h > int(o) + int(n) for l, h, o, n in zip(lo, hi, po, pshape)):
+        return None                         # the new piece reaches past the old one
+    if tuple(shp) == tuple(int(n) for n in pshape):
+        return None                         # the whole piece: found by its own hash
+    axes = [d for d, n in enumerate(shp) if n != 1]
+    if axes and any(shp[d] != int(pshape[d]) for d in range(axes[0] + 1, len(shp))):
+        return None                         # strided inside the old piece (a column split)
+    start = int(np.ravel_multi_index([l - int(o) for l, o in zip(lo, po)], [int(n) for n in pshape]))
+    return start * int(itemsize), int(np.prod(shp, dtype=np.int64)) * int(itemsize)
+
+
 def intersecting(ps: list[Box], box_offset, box_shape) -> list[int]:
     """Indices of the pieces that share an element with the box."""
     out = []

@@ -8,6 +8,10 @@ Two sources of "already stored" (docs/format.md, "Redundancy and encoding"):
   of the parent index are already resolved to files, so references never
   chain through more than one lookup, and a child of a branch point dedups
   against the branch point.
+  After an N→M restart the restore also offers the byte ranges of the
+  parent's tiled chunks that are exactly pieces of this rank's new block
+  (layout/tiles.sub_piece, hashed as they were restored): a piece the new
+  decomposition cuts out of an old tile is then referenced too.
 * **the other ranks of the same version** (ranks, replicated data): every rank
   offers its not-yet-stored chunks (hash, sizes, codec) in an allgather; in
   the global order (rank, leaf, chunk) the first offer of a hash writes it,
@@ -61,6 +65,9 @@ class ChunkTable:
 
     def get(self, h: str, nbytes: int) -> StoredChunk | None:
         return self._t.get((h, nbytes))
+
+    def add(self, c: StoredChunk) -> None:
+        self._t.setdefault((c.hash, c.nbytes), c)
 
     def add_index(self, idx: dict) -> None:
         files, codecs = idx["files"], idx["codecs"]

@@ -89,6 +89,7 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
     finally:
         read.release()
         src.close()
+    s.writer.restored_from(v.id, src.reader.subranges)
     return _restored(s, v)
 
 

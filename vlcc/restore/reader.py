@@ -19,7 +19,8 @@ from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
-from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces
+from ..redundancy.dedup import StoredChunk
+from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces, sub_piece
 from ..repo.checksums import chunk_hash, digest_of
 from ..repo import decomp
 from ..repo.index import load_index
@@ -50,6 +51,10 @@ class VersionReader:
         self._starts: dict[tuple[int, str], list[int]] = {}   # chunk start offsets per leaf
         # what this reader fetched (tests count chunks, benchmarks bytes)
         self.stats = {"chunks_read": 0, "bytes_read": 0}
+        # When a list: every byte range of a stored tiled piece that is exactly
+        # a piece of the box being read (tiles.sub_piece), as StoredChunk, so
+        # the next version written from these bytes references them (N→M dedup).
+        self.subranges: list | None = None
 
     def path(self, rel: str) -> str:
         """Absolute path of a repository-relative file on the fastest tier holding it."""
@@ -428,11 +433,21 @@ class VersionReader:
             # Same block, pieces already in C order: read straight into the target.
             self.read_chunks(name, rank, out.reshape(-1).view(np.uint8), which)
             return
+        note = self.subranges
+        idx = self.index(rank) if note is not None else None
+
         def place(k: int, data: np.ndarray) -> None:
             po, pshape = ps[k]
             sub_off, sub_shp = intersect(po, pshape, ioff, ishape)
             src = data.view(dtype).reshape(pshape)
             out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
+            c = entry.chunks[k]
+            if note is not None and c.stored == c.nbytes and idx["codecs"][c.codec].get("id") == "raw":
+                sub = sub_piece(ps[k], entry.tile, out_off, out_shape, dtype.itemsize)
+                if sub is not None:     # hashed here, verified bytes in cache
+                    s, n = sub
+                    note.append(StoredChunk(idx["files"][c.file], c.var, c.offset + s, n, n,
+                                            chunk_hash(data[s:s + n]), idx["codecs"][c.codec]))
         self.stream_chunks(name, rank, which, place)
 
 

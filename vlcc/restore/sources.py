@@ -34,6 +34,7 @@ class DiskSource:
     def __init__(self, paths, manifest: dict, *, rank: int, nranks: int, offsets: dict,
                  faster=None):
         self.reader = VersionReader(paths, manifest, faster=faster)
+        self.reader.subranges = []      # N→M: parts of stored tiles that are this rank's pieces
         self.stored = manifest["providers"]
         self.rank, self.nranks, self.offsets = rank, nranks, offsets
         self.where = f"version {manifest['id']}"
