@@ -1,6 +1,6 @@
 """The async engine in numbers, measured in one run at 1 and at 2 ranks.
 
-    python benchmarks/bench_async.py [--ranks 1,2] [--mib 64] [--steps 60] [--every 10] [--repeat 3]
+    python benchmarks/bench_async.py [--ranks 1,2] [--mib 64] [--steps 60] [--every 10] [--repeat 5]
 
 runs itself under ``mpiexec -n R`` for each R of --ranks and prints, per R:
 
@@ -10,7 +10,10 @@ runs itself under ``mpiexec -n R`` for each R of --ranks and prints, per R:
 2. application slowdown: a memory-bound numpy stencil loop with a checkpoint
    every --every steps, async vs sync vs no checkpoint vs the copy floor (one
    np.copyto of the state per checkpoint: what an async checkpoint cannot
-   avoid), alternating, best of --repeat rounds (the compute loop; the wait
+   avoid), --repeat rounds in a rotating order; the slowdown is the median
+   over rounds of each round's time against that round's loop without
+   checkpoints (paired: the machine's speed drifts by +-10 % within a
+   minute), the best-of figures are printed too (the compute loop; the wait
    for the last flush after it is shown apart, "tail");
 3. reverse replay of 20 versions (adjoint-like) with a memory budget of 5
    versions: schedule-aware prefetch (plan) vs LRU vs sync reads.
@@ -108,29 +111,55 @@ def worker(args) -> None:
     # 2. application slowdown (checkpoints mid-way between --every steps, so
     #    the flush of the last one overlaps compute as the others do). The
     #    machine is shared and its speed drifts by +-10 % within a minute:
-    #    the contenders alternate, --repeat rounds, and each keeps its best.
+    #    the contenders rotate, --repeat rounds, paired per round (below).
     #    "copy floor" is the physical limit of an async checkpoint: the loop
     #    with one np.copyto of the state into mapped memory per checkpoint.
     half = args.every // 2
     at = (lambda s: (s + 1) % args.every == half)   # noqa: E731
     floor_buf = np.empty_like(u0)
     np.copyto(floor_buf, u0)
+
+    def loop_none():
+        u = u0.copy()
+        return wall(comm, lambda: stencil_steps(u, args.steps))
+
+    def loop_floor():
+        u = u0.copy()
+        return wall(comm, lambda: stencil_steps(
+            u, args.steps, lambda s: np.copyto(floor_buf, u) if at(s) else None))
+
+    def loop_vlcc(mode, rnd):
+        u = u0.copy()
+        c = vlcc.Checkpointer(os.path.join(base, f"loop-{mode}-{rnd}"), comm=comm, mode=mode,
+                              memory_budget=4 * nbytes)
+        c.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
+        hook = (lambda s, c=c: c.checkpoint(step=s) if at(s) else None)
+        t = wall(comm, lambda: stencil_steps(u, args.steps, hook))
+        best(out, f"tail wait, {mode}", wall(comm, c.wait))
+        out[f"stats, {mode}"] = {k: c.stats.get(k) for k in ("waits", "spilled")}
+        c.close()
+        return t
+
+    contenders = {"no checkpoint": loop_none, "copy floor": loop_floor,
+                  "sync checkpoints": lambda r: loop_vlcc("sync", r),
+                  "async checkpoints": lambda r: loop_vlcc("async", r)}
+    names = list(contenders)
+    ratios: dict[str, list] = {k: [] for k in names}
     for rnd in range(args.repeat):
-        u = u0.copy()
-        best(out, "loop, no checkpoint", wall(comm, lambda: stencil_steps(u, args.steps)))
-        u = u0.copy()
-        best(out, "loop, copy floor", wall(comm, lambda: stencil_steps(
-            u, args.steps, lambda s: np.copyto(floor_buf, u) if at(s) else None)))
-        for mode in ("sync", "async"):
-            u = u0.copy()
-            c = vlcc.Checkpointer(os.path.join(base, f"loop-{mode}-{rnd}"), comm=comm, mode=mode,
-                                  memory_budget=4 * nbytes)
-            c.register("u", u, global_shape=(n * comm.size, n), offset=(n * rank, 0))
-            hook = (lambda s, c=c: c.checkpoint(step=s) if at(s) else None)
-            best(out, f"loop, {mode} checkpoints", wall(comm, lambda: stencil_steps(u, args.steps, hook)))
-            best(out, f"tail wait, {mode}", wall(comm, c.wait))
-            out[f"stats, {mode}"] = {k: c.stats.get(k) for k in ("waits", "spilled")}
-            c.close()
+        # rotate the order every round: a drift of the machine's speed within
+        # a round then hits every contender in turn
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        t = {}
+        for k in order:
+            fn = contenders[k]
+            t[k] = fn() if k in ("no checkpoint", "copy floor") else fn(rnd)
+            best(out, f"loop, {k}", t[k])
+        for k in names:
+            ratios[k].append(t[k] / t["no checkpoint"])
+    # paired: each round's contenders against that round's loop without
+    # checkpoints, the median over rounds
+    out["paired slowdown"] = {k: float(np.median(v)) - 1 for k, v in ratios.items()}
+    out["rounds"] = {k: [round(x - 1, 3) for x in v] for k, v in ratios.items() if k != "no checkpoint"}
 
     # 3. reverse replay, budget of 5 versions
     m = 256 * 1024                                  # 2 MiB per rank per version
@@ -171,8 +200,12 @@ def report(res: dict) -> dict:
     cp = res["np.copyto (mapped)"]
     loop = res["loop, no checkpoint"]
     r = {"steady": res["async checkpoint, steady"] / cp, "first": res["async checkpoint, first"] / cp,
-         "async": res["loop, async checkpoints"] / loop - 1, "sync": res["loop, sync checkpoints"] / loop - 1,
-         "floor": res["loop, copy floor"] / loop - 1}
+         "async": res["paired slowdown"]["async checkpoints"],
+         "sync": res["paired slowdown"]["sync checkpoints"],
+         "floor": res["paired slowdown"]["copy floor"],
+         "best async": res["loop, async checkpoints"] / loop - 1,
+         "best sync": res["loop, sync checkpoints"] / loop - 1,
+         "best floor": res["loop, copy floor"] / loop - 1}
     print(f"## {res['ranks']} rank(s) x {res['MiB']:.0f} MiB")
     for k in ("np.copyto (mapped)", "async checkpoint, steady", "async checkpoint, first",
               "loop, no checkpoint", "loop, copy floor", "loop, sync checkpoints",
@@ -182,9 +215,14 @@ def report(res: dict) -> dict:
         print(f"  {k:<30} {ms(k)}")
     print(f"  blocking / np.copyto: steady {r['steady']:.2f}x (goal <= 1.25), first {r['first']:.2f}x "
           f"(goal <= 3)")
-    print(f"  loop slowdown (best of {res['repeat']}): async {r['async'] * 100:+.1f} %, "
-          f"sync {r['sync'] * 100:+.1f} %, copy floor {r['floor'] * 100:+.1f} % "
-          f"(async stats {res['stats, async']})")
+    print(f"  loop slowdown (median over {res['repeat']} rounds of each round's ratio): "
+          f"async {r['async'] * 100:+.1f} %, sync {r['sync'] * 100:+.1f} %, "
+          f"copy floor {r['floor'] * 100:+.1f} % (async stats {res['stats, async']})")
+    for k, v in res["rounds"].items():
+        print(f"    rounds, {k:<18} " + " ".join(f"{x * 100:+6.1f} %" for x in v))
+    print(f"  loop slowdown (best of {res['repeat']} against the best loop): async "
+          f"{r['best async'] * 100:+.1f} %, sync {r['best sync'] * 100:+.1f} %, "
+          f"copy floor {r['best floor'] * 100:+.1f} %")
     print(f"  reverse replay hit rate plan {res['hit rate, plan']:.2f} vs lru {res['hit rate, lru']:.2f}; "
           f"time plan/lru {res['reverse replay, plan'] / res['reverse replay, lru']:.2f}x "
           f"({'page cache dropped' if res['page cache dropped'] else 'warm page cache'})")
@@ -197,7 +235,7 @@ def main():
     ap.add_argument("--mib", type=int, default=64, help="state per rank")
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--every", type=int, default=10)
-    ap.add_argument("--repeat", type=int, default=3, help="rounds of the slowdown contenders")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds of the slowdown contenders")
     ap.add_argument("--dir", default=None)
     ap.add_argument("--worker", action="store_true")
     args = ap.parse_args()

@@ -323,3 +323,28 @@ def test_concurrent_writers_on_branches(tmp_path):
             a = repo.read(v, "x")
             assert np.array_equal(a, np.full(1000, 1000 * i + v.step, dtype=np.int64))
     assert repo.verify()["versions"] == 160
+
+
+def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path):
+    # register faults in the capture buffer and, for a block stored in
+    # tile-major order (a 2-D tiled leaf), the gather buffer of its flush; the
+    # first checkpoint, with no version pending before it, faults in nothing
+    # more beside its flush (that cost the application ~100 ms here)
+    from vlcc.commit import rankwrite
+    u = np.arange(96 * 64, dtype=np.float64).reshape(96, 64)
+    with rankwrite._GATHER_LOCK:
+        rankwrite._GATHER_FREE.clear()
+    with vlcc.Checkpointer(str(tmp_path / "r"), mode="async", chunk_size=4096,
+                           memory_budget=8 * u.nbytes) as ck:
+        ck.register("u", u, global_shape=u.shape, offset=(0, 0))
+        eng = ck._s.engine
+        eng._prefetcher.submit(int).result()       # the register-time faulting is done
+        assert ck.stats["prefaulted"] == u.nbytes
+        assert [b.size for b in rankwrite._GATHER_FREE] == [u.nbytes]
+        ck.checkpoint(step=0)
+        ck.wait()
+        eng._prefetcher.submit(int).result()
+        assert ck.stats["prefaulted"] == u.nbytes
+        # the flush used the reserved gather buffer and gave it back
+        assert [b.size for b in rankwrite._GATHER_FREE] == [u.nbytes]
+        assert vlcc.Repository(str(tmp_path / "r")).read("latest", "u").tobytes() == u.tobytes()

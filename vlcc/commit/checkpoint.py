@@ -35,9 +35,11 @@ from ..repo.fsutil import atomic_write
 from ..repo.manifest import Version
 from ..repo.paths import new_version_id
 from ..repo.sealed import seal
+from ..repo.records import Kind
 from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
+from .rankwrite import needs_gather, reserve_gather
 from .protocol import QuietComm, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
@@ -56,7 +58,13 @@ def registered(s: Session, provider) -> None:
     """A provider was registered: in async mode fault in its capture buffer in
     the background, so the first checkpoint copies into mapped pages."""
     if s.mode == "async" and isinstance(provider, ArrayProvider):
-        s.engine.prefault(provider.owned().nbytes)
+        n = provider.owned().nbytes
+        s.engine.prefault(n)
+        if provider.kind == Kind.DISTRIBUTED and n and needs_gather(
+                provider.offset, provider.owned_shape, provider.global_shape,
+                provider.array.dtype.itemsize, s.writer.chunk_size):
+            # and the buffer its tile-major gather will need (commit/rankwrite.py)
+            s.engine.background(reserve_gather, n)
 
 
 def check_attrs(attrs) -> dict:

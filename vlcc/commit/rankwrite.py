@@ -97,6 +97,26 @@ def _gather_buffer(n: int) -> np.ndarray:
     return mapped(n)
 
 
+def needs_gather(leaf_offset, leaf_shape, global_shape, itemsize: int, chunk_size: int) -> bool:
+    """Will a distributed block be gathered into tile-major order when stored?"""
+    tile = tile_shape(global_shape, itemsize, chunk_size)
+    return not is_contiguous(leaf_offset, leaf_shape, pieces(leaf_offset, leaf_shape, tile))
+
+
+def reserve_gather(n: int) -> None:
+    """Fault in a gather buffer of ``n`` bytes ahead of the first flush (called
+    in the background at register). Faulting 64 MiB in the flusher during
+    the first flush cost the application ~100 ms on this VM: the fault storm
+    competes with the application's own mmap/munmap of numpy temporaries."""
+    with _GATHER_LOCK:
+        if sum(1 for b in _GATHER_FREE if b.size == n) >= 1 or len(_GATHER_FREE) >= _GATHER_KEEP:
+            return
+    b = mapped(n, huge=True)
+    with _GATHER_LOCK:
+        if len(_GATHER_FREE) < _GATHER_KEEP:
+            _GATHER_FREE.append(b)
+
+
 def _release_gathered(plan: "RankPlan") -> None:
     with _GATHER_LOCK:
         for lp in plan.leaves:

@@ -115,6 +115,10 @@ class Engine:
         register): the first checkpoint then copies into mapped memory."""
         self._prefetcher.submit(self.memory.prefault, int(nbytes))
 
+    def background(self, fn: Callable, *args) -> None:
+        """Run ``fn(*args)`` on the prefetch thread (buffer faulting at register)."""
+        self._prefetcher.submit(fn, *args)
+
     def submit(self, p: Pending, alloc: CaptureAlloc | None = None) -> None:
         """Queue a captured version for flushing. Blocks while the memory tier
         is full of unflushed versions and the capture could not spill to the
@@ -125,11 +129,16 @@ class Engine:
             self.memory.stats.spilled += 1
             self.memory.stats.spilled_bytes += p.spilled
         self.memory.put(p.vid, {l.name: l for l in p.leaves}, p.nbytes - p.spilled, dirty=True)
+        behind = bool(self.pending)
         p.future = self._flusher.submit(self._flush, p)
         self.pending.append(p)
-        if not self.memory.has_clean():
-            # the flusher is behind: the next capture cannot recycle a flushed
-            # version's buffer, so fault one in now (while the budget has room)
+        if behind and not self.memory.has_clean():
+            # the flusher is behind (a version was still pending at this
+            # capture): the next capture may not recycle a flushed version's
+            # buffer, so fault one in now (while the budget has room). Not on
+            # the first checkpoint: its flush usually ends long before the
+            # next capture, and faulting 64 MiB beside the first flush cost
+            # the application ~100 ms here.
             for n in (alloc.sizes if alloc is not None else ()):
                 self.prefault(n)
 
