@@ -91,5 +91,18 @@ def adios():
     return a
 
 
+def warm() -> None:
+    """Load ADIOS2, create this thread's factory and parse the C types the
+    readers and writers use (cffi parses a type string on its first use:
+    ~20 ms of the first flush otherwise)."""
+    adios()
+    L = lib()
+    for name in dir(L):             # cffi binds each function on first access
+        getattr(L, name)
+    for t in ("size_t[]", "size_t *", "size_t[1]", "int *"):
+        ffi.typeof(t)
+    ffi.from_buffer(bytearray(1))
+
+
 def sizes(*values: int):
     return ffi.new("size_t[]", [int(v) for v in values])
