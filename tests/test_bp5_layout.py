@@ -176,3 +176,36 @@ def test_truncated_data_file_is_an_error_not_a_crash(tmp_path):
         ck.register("u", out, global_shape=u.shape, offset=(0, 0))
         with pytest.raises(CorruptionError, match=r"data\.0|truncated"):
             ck.restore(vid, atomic=False)
+
+
+@pytest.mark.parametrize("direct_io", ["1", "0"])
+def test_lazy_tile_major_bytes_are_written_as_gathered(tmp_path, monkeypatch, direct_io):
+    """A tiled block handed to the writer unread (layout/stored.TileMajor, and
+    a Chain of ranges of it) is copied into the bounce buffer as it is written:
+    the file holds the gathered bytes, ADIOS2 reads them, and the fallback
+    through ADIOS2 (a wrong layout rule) copies them out first."""
+    from vlcc.layout.stored import TileMajor
+    from vlcc.layout.tiles import gather, pieces
+    monkeypatch.setenv("VLCC_DIRECT_IO", direct_io)
+    shape, tile = (300, 700), (64, 128)
+    src = np.frombuffer(mmap.mmap(-1, 300 * 700 * 8), np.uint8)
+    src[:] = np.random.default_rng(5).integers(0, 256, src.size, dtype=np.uint8)
+    ps = pieces((0, 0), shape, tile)
+    tm = TileMajor(src, (0, 0), shape, ps, 8)
+    want = gather(src, (0, 0), shape, ps, 8)
+    chain = tm.range(1000, 5 << 20)
+    for name, wrong in (("f.bp", False), ("g.bp", True)):
+        if wrong:
+            monkeypatch.setattr(bp5, "layout_offsets",
+                                lambda sizes, *_a: {k: i for i, (k, _n) in enumerate(sizes)})
+        w = bp5.BlockWriter(str(tmp_path / name), reserve=tm.size + chain.size, nvars=2)
+        w.put("tm", tm)
+        w.put("part", chain)
+        w.close()
+        monkeypatch.undo()
+        monkeypatch.setenv("VLCC_DIRECT_IO", direct_io)
+        with bp5.BlockReader(str(tmp_path / name)) as rd:
+            for var, ref in (("tm", want), ("part", want[1000:1000 + (5 << 20)])):
+                got = np.empty(ref.size, np.uint8)
+                rd.read_into(var, 0, got)
+                assert np.array_equal(got, ref), (name, var)

@@ -39,7 +39,7 @@ from ..repo.records import Kind
 from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
-from .rankwrite import needs_gather, reserve_gather
+from .rankwrite import gather_allowed, needs_gather, reserve_gather
 from .protocol import QuietComm, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
@@ -60,10 +60,14 @@ def registered(s: Session, provider) -> None:
     if s.mode == "async" and isinstance(provider, ArrayProvider):
         n = provider.owned().nbytes
         s.engine.prefault(n)
-        if provider.kind == Kind.DISTRIBUTED and n and needs_gather(
-                provider.offset, provider.owned_shape, provider.global_shape,
-                provider.array.dtype.itemsize, s.writer.chunk_size):
-            # and the buffer its tile-major gather will need (commit/rankwrite.py)
+        if (provider.kind == Kind.DISTRIBUTED and n
+                and needs_gather(provider.offset, provider.owned_shape, provider.global_shape,
+                                 provider.array.dtype.itemsize, s.writer.chunk_size)
+                and (s.writer.hasher.track or provider.name in s.writer.codecs
+                     or gather_allowed(n))):
+            # and the buffer its tile-major gather will need (unless memory is
+            # short: the flush then reads the pieces out of the capture,
+            # commit/rankwrite.py)
             s.engine.background(reserve_gather, n)
 
 

@@ -29,7 +29,8 @@ from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
-from ..engine.buffers import mapped
+from ..layout.stored import Chain, TileMajor, is_lazy, materialize
+from ..engine.buffers import available_memory, mapped
 from ..layout.tiles import gather, is_contiguous, piece_bounds, pieces, tile_shape
 from ..redundancy.dedup import (ChunkTable, Offer, assign_owners, codec_key, load_parent_indexes,
                                 place_own)
@@ -58,23 +59,33 @@ class LeafPlan:
     gathered: bool = False              # ``data`` is a recycled gather buffer (released after write)
 
 
-def stored_layout(leaf: Leaf, chunk_size: int,
-                  hashes: list | None = None) -> tuple[np.ndarray, list, tuple | None]:
+def stored_layout(leaf: Leaf, chunk_size: int, hashes: list | None = None,
+                  lazy: bool = False) -> tuple:
     """How a leaf is cut into chunks (docs/format.md, 3 and 3.3): a
     distributed leaf on the global tile grid — its pieces back to back in
-    tile-major order, one chunk each (one gather copy into a recycled buffer,
-    none when the pieces are already in C order) — every other leaf into
-    fixed-size chunks of its flat bytes. Returns (stored bytes, chunk
-    bounds, tile or None). ``hashes``: a list to receive the chunk hashes
-    of a gathered leaf, computed piece by piece while each is in cache
-    (left empty when nothing was gathered)."""
+    tile-major order, one chunk each — every other leaf into fixed-size
+    chunks of its flat bytes. Returns (stored bytes, chunk bounds, tile or
+    None). When the pieces are not already in C order the stored bytes are
+    a gather into a recycled buffer or, with ``lazy`` when no such buffer may
+    be had (``gather_allowed``), a ``layout.stored.TileMajor`` read out of
+    the block as needed.
+    ``hashes``: a list to receive the chunk hashes of such a leaf, computed
+    piece by piece while each is in cache (left empty when the pieces are
+    the block's own bytes)."""
     if leaf.kind == Kind.DISTRIBUTED and leaf.global_shape is not None:
         itemsize = np.dtype(leaf.dtype).itemsize
         tile = tile_shape(leaf.global_shape, itemsize, chunk_size)
         ps = pieces(leaf.offset, leaf.shape, tile)
-        out = None if is_contiguous(leaf.offset, leaf.shape, ps) else _gather_buffer(leaf.data.size)
+        if is_contiguous(leaf.offset, leaf.shape, ps):
+            return leaf.data, piece_bounds(ps, itemsize), tile
+        buf = _gather_buffer(leaf.data.size, lean_ok=lazy)
+        if buf is None:
+            tm = TileMajor(leaf.data, leaf.offset, leaf.shape, ps, itemsize)
+            if hashes is not None:
+                hashes.extend(tm.hash_pieces())
+            return tm, tm.bounds, tile
         each = None if hashes is None else (lambda _k, b: hashes.append(chunk_hash(b)))
-        data = gather(leaf.data, leaf.offset, leaf.shape, ps, itemsize, out, each)
+        data = gather(leaf.data, leaf.offset, leaf.shape, ps, itemsize, buf, each)
         return data, piece_bounds(ps, itemsize), tile
     return leaf.data, chunk_bounds(leaf.data.size, chunk_size), None
 
@@ -84,16 +95,35 @@ def stored_layout(leaf: Leaf, chunk_size: int,
 # hands free memory back to its host), the gather itself ~12 ms. A version
 # still being written keeps its buffer (the free list is only refilled by
 # ``write_rank``), so an application-thread prepare never reuses one in use.
+#
+# A gather buffer is a second copy of the block, outside the memory budget.
+# When a new one would take more than GATHER_SHARE of the memory available
+# (``VLCC_GATHER_MAX`` bytes overrides), the flush reads the pieces out of
+# the block instead (layout/stored.py): no second copy, but ~20 ms more CPU
+# per 64 MiB (a hashing pass through a scratch buffer, then the bounce copy
+# of the write), measured with 1 rank and a tiled 2-D leaf: ~55 against ~35 ms.
 _GATHER_FREE: list[np.ndarray] = []
-_GATHER_KEEP = 4
+_GATHER_KEEP = 2
 _GATHER_LOCK = threading.Lock()
+GATHER_SHARE = 8
 
 
-def _gather_buffer(n: int) -> np.ndarray:
+def gather_allowed(n: int) -> bool:
+    """May a new gather buffer of ``n`` bytes be allocated?"""
+    env = os.environ.get("VLCC_GATHER_MAX", "").strip()
+    limit = int(env) if env else available_memory() // GATHER_SHARE
+    return n <= limit
+
+
+def _gather_buffer(n: int, lean_ok: bool = False) -> np.ndarray | None:
+    """A recycled gather buffer of ``n`` bytes, else a new one; None when
+    ``lean_ok`` and a new one is not ``gather_allowed``."""
     with _GATHER_LOCK:
         for i, b in enumerate(_GATHER_FREE):
             if b.size == n:
                 return _GATHER_FREE.pop(i)
+    if lean_ok and not gather_allowed(n):
+        return None
     return mapped(n)
 
 
@@ -167,7 +197,10 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
     n_ref = n_chunks = dirty = 0
     for leaf in leaves:
         fused: list | None = None if hasher.track else []
-        data, bounds, tile = stored_layout(leaf, chunk_size, fused)
+        # Lazy stored bytes (no gather buffer) when nothing needs them in
+        # one buffer: the dirty tracker compares buffers, codecs encode them.
+        lazy = not hasher.track and _leaf_codec(leaf, codecs) is None
+        data, bounds, tile = stored_layout(leaf, chunk_size, fused, lazy=lazy)
         if fused:               # hashed during the gather (no dirty tracking)
             hashes = fused
             hasher.last_dirty[leaf.name] = len(hashes)
@@ -191,7 +224,7 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
                 else:
                     lossy.append(None)
         lp = LeafPlan(leaf, hashes, data=data, bounds=bounds, tile=tile,
-                      gathered=data is not leaf.data)
+                      gathered=data is not leaf.data and not is_lazy(data))
         for i, ((start, length), h) in enumerate(zip(bounds, hashes)):
             n_chunks += 1
             hit = parent.get(h, length)
@@ -199,7 +232,7 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
                 lp.where.append(("ref", hit))
                 n_ref += 1
                 continue
-            view = data[start:start + length]
+            view = data.range(start, length) if is_lazy(data) else data[start:start + length]
             cfg, buf = RAW, view
             if lossy is not None:
                 if lossy[i] is not None:
@@ -300,8 +333,12 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
                                 for p in positions)):
                     # every chunk of the leaf is new and raw: write it without a copy
                     buf = lp.data
+                elif len(parts) == 1:
+                    buf = parts[0]
+                elif any(is_lazy(p) for p in parts):
+                    buf = Chain(parts)      # copied into the write's bounce buffer
                 else:
-                    buf = np.concatenate(parts) if len(parts) > 1 else parts[0]
+                    buf = np.concatenate(parts)
                 writer.put(var, buf)
                 written += total
             writer.close()

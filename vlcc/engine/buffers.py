@@ -12,6 +12,7 @@ MAP_POPULATE without huge pages when the blocking path must allocate."""
 from __future__ import annotations
 
 import mmap
+import os
 import threading
 
 import numpy as np
@@ -61,3 +62,20 @@ def recyclable(arr) -> bool:
 
 
 __all__ = ["mapped", "recyclable"]
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil is optional
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -71,6 +71,15 @@ def layout_offsets(sizes: list[tuple[str, int]], min_deferred: int = MIN_DEFERRE
 
 
 
+def _bytes(data, at: int, k: int) -> np.ndarray:
+    """Bytes [at, at + k) of an array or of lazy bytes."""
+    if isinstance(data, np.ndarray):
+        return data[at:at + k]
+    out = np.empty(k, np.uint8)
+    data.copy_to(out, at)
+    return out
+
+
 class BlockWriter:
     """Write named byte buffers into one BP5 file. ``put`` keeps a reference to
     the buffer until ``close`` (deferred put: no copy). Uses ADIOS2's C API
@@ -191,7 +200,7 @@ class BlockWriter:
                     got = np.empty(k, np.uint8)
                     for at in (0, data.size - k):
                         rd.read_into(var, at, got)
-                        if not np.array_equal(got, data[at:at + k]):
+                        if not np.array_equal(got, _bytes(data, at, k)):
                             return False
         except (CorruptionError, OSError):
             return False
@@ -202,7 +211,7 @@ class BlockWriter:
         shutil.rmtree(self.path, ignore_errors=True)
         w = BlockWriter(self.path, bulk=False)
         for var, data, _p in self._keep:
-            w.put(var, data)
+            w.put(var, data)        # lazy bytes are copied out there
         w.close()
         return w.offsets
 
@@ -242,16 +251,26 @@ class BlockWriter:
         res = adios_c.ffi.new("int *")
         adios_c.lib().adios2_remove_io(res, adios_c.adios(), self._name)
 
-    def put(self, var: str, data: np.ndarray) -> None:
-        data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
-        n = data.size
+    def put(self, var: str, data) -> None:
+        """``data``: an array, or lazy bytes (``size``, ``copy_to``,
+        ``backing``: layout/stored.py) that only a bulk writer writes
+        without a copy (ADIOS2 is then given ``backing``, as its data.0 goes
+        to /dev/null)."""
+        lazy = not isinstance(data, np.ndarray) and hasattr(data, "copy_to")
+        if lazy and not self._bulk:
+            out = np.empty(data.size, np.uint8)
+            data.copy_to(out, 0)
+            data, lazy = out, False
+        if not lazy:
+            data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        n = int(data.size)
         L = adios_c.lib()
         sh = adios_c.sizes(n)
         v = L.adios2_define_variable(self._io, var.encode(), adios_c.TYPE_UINT8, 1, sh,
                                      adios_c.sizes(0), sh, adios_c.CONSTANT_DIMS)
         if v == adios_c.ffi.NULL:
             raise StorageError(f"cannot define variable {var!r} in data file {self.path}")
-        ptr = adios_c.ffi.from_buffer(data)
+        ptr = adios_c.ffi.from_buffer(data.backing if lazy else data)
         if L.adios2_put(self._engine, v, ptr, adios_c.MODE_DEFERRED) != 0:
             raise StorageError(f"cannot write variable {var!r} to data file {self.path}")
         self._keep.append((var, data, ptr))

@@ -55,8 +55,9 @@ def open_direct(path: str) -> tuple[int, bool]:
     return os.open(path, flags, 0o644), False
 
 
-def write_concat(path: str, segments: list[np.ndarray]) -> int:
-    """Write the concatenation of the flat uint8 ``segments`` as the whole
+def write_concat(path: str, segments: list) -> int:
+    """Write the concatenation of the flat uint8 ``segments`` (arrays, or lazy
+    bytes with ``size`` and ``copy_to(out, start)``: layout/stored.py) as the whole
     content of file ``path``. Returns the number of bytes. The caller fsyncs
     (O_DIRECT skips the page cache, not the device's write cache)."""
     fd, direct = open_direct(path)
@@ -69,19 +70,27 @@ def write_concat(path: str, segments: list[np.ndarray]) -> int:
     return pos
 
 
-def _write(fd: int, segments: list[np.ndarray], direct: bool) -> int:
+def _write(fd: int, segments: list, direct: bool) -> int:
     if not direct:
         pos = 0
         for seg in segments:
-            _pwrite_all(fd, seg, pos)
+            if isinstance(seg, np.ndarray):
+                _pwrite_all(fd, seg, pos)
+            else:           # lazy bytes (layout/stored.py): through the bounce buffer
+                bounce = _bounce()
+                for s in range(0, seg.size, BOUNCE):
+                    k = min(BOUNCE, seg.size - s)
+                    seg.copy_to(bounce[:k], s)
+                    _pwrite_all(fd, bounce[:k], pos + s)
             pos += seg.size
         return pos
     bounce = _bounce()
     pos = fill = 0           # pos: file offset of bounce[0]; fill: bytes in bounce
     for seg in segments:
         s = 0
+        array = isinstance(seg, np.ndarray)
         while s < seg.size:
-            if fill == 0 and _aligned(seg[s:]) and seg.size - s >= ALIGN:
+            if array and fill == 0 and _aligned(seg[s:]) and seg.size - s >= ALIGN:
                 # file offset and memory both aligned: DMA from the caller's memory
                 n = (seg.size - s) // ALIGN * ALIGN
                 _pwrite_all(fd, seg[s:s + n], pos)
@@ -89,7 +98,10 @@ def _write(fd: int, segments: list[np.ndarray], direct: bool) -> int:
                 s += n
                 continue
             k = min(BOUNCE - fill, seg.size - s)
-            np.copyto(bounce[fill:fill + k], seg[s:s + k])
+            if array:
+                np.copyto(bounce[fill:fill + k], seg[s:s + k])
+            else:           # lazy bytes: the tile-major gather is this copy
+                seg.copy_to(bounce[fill:fill + k], s)
             fill += k
             s += k
             if fill == BOUNCE:

@@ -11,11 +11,11 @@ captured leaves already are a private, checked copy (``src.view``)."""
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
 
+from ..engine.buffers import available_memory
 from ..state.array import ArrayProvider
 
 
@@ -63,23 +63,6 @@ def staging_bytes(providers) -> int:
     registered array's owned block (object providers' arrays are fresh anyway)."""
     return sum(int(np.prod(p.owned_shape)) * p.array.dtype.itemsize
                for p in providers if isinstance(p, ArrayProvider))
-
-
-def available_memory() -> int:
-    """Bytes of memory available to new allocations (MemAvailable on Linux)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-        return int(psutil.virtual_memory().available)
-    except Exception:  # noqa: BLE001 - psutil is optional
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def stage_fits(providers, pooled: int = 0) -> bool:
