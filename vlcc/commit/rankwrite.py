@@ -29,7 +29,7 @@ from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
-from ..layout.stored import Chain, TileMajor, is_lazy, materialize
+from ..layout.stored import Chain, TileMajor, is_lazy
 from ..engine.buffers import available_memory, mapped
 from ..layout.tiles import gather, is_contiguous, piece_bounds, pieces, tile_shape
 from ..redundancy.dedup import (ChunkTable, Offer, assign_owners, codec_key, load_parent_indexes,
@@ -139,7 +139,7 @@ def reserve_gather(n: int) -> None:
     the first flush cost the application ~100 ms on this VM: the fault storm
     competes with the application's own mmap/munmap of numpy temporaries."""
     with _GATHER_LOCK:
-        if sum(1 for b in _GATHER_FREE if b.size == n) >= 1 or len(_GATHER_FREE) >= _GATHER_KEEP:
+        if any(b.size == n for b in _GATHER_FREE) or len(_GATHER_FREE) >= _GATHER_KEEP:
             return
     b = mapped(n, huge=True)
     with _GATHER_LOCK:

@@ -61,9 +61,6 @@ def recyclable(arr) -> bool:
                             and base.nbytes == arr.nbytes)
 
 
-__all__ = ["mapped", "recyclable"]
-
-
 def available_memory() -> int:
     """Bytes of memory available to new allocations (MemAvailable on Linux)."""
     try:
@@ -79,3 +76,7 @@ def available_memory() -> int:
     except Exception:  # noqa: BLE001 - psutil is optional
         pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+__all__ = ["available_memory", "mapped", "recyclable"]
+

@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 
 from ..errors import CorruptionError, StorageError
+from ..layout.stored import Range, is_lazy, materialize
 from ..repo import space
 from ..repo.checksums import chunk_hash
 from . import adios_c
@@ -73,11 +74,7 @@ def layout_offsets(sizes: list[tuple[str, int]], min_deferred: int = MIN_DEFERRE
 
 def _bytes(data, at: int, k: int) -> np.ndarray:
     """Bytes [at, at + k) of an array or of lazy bytes."""
-    if isinstance(data, np.ndarray):
-        return data[at:at + k]
-    out = np.empty(k, np.uint8)
-    data.copy_to(out, at)
-    return out
+    return materialize(Range(data, at, k)) if is_lazy(data) else data[at:at + k]
 
 
 class BlockWriter:
@@ -256,11 +253,9 @@ class BlockWriter:
         ``backing``: layout/stored.py) that only a bulk writer writes
         without a copy (ADIOS2 is then given ``backing``, as its data.0 goes
         to /dev/null)."""
-        lazy = not isinstance(data, np.ndarray) and hasattr(data, "copy_to")
-        if lazy and not self._bulk:
-            out = np.empty(data.size, np.uint8)
-            data.copy_to(out, 0)
-            data, lazy = out, False
+        lazy = is_lazy(data)
+        if lazy and not self._bulk:     # ADIOS2 writes these bytes itself
+            data, lazy = materialize(data), False
         if not lazy:
             data = np.ascontiguousarray(data).reshape(-1).view(np.uint8)
         n = int(data.size)

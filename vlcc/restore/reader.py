@@ -19,8 +19,8 @@ from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
-from ..redundancy.dedup import StoredChunk
 from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces, sub_piece
+from ..redundancy.dedup import StoredChunk
 from ..repo.checksums import chunk_hash, digest_of
 from ..repo import decomp
 from ..repo.index import load_index
