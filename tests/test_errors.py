@@ -510,7 +510,13 @@ def test_gappy_decomposition(comm, mpi_tmp):
         ck.unregister("u")
         ck.register("u", np.zeros(n), global_shape=(n * comm.size,), offset=(n * comm.rank,))
         v = ck.checkpoint()
-    assert [x.id for x in vlcc.Repository(path).log()] == [v.id]
+        v2 = ck.checkpoint()      # the same decomposition again: its check is reused
+        # and a gappy one after a valid one is still caught (the reuse is exact)
+        ck.unregister("u")
+        ck.register("u", np.zeros(n), global_shape=(n * comm.size + 1,), offset=(n * comm.rank,))
+        with pytest.raises(vlcc.ShapeMismatchError, match="gaps"):
+            ck.checkpoint()
+    assert [x.id for x in vlcc.Repository(path).log()] == [v2.id, v.id]
 
 
 @pytest.mark.mpi
