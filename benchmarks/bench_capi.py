@@ -104,7 +104,7 @@ def python_part(repo: str, mib: int, iters: int, calls: int) -> None:
     from mpi4py import MPI
 
     import vlcc
-    from vlcc.commit.protocol import root_only
+    from vlcc.comm.protocol import root_only
     from vlcc import Repository
     t1 = time.perf_counter()
     comm = MPI.COMM_WORLD

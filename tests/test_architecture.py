@@ -14,7 +14,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Lower number = lower layer. A module may import its own package and lower ones.
 LAYERS = {
     "errors": 0, "_version": 0, "_mpi": 0,
-    "repo": 1,
+    "repo": 1, "comm": 1,
     "kernels": 2, "state": 2,
     "layout": 3,
     "redundancy": 4,

@@ -1,4 +1,4 @@
-"""Every collective of vlcc goes through commit/protocol.py: an error on one
+"""Every collective of vlcc goes through comm/protocol.py: an error on one
 rank is raised on every rank, at every call site, and nobody hangs. Each body
 runs on COMM_WORLD, a split sub-communicator and a Dup (mpi4py's practice)."""
 
@@ -9,7 +9,7 @@ import pytest
 
 import vlcc
 from mpi_helpers import COMM_KINDS, communicator
-from vlcc.commit import protocol
+from vlcc.comm import protocol
 
 pytestmark = pytest.mark.mpi
 

@@ -123,7 +123,7 @@ def test_serial_stand_in_writes_what_comm_self_writes(tmp_path):
 
     import numpy as np
     import vlcc
-    from vlcc.commit.serial import SerialComm
+    from vlcc.comm.serial import SerialComm
 
     def write(repo, comm):
         u = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)

@@ -1,7 +1,7 @@
 """Loading MPI lazily, with one clear error when no MPI library can be loaded.
 
 ``import vlcc`` never loads MPI: reading a repository (``vlcc.Repository``, ``vlcc log/show/
-verify/diff``) and serial checkpointing (:mod:`vlcc.commit.serial`) need none. The first call
+verify/diff``) and serial checkpointing (:mod:`vlcc.comm.serial`) need none. The first call
 that needs MPI goes through :func:`load`; when mpi4py cannot load an MPI library (the PyPI
 ``mpi4py`` wheel without an MPI installed: ``RuntimeError: cannot load MPI library``) it raises
 :class:`MPIUnavailableError`, which names the three ways to install one.

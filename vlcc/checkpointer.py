@@ -3,7 +3,7 @@
 A thin layer in the manner of h5py's high-level classes: each method checks
 its arguments and hands the work to the module that owns it —
 ``commit/checkpoint.py`` (the collective checkpoint and async commits),
-``restore/collective.py`` (the collective restore), ``commit/protocol.py``
+``restore/collective.py`` (the collective restore), ``comm/protocol.py``
 (every collective call), ``repo/`` (refs). All of them share one
 ``commit.session.Session``."""
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from .commit import checkpoint as _ckpt
 from .commit import refmoves as _refs
-from .commit.protocol import agree, private, release, root_only
+from .comm.protocol import agree, private, release, root_only
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
@@ -36,7 +36,7 @@ from .state.registry import State
 
 
 def _default_comm():
-    from .commit.serial import default_comm   # COMM_WORLD under a launcher, else one rank, no MPI
+    from .comm.serial import default_comm   # COMM_WORLD under a launcher, else one rank, no MPI
     return default_comm()
 
 

@@ -2,7 +2,7 @@
 
     python examples/serial/solver.py runs/serial      # run twice: the second run resumes
 
-With comm=None outside mpiexec, vlcc runs on a one-rank stand-in (vlcc.commit.serial) and
+With comm=None outside mpiexec, vlcc runs on a one-rank stand-in (vlcc.comm.serial) and
 loads no MPI library; the repository has the same format as an MPI run's, so
 `mpiexec -n 4 python restart.py` can continue it on 4 ranks (N->M) and `vlcc log runs/serial`
 inspects it.

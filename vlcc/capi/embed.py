@@ -216,7 +216,7 @@ def restore(version_p):
 def query(version_p, out, n, step_p):
     ck = _ck()
     spec = _spec(version_p)
-    from ..commit.protocol import root_only
+    from ..comm.protocol import root_only
     from ..repository import Repository
 
     def look():

@@ -6,7 +6,7 @@ VeloC's memory-based model maps onto vlcc like this:
   ``scratch`` the node-local tier (``Checkpointer(local_dir=...)``), ``mode`` =
   sync/async (``Checkpointer(mode=...)``). No backend process is started.
 * ``VELOC_Init_single(id, cfg)``: a non-MPI process checkpoints alone, on the one-rank
-  stand-in (vlcc.commit.serial, no MPI library needed); its checkpoint ``name`` is the branch
+  stand-in (vlcc.comm.serial, no MPI library needed); its checkpoint ``name`` is the branch
   ``<name>.<id>``, so processes sharing a repository never mix their checkpoints.
 * a protected region ``id`` is the provider ``veloc/<id>``: raw bytes of one rank
   (``VELOC_Mem_protect``) or a block of a distributed array
@@ -131,7 +131,7 @@ def init_single(ident, cfg_p):
         raise CapiError(C.ESTATE, "VELOC_Init_single: vlcc is already initialized in this "
                                   "process (VELOC_Init or vlcc_init was called before)")
     cfg = parse_config(embed._str(cfg_p, "cfg_file"))
-    from ..commit.serial import SerialComm
+    from ..comm.serial import SerialComm
     _open(cfg, SerialComm(), single=int(ident))
 
 
@@ -339,7 +339,7 @@ def checkpoint_end(success):
     ck = _ck()
     c = _st["ckpt"]
     _st["ckpt"] = None
-    from ..commit.protocol import all_true
+    from ..comm.protocol import all_true
     everyone = all_true(ck.comm, lambda: bool(success) and c is not None and c["ids"] is not None)
     if c is None:
         raise CapiError(C.ESTATE, "VELOC_Checkpoint_end: no checkpoint in progress")
@@ -410,7 +410,7 @@ def cleanup(name_p):
 def _find(ck, name: str, version: int, below: bool):
     """Rank 0 reads, all ranks get: the manifest of version ``version`` (or, with ``below``,
     of the newest version with step < version; version 0 = no bound) on branch ``name``."""
-    from ..commit.protocol import root_only
+    from ..comm.protocol import root_only
     from ..errors import NotFoundError
     from ..repository import Repository
 

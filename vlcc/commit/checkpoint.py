@@ -16,7 +16,7 @@ so their collectives match; a failure anywhere fails the version on every
 rank (the protocol helpers carry errors as payloads), and ``progress``
 raises it at the next collective call of the application.
 
-Every step goes through commit/protocol.py, so a failure on one rank is
+Every step goes through comm/protocol.py, so a failure on one rank is
 raised on all, and every path releases the writer lock."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
 from .rankwrite import gather_allowed, needs_gather, reserve_gather
-from .protocol import QuietComm, gather_decide, private, threads_ok
+from ..comm.protocol import QuietComm, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
 

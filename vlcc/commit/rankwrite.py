@@ -42,7 +42,7 @@ from ..repo.paths import RepoPaths
 from ..repo.records import ChunkEntry, IndexLeaf, Kind
 from ..repo.sealed import seal
 from ..state.provider import Leaf
-from .protocol import allgather, any_bits, from_root
+from ..comm.protocol import allgather, any_bits, from_root
 
 RAW = {"id": "raw"}
 

@@ -8,7 +8,7 @@ from ..errors import NotFoundError
 from ..repo import refs
 from ..repo.manifest import Version
 from ..repo.paths import check_ref_name
-from .protocol import root_only
+from ..comm.protocol import root_only
 from .session import Session
 
 

@@ -17,7 +17,7 @@ from .rankwrite import RankWriter
 
 @dataclass
 class Session:
-    comm: Any                     # vlcc's private communicator (commit/protocol.py)
+    comm: Any                     # vlcc's private communicator (comm/protocol.py)
     paths: RepoPaths
     mode: str                     # "sync" | "async"
     chunk_size: int

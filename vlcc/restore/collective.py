@@ -22,7 +22,7 @@ import numpy as np
 
 from ..commit.checkpoint import progress
 from ..commit.manifest import provisional
-from ..commit.protocol import agree, all_true, allgather, root_only
+from ..comm.protocol import agree, all_true, allgather, root_only
 from ..commit.session import Session
 from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, VlccError
 from ..repo.manifest import Version

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..commit.protocol import root_only
+from ..comm.protocol import root_only
 from ..commit.session import Session
 from ..errors import NotFoundError
 from ..repo.manifest import Version, load_manifest

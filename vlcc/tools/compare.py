@@ -28,7 +28,7 @@ import warnings
 
 import numpy as np
 
-from ..commit import protocol
+from ..comm import protocol
 from ..errors import DivergenceError, VlccError
 from ..repository import Repository
 from .diff import jsonable

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import Sequence
 
-from ..commit import protocol
+from ..comm import protocol
 from ..errors import RefExistsError, VlccError
 from ..repository import Repository
 from .spec import open_target
