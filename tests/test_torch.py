@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 
 import vlcc  # noqa: E402
 import vlcc.torch as vt  # noqa: E402
-from torch_helpers import make, same_tensors, train_step, version_bytes  # noqa: E402
+from torch_helpers import (frozen_finetune, hold_flushes, index_bytes, make, same_tensors, train_step,  # noqa: E402
+                           version_bytes)
 
 
 def test_backtrack_repeats_losses_bit_exact(tmp_path):
@@ -125,6 +126,24 @@ def test_frozen_finetune_adds_little(tmp_path):
     np.testing.assert_array_equal(repo.read(ft.id, "model/0.0.weight"),
                                   repo.read(base.id, "model/0.0.weight"))
     assert repo.resolve(ft.id).parent == base.id
+
+
+@pytest.mark.parametrize("flush_mpi", ["auto", "0"])
+def test_frozen_layers_dedup_while_parent_in_flight(tmp_path, monkeypatch, flush_mpi):
+    """Async saves of a frozen fine-tune store what sync saves store, also
+    when a version is captured while its parent is still being flushed (the
+    flushes are held until both are saved): the frozen body is referenced,
+    never written twice. ``VLCC_FLUSH_MPI=0``: the application's thread
+    prepares (its dedup parent is the in-flight plan); ``auto``: the flusher."""
+    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
+    frozen, sync = frozen_finetune(str(tmp_path / "sync"), "sync")
+    gate = hold_flushes(monkeypatch)
+    _, asyn = frozen_finetune(str(tmp_path / "async"), "async", gate=gate)
+    assert sync["reused_bytes"] >= frozen and asyn["reused_bytes"] == sync["reused_bytes"], (sync, asyn)
+    assert asyn["new_chunk_bytes"] == sync["new_chunk_bytes"] < frozen / 4, (sync, asyn)
+    # the rest is the index files (their sizes may differ by a few bytes)
+    index = index_bytes(sync["path"])
+    assert abs(asyn["stored_bytes"] - sync["stored_bytes"]) <= index, (sync, asyn)
 
 
 def test_bad_input_clear_error_and_nothing_modified(tmp_path):
@@ -287,3 +306,10 @@ def test_backtrack_example_runs(tmp_path, monkeypatch, capsys):
     first_lr = [v for v in lr_small if v.branch == "lr-small"][-1]
     assert first_lr.parent == main_head.parent
     assert r.resolve("tag:lr-small-final").branch == "lr-small"
+    # every fine-tune version (async, saved while the previous one may be in
+    # flight) references the frozen body: it stores only the head and index
+    ft = [v.id for v in r.log("finetune") if v.branch == "finetune"]
+    du = [e for e in r.du()["versions"] if e["id"] in ft]
+    assert len(du) == 2 and all(e["reused_bytes"] >= 256 * 256 * 4 and
+                                e["stored_bytes"] < 64 * 1024 for e in du), du
+    assert "fine-tune version" in out and "reused" in out

@@ -159,6 +159,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         raise
     if is_async:
         if not threaded:
+            s.writer.prepared(vid, pend.plan)
             s.writer.detach_plan()
         pend.lock = lock
         try:
@@ -200,9 +201,12 @@ def _committed(s: Session, doc: dict) -> Version:
 
 
 def dedup_parent(s: Session) -> str | None:
-    """The version whose chunks the next one may reference: the parent, unless
-    it is still being flushed (async), then the newest version already flushed."""
-    if s.parent not in {p.vid for p in s.engine.pending}:
+    """The version whose chunks the next one may reference: the parent, also
+    while it is still being flushed (async: its chunk table is known from its
+    agreed plan, so a chunk captured for an in-flight version is referenced,
+    never written twice); the newest version already written only when the
+    parent's table is not at hand here."""
+    if s.parent not in {p.vid for p in s.engine.pending} or s.writer.knows(s.parent):
         return s.parent
     return s.writer.last_written()
 
