@@ -313,3 +313,38 @@ def test_backtrack_example_runs(tmp_path, monkeypatch, capsys):
     assert len(du) == 2 and all(e["reused_bytes"] >= 256 * 256 * 4 and
                                 e["stored_bytes"] < 64 * 1024 for e in du), du
     assert "fine-tune version" in out and "reused" in out
+
+
+def _no_torch_objects(obj, where):
+    """Plain containers of numpy arrays, str, int, float, bool, None, bytes only."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            assert isinstance(k, (str, int)), (where, k)
+            _no_torch_objects(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _no_torch_objects(v, f"{where}[{i}]")
+    else:
+        assert obj is None or isinstance(obj, (np.ndarray, np.generic, str, int, float, bool, bytes)), \
+            (where, type(obj))
+
+
+def test_values_are_plain_and_tensors_in_them_come_back(tmp_path):
+    """Values vlcc.torch stores (RNG states, param_groups, scalars, scheduler,
+    extra) hold no torch objects (a safe, non-pickle encoding can store them);
+    tensors inside ``extra`` are stored as numpy and come back as tensors."""
+    model, opt, sched = make()
+    train_step(model, opt, sched)
+    t = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3)
+    extra = {"t": t, "pos": (3, [1, 2]), "cfg": {"name": "x", "none": None, "raw": b"ab"}}
+    path = str(tmp_path / "r")
+    with vt.Checkpointer(path, model, opt, sched, extra=extra) as ck:
+        v = ck.save(1)
+        ck.wait()
+        repo = vlcc.Repository(path)
+        for name in ("rng", "optim/param_groups", "optim/scalars", "scheduler", "extra", "torch/meta"):
+            _no_torch_objects(repo.read(v.id, name), name)
+        extra.clear()
+        ck.load(v.id)
+    assert torch.equal(extra["t"], t) and extra["t"].dtype == torch.bfloat16
+    assert list(extra["pos"][1]) == [1, 2] and extra["cfg"] == {"name": "x", "none": None, "raw": b"ab"}

@@ -80,10 +80,12 @@ class Checkpointer:
     ----------
     path:       vlcc repository directory (created when missing).
     model, optimizer, scheduler: what to capture (each may be None).
-    extra:      a dict of picklable values (step counters, data-loader
-                positions, config) saved with each version and updated in place
-                by ``load()``; entries with ``state_dict()``/``load_state_dict()``
-                are stored through those.
+    extra:      a dict of plain values (step counters, data-loader positions,
+                config: dicts, lists, tuples of numpy arrays, torch tensors, str,
+                int, float, bool, None, bytes) saved with each version and
+                updated in place by ``load()``; entries with
+                ``state_dict()``/``load_state_dict()`` are stored through those.
+                Tensors are stored as numpy arrays and come back as CPU tensors.
     mode:       ``"async"`` (default; ``save()`` returns after the capture) or ``"sync"``.
     group:      torch.distributed process group, mpi4py communicator, or None
                 (the world group when torch.distributed is initialized, else
@@ -143,24 +145,22 @@ class Checkpointer:
 
     # -- providers -----------------------------------------------------------------
     def _value_providers(self) -> dict[str, vlcc.ValueProvider]:
-        """The small, pickled parts. ``set`` only stages: ``load()`` applies
-        them once every provider has been read."""
-        def stage(name):
-            return lambda v: self._staged.__setitem__(name, v)
-        vp = {S.META: vlcc.ValueProvider(get=lambda: S.meta(self._tensors()) | {
-                  "model_extra_state": S.model_extra_state(self.model)}, set=stage(S.META)),
-              S.RNG: vlcc.ValueProvider(get=S.rng_state, set=stage(S.RNG))}
+        """The small parts, as plain values (tensors inside them become numpy
+        arrays: no pickle needed, :func:`state.to_plain`). ``set`` only stages:
+        ``load()`` applies them once every provider has been read."""
+        def value(name, get):
+            return vlcc.ValueProvider(get=lambda: S.to_plain(get()),
+                                      set=lambda v: self._staged.__setitem__(name, S.from_plain(v)))
+        vp = {S.META: value(S.META, lambda: S.meta(self._tensors()) | {
+                  "model_extra_state": S.model_extra_state(self.model)}),
+              S.RNG: value(S.RNG, S.rng_state)}
         if self.optimizer is not None:
-            vp[S.PARAM_GROUPS] = vlcc.ValueProvider(get=lambda: S.param_groups(self.optimizer),
-                                                    set=stage(S.PARAM_GROUPS))
-            vp[S.SCALARS] = vlcc.ValueProvider(get=lambda: S.optim_scalars(self.optimizer),
-                                               set=stage(S.SCALARS))
+            vp[S.PARAM_GROUPS] = value(S.PARAM_GROUPS, lambda: S.param_groups(self.optimizer))
+            vp[S.SCALARS] = value(S.SCALARS, lambda: S.optim_scalars(self.optimizer))
         if self.scheduler is not None:
-            vp[S.SCHEDULER] = vlcc.ValueProvider(get=self.scheduler.state_dict,
-                                                 set=stage(S.SCHEDULER))
+            vp[S.SCHEDULER] = value(S.SCHEDULER, self.scheduler.state_dict)
         if self.extra is not None:
-            vp[S.EXTRA] = vlcc.ValueProvider(get=lambda: S.capture_extra(self.extra),
-                                             set=stage(S.EXTRA))
+            vp[S.EXTRA] = value(S.EXTRA, lambda: S.capture_extra(self.extra))
         return vp
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -217,7 +217,7 @@ class Checkpointer:
                 v = repo.resolve(spec, branch=self.branch_name if spec in (None, "latest") else None)
             groups = None
             if self.optimizer is not None and S.PARAM_GROUPS in v.providers:
-                groups = repo.read(v, S.PARAM_GROUPS, rank=0)
+                groups = S.from_plain(repo.read(v, S.PARAM_GROUPS, rank=0))
             return v.manifest, groups
         doc, groups = _root(self.comm, look)
         return vlcc.Version.from_manifest(doc), groups
