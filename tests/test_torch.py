@@ -348,3 +348,35 @@ def test_values_are_plain_and_tensors_in_them_come_back(tmp_path):
         ck.load(v.id)
     assert torch.equal(extra["t"], t) and extra["t"].dtype == torch.bfloat16
     assert list(extra["pos"][1]) == [1, 2] and extra["cfg"] == {"name": "x", "none": None, "raw": b"ab"}
+
+
+def test_lazy_capture_waits_before_the_optimizer_step(tmp_path, monkeypatch):
+    """Async saves copy parameters and optimizer state in the background; the
+    optimizer step right after ``save()`` waits for that copy (a slowed-down
+    copy makes the race certain): the version holds the state at save()."""
+    import time
+    import vlcc.engine.engine as engine
+    real = engine._copy_all
+
+    def slow(jobs):
+        time.sleep(0.5)
+        real(jobs)
+    monkeypatch.setattr(engine, "_copy_all", slow)
+    model, opt, _ = make(width=64)
+    train_step(model, opt)
+    with vt.Checkpointer(tmp_path / "r", model, opt, mode="async") as ck:
+        snap = {n: t.clone() for n, t in model.state_dict().items()}
+        snap_opt = {i: {k: t.clone() for k, t in s.items()} for i, s in opt.state_dict()["state"].items()}
+        v = ck.save(1)
+        train_step(model, opt)          # the step pre-hook settles the copy first
+        ck.settle()
+        with torch.no_grad():           # changed outside the optimizer: after settle()
+            for p in model.parameters():
+                p.mul_(2.0)
+        ck.wait()
+        repo = vlcc.Repository(tmp_path / "r")
+        for n, t in snap.items():
+            np.testing.assert_array_equal(repo.read(v.id, f"model/{n}"), t.numpy())
+        for i, s in snap_opt.items():
+            for k, t in s.items():
+                np.testing.assert_array_equal(repo.read(v.id, f"optim/state/{i}/{k}"), t.numpy())
