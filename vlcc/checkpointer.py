@@ -40,6 +40,14 @@ def _default_comm():
     return default_comm()
 
 
+def session(ck: "Checkpointer") -> Session:
+    """The internal interface under a Checkpointer, for the packages built on it
+    that need more than the public API (``vlcc.adjoint`` snapshots the registered
+    providers, ``vlcc.capi`` evicts node-local copies): its ``commit.session.Session``.
+    Not part of the public API (``vlcc/__init__.py`` does not export it)."""
+    return ck._s
+
+
 class Checkpointer:
     """Collective checkpoint/restore of registered providers into a repository.
 
@@ -135,8 +143,6 @@ class Checkpointer:
     parent = property(lambda self: self._s.parent,   # settable: vlcc/adjoint rewinds lineage
                       lambda self, vid: setattr(self._s, "parent", vid))
     last_version = property(lambda self: self._s.last_version)
-    _state = property(lambda self: self._s.state)   # the registered providers (vlcc/adjoint)
-    _engine = property(lambda self: self._s.engine)  # the tiers (capi/veloc.py VELOC_Cleanup)
 
     def __enter__(self) -> "Checkpointer":
         return self

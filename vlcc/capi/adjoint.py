@@ -61,8 +61,8 @@ def begin(sched_p, n_steps, opts_p):
     from ..adjoint import Adjoint
     from ..adjoint.errors import AdjointArgumentError
     try:
-        ad = Adjoint(ck, None, None, int(n_steps), schedule=sched, ram=opts.pop("ram", None),
-                     disk=opts.pop("disk", 0), _driven=True, **opts)
+        ad = Adjoint.stepped(ck, int(n_steps), schedule=sched, ram=opts.pop("ram", None),
+                             disk=opts.pop("disk", 0), **opts)
     except AdjointArgumentError as exc:
         raise CapiError(C.EINVAL, str(exc)) from None
     _st["ad"], _st["pending"] = ad, None

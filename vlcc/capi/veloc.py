@@ -389,8 +389,9 @@ def cleanup(name_p):
     if _st["ckpt"] is not None and _st["ckpt"]["name"] == name:
         raise CapiError(C.ESTATE, f"VELOC_Cleanup: checkpoint {name!r} is in progress "
                                   f"(call VELOC_Checkpoint_end first)")
-    eng = getattr(ck, "_engine", None)          # the node-local tier exists in async mode only
-    local = getattr(eng, "local", None)
+    from ..checkpointer import session
+    eng = session(ck).engine
+    local = eng.local                           # the node-local tier exists in async mode only
     if local is None:
         return
     from ..repository import Repository
