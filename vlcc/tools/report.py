@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 
-from ..errors import StorageError, VlccError
+from ..errors import StorageError, VlccError, require
 from ..repository import Repository
 
 
 def report(path: str, output: str = "report.png") -> str:
     """Write the PNG report of repository ``path`` to ``output``; returns its path."""
-    import matplotlib
+    matplotlib = require("matplotlib", "vlcc report")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
