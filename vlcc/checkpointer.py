@@ -222,8 +222,9 @@ class Checkpointer:
     def restore(self, version: Version | str | None = None, *, strict: bool = True,
                 atomic: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
-        (default: newest of the current branch; also an id, ``tag:NAME``,
-        ``branch:NAME``). N→M aware for distributed arrays. With ``strict`` a
+        (default: newest of the current branch; also any spec of
+        vlcc/repo/spec.py: an id or prefix, ``tag:NAME``, ``branch:NAME``,
+        ``step:N``, ``step:N@BRANCH``, a bare branch or tag name). N→M aware for distributed arrays. With ``strict`` a
         stored provider that is not registered is an error. The restored
         version becomes the parent of the next checkpoint.
 

@@ -586,9 +586,15 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         except BrokenPipeError:
             raise
-        except (VlccError, OSError) as exc:
+        except (VlccError, OSError, ImportError) as exc:
             # OSError: the file system refused something vlcc does not wrap
-            # (a full disk, a vanished file): one line, never a traceback
+            # (a full disk, a vanished file); ImportError: an optional package
+            # (matplotlib, h5py, ...) is missing: name its extra. One line, never a traceback.
+            if isinstance(exc, ImportError) and not isinstance(exc, VlccError):
+                from .errors import EXTRAS, missing
+                if (exc.name or "").split(".")[0] not in EXTRAS:
+                    raise
+                exc = missing(exc.name, f"vlcc {args.command}", exc)
             if getattr(args, "json", False):
                 json.dump({"ok": False, "error": type(exc).__name__, "message": str(exc),
                            "exit": exit_status(exc)}, sys.stdout)
