@@ -334,7 +334,7 @@ def cmd_doctor(args) -> int:
         print(f"{_DOCTOR_KIND.get(f.kind, f.kind):<13} {f.path}\n    {f.detail}{size}: {state}")
     left = rep.problems
     if not rep.findings:
-        print(f"no problem found in {repo.path}")
+        print(f"no problem found in {repo.path} (no leftovers of crashed jobs)")
     elif not left:
         print(f"repaired: {sum(f.removed for f in rep.findings)} item(s) removed; no problem left")
     elif args.repair:
@@ -343,6 +343,7 @@ def cmd_doctor(args) -> int:
         fix = sum(f.fixable for f in left)
         print(f"{len(left)} problem(s) found (dry run, nothing changed); "
               f"'vlcc doctor {args.repo} --repair' removes {fix} of them")
+    print(f"(doctor does not read data: 'vlcc verify {repo.path}' checks every checksum)")
     return EXIT_OK if rep.ok else EXIT_NO
 
 
