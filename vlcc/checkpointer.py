@@ -227,8 +227,8 @@ class Checkpointer:
     def restore(self, version: Version | str | None = None, *, strict: bool = True,
                 atomic: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
-        (default: newest of the current branch; also an id, ``tag:NAME``,
-        ``branch:NAME``). N→M aware for distributed arrays. With ``strict`` a
+        (default: newest of the current branch; or any spec of
+        vlcc/repo/spec.py: id, ``tag:NAME``, ``step:N``, ...). N→M aware for distributed arrays. With ``strict`` a
         stored provider that is not registered is an error. The restored
         version becomes the parent of the next checkpoint.
 
