@@ -49,7 +49,7 @@ class VersionReader:
         self._index: dict[int, dict] = {}
         self._files: dict[str, BlockReader] = {}
         # decoded pack leaves (section 3.1): (rank, pack) -> (bytes, chunk loaded?)
-        self._packs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._packs: dict[tuple[int, str], tuple[np.ndarray, list]] = {}
         self._starts: dict[tuple[int, str], list[int]] = {}   # chunk start offsets per leaf
         # what this reader fetched (tests count chunks, benchmarks bytes)
         self.stats = {"chunks_read": 0, "bytes_read": 0}
@@ -316,20 +316,21 @@ class VersionReader:
             raise CorruptionError(f"{where}: bytes {off}..{off + n} lie outside the pack leaf "
                                   f"{pname!r} of {entry.nbytes} bytes")
         if cached is None:
-            nch = len(entry.chunks)
-            cached = self._packs[key] = (np.empty(entry.nbytes, np.uint8), np.zeros(nch, bool))
+            cached = self._packs[key] = (np.empty(entry.nbytes, np.uint8),
+                                         [False] * len(entry.chunks))
         buf, loaded = cached
         csize = entry.chunk_size
         if n:
-            need = np.arange(off // csize, (off + n - 1) // csize + 1)
-            missing = need[~loaded[need]]
-            if missing.size:
+            # plain ints: thousands of small packed providers restore per call
+            missing = [k for k in range(off // csize, (off + n - 1) // csize + 1) if not loaded[k]]
+            if missing:
                 try:
-                    self.read_chunks(pname, rank, buf, missing.tolist())
+                    self.read_chunks(pname, rank, buf, missing)
                 except CorruptionError as exc:
                     raise CorruptionError(f"{where} (packed at bytes {off}..{off + n} of the "
                                           f"pack): {exc}") from exc
-                loaded[missing] = True
+                for k in missing:
+                    loaded[k] = True
         view = buf[off:off + n]
         if digest_of([chunk_hash(view)]) != block["digest"]:
             raise CorruptionError(f"{where}: packed bytes {off}..{off + n} of pack {pname!r} do "
