@@ -219,3 +219,39 @@ def test_c_vlcc_query_every_form(repo, tmp_path):
     for spec in bad:
         code = vlcc.ArgumentError.code if BAD[spec] is vlcc.ArgumentError else vlcc.NotFoundError.code
         assert int(rows[spec][1]) == code == int(rows[spec][4]), rows[spec]
+
+
+RESOLVE_F90 = r"""
+program resolve
+  use, intrinsic :: iso_fortran_env, only: int64
+  use mpi
+  use vlcc
+  implicit none
+  integer :: ierr, r, i
+  integer(int64) :: step
+  character(len=64) :: vid, spec, repo
+  call MPI_Init(ierr)
+  call MPI_Comm_rank(MPI_COMM_WORLD, r, ierr)
+  call get_command_argument(1, repo)
+  call vlcc_init(trim(repo), MPI_COMM_WORLD, ierr)
+  do i = 2, command_argument_count()
+    call get_command_argument(i, spec)
+    call vlcc_resolve(trim(spec), ierr, vid, step)
+    if (r == 0) print '(a,"|",i0,"|",a,"|",i0)', trim(spec), ierr, trim(vid), step
+  end do
+  call vlcc_finalize(ierr)
+  call MPI_Finalize(ierr)
+end program resolve
+"""
+
+
+def test_fortran_vlcc_resolve(repo, tmp_path):
+    from capi_helpers import build_fortran, fmpirun
+    path, ids, want = repo
+    src = tmp_path / "resolve.f90"
+    src.write_text(RESOLVE_F90)
+    exe = build_fortran(src, tmp_path / "resolve")
+    specs = ["step:3@main", "tag:good", "step:4@exp"]
+    p = fmpirun(2, exe, path, *specs)
+    rows = [line.strip().split("|") for line in p.stdout.splitlines() if "|" in line]
+    assert rows == [[s, "0", ids[want[s]], want[s][1:]] for s in specs], p.stdout
