@@ -23,8 +23,8 @@ setup-core: $(CORE_STAMP)
 $(CORE_STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	# MPI from PyPI: the mpich wheel ships libmpi, mpicc and mpiexec; mpi4py's wheel loads it.
-	$(BIN)/pip install -q --disable-pip-version-check mpich mpi4py
-	$(BIN)/pip install -q --disable-pip-version-check -e .
+	# One pip call (one resolver run) for MPI and vlcc's required dependencies.
+	$(BIN)/pip install -q --disable-pip-version-check mpich mpi4py -e .
 	@touch $@
 
 setup: $(STAMP)
