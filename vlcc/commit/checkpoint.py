@@ -170,10 +170,14 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         s.issued(v)
         _raise_if_diverged(s)
         return v
+    # a copy for the memory tier while the version is written (engine.Keeper)
+    keeper = eng.keep(vid, pend.leaves)
     try:
         doc = gather_decide(s.comm, lambda: s.writer.write(vid),
                             lambda results: commit_version(s, pend, results))
     except BaseException:
+        if keeper is not None:
+            keeper.abort()
         s.writer.abort()
         if s.rank == 0 and not os.path.exists(s.paths.manifest(vid)):
             shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
@@ -181,6 +185,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     finally:
         locks.release(lock)
     s.writer.committed(vid)
+    if keeper is not None:
+        keeper.commit()
     v = _committed(s, doc)
     _raise_if_diverged(s)
     return v
