@@ -10,7 +10,7 @@ its arguments and hands the work to the module that owns it —
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -209,12 +209,26 @@ class Checkpointer:
 
     # -- versions ------------------------------------------------------------------------
     def checkpoint(self, step: int | None = None, message: str = "",
-                   attrs: dict | None = None) -> Version:
+                   attrs: dict | None = None, *, lazy: bool | Collection[str] = False) -> Version:
         """Collectively capture every provider into a new version on the current
         branch. Sync mode: committed when this returns. Async mode: returned as
-        ``pending``, committed at a later collective call. Atomic either way."""
+        ``pending``, committed at a later collective call. Atomic either way.
+
+        ``lazy`` (async mode): the array providers named (True: all) are
+        copied in the background after this returns, while the application
+        computes on; it must not modify them before :meth:`settle` (e.g. call
+        it before the optimizer step). Without flusher collectives (see
+        ``VLCC_FLUSH_MPI``) the copy is taken before returning anyway."""
         self._check_open()
-        return _ckpt.checkpoint(self._s, step, message, attrs)
+        return _ckpt.checkpoint(self._s, step, message, attrs,
+                                lazy=(True if lazy is True else frozenset(lazy or ())) or None)
+
+    def settle(self) -> None:
+        """Local. Block until the lazy captures of earlier checkpoints are
+        copied: their arrays may be modified again. ``checkpoint``, ``wait``
+        and ``restore`` settle first by themselves."""
+        self._check_open()
+        self._s.engine.settle()
 
     def wait(self) -> list[Version]:
         """Collective. Block until every pending version (async mode) is durable
@@ -239,6 +253,7 @@ class Checkpointer:
         providers partly restored); ``None`` stages unless that would exceed
         half the available memory (then direct, with a RuntimeWarning)."""
         self._check_open()
+        self._s.engine.settle()        # restore writes into the arrays a lazy capture reads
         return _restore.restore(self._s, version, strict, atomic)
 
     def plan(self, versions: Sequence[Version | str | int]) -> list[str]:
