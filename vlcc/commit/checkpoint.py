@@ -150,7 +150,10 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         # replaced by the branch head: never reference a deleted file
         pend.dedup_parent = replace_gone(own_parent(), gone, instead)
         if not threaded:            # else the flusher prepares (see flush)
-            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
+            # sync: the write is collective too, so a node's ranks share files
+            # (docs/format.md, 3.4); async: each rank's flusher writes alone
+            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves,
+                                         nodes=not is_async)
             pend.replicated = pend.plan.replicated
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
