@@ -27,7 +27,7 @@ from ..encode import Codec, get_codec
 from ..encode.raw import Raw
 from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
-from ..io.nodefile import NodeLayout, node_layout, node_var, write_metadata, write_range
+from ..io.nodefile import NodeLayout, node_layout, node_var, place_data, write_metadata, write_range
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
 from ..layout.stored import Chain, TileMajor, is_lazy
@@ -282,6 +282,10 @@ class NodePlan:
     def node(self) -> int:
         return self.nodes.node
 
+    @property
+    def is_leader(self) -> bool:
+        return self.nodes.is_leader
+
 
 def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
     """Store this rank's part of version ``vid`` as prepared in ``plan``;
@@ -453,7 +457,13 @@ def _write_node_part(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own
     written = 0
     part = None
     err: BaseException | None = None
+    offsets = None
     try:
+        if node.is_leader and node.layout.variables:
+            # the metadata depends only on the layout: written while the ranks write data
+            offsets = write_metadata(layout.abs(layout.rel_node_data_file(vid, node.node)),
+                                     _node_tmp(layout, vid, node.node), node.layout,
+                                     f"version {vid}, node {node.node}")
         if own:
             bufs = list(_var_buffers(plan, own))
             written = sum(t for _v, _b, t in bufs)
@@ -471,15 +481,18 @@ def _write_node_part(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own
             raise err
         return part
 
-    checksum = gather_decide(node.comm, local, lambda parts: _write_node_index(layout, vid, node, parts))
+    checksum = gather_decide(node.comm, local,
+                             lambda parts: _write_node_index(layout, vid, node, parts, offsets))
     _done(plan, index)
     return {"index_checksum": checksum, "node": node.node, "host": os.uname().nodename,
             "logical_bytes": plan.stats["logical_bytes"], "stats": index["stats"]}
 
 
-def _write_node_index(layout: RepoPaths, vid: str, node: NodePlan, parts: list[dict]) -> str:
-    """The node leader: the node file's metadata (every rank's range is
-    durable by now), then the node index. Returns the index's checksum."""
+def _write_node_index(layout: RepoPaths, vid: str, node: NodePlan, parts: list[dict],
+                      offsets: dict | None) -> str:
+    """The node leader, every rank's range being durable: the node file's
+    data.0 into place and checked, then the node index. Returns the index's
+    checksum."""
     k = node.node
     doc = {"vlcc_index": INDEX_VERSION, "version": vid, "node": k,
            "ranks": [int(p["rank"]) for p in parts],
@@ -489,7 +502,7 @@ def _write_node_index(layout: RepoPaths, vid: str, node: NodePlan, parts: list[d
         rel_bp = layout.rel_node_data_file(vid, k)
         what = f"version {vid}, node {k}"
         try:
-            offsets = write_metadata(layout.abs(rel_bp), _node_tmp(layout, vid, k), node.layout, what)
+            place_data(layout.abs(rel_bp), _node_tmp(layout, vid, k), node.layout, offsets)
             fsync_tree(layout.abs(rel_bp))
         except OSError as exc:
             raise storage_error(exc, f"{what}: cannot write node data file {rel_bp}") from exc

@@ -103,7 +103,8 @@ class BlockWriter:
         wrote data.0 already, as ``data_file``, in the layout of the puts
         (``min_deferred`` 1: put order); the puts only describe the variables
         (their buffers are never read: data.0 goes to /dev/null), and close
-        moves ``data_file`` into place and checks the layout through ADIOS2."""
+        leaves data.0 a link to /dev/null: ``place_node_data`` then moves
+        ``data_file`` into place and checks the layout through ADIOS2."""
         self.path = path
         self._bulk = bulk or data_file is not None
         self._data_file = data_file
@@ -198,36 +199,6 @@ class BlockWriter:
         if self._probe_ok(offs):
             return offs
         return self._rewrite_plain()
-
-    def _place_node_data(self) -> dict[str, int]:
-        """A node file: data.0 is the file the node's ranks wrote; the layout
-        must be the one ADIOS2's metadata describes. Without the bytes (they
-        stayed with the ranks) the check compares each variable's first and
-        last bytes as ADIOS2 reads them with the bytes at vlcc's offset."""
-        offs = self._layout()
-        final = os.path.join(self.path, DATA)
-        os.replace(self._data_file, final)
-        total = sum(int(d.size) for _v, d, _p in self._keep)
-        os.truncate(final, total)            # the last rank's O_DIRECT padding
-        try:
-            fd = os.open(final, os.O_RDONLY)
-            try:
-                with BlockReader(self.path) as rd:
-                    for var, data, _p in self._keep:
-                        k = min(_PROBE, int(data.size))
-                        got = np.empty(k, np.uint8)
-                        for at in (0, int(data.size) - k):
-                            rd.read_into(var, at, got)
-                            if os.pread(fd, k, offs[var] + at) != got.tobytes():
-                                raise StorageError(
-                                    f"node data file {self.path}: ADIOS2 places variable {var!r} "
-                                    f"elsewhere than vlcc wrote it (an ADIOS2 with another BP5 "
-                                    f"layout; tests/test_bp5_layout.py)")
-            finally:
-                os.close(fd)
-        except (CorruptionError, OSError) as exc:
-            raise StorageError(f"node data file {self.path}: layout check failed: {exc}") from exc
-        return offs
 
     def _probe_ok(self, offs: dict[str, int]) -> bool:
         """Does ADIOS2 read each variable's first and last bytes from where
@@ -330,7 +301,7 @@ class BlockWriter:
                 _truncate_tree(self.path)
                 raise StorageError(f"writing data file {self.path} failed: {_diagnose(self.path)}")
             if self._data_file is not None:
-                self.offsets = self._place_node_data()
+                self.offsets = self._layout()     # data.0 follows: place_node_data
             elif self._bulk:
                 self.offsets = self._write_bulk()
             else:
@@ -344,6 +315,36 @@ class BlockWriter:
             if os.path.islink(prof):
                 os.unlink(prof)
             self._release_placeholder()
+
+
+def place_node_data(path: str, data_file: str, offsets: dict[str, int], sizes: dict[str, int]) -> None:
+    """A node file (docs/format.md, 3.4) whose metadata a ``BlockWriter`` with
+    ``data_file`` wrote: move ``data_file`` (every rank's range written) into
+    place as data.0 and check the layout through ADIOS2's reader. Without
+    the bytes (they stayed with the ranks) the check compares each
+    variable's first and last bytes as ADIOS2 reads them with the bytes at
+    vlcc's offset."""
+    final = os.path.join(path, DATA)
+    os.replace(data_file, final)
+    os.truncate(final, sum(sizes.values()))     # the last rank's O_DIRECT padding
+    try:
+        fd = os.open(final, os.O_RDONLY)
+        try:
+            with BlockReader(path) as rd:
+                for var, n in sizes.items():
+                    k = min(_PROBE, n)
+                    got = np.empty(k, np.uint8)
+                    for at in (0, n - k):
+                        rd.read_into(var, at, got)
+                        if os.pread(fd, k, offsets[var] + at) != got.tobytes():
+                            raise StorageError(
+                                f"node data file {path}: ADIOS2 places variable {var!r} "
+                                f"elsewhere than vlcc wrote it (an ADIOS2 with another BP5 "
+                                f"layout; tests/test_bp5_layout.py)")
+        finally:
+            os.close(fd)
+    except (CorruptionError, OSError) as exc:
+        raise StorageError(f"node data file {path}: layout check failed: {exc}") from exc
 
 
 # The BP5 files ADIOS2 parses when it opens a file for reading. A flipped

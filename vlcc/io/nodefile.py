@@ -6,11 +6,11 @@ node writes into which variables, so all compute the same layout
 (``node_layout``): rank after rank, each rank's variables back to back, then
 a ``.pad`` variable up to the next ALIGN boundary. Each rank writes its own
 range of data.0 (``write_range``: O_DIRECT from its buffers, in parallel with
-the others, no bytes shipped to a leader); the node's leader then has
+the others, no bytes shipped to a leader); the node's leader meanwhile has
 ADIOS2 write the metadata of those variables (``write_metadata``: the
 serial ADIOS2 with MinDeferredSize 1 lays the variables out in put order,
-which is the layout), moves data.0 into place and checks the layout through
-ADIOS2's reader.
+which is the layout) and, once every range is durable, moves data.0 into
+place and checks the layout through ADIOS2's reader (``place_data``).
 
 Measured alternative: shipping every rank's bytes to the leader costs one
 more copy of the node's data through MPI and the leader's memory, and one
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bp5 import BlockWriter
+from .bp5 import BlockWriter, place_node_data
 from .direct import ALIGN, write_at
 
 PAD = ".pad"
@@ -70,9 +70,10 @@ def write_range(path: str, start: int, segments: list) -> int:
 
 
 def write_metadata(path: str, data_file: str, layout: NodeLayout, what: str) -> dict[str, int]:
-    """The node leader, once every rank's range is durable in ``data_file``:
-    the BP5 file ``path`` with ADIOS2's metadata for ``layout`` and
-    ``data_file`` as its data.0. Returns the offset of each variable."""
+    """The node leader, while the ranks write their ranges into ``data_file``
+    (the metadata depends only on the layout): the BP5 file ``path`` with
+    ADIOS2's metadata for ``layout``; its data.0 comes with ``place_data``.
+    Returns the offset of each variable."""
     n = max(size for _v, size in layout.variables)
     dummy = np.frombuffer(mmap.mmap(-1, n), np.uint8)   # described, never read: data.0 is /dev/null
     w = BlockWriter(path, reserve=0, nvars=len(layout.variables), what=what, min_deferred=1,
@@ -84,3 +85,9 @@ def write_metadata(path: str, data_file: str, layout: NodeLayout, what: str) -> 
     finally:
         w.close()
     return w.offsets
+
+
+def place_data(path: str, data_file: str, layout: NodeLayout, offsets: dict[str, int]) -> None:
+    """The node leader, once every rank's range of ``data_file`` is durable:
+    it becomes the node file's data.0, checked against ADIOS2's metadata."""
+    place_node_data(path, data_file, offsets, dict(layout.variables))
