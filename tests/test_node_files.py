@@ -64,13 +64,21 @@ def _files(path, vid):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("mode", ["sync", "async"])
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_files_per_version_are_per_node(mpi_tmp, monkeypatch, layout):
+def test_files_per_version_are_per_node(mpi_tmp, monkeypatch, layout, mode):
+    """Sync, and async whose flusher writes straight to the repository on
+    its own communicator (no node-local staging): one data file and one
+    index per node."""
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
+    monkeypatch.delenv("VLCC_LOCAL_DIR", raising=False)
+    monkeypatch.setenv("VLCC_LOCAL_STAGE", "0")
     nnodes = len({LAYOUTS[layout](r) for r in range(comm.size)})
-    ck, u, own = _make(mpi_tmp, comm, 0, layout, monkeypatch)
+    ck, u, own = _make(mpi_tmp, comm, 0, layout, monkeypatch, mode=mode)
     v = ck.checkpoint(step=1)
+    if mode == "async":
+        ck.wait()
     u[...] = -1
     own[...] = -1
     ck.restore(v.id)

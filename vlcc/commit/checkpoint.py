@@ -346,7 +346,10 @@ def flush(s: Session, pend: Pending, store) -> dict:
     try:
         # The parent was flushed (and committed) by this thread before, or
         # is an older committed version: its chunk table is exact.
-        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves)
+        # Straight to the repository (no node-local staging, which promotes
+        # per-rank files): the write is collective here too, so node files
+        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves,
+                                     nodes=s.engine.local is None or not s.engine.cfg.stage_local)
         pend.replicated = pend.plan.replicated
     except BaseException:
         s.writer.abort()
