@@ -2,13 +2,13 @@
 against one file per rank (the format-3 layout, ``VLCC_NODE_FILES=0``), in
 the same run (issue 28, part B).
 
-    python benchmarks/bench_files.py [--ranks 2,3] [--mib 32] [--steps 5]
+    python benchmarks/bench_files.py [--ranks 2,3] [--mib 32] [--steps 5] [--many 8,4]
 
 (a) real runs: ``mpiexec -n N`` on this machine with nodes simulated by
     ``VLCC_NODE_ID`` (2 ranks per node: N=2 → 1 node, N=3 → 2 nodes), one
     distributed float64 array of ``--mib`` MiB per rank rewritten every step
     (nothing dedups); files of one version and the median checkpoint time,
-    node files vs per-rank files.
+    node files vs per-rank files; ``--many 8,4``: 8 ranks, 4 per node, 1 MiB.
 (b) 10,000 ranks with 64 ranks per node, from the writer's own layout
     function (io/nodefile.node_layout) for one node and the file formula of
     docs/format.md 3.4 (per node: a BP5 directory of 4 files and an index;
@@ -66,7 +66,7 @@ def worker(repo: str, steps: int, mib: float) -> None:
     from mpi4py import MPI
     import vlcc
     comm = MPI.COMM_WORLD
-    os.environ["VLCC_NODE_ID"] = str(comm.rank // 2)
+    os.environ["VLCC_NODE_ID"] = str(comm.rank // int(os.environ.get("BENCH_PER_NODE", "2")))
     n = int(mib * 2 ** 20) // 8
     u = np.empty(n)
     ck = vlcc.Checkpointer(repo, comm, chunk_size=4 << 20)
@@ -87,9 +87,9 @@ def worker(repo: str, steps: int, mib: float) -> None:
                                       "bytes": n * 8 * comm.size}), flush=True)
 
 
-def run(nranks: int, node_files: bool, steps: int, mib: float) -> dict:
+def run(nranks: int, node_files: bool, steps: int, mib: float, per_node: int = 2) -> dict:
     d = tempfile.mkdtemp(prefix="vlcc-bench-files-", dir=os.environ.get("VLCC_BENCH_DIR"))
-    env = dict(os.environ, VLCC_NODE_FILES="1" if node_files else "0",
+    env = dict(os.environ, VLCC_NODE_FILES="1" if node_files else "0", BENCH_PER_NODE=str(per_node),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-n", str(nranks), sys.executable, "-m", "mpi4py", os.path.abspath(__file__),
@@ -110,6 +110,8 @@ def main() -> None:
     ap.add_argument("--ranks", default="2,3")
     ap.add_argument("--mib", type=float, default=32.0, help="MiB per rank and version")
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--many", default="8,4", type=lambda x: tuple(int(v) for v in x.split(",")) if x else None,
+                    help="RANKS,PER_NODE of an extra small-data run ('' to skip)")
     ap.add_argument("--worker", default=None)
     a = ap.parse_args()
     if a.worker:
@@ -125,6 +127,16 @@ def main() -> None:
               f"(ratio {node['median'] / rank['median']:.2f})")
         parts.append(f"P={n}: files {node['files']} vs {rank['files']}, write time ratio "
                      f"{node['median'] / rank['median']:.2f}")
+    if a.many:
+        # many simulated ranks per node on small data: the node path at a
+        # higher ranks-per-node count (oversubscribed here: 2 cores)
+        n, per = a.many
+        node, rank = run(n, True, a.steps, 1.0, per), run(n, False, a.steps, 1.0, per)
+        print(f"{n} ranks, {per} per node, 1 MiB/rank: files per version {node['files']} vs "
+              f"{rank['files']}; checkpoint {node['median'] * 1e3:.1f} vs "
+              f"{rank['median'] * 1e3:.1f} ms (ratio {node['median'] / rank['median']:.2f})")
+        parts.append(f"P={n}/{per} per node: files {node['files']} vs {rank['files']}, write time "
+                     f"ratio {node['median'] / rank['median']:.2f}")
     s = simulated()
     print(f"simulated {s['ranks']:,} ranks, {s['per_node']} per node ({s['nodes']} nodes): "
           f"{s['files_node']:,} files per version vs {s['files_rank']:,} per rank "
