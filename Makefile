@@ -70,7 +70,7 @@ $(MPI_TOOLCHAIN_STAMP):
 	  echo "note: no mpifort and not root (or no apt-get): install your MPI's Fortran compiler wrapper for 'use mpi'"; \
 	fi
 	@if command -v mpifort >/dev/null 2>&1; then \
-	  $(PY) -m vlcc.capi.toolchain --install-alias && touch $@; fi
+	  $(PY) -m vlcc.capi.build.toolchain --install-alias && touch $@; fi
 
 # Adjoint (vlcc.adjoint): checkpoint-schedules comes with the `adjoint` extra; pyrevolve, the
 # peer of benchmarks/bench_adjoint.py, compiles C++ (20 s CPU, minutes on a loaded machine):

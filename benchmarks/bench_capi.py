@@ -189,7 +189,7 @@ def main(argv=None) -> int:
         return 0
 
     from vlcc.capi import build as capi_build
-    from vlcc.capi.config import flags
+    from vlcc.capi.build.config import flags
     capi_build.ensure_built()
     bindir = Path(sys.executable).parent
     mpiexec = bindir / "mpiexec" if (bindir / "mpiexec").exists() else "mpiexec"

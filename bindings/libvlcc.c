@@ -1,7 +1,7 @@
 /* libvlcc: the exported C functions of vlcc.h (compiled into libvlcc by cffi's embedding
- * mode, see vlcc/capi/build.py). Each is a thin check-and-forward: it starts the embedded
+ * mode, see vlcc/capi/build/libvlcc.py). Each is a thin check-and-forward: it starts the embedded
  * Python once, refuses to pretend success when that failed (VLCC_EINIT + traceback), and
- * forwards to the Python implementation in vlcc/capi/embed.py (the _vlcc_py_* functions). */
+ * forwards to the Python implementation in vlcc/capi/core.py (the _vlcc_py_* functions). */
 #include <string.h>
 #include <stdio.h>
 #include "vlcc.h"

@@ -31,6 +31,11 @@ class Catalog:
             v = self._cache[vid] = Version.from_manifest(doc, self.path)
         return v
 
+    def load_version(self, vid: str) -> Version:
+        """The version with the exact id ``vid`` (its manifest loaded and checked:
+        ``CorruptionError`` when damaged); cached."""
+        return self._load(vid)
+
     def version_ids(self) -> list[str]:
         try:
             names = os.listdir(self.layout.versions_dir)

@@ -37,7 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import VlccError
+from ...errors import VlccError
 
 ALIAS_NAME = "libmpi.so.12"     # the MPICH-ABI name mpi4py's wheel extension is linked to
 
