@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# MPI from PyPI: the mpich wheel ships libmpi, mpicc and mpiexec; mpi4py's wheel loads it.
 	$(BIN)/pip install -q mpich mpi4py
-	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools]'
+	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,resilience]'
 	@$(MAKE) --no-print-directory fortran
 	@$(MAKE) --no-print-directory setup-mpi-toolchain setup-adjoint setup-torch setup-slurm
 	# libvlcc (cffi embedding) + the Fortran module, into vlcc/_lib/

@@ -224,5 +224,61 @@ def any_bits(comm, bits: int) -> int:
     return int(_reduce(comm, int(bits), "bor"))
 
 
+_PIECE = 1 << 30     # bytes per point-to-point message (counts stay below 2**31)
+_TAG = 0x7C1C
+
+
+def exchange(comm, local: Callable[[], dict]) -> dict:
+    """Sparse all-to-all of byte buffers, error-agreeing: ``local()`` returns
+    ``{destination rank: [uint8 arrays]}``; every rank gets back
+    ``{source rank: [uint8 arrays]}`` in the order they were sent. One
+    allgather of the sizes (a failing ``local`` raises on every rank and
+    nothing is sent), then point-to-point messages on ``comm`` (used for the
+    node-local tier's partner copies and parity, engine/resilience/)."""
+    import numpy as np
+    held: dict = {}
+
+    def sizes():
+        got = local() or {}
+        for d, bufs in got.items():
+            if not 0 <= int(d) < comm.size:
+                raise ValueError(f"exchange: destination rank {d} of {comm.size}")
+            held[int(d)] = [np.ascontiguousarray(b).view(np.uint8).reshape(-1) for b in bufs]
+        return {d: [b.nbytes for b in bufs] for d, bufs in held.items()}
+    plan = allgather(comm, sizes)
+    out: dict = {}
+    if comm.rank in held:
+        out[comm.rank] = held.pop(comm.rank)
+    if not held and not any(comm.rank in p for r, p in enumerate(plan) if r != comm.rank):
+        return out
+    inner = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
+    if not hasattr(inner, "Isend"):
+        raise ValueError("exchange: point-to-point messages need an mpi4py communicator")
+    reqs = []
+    for src, p in enumerate(plan):
+        if src == comm.rank or comm.rank not in p:
+            continue
+        bufs = out[src] = [np.empty(n, np.uint8) for n in p[comm.rank]]
+        for b in bufs:
+            for lo in range(0, b.nbytes, _PIECE):
+                reqs.append(inner.Irecv(b[lo:lo + _PIECE], source=src, tag=_TAG))
+    for dst, bufs in held.items():
+        for b in bufs:
+            for lo in range(0, b.nbytes, _PIECE):
+                reqs.append(inner.Isend(b[lo:lo + _PIECE], dest=dst, tag=_TAG))
+    _wait_quietly(reqs)
+    return out
+
+
+def _wait_quietly(reqs: list, poll: float = 0.0005) -> None:
+    """Wait for point-to-point requests without spinning in MPI (see quiet_barrier)."""
+    import time
+    pending = list(reqs)
+    while pending:
+        pending = [r for r in pending if not r.Test()]
+        if pending:
+            time.sleep(poll)
+
+
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
-           "private", "release", "threads_ok", "quiet_barrier", "QuietComm"]
+           "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange"]

@@ -29,9 +29,10 @@ import time
 import numpy as np
 
 from ..engine.engine import Pending
+from ..engine.resilience.codes import stripes
 from ..errors import ArgumentError, BranchMovedError, ProviderError, StorageError
 from ..repo import locks, refs
-from ..repo.fsutil import atomic_write
+from ..repo.fsutil import atomic_write, makedirs
 from ..repo.manifest import Version
 from ..repo.paths import new_version_id
 from ..repo.sealed import seal
@@ -40,7 +41,7 @@ from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
 from .rankwrite import gather_allowed, needs_gather, reserve_gather
-from ..comm.protocol import QuietComm, gather_decide, private, threads_ok
+from ..comm.protocol import QuietComm, agree, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
 
@@ -102,6 +103,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     def capture():
         if not s.state.providers:
             raise ProviderError("nothing to checkpoint: no provider is registered")
+        if eng.nodes is not None and eng.cfg.node_local:
+            stripes(eng.cfg.redundancy, eng.nodes.nnodes)   # enough nodes for the scheme?
         if step is not None and not isinstance(step, (int, np.integer)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
         holder["attrs"] = check_attrs(attrs)
@@ -118,7 +121,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         # gc never runs while this is held: the parent's chunks this version
         # will reference stay (repo/gc.py). Async: held until committed.
         holder["lock"] = locks.acquire_writer(s.paths)
-        return new_version_id(), *gone_parents(s, candidates)
+        return new_version_id(), eng.persist_due(), *gone_parents(s, candidates)
 
     def decide(payloads):
         # fixed-size records per rank: a signature and the distributed boxes
@@ -137,9 +140,9 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     except BaseException:
         locks.release(holder.pop("lock", None))
         raise
-    vid, gone, instead = decision
+    vid, persist, gone, instead = decision
     lock = holder.pop("lock", None)
-    pend = Pending(vid=vid, parent=s.parent, branch=s.branch,
+    pend = Pending(vid=vid, parent=s.parent, branch=s.branch, persist=persist,
                    step=None if step is None else int(step), message=message or "",
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
                    descs=holder.pop("descs"), boxes=holder.pop("boxes", None))
@@ -149,6 +152,10 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
         # replaced by the branch head: never reference a deleted file
         pend.dedup_parent = replace_gone(own_parent(), gone, instead)
+        if not eng.is_persisted(pend.dedup_parent):
+            # a version kept on node-local tiers may be evicted from them: no
+            # version references its chunks (docs/format.md, "Node-local redundancy")
+            pend.dedup_parent = None
         if not threaded:            # else the flusher prepares (see flush)
             pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
             pend.replicated = pend.plan.replicated
@@ -354,6 +361,11 @@ def flush(s: Session, pend: Pending, store) -> dict:
         res, own = store(lambda lay: flush_write(s, lay, pend)), None
     except Exception as exc:   # noqa: BLE001 - carried into the commit collective
         res, own = None, exc
+    if s.engine.store is not None:     # node-local mode: encode, before the commit
+        try:
+            protect_node_local(s, fc, pend, own)
+        except Exception as exc:   # noqa: BLE001 - raised on every rank alike
+            own = own or exc
 
     def local():
         if own is not None:
@@ -372,6 +384,38 @@ def flush(s: Session, pend: Pending, store) -> dict:
     lock, pend.lock = pend.lock, None
     locks.release(lock)
     return doc
+
+
+def node_local_nodes(comm, cfg, flush_comm):
+    """Collective at open: the node map when versions go to node stores (None otherwise)."""
+    if not cfg.node_local:
+        return None
+    if flush_comm is None:
+        raise ArgumentError("redundancy/persist of the node-local tier need the flusher's own "
+                            "MPI communicator (MPI at MPI_THREAD_MULTIPLE, VLCC_FLUSH_MPI not 0)")
+    from ..comm.nodes import node_map
+    return node_map(comm)
+
+
+def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None) -> None:
+    """Collective on the flusher's communicator: encode the version's node-local
+    files under the redundancy scheme; a version that is not persisted gets
+    ``data/<V>/nodelocal.json`` in the repository (rank 0), so readers can
+    say where its data are."""
+    from ..engine.resilience.protect import protect
+    from ..engine.resilience.recover import nodelocal_rel
+    eng = s.engine
+    own = failed if failed is not None else eng.own_files(pend.vid)
+    doc = protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own)
+    if not pend.persist:
+        def mark():
+            if s.rank == 0:
+                makedirs(s.paths.data_dir(pend.vid))
+                atomic_write(s.paths.abs(nodelocal_rel(pend.vid)), json.dumps({
+                    "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
+                    "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
+                }, sort_keys=True).encode())
+        agree(fc, mark)
 
 
 def flush_write(s: Session, paths, pend: Pending) -> dict:

@@ -22,9 +22,10 @@ import numpy as np
 
 from ..commit.checkpoint import progress
 from ..commit.manifest import provisional
-from ..comm.protocol import agree, all_true, allgather, root_only
+from ..comm.protocol import agree, all_true, allgather, from_root, root_only
+from ..engine.resilience.recover import complete_on, recover
 from ..commit.session import Session
-from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, VlccError
+from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, StorageError, VlccError
 from ..repo.manifest import Version
 from ..repo.records import Kind
 from ..state.array import ArrayProvider
@@ -60,6 +61,7 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
     if all_true(s.comm, lambda: fits(s, eng.memory.get(v.id))):
         return _from_memory(s, v.id, v, strict)
     eng.memory.record_access(v.id, hit=False)
+    complete_from_node_local(s, doc)
     if atomic is None:
         # One allgather: every rank stages, or none does (a mixed restore would
         # be neither all-or-nothing nor documented).
@@ -91,6 +93,24 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
         src.close()
     s.writer.restored_from(v.id, src.reader.subranges)
     return _restored(s, v)
+
+
+def complete_from_node_local(s: Session, doc: dict) -> dict | None:
+    """Collective: a version kept on node-local tiers only (not every rank's
+    files on the persistent tier) is first made complete there from the node
+    stores, lost nodes rebuilt from their redundancy (engine/resilience/recover.py)."""
+    if from_root(s.comm, lambda: complete_on(s.paths, doc)):
+        return None
+
+    def configured():
+        if s.engine.cfg.local_dir is None:
+            raise StorageError(f"version {doc['id']}: its data are on node-local tiers only "
+                               f"(not all on {s.paths.root}); give the node-local directory "
+                               f"(local_dir=... or VLCC_LOCAL_DIR) to restore it")
+    agree(s.comm, configured)
+    nodes, store = s.engine.node_store(s.comm)
+    where = store.node_dir if nodes.simulated else s.engine.cfg.local_dir
+    return recover(s.comm, nodes, store, s.paths, doc, where)
 
 
 def _from_memory(s: Session, vid: str, v: Version, strict: bool) -> Version:
