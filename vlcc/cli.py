@@ -142,7 +142,10 @@ def _verify_with_progress(repo, args) -> dict:
             with progress.bar("verify", len(ids), enabled=True, nbytes=False) as advance:
                 for v in repo.versions():
                     for k, n in repo.verify(v).items():
-                        res[k] += n
+                        if k == "node_local":
+                            res.setdefault(k, {}).update(n)
+                        else:
+                            res[k] += n
                     advance(1)
         except CorruptionError:
             return repo.verify(None)       # damage: check everything, report it all
@@ -176,6 +179,8 @@ def cmd_verify(args) -> int:
     else:
         what = f"version {repo.resolve(args.version).id}" if args.version else f"{res['versions']} versions"
         print(f"ok: {what}, {res['chunks']} chunks, {_human(res['bytes'])} checked")
+        for note in res.get("node_local", {}).values():   # rebuilt after a node loss, or node-local only
+            print(f"note: {note}")
         if args.deep:
             d = res["deep"]
             print(f"deep: {d['shared_hashes']} shared chunk hash(es) with {d['references']} references; "
@@ -228,7 +233,8 @@ def cmd_prune(args) -> int:
 
 
 _DOCTOR_KIND = {"stale-lock": "stale lock", "orphan-data": "orphan data", "temp-file": "temp file",
-                "local-tier": "local tier", "dangling-ref": "dangling ref", "busy": "busy"}
+                "local-tier": "local tier", "dangling-ref": "dangling ref", "busy": "busy",
+                "node-local": "node-local"}
 
 
 def cmd_doctor(args) -> int:
@@ -239,7 +245,7 @@ def cmd_doctor(args) -> int:
         print()
         return 0 if rep.ok else 1
     for f in rep.findings:
-        if f.kind == "busy":
+        if f.kind in ("busy", "node-local"):
             state = "note"
         elif f.removed:
             state = "removed"

@@ -152,9 +152,11 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
         # replaced by the branch head: never reference a deleted file
         pend.dedup_parent = replace_gone(own_parent(), gone, instead)
-        if not eng.is_persisted(pend.dedup_parent):
+        if not (persist and eng.is_persisted(pend.dedup_parent)):
             # a version kept on node-local tiers may be evicted from them: no
-            # version references its chunks (docs/format.md, "Node-local redundancy")
+            # version references its chunks; and one that may never reach the
+            # persistent tier references none (gc cannot read its indexes):
+            # docs/format.md, "Node-local redundancy"
             pend.dedup_parent = None
         if not threaded:            # else the flusher prepares (see flush)
             pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
@@ -403,7 +405,7 @@ def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None) 
     ``data/<V>/nodelocal.json`` in the repository (rank 0), so readers can
     say where its data are."""
     from ..engine.resilience.protect import protect
-    from ..engine.resilience.recover import nodelocal_rel
+    from ..repo.nodelocal import NODELOCAL, record_rel
     eng = s.engine
     own = failed if failed is not None else eng.own_files(pend.vid)
     doc = protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own)
@@ -411,7 +413,7 @@ def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None) 
         def mark():
             if s.rank == 0:
                 makedirs(s.paths.data_dir(pend.vid))
-                atomic_write(s.paths.abs(nodelocal_rel(pend.vid)), json.dumps({
+                atomic_write(s.paths.abs(record_rel(pend.vid, NODELOCAL)), json.dumps({
                     "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
                     "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
                 }, sort_keys=True).encode())

@@ -23,7 +23,7 @@ import numpy as np
 from ..commit.checkpoint import progress
 from ..commit.manifest import provisional
 from ..comm.protocol import agree, all_true, allgather, from_root, root_only
-from ..engine.resilience.recover import complete_on, recover
+from ..engine.resilience.recover import complete, recover
 from ..commit.session import Session
 from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, StorageError, VlccError
 from ..repo.manifest import Version
@@ -99,7 +99,7 @@ def complete_from_node_local(s: Session, doc: dict) -> dict | None:
     """Collective: a version kept on node-local tiers only (not every rank's
     files on the persistent tier) is first made complete there from the node
     stores, lost nodes rebuilt from their redundancy (engine/resilience/recover.py)."""
-    if from_root(s.comm, lambda: complete_on(s.paths, doc)):
+    if from_root(s.comm, lambda: complete(s.paths, doc)):
         return None
 
     def configured():

@@ -28,29 +28,17 @@ from ...comm.nodes import NodeMap
 from ...comm.protocol import agree, allgather, exchange
 from ...errors import CorruptionError, StorageError
 from ...repo.fsutil import atomic_write, makedirs
+from ...repo.nodelocal import REBUILT, complete_on, record_rel
 from ...repo.paths import RepoPaths
 from .codes import code_for, parse
 from .protect import segment
 from .store import NodeStore, copy_file, digest, write_file
 
-REBUILT = "rebuilt.json"       # data/<V>/rebuilt.json in the persistent repository
-NODELOCAL = "nodelocal.json"   # data/<V>/nodelocal.json: committed while on node-local tiers only
 
 
-def rebuilt_rel(vid: str) -> str:
-    return f"data/{vid}/{REBUILT}"
-
-
-def nodelocal_rel(vid: str) -> str:
-    return f"data/{vid}/{NODELOCAL}"
-
-
-def complete_on(paths: RepoPaths, manifest: dict) -> bool:
-    """Is every rank's index file of the version on the persistent tier? (A
-    rank's index is copied after its data file, so then its files are all there.)"""
-    vid = manifest["id"]
-    return all(os.path.exists(paths.abs(paths.rel_index_file(vid, r)))
-               for r in range(int(manifest["nranks"])))
+def complete(paths: RepoPaths, manifest: dict) -> bool:
+    """Is the version complete on the persistent tier (every rank's index there)?"""
+    return complete_on(paths, manifest["id"], int(manifest["nranks"]))
 
 
 def _inventory(nmap: NodeMap, store: NodeStore | None, vid: str):
@@ -189,18 +177,9 @@ def recover(comm, nmap: NodeMap, store: NodeStore | None, paths: RepoPaths, mani
     def record():
         if comm.rank == 0:
             makedirs(paths.data_dir(vid))
-            atomic_write(paths.abs(rebuilt_rel(vid)), json.dumps(rec, sort_keys=True).encode())
+            atomic_write(paths.abs(record_rel(vid, REBUILT)), json.dumps(rec, sort_keys=True).encode())
     agree(comm, record)
     return rec
 
 
-def read_record(paths: RepoPaths, vid: str, name: str = REBUILT) -> dict | None:
-    try:
-        with open(paths.abs(f"data/{vid}/{name}"), "rb") as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
-        return None
-
-
-__all__ = ["recover", "complete_on", "read_record", "rebuilt_rel", "nodelocal_rel", "REBUILT",
-           "NODELOCAL"]
+__all__ = ["recover", "complete"]
