@@ -99,3 +99,22 @@ def test_bad_specs_named(bad):
 def test_too_few_nodes_named():
     with pytest.raises(ArgumentError, match="at least 3 nodes"):
         codes.stripes(codes.parse("rs:4+2"), 2)
+
+
+def test_c_options_and_veloc_keys_map_to_the_same_settings(tmp_path):
+    from vlcc.capi import embed, veloc
+    opts = embed._parse_options("mode=async;local_dir=/x;redundancy=rs:4+2;persist=never")
+    assert opts["redundancy"] == "rs:4+2" and opts["persist"] == "never"
+    ini = tmp_path / "veloc.cfg"
+    ini.write_text("persistent = /p\nscratch = /s\nmode = async\nec_interval = 0\n"
+                   "persistent_interval = -1\ngroup_size = 4\n")
+    kw = veloc.redundancy_options(veloc.parse_config(str(ini)))
+    assert kw == {"redundancy": "xor", "group_size": 4, "persist": "never"}
+    ini.write_text("persistent = /p\nec_interval = -1\npersistent_interval = 30\n")
+    assert veloc.redundancy_options(veloc.parse_config(str(ini))) == {"redundancy": "none",
+                                                                      "persist": 30.0}
+    from vlcc.engine.config import EngineConfig
+    cfg = EngineConfig.resolve("async", None, str(tmp_path), "rs:4+2", None, "never")
+    assert cfg.redundancy.spec == "rs:4+2" and cfg.persist is None and cfg.node_local
+    with pytest.raises(ArgumentError, match="mode='async'"):
+        EngineConfig.resolve("sync", None, str(tmp_path), "xor", None, None)

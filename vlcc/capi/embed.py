@@ -115,9 +115,12 @@ def _parse_options(s):
             opts["memory_budget"] = v
         elif k == "create":
             opts["create"] = v not in ("0", "false", "no")
+        elif k in ("redundancy", "group_size", "persist"):   # the node-local tier's protection
+            opts[k] = v
         else:
             raise CapiError(C.EINVAL, f"unknown option {k!r} (known: branch, chunk_size, mode, "
-                                      f"local_dir, memory_budget, create)")
+                                      f"local_dir, memory_budget, create, redundancy, group_size, "
+                                      f"persist)")
     return opts
 
 

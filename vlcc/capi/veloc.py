@@ -41,7 +41,7 @@ RECOVER_ALL, RECOVER_SOME, RECOVER_REST = 0, 1, 2
 PREFIX = "veloc/"
 _NAME = re.compile(r"^[A-Za-z0-9_.]+$")     # VeloC's rule for checkpoint names
 # VeloC configuration keys that have no meaning for vlcc (accepted, ignored).
-IGNORED_KEYS = {"persistent_interval", "ec_interval", "watchdog_interval", "max_versions",
+IGNORED_KEYS = {"watchdog_interval", "max_versions",
                 "scratch_versions", "failure_domain", "axl_type", "chksum", "meta", "threaded",
                 "aggregated", "backend_dir", "lazy"}
 
@@ -97,13 +97,20 @@ def parse_config(path: str) -> dict:
             if v not in ("sync", "async"):
                 raise CapiError(C.EINVAL, f"{path}:{i}: mode must be sync or async, got {v!r}")
             cfg["mode"] = v
-        elif k in ("memory_budget", "chunk_size"):
+        elif k in ("memory_budget", "chunk_size", "redundancy", "group_size"):
             cfg[k] = v
+        elif k in ("ec_interval", "persistent_interval"):
+            try:
+                cfg[k] = int(v)      # seconds; -1: off (VeloC)
+            except ValueError:
+                raise CapiError(C.EINVAL, f"{path}:{i}: {k} must be an integer number of "
+                                          f"seconds (-1: off), got {v!r}") from None
         elif k in IGNORED_KEYS:
             continue
         else:
             raise CapiError(C.EINVAL, f"{path}:{i}: unknown configuration key {k!r} (vlcc knows "
-                                      f"persistent, scratch, mode, memory_budget, chunk_size; "
+                                      f"persistent, scratch, mode, memory_budget, chunk_size, "
+                                      f"ec_interval, persistent_interval, redundancy, group_size; "
                                       f"ignores {', '.join(sorted(IGNORED_KEYS))})")
     if not cfg.get("persistent"):
         raise CapiError(C.EINVAL, f"{path}: 'persistent = <path>' is required (the vlcc repository)")
@@ -135,6 +142,30 @@ def init_single(ident, cfg_p):
     _open(cfg, SerialComm(), single=int(ident))
 
 
+def redundancy_options(cfg: dict) -> dict:
+    """VeloC's keys for the node-local tier's protection → Checkpointer keywords
+    (docs/capi.md): ``ec_interval`` ≥ 0 turns erasure coding on (every version is
+    encoded; ``redundancy = partner|xor|rs:K+M`` picks the code, default xor), −1
+    off; ``persistent_interval`` 0 → persist always, −1 → never, N → every N s."""
+    kw: dict = {}
+    ec = cfg.get("ec_interval")
+    if "redundancy" in cfg:
+        kw["redundancy"] = cfg["redundancy"]
+    elif ec is not None and ec >= 0:
+        kw["redundancy"] = "xor"
+    if ec is not None and ec < 0:
+        kw["redundancy"] = "none"
+    if "group_size" in cfg:
+        try:
+            kw["group_size"] = int(cfg["group_size"])
+        except ValueError:
+            raise CapiError(C.EINVAL, f"group_size = {cfg['group_size']!r} is not an integer") from None
+    pi = cfg.get("persistent_interval")
+    if pi is not None:
+        kw["persist"] = "never" if pi < 0 else ("always" if pi == 0 else float(pi))
+    return kw
+
+
 def _open(cfg: dict, comm, single) -> None:
     kw = {"mode": cfg.get("mode", "sync"), "local_dir": cfg.get("scratch") or None}
     if "memory_budget" in cfg:
@@ -144,6 +175,7 @@ def _open(cfg: dict, comm, single) -> None:
             kw["chunk_size"] = int(cfg["chunk_size"])
         except ValueError:
             raise CapiError(C.EINVAL, f"chunk_size = {cfg['chunk_size']!r} is not an integer") from None
+    kw.update(redundancy_options(cfg))
     from ..checkpointer import Checkpointer
     embed._state["ck"] = Checkpointer(cfg["persistent"], comm=comm, **kw)
     embed._state["owned"] = True

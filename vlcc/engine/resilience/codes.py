@@ -51,8 +51,14 @@ class Scheme:
 def parse(spec: str | None, group_size: int | None = None) -> Scheme:
     """``"none"`` / ``"partner"`` / ``"xor"`` / ``"rs:K+M"`` → Scheme."""
     s = "none" if spec in (None, "", False) else str(spec).strip().lower()
-    if group_size is not None and (int(group_size) < 2):
-        raise ArgumentError(f"group_size must be at least 2 nodes, got {group_size}")
+    if group_size is not None:
+        try:
+            group_size = int(group_size)
+        except (TypeError, ValueError):
+            group_size = 0
+        if group_size < 2:
+            raise ArgumentError(f"group_size must be an integer of at least 2 nodes, got "
+                                f"{group_size!r}")
     if s in ("none", "partner"):
         return Scheme(s, m=0 if s == "none" else 1)
     if s == "xor":
