@@ -1,4 +1,4 @@
-"""Redundancy of the node-local tier (docs/format.md, "Node-local redundancy"):
+"""Redundancy of the node-local tier (docs/format.md, 10.1 "Node-local redundancy"):
 a version's files on one node are protected by a full copy on the next node
 (``partner``), XOR parity over a group of nodes (``xor``) or Reed–Solomon
 parity (``rs:K+M``, zfec), so a restart rebuilds a lost node's files from
