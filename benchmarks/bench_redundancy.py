@@ -11,7 +11,8 @@ node via VLCC_NODE_ID, so ``rs:4+2`` has a full group of 6) and prints:
 * rebuild of one lost node: its node-local directory is removed, a restart
   restores the newest version; the time to rebuild the lost node's files
   (gather shares, decode, check, write) against reading the same bytes from
-  the persistent tier.
+  the persistent tier (its pages dropped from the page cache first:
+  posix_fadvise DONTNEED).
 
 Goals: encoding ≤ 1.3× (xor) and ≤ 1.6× (rs:4+2) of the local write alone.
 Last line: SUMMARY. (``--worker`` is the job under mpiexec; it prints JSON.)
@@ -97,6 +98,10 @@ def rebuild_cost(comm, base: str, mib: float, red: str) -> dict:
         files = [os.path.join(d, f"r{lost}.idx.json")]
         for dp, _ds, fs in os.walk(os.path.join(d, f"r{lost}.bp")):
             files += [os.path.join(dp, f) for f in fs]
+        for p in files:          # cold: the written (fsynced) pages leave the page cache
+            fd = os.open(p, os.O_RDONLY)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
         t0 = time.perf_counter()
         for p in files:
             with open(p, "rb") as fh:

@@ -41,7 +41,7 @@ from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
 from .rankwrite import gather_allowed, needs_gather, reserve_gather
-from ..comm.protocol import QuietComm, agree, gather_decide, private, threads_ok
+from ..comm.protocol import QuietComm, agree, allgather, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
 
@@ -265,9 +265,12 @@ def progress(s: Session, block: bool) -> list[dict]:
     pend = list(eng.pending)
     if s.flush_comm is not None:
         return _progress_threaded(s, block)
+    limit = _protect_flushed(s, block) if eng.store is not None else None
 
     def decide(all_):
         k = min(len(done) for done, _ in all_)
+        if limit is not None:
+            k = min(k, limit)        # encoded (node-local redundancy) before commit
         docs, moved = [], None
         for i in range(k):
             try:
@@ -296,6 +299,34 @@ def progress(s: Session, block: bool) -> list[dict]:
         raise StorageError(f"asynchronous flush failed ({errs[0]}); versions "
                            f"{', '.join(abandoned)} were abandoned, committed versions are intact")
     return docs
+
+
+def _protect_flushed(s: Session, block: bool) -> int:
+    """Without the flusher's MPI: encode, on the application's thread, the
+    leading pending versions every rank has flushed to its node store; returns
+    how many are encoded (so may be committed). A failure abandons every
+    pending version on every rank (as a failed flush does)."""
+    eng = s.engine
+    pend = list(eng.pending)
+    counts = allgather(s.comm, lambda: len(eng.flushed_prefix(block)[0]))
+    k = min(counts)
+    try:
+        for p in pend[:k]:
+            if not p.protected:
+                protect_node_local(s, s.comm, p, None)
+                p.protected = True
+    except Exception as exc:
+        for p in eng.pending:
+            locks.release(p.lock)
+        abandoned = eng.abandon_pending()
+        if s.rank == 0:
+            for vid in abandoned:
+                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        s.parent = pend[0].parent if pend else s.parent
+        raise StorageError(f"node-local redundancy failed ({exc}); versions "
+                           f"{', '.join(abandoned)} were abandoned, committed versions are "
+                           f"intact") from exc
+    return k
 
 
 def _progress_threaded(s: Session, block: bool) -> list[dict]:
@@ -389,12 +420,16 @@ def flush(s: Session, pend: Pending, store) -> dict:
 
 
 def node_local_nodes(comm, cfg, flush_comm):
-    """Collective at open: the node map when versions go to node stores (None otherwise)."""
+    """Collective at open: the node map when versions go to node stores (None
+    otherwise). With ``flush_comm`` the flusher encodes (overlapped); without
+    (MPI below MPI_THREAD_MULTIPLE, e.g. a C program's MPI_Init) the
+    application's thread encodes at the next collective call."""
     if not cfg.node_local:
         return None
-    if flush_comm is None:
-        raise ArgumentError("redundancy/persist of the node-local tier need the flusher's own "
-                            "MPI communicator (MPI at MPI_THREAD_MULTIPLE, VLCC_FLUSH_MPI not 0)")
+    if cfg.redundancy.kind != "none" and comm.size > 1 \
+            and not hasattr(getattr(comm, "inner", comm), "Isend"):
+        raise ArgumentError(f"redundancy={cfg.redundancy.spec!r} sends parity between nodes: "
+                            f"it needs an mpi4py communicator, not {type(comm).__name__}")
     from ..comm.nodes import node_map
     return node_map(comm)
 

@@ -52,6 +52,7 @@ class Pending:
     spilled: int = 0                # bytes captured into the node-local tier (memory full)
     dedup_parent: str | None = None  # the version whose chunks this one may reference
     persist: bool = True            # copied to the persistent tier before it commits
+    protected: bool = False         # node-local redundancy encoded (application's thread)
     future: cf.Future | None = field(default=None, repr=False)
 
 
@@ -239,7 +240,10 @@ class Engine:
             self.store.promote(self.persistent, p.vid, self.rank)
         with self._lock:
             self._local_kept.append(p.vid)
-            while len(self._local_kept) > self.cfg.keep_local:
+            # never a version still pending (not yet encoded/committed: without the
+            # flusher's MPI the application's thread encodes it later)
+            busy = {q.vid for q in list(self.pending)} - {p.vid}
+            while len(self._local_kept) > self.cfg.keep_local and self._local_kept[0] not in busy:
                 self.store.evict(self._local_kept.popleft(), self.rank, self.nodes.is_leader)
         return res
 

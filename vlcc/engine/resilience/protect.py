@@ -1,6 +1,6 @@
 """The collective encoding of one version's node-local files (the flusher
-thread, after every rank wrote its files into its node's store, before the
-commit): every rank describes its files (size, xxh3-128); the node leaders
+thread, or the application's thread when MPI is below MPI_THREAD_MULTIPLE;
+after every rank wrote its files into its node's store, before the commit): every rank describes its files (size, xxh3-128); the node leaders
 cut their node's files into segments, send each to its stripe's encoder (the
 first parity node), which encodes and keeps share 0 and sends shares 1..m-1
 on; every leader writes the version's ``layout.json``.
@@ -39,10 +39,7 @@ def plan(scheme: Scheme, nmap: NodeMap, tables: list[list]) -> dict:
 def segment(store: NodeStore, doc: dict, node: int, seg: int, length: int) -> np.ndarray:
     """Segment ``seg`` of ``node``'s files (read from ``store``), zero-padded to ``length``."""
     n = doc["seglen"][node]
-    buf = store.read_range(doc["nodes"][node]["files"], seg * n, n)
-    if length > n:
-        buf = np.concatenate([buf, np.zeros(length - n, np.uint8)])
-    return buf
+    return store.read_range(doc["nodes"][node]["files"], seg * n, n, size=length)
 
 
 def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,

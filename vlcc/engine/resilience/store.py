@@ -87,10 +87,10 @@ class NodeStore:
                 return False
         return True
 
-    def read_range(self, table: list[list], start: int, n: int) -> np.ndarray:
-        """Bytes ``[start, start+n)`` of the concatenation of ``table``'s files
-        (zero past the end: segments are padded)."""
-        out = np.zeros(n, np.uint8)
+    def read_range(self, table: list[list], start: int, n: int, size: int = 0) -> np.ndarray:
+        """Bytes ``[start, start+n)`` of the concatenation of ``table``'s files in a
+        buffer of ``max(n, size)`` bytes, zero past the files' end (padding)."""
+        out = np.zeros(max(n, size), np.uint8)
         pos = 0
         for rel, size, _d in table:
             lo, hi = max(start, pos), min(start + n, pos + size)
