@@ -28,7 +28,7 @@ from ...comm.nodes import NodeMap
 from ...comm.protocol import agree, allgather, exchange
 from ...errors import CorruptionError, StorageError
 from ...repo.fsutil import atomic_write, makedirs
-from ...repo.nodelocal import REBUILT, complete_on, record_rel
+from ...repo.nodelocal import NODELOCAL, REBUILT, complete_on, read_record, record_rel
 from ...repo.paths import RepoPaths
 from .codes import code_for, parse
 from .protect import segment
@@ -52,11 +52,13 @@ def _inventory(nmap: NodeMap, store: NodeStore | None, vid: str):
             "shares": [[j, q, name] for (j, q), name in store.shares(vid).items()]}
 
 
-def _decide(vid: str, inv: list, ncur: int, where: str) -> dict:
+def _decide(vid: str, inv: list, where: str, written: list[str]) -> dict:
     docs = [i["layout"] for i in inv if i is not None]
     if not docs:
         raise StorageError(f"version {vid}: its data were kept on node-local tiers only and no "
-                           f"node of this job holds them (looked in {where})")
+                           f"node of this job holds them (looked in {where}); missing nodes: "
+                           f"{', '.join(written) or 'unknown'}; no persistent copy of the "
+                           f"version exists")
     doc = docs[0]
     cur_node = {}                        # rank -> its current node index, for leaders that answered
     holder: dict[int, int] = {}          # writer node -> rank of a leader holding its files
@@ -110,7 +112,8 @@ def recover(comm, nmap: NodeMap, store: NodeStore | None, paths: RepoPaths, mani
     vid = manifest["id"]
     t0 = time.perf_counter()
     inv = allgather(comm, lambda: _inventory(nmap, store, vid))
-    d = _decide(vid, inv, nmap.nnodes, where)
+    mark = read_record(paths, vid, NODELOCAL) or {}
+    d = _decide(vid, inv, where, [str(n.get("label")) for n in mark.get("nodes", [])])
     doc, rebuild = d["layout"], d["rebuild"]
     scheme = parse(doc["scheme"], doc.get("group_size") or None)
 
