@@ -287,18 +287,27 @@ def progress(s: Session, block: bool) -> list[dict]:
         if s.last_version is None or s.last_version.id == doc["id"]:
             s.last_version = Version.from_manifest(doc)   # no longer pending
     if errs or moved:
-        for p in eng.pending:
-            locks.release(p.lock)
-        abandoned = eng.abandon_pending()
-        if s.rank == 0:
-            for vid in abandoned:
-                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        abandoned = _abandon_pending(s)
         s.parent = docs[-1]["id"] if docs else (pend[0].parent if pend else s.parent)
         if moved:
             raise BranchMovedError(f"{moved}; versions {', '.join(abandoned)} were abandoned")
         raise StorageError(f"asynchronous flush failed ({errs[0]}); versions "
                            f"{', '.join(abandoned)} were abandoned, committed versions are intact")
     return docs
+
+
+def _abandon_pending(s: Session) -> list[str]:
+    """Drop every pending version (a flush or its encoding failed): locks
+    released, and on rank 0 what they wrote without a manifest removed."""
+    eng = s.engine
+    for p in eng.pending:
+        locks.release(p.lock)
+    abandoned = eng.abandon_pending()
+    if s.rank == 0:
+        for vid in abandoned:
+            if not os.path.exists(s.paths.manifest(vid)):
+                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+    return abandoned
 
 
 def _protect_flushed(s: Session, block: bool) -> int:
@@ -316,12 +325,7 @@ def _protect_flushed(s: Session, block: bool) -> int:
                 protect_node_local(s, s.comm, p, None)
                 p.protected = True
     except Exception as exc:
-        for p in eng.pending:
-            locks.release(p.lock)
-        abandoned = eng.abandon_pending()
-        if s.rank == 0:
-            for vid in abandoned:
-                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        abandoned = _abandon_pending(s)
         s.parent = pend[0].parent if pend else s.parent
         raise StorageError(f"node-local redundancy failed ({exc}); versions "
                            f"{', '.join(abandoned)} were abandoned, committed versions are "
@@ -355,13 +359,7 @@ def _progress_threaded(s: Session, block: bool) -> list[dict]:
         if s.last_version is None or s.last_version.id == doc["id"]:
             s.last_version = Version.from_manifest(doc)   # no longer pending
     if err is not None:
-        for p in eng.pending:
-            locks.release(p.lock)
-        abandoned = eng.abandon_pending()
-        if s.rank == 0:
-            for vid in abandoned:
-                if not os.path.exists(s.paths.manifest(vid)):
-                    shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+        abandoned = _abandon_pending(s)
         s.parent = docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent)
         if moved:
             raise BranchMovedError(f"{err}; versions {', '.join(abandoned)} were abandoned")
