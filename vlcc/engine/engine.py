@@ -156,9 +156,10 @@ class Engine:
         if self.nodes is None and self.cfg.local_dir is not None:
             from ..comm.nodes import node_map
             self.nodes = node_map(comm)
-        if self.store is None and self.nodes is not None:
-            self.store = NodeStore(self.nodes.local_dir(self.cfg.local_dir), self.persistent.root)
-        return self.nodes, self.store
+        if self.store is not None or self.nodes is None:
+            return self.nodes, self.store
+        # not written through (redundancy none, persist always): only read here
+        return self.nodes, NodeStore(self.nodes.local_dir(self.cfg.local_dir), self.persistent.root)
 
     # -- write path ------------------------------------------------------------------
     def allocator(self) -> CaptureAlloc:
