@@ -258,7 +258,7 @@ def cmd_doctor(args) -> int:
         size = f", {_human(f.nbytes)}" if f.nbytes else ""
         print(f"{_DOCTOR_KIND.get(f.kind, f.kind):<13} {f.path}\n    {f.detail}{size}: {state}")
     left = rep.problems
-    if not rep.findings:
+    if not rep.findings or not (left or any(f.removed for f in rep.findings)):
         print(f"no problem found in {repo.path}")
     elif not left:
         print(f"repaired: {sum(f.removed for f in rep.findings)} item(s) removed; no problem left")

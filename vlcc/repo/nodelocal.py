@@ -51,9 +51,9 @@ def describe(paths: RepoPaths, vid: str, nranks: int) -> str | None:
     nl = read_record(paths, vid, NODELOCAL)
     if nl is not None and not complete_on(paths, vid, nranks):
         labels = [str(n.get("label")) for n in nl.get("nodes", [])]
-        return (f"version {vid}: data on the node-local tiers of nodes {', '.join(labels)} only "
-                f"(redundancy {nl.get('scheme')!r}, {nl.get('local_dir')}); a restore with that "
-                f"local_dir rebuilds and completes it")
+        return (f"version {vid}: data kept on the node-local tiers of nodes {', '.join(labels)} "
+                f"only (redundancy {nl.get('scheme')!r}, {nl.get('local_dir')}); a restore with "
+                f"that local_dir completes it while they hold it (the newest VLCC_LOCAL_KEEP)")
     return None
 
 
