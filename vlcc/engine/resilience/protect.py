@@ -50,7 +50,7 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
     def describe():
         if isinstance(own, BaseException):
             raise own
-        return store.describe(own)
+        return store.describe(own, hashed=scheme.kind != "none")
     t0 = time.perf_counter()
     tables = allgather(comm, describe)
     doc = plan(scheme, nmap, tables)

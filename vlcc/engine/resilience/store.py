@@ -68,11 +68,16 @@ class NodeStore:
             out.append(idx)
         return out
 
-    def describe(self, rels: list[str]) -> list[list]:
-        """``[rel, size, xxh3-128]`` of each file."""
+    def describe(self, rels: list[str], hashed: bool = True) -> list[list]:
+        """``[rel, size, xxh3-128]`` of each file (the hash None unless ``hashed``:
+        nothing is ever rebuilt without redundancy)."""
         out = []
         for rel in rels:
-            with open(self.layout.abs(rel), "rb") as f:
+            p = self.layout.abs(rel)
+            if not hashed:
+                out.append([rel, os.path.getsize(p), None])
+                continue
+            with open(p, "rb") as f:
                 raw = f.read()
             out.append([rel, len(raw), digest(raw)])
         return out
