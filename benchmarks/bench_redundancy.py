@@ -34,7 +34,7 @@ SCHEMES = ["none", "partner", "xor", "rs:4+2"]
 
 
 # -- encoding cost ----------------------------------------------------------------------------
-def encode_costs(comm, base: str, mib: float, rounds: int) -> dict:
+def encode_costs(comm, base: str, local: str, mib: float, rounds: int) -> dict:
     """Per scheme: median seconds per checkpoint (to committed) and in checkpoint(),
     and the median of the per-round ratios to the local write alone. The
     contenders run interleaved, in a rotated order each round, so the machine's
@@ -44,7 +44,7 @@ def encode_costs(comm, base: str, mib: float, rounds: int) -> dict:
     n = int(mib * (1 << 20)) // 8
     cks, arrays = {}, {}
     for red in SCHEMES:
-        repo, local = os.path.join(base, f"repo-{red}"), os.path.join(base, "local")
+        repo = os.path.join(base, f"repo-{red}")
         arrays[red] = u = np.random.default_rng(comm.rank).random(n)
         cks[red] = ck = vlcc.Checkpointer(repo, comm, mode="async", local_dir=local,
                                           redundancy=red, persist="never", group_size=comm.size)
@@ -81,15 +81,16 @@ def _max():
 
 
 # -- rebuild ----------------------------------------------------------------------------------
-def rebuild_cost(comm, base: str, mib: float, red: str) -> dict:
+def rebuild_cost(comm, base: str, local: str, mib: float, red: str) -> dict:
     """Lose the last node's directory; restore; rebuild time vs a read of the same bytes."""
     import numpy as np
     import vlcc
     n = int(mib * (1 << 20)) // 8
-    repo, local = os.path.join(base, f"repo-{red}"), os.path.join(base, "local")
+    repo = os.path.join(base, f"repo-{red}")
     lost = comm.size - 1
-    if comm.rank == 0:
-        shutil.rmtree(os.path.join(local, f"node-{lost}"))
+    if comm.rank == 0:      # the lost node's store of this repository (the others' stay)
+        from vlcc.engine.resilience.store import store_key
+        shutil.rmtree(os.path.join(local, f"node-{lost}", f"vlcc-store-{store_key(repo)}"))
     comm.Barrier()
     u = np.zeros(n)
     ck = vlcc.Checkpointer(repo, comm, mode="async", local_dir=local, redundancy=red,
@@ -129,14 +130,17 @@ def worker(args) -> None:
     comm = MPI.COMM_WORLD
     os.environ["VLCC_NODE_ID"] = str(comm.rank)     # one simulated node per rank
     base = comm.bcast(tempfile.mkdtemp(prefix="vlcc-bench-red-") if comm.rank == 0 else None)
+    local = comm.bcast(tempfile.mkdtemp(prefix="vlcc-bench-red-local-", dir=args.local)
+                       if comm.rank == 0 else None)
     try:
-        res = {"encode": encode_costs(comm, base, args.mib, args.rounds)}
-        res["rebuild"] = {red: rebuild_cost(comm, base, args.mib, red)
+        res = {"encode": encode_costs(comm, base, local, args.mib, args.rounds)}
+        res["rebuild"] = {red: rebuild_cost(comm, base, local, args.mib, red)
                           for red in ("partner", "xor", "rs:4+2")}
     finally:
         comm.Barrier()
         if comm.rank == 0:
             shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(local, ignore_errors=True)
     if comm.rank == 0:
         print("RESULT " + json.dumps(res), flush=True)
 
@@ -163,6 +167,9 @@ def main():
     ap.add_argument("--ranks", type=int, default=6)
     ap.add_argument("--mib", type=float, default=16.0, help="state per rank")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--local", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+                    help="where the node-local directories go (default /dev/shm, as vlcc's "
+                         "default local tier); the repositories go to the temp dir")
     ap.add_argument("--worker", action="store_true")
     args = ap.parse_args()
     if args.worker:
@@ -170,6 +177,8 @@ def main():
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-n", str(args.ranks), sys.executable, os.path.abspath(__file__), "--worker",
            "--mib", str(args.mib), "--rounds", str(args.rounds)]
+    if args.local:
+        cmd += ["--local", args.local]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     line = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
     if p.returncode != 0 or not line:
