@@ -15,6 +15,7 @@ a torch.distributed adapter all plug in here.
 from __future__ import annotations
 
 import operator
+import os
 import traceback
 from typing import Any, Callable, TypeVar
 
@@ -267,9 +268,12 @@ def exchange(comm, local: Callable[[], dict]) -> dict:
             for lo in range(0, b.nbytes, _PIECE):
                 reqs.append(inner.Isend(b[lo:lo + _PIECE], dest=dst, tag=_TAG))
     # every rank has passed the allgather above (asleep, on a QuietComm): the
-    # transfers progress at once. Polling with sleeps here cost ~10x: MPICH
-    # moves a large message in pieces, one per progress call.
-    _load_mpi().Request.Waitall(reqs)
+    # transfers progress at once. Polling with sleeps here cost ~10x (MPICH
+    # moves a large message in pieces, one per progress call); a blocking
+    # Waitall spins, taking the core from co-located ranks: test and yield.
+    testall = _load_mpi().Request.Testall
+    while not testall(reqs):
+        os.sched_yield()
     return out
 
 
