@@ -3,7 +3,9 @@ thread, or the application's thread when MPI is below MPI_THREAD_MULTIPLE;
 after every rank wrote its files into its node's store, before the commit): every rank describes its files (size, xxh3-128); the node leaders
 cut their node's files into segments, send each to its stripe's encoder (the
 first parity node), which encodes and keeps share 0 and sends shares 1..m-1
-on; every leader writes the version's ``layout.json``.
+on; the leaders hash their files as they read them (xxh3-128, into the
+layout: the rebuilt bytes are checked against it); every leader writes the
+version's ``layout.json``.
 
 Every rank enters every call (comm/protocol.py): non-leaders send nothing."""
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import xxhash
 
 from ...comm.nodes import NodeMap
 from ...comm.protocol import agree, allgather, exchange
@@ -36,10 +39,12 @@ def plan(scheme: Scheme, nmap: NodeMap, tables: list[list]) -> dict:
                          "length": max([seglen[n] for n, _ in st.data] + [0])} for st in sts]}
 
 
-def segment(store: NodeStore, doc: dict, node: int, seg: int, length: int) -> np.ndarray:
-    """Segment ``seg`` of ``node``'s files (read from ``store``), zero-padded to ``length``."""
+def segment(store: NodeStore, doc: dict, node: int, seg: int, length: int,
+            hashers: dict | None = None) -> np.ndarray:
+    """Segment ``seg`` of ``node``'s files (read from ``store``), zero-padded to
+    ``length``; ``hashers``: per file, fed the bytes read (segments in order)."""
     n = doc["seglen"][node]
-    return store.read_range(doc["nodes"][node]["files"], seg * n, n, size=length)
+    return store.read_range(doc["nodes"][node]["files"], seg * n, n, size=length, hashers=hashers)
 
 
 def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
@@ -50,7 +55,7 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
     def describe():
         if isinstance(own, BaseException):
             raise own
-        return store.describe(own, hashed=scheme.kind != "none")
+        return store.describe(own)
     t0 = time.perf_counter()
     tables = allgather(comm, describe)
     doc = plan(scheme, nmap, tables)
@@ -58,6 +63,11 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
     sts = doc["stripes"]
     leader = {n: nmap.leader(n) for n in range(nmap.nnodes)}
     me = nmap.node if nmap.is_leader else None
+
+    # the leader hashes its node's files as it reads them into segments (in
+    # order): one pass, and the other ranks of the node read nothing back
+    hashers = {f[0]: xxhash.xxh3_128() for f in doc["nodes"][me]["files"]} \
+        if me is not None and sts else None
 
     def data_out():
         out: dict = {}
@@ -67,7 +77,7 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             for node, seg in st["data"]:
                 if node == me:
                     out.setdefault(leader[st["parity"][0]], []).append(
-                        segment(store, doc, node, seg, st["length"]))
+                        segment(store, doc, node, seg, st["length"], hashers))
         return out
     got = exchange(comm, data_out) if sts else {}
     # the shares of every stripe this node encodes, in stripe order
@@ -97,6 +107,12 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             for q, node in enumerate(st["parity"]):
                 if node == me and q > 0:
                     mine.append((j, q, queues[leader[st["parity"][0]]].pop(0)))
+    if sts:        # every node's file digests into the (shared) layout
+        sums = allgather(comm, lambda: None if hashers is None else
+                         [hashers[f[0]].hexdigest() for f in doc["nodes"][me]["files"]])
+        for n in range(nmap.nnodes):
+            for f, d in zip(doc["nodes"][n]["files"], sums[leader[n]]):
+                f[2] = d
     doc["encode_seconds"] = time.perf_counter() - t0
 
     def write():

@@ -68,19 +68,10 @@ class NodeStore:
             out.append(idx)
         return out
 
-    def describe(self, rels: list[str], hashed: bool = True) -> list[list]:
-        """``[rel, size, xxh3-128]`` of each file (the hash None unless ``hashed``:
-        nothing is ever rebuilt without redundancy)."""
-        out = []
-        for rel in rels:
-            p = self.layout.abs(rel)
-            if not hashed:
-                out.append([rel, os.path.getsize(p), None])
-                continue
-            with open(p, "rb") as f:
-                raw = f.read()
-            out.append([rel, len(raw), digest(raw)])
-        return out
+    def describe(self, rels: list[str]) -> list[list]:
+        """``[rel, size, None]`` of each file (the node leader fills in the
+        xxh3-128 as it reads the files for encoding: protect.py)."""
+        return [[rel, os.path.getsize(self.layout.abs(rel)), None] for rel in rels]
 
     def has_files(self, table: list[list]) -> bool:
         """Are all files of ``table`` here with their recorded sizes?"""
@@ -92,9 +83,11 @@ class NodeStore:
                 return False
         return True
 
-    def read_range(self, table: list[list], start: int, n: int, size: int = 0) -> np.ndarray:
+    def read_range(self, table: list[list], start: int, n: int, size: int = 0,
+                   hashers: dict | None = None) -> np.ndarray:
         """Bytes ``[start, start+n)`` of the concatenation of ``table``'s files in a
-        buffer of ``max(n, size)`` bytes, zero past the files' end (padding)."""
+        buffer of ``max(n, size)`` bytes, zero past the files' end (padding);
+        ``hashers[rel]`` (if given) is updated with each file's bytes read."""
         out = np.zeros(max(n, size), np.uint8)
         pos = 0
         for rel, size, _d in table:
@@ -103,6 +96,8 @@ class NodeStore:
                 with open(self.layout.abs(rel), "rb") as f:
                     f.seek(lo - pos)
                     f.readinto(memoryview(out[lo - start:hi - start]))
+                if hashers is not None:
+                    hashers[rel].update(out[lo - start:hi - start])
             pos += size
             if pos >= start + n:
                 break
