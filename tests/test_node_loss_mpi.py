@@ -88,3 +88,26 @@ def test_too_many_lost_names_version_and_nodes(mpi_tmp, one_node_per_rank):
         lost = ", ".join(str(n) for n in range(comm.size - 2, comm.size))
         with pytest.raises(StorageError, match=f"version {v.id}.*missing nodes: {lost}"):
             ck.restore()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_damaged_share_is_named_not_used(mpi_tmp, one_node_per_rank):
+    comm = one_node_per_rank
+    repo, local = os.path.join(mpi_tmp, "repo"), os.path.join(mpi_tmp, "local")
+    with _open(comm, repo, local, "partner", "never", np.ones(N)) as ck:
+        v = ck.checkpoint(step=1)
+        ck.wait()
+    comm.Barrier()
+    if comm.rank == 0:        # the copy of the last node's files, kept by node 0: one byte flipped
+        import glob
+        (share,) = glob.glob(os.path.join(local, "node-0", "vlcc-store-*", "redundancy", v.id,
+                                          f"parity-{comm.size - 1}-0-*.bin"))
+        with open(share, "r+b") as f:
+            b = f.read(1)
+            f.seek(0)
+            f.write(bytes([b[0] ^ 0xFF]))
+    _lose_last_node(comm, local)
+    with _open(comm, repo, local, "partner", "never", np.zeros(N)) as ck:
+        with pytest.raises(vlcc.CorruptionError, match=f"version {v.id}.*parity-{comm.size - 1}-0"):
+            ck.restore()
+    assert not os.path.exists(os.path.join(repo, "data", v.id, "rebuilt.json"))
