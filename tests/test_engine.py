@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import vlcc
+from vlcc.checkpointer import session
 
 from conftest import SCRIPTS_DIR, _env_without_pmi
 
@@ -129,7 +130,7 @@ def test_async_flush_failure_on_one_rank_raises_on_all(comm, mpi_tmp):
         ck.register("u", u)
         good = ck.checkpoint(step=0).id
         ck.wait()
-        root = ck._engine.local.root
+        root = session(ck).engine.local.root
         if comm.rank == comm.size - 1:
             import shutil
             shutil.rmtree(root)
@@ -173,12 +174,13 @@ _NORMAL = r"""
 import sys
 import numpy as np
 import vlcc
+from vlcc.checkpointer import session
 u = np.zeros(200_000)
 kw = {} if sys.argv[2] == "default" else {"local_dir": sys.argv[2]}
 with vlcc.Checkpointer(sys.argv[1], mode="async", **kw) as ck:
     ck.register("u", u)
     v = ck.restore()
-    print(ck._engine.local.base, v.step, flush=True)
+    print(session(ck).engine.local.base, v.step, flush=True)
     for k in range(3):
         u += 1
         ck.checkpoint(step=10 + k)
@@ -347,7 +349,7 @@ def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path, mo
     with vlcc.Checkpointer(str(tmp_path / "r"), mode="async", chunk_size=4096,
                            memory_budget=8 * u.nbytes, track_dirty=track) as ck:
         ck.register("u", u, global_shape=u.shape, offset=(0, 0))
-        eng = ck._s.engine
+        eng = session(ck).engine
         eng._prefetcher.submit(int).result()       # the register-time faulting is done
         want = [] if lean else [u.nbytes]
         assert ck.stats["prefaulted"] == u.nbytes

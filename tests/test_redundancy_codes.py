@@ -102,8 +102,8 @@ def test_too_few_nodes_named():
 
 
 def test_c_options_and_veloc_keys_map_to_the_same_settings(tmp_path):
-    from vlcc.capi import embed, veloc
-    opts = embed._parse_options("mode=async;local_dir=/x;redundancy=rs:4+2;persist=never")
+    from vlcc.capi import options, veloc
+    opts = options.INIT.parse_string("mode=async;local_dir=/x;redundancy=rs:4+2;persist=never")
     assert opts["redundancy"] == "rs:4+2" and opts["persist"] == "never"
     ini = tmp_path / "veloc.cfg"
     ini.write_text("persistent = /p\nscratch = /s\nmode = async\nec_interval = 0\n"

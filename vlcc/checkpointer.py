@@ -40,6 +40,14 @@ def _default_comm():
     return default_comm()
 
 
+def session(ck: "Checkpointer") -> Session:
+    """The internal interface under a Checkpointer, for the packages built on it
+    that need more than the public API (``vlcc.adjoint`` snapshots the registered
+    providers, ``vlcc.capi`` evicts node-local copies): its ``commit.session.Session``.
+    Not part of the public API (``vlcc/__init__.py`` does not export it)."""
+    return ck._s
+
+
 class Checkpointer:
     """Collective checkpoint/restore of registered providers into a repository.
 
@@ -92,8 +100,8 @@ class Checkpointer:
         paths = RepoPaths(os.path.abspath(os.fspath(path)))
         writer = RankWriter(paths, comm.rank, int(chunk_size), size=comm.size, dedup=dedup,
                             track_dirty=track_dirty, coalesce_below=int(coalesce_below))
-        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(), writer, None,
-                              None, branch, None, if_moved=if_moved)
+        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(), writer,
+                              engine=None, catalog=None, if_moved=if_moved)
         self._closed = False
 
         def open_repo():
@@ -103,8 +111,7 @@ class Checkpointer:
             s.catalog = Repository(paths.root)
             return s.catalog.branch_head(branch)
         try:
-            s.parent = s.head_seen = root_only(comm, open_repo)
-            s.head_branch = branch
+            s.opened(branch, root_only(comm, open_repo))
             s.flush_comm = _ckpt.flusher_comm(comm, cfg)   # collective, once (or None)
             nodes = _ckpt.node_local_nodes(comm, cfg, s.flush_comm)
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
@@ -133,10 +140,8 @@ class Checkpointer:
     chunk_size = property(lambda self: self._s.chunk_size)
     branch_name = property(lambda self: self._s.branch)
     parent = property(lambda self: self._s.parent,   # settable: vlcc/adjoint rewinds lineage
-                      lambda self, vid: setattr(self._s, "parent", vid))
+                      lambda self, vid: self._s.rewound(vid))
     last_version = property(lambda self: self._s.last_version)
-    _state = property(lambda self: self._s.state)   # the registered providers (vlcc/adjoint)
-    _engine = property(lambda self: self._s.engine)  # the tiers (capi/veloc.py VELOC_Cleanup)
 
     def __enter__(self) -> "Checkpointer":
         return self
@@ -222,8 +227,8 @@ class Checkpointer:
     def restore(self, version: Version | str | None = None, *, strict: bool = True,
                 atomic: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
-        (default: newest of the current branch; also an id, ``tag:NAME``,
-        ``branch:NAME``). N→M aware for distributed arrays. With ``strict`` a
+        (default: newest of the current branch; or any spec of
+        vlcc/repo/spec.py: id, ``tag:NAME``, ``step:N``, ...). N→M aware for distributed arrays. With ``strict`` a
         stored provider that is not registered is an error. The restored
         version becomes the parent of the next checkpoint.
 

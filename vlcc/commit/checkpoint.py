@@ -175,8 +175,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         except BaseException:
             locks.release(lock)
             raise
-        s.parent = vid
-        v = s.last_version = Version.from_manifest(manifest.provisional(pend, s.size))
+        v = Version.from_manifest(manifest.provisional(pend, s.size))
+        s.issued(v)
         _raise_if_diverged(s)
         return v
     try:
@@ -202,9 +202,7 @@ def _raise_if_diverged(s: Session) -> None:
 
 def _committed(s: Session, doc: dict) -> Version:
     v = Version.from_manifest(doc, s.paths.root)
-    s.parent = doc["id"]
-    s.head_seen = doc["id"]
-    s.last_version = v
+    s.issued(v)
     return v
 
 
@@ -233,7 +231,7 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
         atomic_write(s.paths.abs(rel), raw)
     with refs.ref_lock(s.paths, "branch", pend.branch):
         head = s.catalog.branch_head(pend.branch)
-        seen = s.head_seen if s.head_branch == pend.branch else head
+        seen = s.seen_head(pend.branch, head)
         parent = doc["parent"]
         moved = head is not None and head != seen and head != parent
         if moved and s.if_moved != "rebase":
@@ -251,7 +249,7 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
             # Committed: the manifest is durable and readers repair the head
             # from the parent link (section 5). Say so instead of failing.
             doc["ref_error"] = str(exc)
-    s.head_branch = pend.branch
+    s.head_set(pend.branch, pend.vid)
     return doc
 
 
@@ -281,33 +279,10 @@ def progress(s: Session, block: bool) -> list[dict]:
         errs = [f"rank {r}: {e}" for r, (_, e) in enumerate(all_) if e]
         return docs, errs, moved
     docs, errs, moved = gather_decide(s.comm, lambda: eng.flushed_prefix(block), decide)
-    for doc in docs:
-        locks.release(eng.pending.pop(0).lock)
-        s.head_seen, s.head_branch = doc["id"], doc["branch"]
-        if s.last_version is None or s.last_version.id == doc["id"]:
-            s.last_version = Version.from_manifest(doc)   # no longer pending
+    _accept(s, docs)
     if errs or moved:
-        abandoned = _abandon_pending(s)
-        s.parent = docs[-1]["id"] if docs else (pend[0].parent if pend else s.parent)
-        if moved:
-            raise BranchMovedError(f"{moved}; versions {', '.join(abandoned)} were abandoned")
-        raise StorageError(f"asynchronous flush failed ({errs[0]}); versions "
-                           f"{', '.join(abandoned)} were abandoned, committed versions are intact")
+        _abandon(s, pend, docs, moved, errs[0] if errs else None)
     return docs
-
-
-def _abandon_pending(s: Session) -> list[str]:
-    """Drop every pending version (a flush or its encoding failed): locks
-    released, and on rank 0 what they wrote without a manifest removed."""
-    eng = s.engine
-    for p in eng.pending:
-        locks.release(p.lock)
-    abandoned = eng.abandon_pending()
-    if s.rank == 0:
-        for vid in abandoned:
-            if not os.path.exists(s.paths.manifest(vid)):
-                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
-    return abandoned
 
 
 def _protect_flushed(s: Session, block: bool) -> int:
@@ -324,12 +299,8 @@ def _protect_flushed(s: Session, block: bool) -> int:
             if not p.protected:
                 protect_node_local(s, s.comm, p, None)
                 p.protected = True
-    except Exception as exc:
-        abandoned = _abandon_pending(s)
-        s.parent = pend[0].parent if pend else s.parent
-        raise StorageError(f"node-local redundancy failed ({exc}); versions "
-                           f"{', '.join(abandoned)} were abandoned, committed versions are "
-                           f"intact") from exc
+    except Exception as exc:   # noqa: BLE001 - the same on every rank (collective)
+        _abandon(s, pend, [], None, f"node-local redundancy: {type(exc).__name__}: {exc}")
     return k
 
 
@@ -353,19 +324,40 @@ def _progress_threaded(s: Session, block: bool) -> list[dict]:
         return k, (all_[0][1] if failed else None), failed and all_[0][2]
     k, err, moved = gather_decide(s.comm, local, decide)
     docs = [p.future.result() for p in pend[:k]]
-    for doc in docs:
-        locks.release(eng.pending.pop(0).lock)
-        s.head_seen, s.head_branch = doc["id"], doc["branch"]
-        if s.last_version is None or s.last_version.id == doc["id"]:
-            s.last_version = Version.from_manifest(doc)   # no longer pending
+    _accept(s, docs)
     if err is not None:
-        abandoned = _abandon_pending(s)
-        s.parent = docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent)
-        if moved:
-            raise BranchMovedError(f"{err}; versions {', '.join(abandoned)} were abandoned")
-        raise StorageError(f"asynchronous flush failed ({err}); versions "
-                           f"{', '.join(abandoned)} were abandoned, committed versions are intact")
+        _abandon(s, pend, docs, err if moved else None, None if moved else err)
     return docs
+
+
+def _accept(s: Session, docs: list[dict]) -> None:
+    """The leading pending versions were committed (``docs``, in order): they
+    leave the pending list (and release their writer locks)."""
+    for doc in docs:
+        locks.release(s.engine.pending.pop(0).lock)
+        s.accepted(doc)
+
+
+def _abandon(s: Session, pend: list, docs: list[dict], moved: str | None,
+             err: str | None) -> None:
+    """After a failed flush or a refused commit (``moved``) on any rank, every
+    rank drops the pending versions left (the ones after it descend from it):
+    writer locks released, rank 0 removes their data, the next version's
+    parent is the last committed one. Raises on every rank."""
+    eng = s.engine
+    for p in eng.pending:
+        locks.release(p.lock)
+    abandoned = eng.abandon_pending()
+    if s.rank == 0:
+        for vid in abandoned:
+            if not os.path.exists(s.paths.manifest(vid)):
+                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+    k = len(docs)
+    s.rewound(docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent))
+    if moved:
+        raise BranchMovedError(f"{moved}; versions {', '.join(abandoned)} were abandoned")
+    raise StorageError(f"asynchronous flush failed ({err}); versions "
+                       f"{', '.join(abandoned)} were abandoned, committed versions are intact")
 
 
 def flush(s: Session, pend: Pending, store) -> dict:

@@ -112,7 +112,8 @@ class Engine:
         self.rank = rank
         self._flush_fn = flush
         self.memory = MemoryTier(cfg.memory_budget)
-        self.local = LocalTier(cfg.local_dir, cfg.local_budget) if cfg.local_dir else None
+        self.local = (LocalTier(cfg.local_dir, cfg.local_budget, persistent) if cfg.local_dir
+                      else None)
         self.pending: list[Pending] = []
         self._flusher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-flush")
         # Start the thread now: started at the first checkpoint, it was part of

@@ -14,6 +14,7 @@ import os
 import pickle
 
 import numpy as np
+import xxhash
 
 from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
@@ -28,6 +29,7 @@ from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
 from ..repo.schema import check_block
 from .fetch import ChunkRead, fetch, stream
+from .profile import stage
 
 
 class VersionReader:
@@ -47,7 +49,7 @@ class VersionReader:
         self._index: dict[int, dict] = {}
         self._files: dict[str, BlockReader] = {}
         # decoded pack leaves (section 3.1): (rank, pack) -> (bytes, chunk loaded?)
-        self._packs: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._packs: dict[tuple[int, str], tuple[np.ndarray, list]] = {}
         self._starts: dict[tuple[int, str], list[int]] = {}   # chunk start offsets per leaf
         # what this reader fetched (tests count chunks, benchmarks bytes)
         self.stats = {"chunks_read": 0, "bytes_read": 0}
@@ -55,6 +57,10 @@ class VersionReader:
         # a piece of the box being read (tiles.sub_piece), as StoredChunk, so
         # the next version written from these bytes references them (N→M dedup).
         self.subranges: list | None = None
+        # When a list: writes into the caller's ``out`` arrays are queued
+        # here as callables (after every chunk they need was verified), not
+        # done: the deferred phase 2 of an atomic restore (restore/staging.py).
+        self.defer: list | None = None
 
     def path(self, rel: str) -> str:
         """Absolute path of a repository-relative file on the fastest tier holding it."""
@@ -72,14 +78,24 @@ class VersionReader:
     def index(self, rank: int) -> dict:
         idx = self._index.get(rank)
         if idx is None:
-            if self._refs is None:
-                self._refs = rank_indexes(self.layout, self.m)
-            _r, rel, checksum = self._refs[rank]
-            path = self.path(rel)
-            where = f"version {self.vid}, rank {rank}, index file {path}"
-            idx = load_index(path, checksum, where)
+            with stage("index"):
+                if self._refs is None:
+                    self._refs = rank_indexes(self.layout, self.m)
+                _r, rel, checksum = self._refs[rank]
+                path = self.path(rel)
+                where = f"version {self.vid}, rank {rank}, index file {path}"
+                idx = load_index(path, checksum, where)
             self._index[rank] = idx
         return idx
+
+    def leaf(self, name: str, rank: int, what: str = "leaf"):
+        """The index entry of leaf ``name`` of ``rank`` (the one lookup; a
+        CorruptionError naming version, provider and rank when missing)."""
+        entry = self.index(rank)["leaves"].get(name)
+        if entry is None:
+            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
+                                  f"{what} missing from the rank index")
+        return entry
 
     def bp5_metadata(self, rel: str) -> dict | None:
         """The metadata checksums of BP5 file ``rel`` (``data/V/rK.bp``): format 2
@@ -103,8 +119,9 @@ class VersionReader:
         r = self._files.get(rel)
         if r is None:
             meta = self.bp5_metadata(rel)
-            r = self._files[rel] = BlockReader(self.path(rel), what=what, metadata=meta,
-                                               offsets=self._offsets.get(rel))
+            with stage("bp5 metadata"):
+                r = self._files[rel] = BlockReader(self.path(rel), what=what, metadata=meta,
+                                                   offsets=self._offsets.get(rel))
         return r
 
     def close(self) -> None:
@@ -121,29 +138,26 @@ class VersionReader:
         key = (rank, name)
         st = self._starts.get(key)
         if st is None:
-            entry = self.index(rank)["leaves"].get(name)
-            if entry is None:
-                raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
-            st = self._starts[key] = entry.starts()
+            st = self._starts[key] = self.leaf(name, rank).starts()
         return st
 
-    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which, base: int = 0) -> None:
+    def read_chunks(self, name: str, rank: int, buf: np.ndarray, which, base: int = 0,
+                    defer: list | None = None) -> None:
         """Fill ``buf`` (the leaf's stored bytes from byte ``base`` on, flat) at the
         chunks ``which`` (indices, sorted) of leaf ``name`` as stored by ``rank``,
         each chunk at its own start; verify each. Only bytes move here
         (restore/fetch.py: grouped reads straight into ``buf``, hashing
         overlapped); which chunks a box needs and where they go is the callers'
-        geometry."""
+        geometry. With ``defer`` (a list) ``buf`` is not written: the
+        verified copies are queued there (restore/fetch.py)."""
         reads = self._chunk_reads(name, rank, buf, which, base)
         what = f"version {self.vid}, provider {name!r}, rank {rank}"
         fetch(reads, lambda rel: self._reader(rel, f"{what}: "),
-              lambda rel: f"{what}, file {self.path(rel)}")
+              lambda rel: f"{what}, file {self.path(rel)}", defer)
 
-    def _chunk_reads(self, name, rank, buf, which, base) -> list[ChunkRead]:
+    def _chunk_reads(self, name, rank, buf, which, base, rows=None) -> list[ChunkRead]:
         idx = self.index(rank)
-        entry = idx["leaves"].get(name)
-        if entry is None:
-            raise CorruptionError(f"version {self.vid}, rank {rank}: index has no leaf {name!r}")
+        entry = self.leaf(name, rank)
         chunks, codecs, files = entry.chunks, idx["codecs"], idx["files"]
         starts = self.chunk_starts(name, rank)
         which = list(which)
@@ -156,17 +170,29 @@ class VersionReader:
             reads.append(ChunkRead(files[c.file], c.var, c.offset, c.stored, c.nbytes, c.hash,
                                    None if codec["id"] == "raw" else codec, buf, at - base,
                                    f"chunk {k} (bytes {at}..{at + c.nbytes} of the stored block)",
-                                   k))
+                                   k, 0 if rows is None else rows[k]))
         return reads
 
-    def stream_chunks(self, name: str, rank: int, which, place) -> None:
+    def stream_chunks(self, name: str, rank: int, which, place, rows=None,
+                      defer: list | None = None) -> None:
         """Read and verify the chunks ``which`` of leaf ``name`` of ``rank``
-        through cache-sized scratch buffers, calling ``place(k, bytes)`` for each
-        verified chunk k (possibly from a worker thread, chunks in any order)."""
-        reads = self._chunk_reads(name, rank, None, which, 0)
+        without a leaf-sized buffer, calling ``place(k, bytes, start)`` with
+        the bytes of chunk k from byte ``start`` on (slabs of whole rows of
+        ``rows[k]`` bytes straight from the page cache, or the whole chunk
+        from a scratch buffer; possibly from a worker thread, chunks in any
+        order; see restore/fetch.stream)."""
+        reads = self._chunk_reads(name, rank, None, which, 0, rows)
         what = f"version {self.vid}, provider {name!r}, rank {rank}"
         stream(reads, lambda rel: self._reader(rel, f"{what}: "),
-               lambda rel: f"{what}, file {self.path(rel)}", lambda r, data: place(r.key, data))
+               lambda rel: f"{what}, file {self.path(rel)}",
+               lambda r, data, start: place(r.key, data, start), defer)
+
+    def _put(self, write) -> None:
+        """A write into the caller's ``out``: now, or queued (``defer``)."""
+        if self.defer is None:
+            write()
+        else:
+            self.defer.append(write)
 
     def read_range(self, name: str, rank: int, dest: np.ndarray, start: int) -> None:
         """Fill ``dest`` (flat uint8) with bytes ``[start, start + dest.size)`` of
@@ -175,20 +201,21 @@ class VersionReader:
         buffers, since a chunk is verified whole."""
         if not dest.size:
             return
-        chunks, starts = self._leaf(name, rank).chunks, self.chunk_starts(name, rank)
+        chunks, starts = self.leaf(name, rank).chunks, self.chunk_starts(name, rank)
         stop = start + dest.size
         k0 = bisect.bisect_right(starts, start) - 1
         k1 = bisect.bisect_right(starts, stop - 1) - 1
         inner = [k for k in range(k0, k1 + 1)
                  if starts[k] >= start and starts[k] + chunks[k].nbytes <= stop]
         if inner:
-            self.read_chunks(name, rank, dest, inner, base=start)
+            self.read_chunks(name, rank, dest, inner, base=start, defer=self.defer)
         for k in sorted({k0, k1} - set(inner)):
             lo = starts[k]
             tmp = np.empty(chunks[k].nbytes, np.uint8)
             self.read_chunks(name, rank, tmp, [k], base=lo)
             a, b = max(lo, start), min(lo + tmp.size, stop)
-            dest[a - start:b - start] = tmp[a - lo:b - lo]
+            self._put(lambda a=a, b=b, tmp=tmp, lo=lo:
+                      dest.__setitem__(slice(a - start, b - start), tmp[a - lo:b - lo]))
 
     # -- leaves -------------------------------------------------------------
     def entry(self, name: str) -> dict:
@@ -201,8 +228,7 @@ class VersionReader:
     def read_block(self, name: str, block: dict) -> np.ndarray:
         """The whole block of ``name`` written by ``block['rank']``, as its flat
         C-order bytes (a tiled block's pieces put back in place)."""
-        entry = None if block.get("pack") is not None else \
-            self.index(block["rank"])["leaves"].get(name)
+        entry = None if block.get("pack") is not None else self.leaf(name, block["rank"])
         if entry is not None and entry.tile is not None:
             e = self.entry(name)
             out = np.empty(tuple(block["shape"]), np.dtype(e["dtype"]))
@@ -230,10 +256,10 @@ class VersionReader:
         if self.format == 1:
             b = self.entry(name)["blocks"][rank]
         else:
-            leaf = self.index(rank)["leaves"].get(name)
-            if leaf is None or leaf.block is None:
+            leaf = self.leaf(name, rank)
+            if leaf.block is None:
                 raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
-                                      f"missing from the rank index")
+                                      f"leaf has no block record in the rank index")
             b = {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
         # core hook (issue 10): the block against the manifest's dtype and decomposition
         check_block(f"version {self.vid}, provider {name!r}, rank {rank}", self.entry(name), b,
@@ -275,14 +301,7 @@ class VersionReader:
                                   f"{exc.strerror or exc}") from None
 
     def nchunks(self, name: str, block: dict) -> int:
-        return len(self._leaf(name, block["rank"]).chunks)
-
-    def _leaf(self, name: str, rank: int):
-        entry = self.index(rank)["leaves"].get(name)
-        if entry is None:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {rank}: "
-                                  f"missing from the rank index")
-        return entry
+        return len(self.leaf(name, block["rank"]).chunks)
 
     def _packed(self, name: str, block: dict) -> np.ndarray:
         """A read-only view of a packed block's bytes inside the (cached) pack
@@ -292,27 +311,26 @@ class VersionReader:
         where = f"version {self.vid}, provider {name!r}, rank {rank}"
         key = (rank, pname)
         cached = self._packs.get(key)
-        entry = self.index(rank)["leaves"].get(pname)
-        if entry is None:
-            raise CorruptionError(f"{where}: pack leaf {pname!r} missing from the rank index")
+        entry = self.leaf(pname, rank, "pack leaf")
         if off < 0 or off + n > entry.nbytes:
             raise CorruptionError(f"{where}: bytes {off}..{off + n} lie outside the pack leaf "
                                   f"{pname!r} of {entry.nbytes} bytes")
         if cached is None:
-            nch = len(entry.chunks)
-            cached = self._packs[key] = (np.empty(entry.nbytes, np.uint8), np.zeros(nch, bool))
+            cached = self._packs[key] = (np.empty(entry.nbytes, np.uint8),
+                                         [False] * len(entry.chunks))
         buf, loaded = cached
         csize = entry.chunk_size
         if n:
-            need = np.arange(off // csize, (off + n - 1) // csize + 1)
-            missing = need[~loaded[need]]
-            if missing.size:
+            # plain ints: thousands of small packed providers restore per call
+            missing = [k for k in range(off // csize, (off + n - 1) // csize + 1) if not loaded[k]]
+            if missing:
                 try:
-                    self.read_chunks(pname, rank, buf, missing.tolist())
+                    self.read_chunks(pname, rank, buf, missing)
                 except CorruptionError as exc:
                     raise CorruptionError(f"{where} (packed at bytes {off}..{off + n} of the "
                                           f"pack): {exc}") from exc
-                loaded[missing] = True
+                for k in missing:
+                    loaded[k] = True
         view = buf[off:off + n]
         if digest_of([chunk_hash(view)]) != block["digest"]:
             raise CorruptionError(f"{where}: packed bytes {off}..{off + n} of pack {pname!r} do "
@@ -384,17 +402,19 @@ class VersionReader:
         whole = tuple(ioff) == boff and tuple(ishape) == bshape
         packed = block.get("pack") is not None
         if not packed:
-            entry = self.index(block["rank"])["leaves"].get(name)
-            if entry is not None and entry.tile is not None:
+            entry = self.leaf(name, block["rank"])
+            if entry.tile is not None:
                 self._fill_tiled(name, dtype, block, entry, out, out_off, out_shape, inter)
                 return
         if whole and tuple(out_shape) == bshape and out.flags.c_contiguous:
             # Same decomposition: read straight into the application's memory.
             buf = out.reshape(-1).view(np.uint8)
             if packed:
-                buf[:] = self._packed(name, block)
+                got = self._packed(name, block)
+                self._put(lambda: buf.__setitem__(slice(None), got))
             else:
-                self.read_chunks(name, block["rank"], buf, range(self.nchunks(name, block)))
+                self.read_chunks(name, block["rank"], buf, range(self.nchunks(name, block)),
+                                 defer=self.defer)
             return
         sub_off = tuple(a - b for a, b in zip(ioff, boff))
         dst = out[local_slices(ioff, ishape, out_off)]
@@ -407,11 +427,12 @@ class VersionReader:
         if packed:
             buf = self._packed(name, block)
         else:
-            csize = self._leaf(name, block["rank"]).chunk_size
+            csize = self.leaf(name, block["rank"]).chunk_size
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
-        out[local_slices(ioff, ishape, out_off)] = src[local_slices(ioff, ishape, boff)]
+        self._put(lambda: out.__setitem__(local_slices(ioff, ishape, out_off),
+                                          src[local_slices(ioff, ishape, boff)]))
 
     def _fill_tiled(self, name, dtype, block, entry, out, out_off, out_shape, inter) -> None:
         """Fill the part ``inter`` of ``out`` from a block stored on the global
@@ -431,24 +452,44 @@ class VersionReader:
         if (tuple(ioff) == boff and tuple(ishape) == bshape and tuple(out_shape) == bshape
                 and out.flags.c_contiguous and is_contiguous(boff, bshape, ps)):
             # Same block, pieces already in C order: read straight into the target.
-            self.read_chunks(name, rank, out.reshape(-1).view(np.uint8), which)
+            self.read_chunks(name, rank, out.reshape(-1).view(np.uint8), which, defer=self.defer)
             return
         note = self.subranges
         idx = self.index(rank) if note is not None else None
+        rows = [int(np.prod(p[1][1:], dtype=np.int64)) * dtype.itemsize if p[1] else 0
+                for p in ps]
+        subs: dict[int, list] = {}      # k -> [start, n, hasher] of a sub-piece to note
+        if note is not None:
+            for k in which:
+                c = entry.chunks[k]
+                if c.stored == c.nbytes and idx["codecs"][c.codec].get("id") == "raw":
+                    sub = sub_piece(ps[k], entry.tile, out_off, out_shape, dtype.itemsize)
+                    if sub is not None:
+                        subs[k] = [sub[0], sub[1], xxhash.xxh3_128()]
 
-        def place(k: int, data: np.ndarray) -> None:
+        def place(k: int, data: np.ndarray, start: int) -> None:
             po, pshape = ps[k]
-            sub_off, sub_shp = intersect(po, pshape, ioff, ishape)
-            src = data.view(dtype).reshape(pshape)
-            out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
-            c = entry.chunks[k]
-            if note is not None and c.stored == c.nbytes and idx["codecs"][c.codec].get("id") == "raw":
-                sub = sub_piece(ps[k], entry.tile, out_off, out_shape, dtype.itemsize)
-                if sub is not None:     # hashed here, verified bytes in cache
-                    s, n = sub
+            if pshape and rows[k]:
+                # ``data``: whole rows [r0, r0 + n) of the piece
+                r0 = start // rows[k]
+                po = (po[0] + r0, *po[1:])
+                pshape = (data.size // rows[k], *pshape[1:])
+            got = intersect(po, pshape, ioff, ishape)
+            if got is not None:
+                sub_off, sub_shp = got
+                src = data.view(dtype).reshape(pshape)
+                out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
+            sub = subs.get(k)
+            if sub is not None:          # hashed here, verified bytes in cache
+                s, n, h = sub
+                lo, hi = max(s, start), min(s + n, start + data.size)
+                if lo < hi:
+                    h.update(data[lo - start:hi - start])
+                if hi == s + n:
+                    c = entry.chunks[k]
                     note.append(StoredChunk(idx["files"][c.file], c.var, c.offset + s, n, n,
-                                            chunk_hash(data[s:s + n]), idx["codecs"][c.codec]))
-        self.stream_chunks(name, rank, which, place)
+                                            h.hexdigest(), idx["codecs"][c.codec]))
+        self.stream_chunks(name, rank, which, place, rows, defer=self.defer)
 
 
 def _contiguous(shape: tuple, sub: tuple) -> bool:
