@@ -118,3 +118,14 @@ def test_c_options_and_veloc_keys_map_to_the_same_settings(tmp_path):
     assert cfg.redundancy.spec == "rs:4+2" and cfg.persist is None and cfg.node_local
     with pytest.raises(ArgumentError, match="mode='async'"):
         EngineConfig.resolve("sync", None, str(tmp_path), "xor", None, None)
+
+
+def test_node_stores_default_to_a_base_that_outlives_the_job(monkeypatch):
+    import os
+    from vlcc.engine.config import EngineConfig
+    monkeypatch.delenv("VLCC_LOCAL_DIR", raising=False)
+    cfg = EngineConfig.resolve("async", None, None, "xor", None, None)
+    assert cfg.node_local and not cfg.local_explicit
+    assert os.path.basename(cfg.local_dir) == f"vlcc-{os.getuid()}-nodes"
+    with pytest.raises(ArgumentError, match="node-local tier"):
+        EngineConfig.resolve("async", None, "none", "partner", None, None)

@@ -13,6 +13,10 @@
 | persist        | ``persist``      | ``VLCC_PERSIST``        | ``always``: every version is copied to the persistent tier before it commits; ``never``: node-local tier only; a number: seconds between persisted versions |
 | node-local versions kept | —      | ``VLCC_LOCAL_KEEP``     | 2 (with redundancy or persist other than ``always``: versions kept in the node stores) |
 
+With redundancy or a ``persist`` other than ``always`` and no local dir given,
+the node stores go to ``/dev/shm/vlcc-<uid>-nodes`` (or the temp dir): not the
+per-job default base, since a restart (a new job) must find them.
+
 Why the default local tier only takes spills: /dev/shm is RAM, like the
 memory tier that already holds every captured version until it is flushed;
 writing each version there too cost a copy into fresh tmpfs pages and a
@@ -74,6 +78,7 @@ class EngineConfig:
     redundancy: Scheme = field(default_factory=lambda: parse("none"))
     persist: float | None = 0.0      # seconds between persisted versions; None: never
     keep_local: int = 2              # versions kept in the node stores (node-local mode)
+    local_explicit: bool = False     # local_dir given (keyword or VLCC_LOCAL_DIR)
 
     @property
     def node_local(self) -> bool:
@@ -102,20 +107,22 @@ class EngineConfig:
             not in ("0", "no", "off", "false")
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
         spill = parse_bytes(env.get("VLCC_LOCAL_BUDGET", budget), "VLCC_LOCAL_BUDGET")
+        explicit = (local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")) not in (None, "")
         flush_mpi = env.get("VLCC_FLUSH_MPI", "auto").strip().lower() not in ("0", "no", "off", "false")
         if scheme.kind != "none" or every != 0.0:
             what = (f"redundancy={scheme.spec!r}" if scheme.kind != "none"
                     else f"persist={persist if persist is not None else env.get('VLCC_PERSIST')!r}")
             if mode != "async":
                 raise ArgumentError(f"{what} needs mode='async' (the flusher thread encodes)")
-            if (local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")) in (None, "") \
-                    or ld is None:
-                raise ArgumentError(f"{what} needs a node-local directory that outlives the job's "
-                                    f"processes: local_dir=... or VLCC_LOCAL_DIR")
+            if ld is None:
+                raise ArgumentError(f"{what} needs the node-local tier (local_dir='none' was given)")
+            if not explicit:
+                # not the per-job default base: node stores must outlive the job
+                ld = os.path.join(os.path.dirname(ld), f"vlcc-{os.getuid()}-nodes")
             stage = True
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
                    flush_mpi=flush_mpi, stage_local=stage, redundancy=scheme, persist=every,
-                   keep_local=max(1, keep))
+                   keep_local=max(1, keep), local_explicit=explicit)
 
 
 def parse_persist(value) -> float | None:

@@ -150,17 +150,19 @@ class Engine:
             return self.persisted[vid]
         return os.path.exists(self.persistent.abs(self.persistent.rel_index_file(vid, 0)))
 
-    def node_store(self, comm) -> tuple[NodeMap | None, NodeStore | None]:
+    def node_store(self, comm, base: str | None = None) -> tuple[NodeMap, NodeStore]:
         """Collective (on first use): this rank's node and its node's store of the
-        repository, when a node-local directory is configured (restore of a
-        version kept on node-local tiers)."""
-        if self.nodes is None and self.cfg.local_dir is not None:
+        repository (restore of a version kept on node-local tiers); ``base``:
+        the node-local directory to look in when this engine does not write
+        to node stores (default: the configured one)."""
+        if self.nodes is None:
             from ..comm.nodes import node_map
             self.nodes = node_map(comm)
-        if self.store is not None or self.nodes is None:
+        if self.store is not None:
             return self.nodes, self.store
         # not written through (redundancy none, persist always): only read here
-        return self.nodes, NodeStore(self.nodes.local_dir(self.cfg.local_dir), self.persistent.root)
+        return self.nodes, NodeStore(self.nodes.local_dir(base or self.cfg.local_dir),
+                                     self.persistent.root)
 
     # -- write path ------------------------------------------------------------------
     def allocator(self) -> CaptureAlloc:
