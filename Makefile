@@ -23,15 +23,15 @@ setup-core: $(CORE_STAMP)
 $(CORE_STAMP): pyproject.toml
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	# MPI from PyPI: the mpich wheel ships libmpi, mpicc and mpiexec; mpi4py's wheel loads it.
-	$(BIN)/pip install -q --disable-pip-version-check mpich mpi4py
-	$(BIN)/pip install -q --disable-pip-version-check -e .
+	# One pip call (one resolver run) for MPI and vlcc's required dependencies.
+	$(BIN)/pip install -q --disable-pip-version-check mpich mpi4py -e .
 	@touch $@
 
 setup: $(STAMP)
 
 $(STAMP): $(CORE_STAMP) pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,resilience]'
+	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,release,resilience]'
 	@$(MAKE) --no-print-directory fortran
 	@$(MAKE) --no-print-directory setup-mpi-toolchain setup-adjoint setup-torch setup-slurm
 	# libvlcc (cffi embedding) + the Fortran module, into vlcc/_lib/

@@ -131,7 +131,8 @@ int vlcc_unregister(const char *name);
 int vlcc_checkpoint(int64_t step, const char *message, char *version_id, size_t id_len);
 
 /* Restore every registered provider from `version`: NULL or "latest" (newest version of the
- * current branch), a version id, "tag:NAME" or "branch:NAME". Collective; N->M aware for
+ * current branch), a version id or unique prefix, "tag:NAME", "branch:NAME", "step:N",
+ * "step:N@BRANCH" or a bare branch/tag name (the specs of vlcc_resolve). Collective; N->M aware for
  * distributed buffers. All or nothing: every rank reads and checks every provider's bytes
  * (checksums, shapes, dtypes) before any registered buffer is written, so an error leaves
  * all buffers on all ranks as they were. The restored version becomes the parent of the

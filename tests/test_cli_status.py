@@ -94,3 +94,13 @@ def test_missing_optional_package_from_python(repo, tmp_path, monkeypatch):
         report(repo, str(tmp_path / "r.png"))
     with pytest.raises(ImportError):        # still an ImportError for code that expects one
         report(repo, str(tmp_path / "r.png"))
+
+
+def test_missing_codec_package_names_the_extra(monkeypatch):
+    """A version written with zstd, read where zstandard is missing: one error naming the extra."""
+    from vlcc.encode import base
+    monkeypatch.delitem(base._REGISTRY, "zstd", raising=False)
+    with pytest.raises(vlcc.MissingDependencyError, match=r"codec 'zstd'.*pip install 'vlcc\[compress\]'"):
+        base.get_codec({"id": "zstd", "level": 3})
+    with pytest.raises(vlcc.ArgumentError, match="unknown codec 'nope'"):
+        base.get_codec("nope")

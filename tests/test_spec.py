@@ -6,6 +6,7 @@ plan (serially and under mpiexec at 1, 2, 3 ranks) and C's vlcc_query."""
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -103,43 +104,48 @@ def test_repository_every_form(repo):
         assert spec.split(":")[-1].split("@")[0] in str(e.value), (spec, e.value)   # names it
 
 
-def _cli(capsys, *args) -> tuple[int, str]:
+def _cli(cap, *args) -> tuple[int, str]:
     rc = main([str(a) for a in args])
-    return rc, capsys.readouterr().out
+    return rc, cap.readouterr().out
 
 
-def test_cli_every_form_both_styles(repo, capsys, tmp_path):
+def test_cli_every_form_both_styles(repo, capfd, tmp_path):
     path, ids, want = repo
     for spec, name in want.items():
         for style in ([path, spec], [f"{path}@{spec}"]):
-            rc, out = _cli(capsys, "resolve", *style)
+            rc, out = _cli(capfd, "resolve", *style)
             assert (rc, out.strip()) == (0, ids[name]), (style, out)
-            rc, out = _cli(capsys, "show", *style, "--json")
+            rc, out = _cli(capfd, "show", *style, "--json")
             assert rc == 0 and json.loads(out)["id"] == ids[name], style
-            rc, out = _cli(capsys, "verify", *style, "--json")
+            rc, out = _cli(capfd, "verify", *style, "--json")
             assert rc == 0 and json.loads(out)["versions"] == 1, style
-            rc, out = _cli(capsys, "log", *style, "--json")
+            rc, out = _cli(capfd, "log", *style, "--json")
             assert rc == 0 and json.loads(out)[0]["id"] == ids[name], style
-        rc, _ = _cli(capsys, "diff", path, spec, ids[name])            # REPO V1 V2
+        rc, _ = _cli(capfd, "diff", path, spec, ids[name])            # REPO V1 V2
         assert rc == 0, spec
-        rc, _ = _cli(capsys, "diff", f"{path}@{spec}", f"{path}@{ids[name]}")
+        rc, _ = _cli(capfd, "diff", f"{path}@{spec}", f"{path}@{ids[name]}")
         assert rc == 0, spec
     out = tmp_path / "a.npz"
-    assert _cli(capsys, "export", path, "step:3@main", out, "-q")[0] == 0
+    assert _cli(capfd, "export", path, "step:3@main", out, "-q")[0] == 0
     np.testing.assert_array_equal(np.load(out)["u"], _field(3, "main"))
-    assert _cli(capsys, "export", f"{path}@step:4", out, "-q", "--force")[0] == 0
+    assert _cli(capfd, "export", f"{path}@step:4", out, "-q", "--force")[0] == 0
     np.testing.assert_array_equal(np.load(out)["u"], _field(4, "exp"))
+    for spec, name in want.items():   # replay: both styles hand the command the same version
+        for style in ([f"{path}@{spec}"], [path, spec]):
+            rc, out = _cli(capfd, "replay", *style, "--", sys.executable, "-c",
+                           "import os; print('RESTORE=' + os.environ['VLCC_RESTORE'])")
+            assert rc == 0 and f"RESTORE={ids[name]}" in out, (style, out)
     # bad specs: usage (2) vs not found (3), the same in every command
     for spec, err in BAD.items():
         if spec == "":
             continue
         rc_want = EXIT_USAGE if err is vlcc.ArgumentError else EXIT_NOT_FOUND
         for cmd in ("show", "resolve", "verify", "log"):
-            assert _cli(capsys, cmd, path, spec)[0] == rc_want, (cmd, spec)
+            assert _cli(capfd, cmd, path, spec)[0] == rc_want, (cmd, spec)
     # both styles at once, or a version for a whole-repository command: usage errors
-    assert _cli(capsys, "show", f"{path}@latest", "latest")[0] == EXIT_USAGE
-    assert _cli(capsys, "du", f"{path}@latest")[0] == EXIT_USAGE
-    assert _cli(capsys, "show", f"{path}-missing", "latest")[0] == EXIT_NOT_FOUND
+    assert _cli(capfd, "show", f"{path}@latest", "latest")[0] == EXIT_USAGE
+    assert _cli(capfd, "du", f"{path}@latest")[0] == EXIT_USAGE
+    assert _cli(capfd, "show", f"{path}-missing", "latest")[0] == EXIT_NOT_FOUND
 
 
 def test_checkpointer_restore_and_plan_every_form(repo, tmp_path):
@@ -219,3 +225,39 @@ def test_c_vlcc_query_every_form(repo, tmp_path):
     for spec in bad:
         code = vlcc.ArgumentError.code if BAD[spec] is vlcc.ArgumentError else vlcc.NotFoundError.code
         assert int(rows[spec][1]) == code == int(rows[spec][4]), rows[spec]
+
+
+RESOLVE_F90 = r"""
+program resolve
+  use, intrinsic :: iso_fortran_env, only: int64
+  use mpi
+  use vlcc
+  implicit none
+  integer :: ierr, r, i
+  integer(int64) :: step
+  character(len=64) :: vid, spec, repo
+  call MPI_Init(ierr)
+  call MPI_Comm_rank(MPI_COMM_WORLD, r, ierr)
+  call get_command_argument(1, repo)
+  call vlcc_init(trim(repo), MPI_COMM_WORLD, ierr)
+  do i = 2, command_argument_count()
+    call get_command_argument(i, spec)
+    call vlcc_resolve(trim(spec), ierr, vid, step)
+    if (r == 0) print '(a,"|",i0,"|",a,"|",i0)', trim(spec), ierr, trim(vid), step
+  end do
+  call vlcc_finalize(ierr)
+  call MPI_Finalize(ierr)
+end program resolve
+"""
+
+
+def test_fortran_vlcc_resolve(repo, tmp_path):
+    from capi_helpers import build_fortran, fmpirun
+    path, ids, want = repo
+    src = tmp_path / "resolve.f90"
+    src.write_text(RESOLVE_F90)
+    exe = build_fortran(src, tmp_path / "resolve")
+    specs = ["step:3@main", "tag:good", "step:4@exp"]
+    p = fmpirun(2, exe, path, *specs)
+    rows = [line.strip().split("|") for line in p.stdout.splitlines() if "|" in line]
+    assert rows == [[s, "0", ids[want[s]], want[s][1:]] for s in specs], p.stdout

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 
+from ._version import __version__
 from .errors import (ArgumentError, CorruptionError, FormatVersionError, NotFoundError,
                      RepositoryError, VlccError)
 from .repo.manifest import Version
@@ -458,6 +459,7 @@ docs: README.md and docs/ of the vlcc sources (docs/tools.md for diff, export, r
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlcc", description="Inspect a vlcc checkpoint repository.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"vlcc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("log", help="list versions, newest first")

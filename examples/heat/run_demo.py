@@ -109,7 +109,10 @@ def main(argv=None) -> int:
         print(f"== vlcc log {repo}")
         print_log(repo)
         print(f"== demo {'passed' if same else 'FAILED'} in {time.monotonic() - t_start:.1f} s")
-        if a.workdir:
+        if not a.workdir:
+            print(f"(the repository was in a temporary directory, removed now; "
+                  f"--workdir DIR keeps it in DIR/heat, as `make demo` does in runs/demo)")
+        else:
             rel = os.path.relpath(repo)
             vlcc_cmd = os.path.relpath(os.path.join(os.path.dirname(sys.executable), "vlcc"))
             print(f"The repository is kept in {rel}; inspect it with the venv's vlcc "

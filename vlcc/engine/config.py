@@ -7,6 +7,7 @@
 | local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir, for spill only (see below); ``none`` disables |
 | write through local | —            | ``VLCC_LOCAL_STAGE``    | ``1`` when the local dir is given (keyword or environment): every version is written there first, then promoted; ``0`` with the default dir |
 | spill budget   | —                | ``VLCC_LOCAL_BUDGET``   | the memory budget: captures the memory tier cannot hold go to the local tier up to this many bytes |
+| keep last (sync) | —              | ``VLCC_KEEP_LAST``      | ``0``: off; ``1``: a sync checkpoint also copies its state into the memory tier, beside the write (a restore right after it then reads memory, not the disk its O_DIRECT write bypassed the page cache for; the copy is abandoned if the write finishes first); ``auto``: only while the process has a spare CPU |
 | flusher MPI    | —                | ``VLCC_FLUSH_MPI``      | ``auto``: the flusher hashes, agrees and commits on its own communicator when MPI is at MPI_THREAD_MULTIPLE; ``0``: never (the application's thread does it) |
 | redundancy     | ``redundancy``   | ``VLCC_REDUNDANCY``     | ``none``; ``partner``, ``xor``, ``rs:K+M`` protect the node-local tier against node loss (engine/resilience/) |
 | XOR group size | ``group_size``   | ``VLCC_GROUP_SIZE``     | 8 nodes |
@@ -75,6 +76,7 @@ class EngineConfig:
     local_budget: int = 1 << 30      # bytes of captures spilled to the local tier at most
     flush_mpi: bool = True           # the flusher may run collectives (if the thread level allows)
     stage_local: bool = True         # versions are written to the local tier, then promoted
+    keep_last: bool | None = False   # sync: copy each version to the memory tier (None: auto)
     redundancy: Scheme = field(default_factory=lambda: parse("none"))
     persist: float | None = 0.0      # seconds between persisted versions; None: never
     keep_local: int = 2              # versions kept in the node stores (node-local mode)
@@ -93,7 +95,7 @@ class EngineConfig:
         scheme = parse(redundancy if redundancy is not None else env.get("VLCC_REDUNDANCY"),
                        group_size if group_size is not None else env.get("VLCC_GROUP_SIZE") or None)
         every = parse_persist(persist if persist is not None else env.get("VLCC_PERSIST", "always"))
-        keep = int(env.get("VLCC_LOCAL_KEEP", 2))
+        keep_n = int(env.get("VLCC_LOCAL_KEEP", 2))
         mode = mode or env.get("VLCC_MODE") or "sync"
         if mode not in ("sync", "async"):
             raise ArgumentError(f"unknown mode {mode!r}: use 'sync' or 'async'")
@@ -120,9 +122,11 @@ class EngineConfig:
                 # not the per-job default base: node stores must outlive the job
                 ld = os.path.join(os.path.dirname(ld), f"vlcc-{os.getuid()}-nodes")
             stage = True
+        keep = env.get("VLCC_KEEP_LAST", "0").strip().lower()
+        keep_last = None if keep == "auto" else keep not in ("0", "no", "off", "false")
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
-                   flush_mpi=flush_mpi, stage_local=stage, redundancy=scheme, persist=every,
-                   keep_local=max(1, keep), local_explicit=explicit)
+                   flush_mpi=flush_mpi, stage_local=stage, keep_last=keep_last, redundancy=scheme,
+                   persist=every, keep_local=max(1, keep_n), local_explicit=explicit)
 
 
 def parse_persist(value) -> float | None:
