@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import dataclasses
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -24,7 +23,7 @@ import numpy as np
 
 from ..errors import StorageError
 from ..repo.paths import RepoPaths
-from .buffers import mapped
+from .buffers import mapped, spare_cpu
 from .config import EngineConfig
 from .local import LocalTier
 from .memory import MemoryTier
@@ -159,17 +158,6 @@ class Keeper:
 # with the write's hashing).
 
 
-def _spare_cpu() -> bool:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:          # not Linux
-        cpus = os.cpu_count() or 1
-    try:
-        return cpus >= 2 and os.getloadavg()[0] < cpus - 1
-    except OSError:
-        return False
-
-
 def _warm_flusher() -> None:
     """On the flusher thread, before any flush: load ADIOS2 and create this
     thread's ADIOS2 factory (io/adios_c.py keeps one per thread)."""
@@ -224,7 +212,7 @@ class Engine:
         if self.cfg.mode != "sync" or not n or n > self.memory.budget // 2:
             return None
         keep = self.cfg.keep_last
-        if not (keep if keep is not None else _spare_cpu()):
+        if not (keep if keep is not None else spare_cpu()):
             return None
         return Keeper(self, vid, leaves)
 
