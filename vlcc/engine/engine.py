@@ -49,6 +49,7 @@ class Pending:
     spilled: int = 0                # bytes captured into the node-local tier (memory full)
     dedup_parent: str | None = None  # the version whose chunks this one may reference
     future: cf.Future | None = field(default=None, repr=False)
+    copied: cf.Future | None = field(default=None, repr=False)   # lazy capture copies
 
 
 class CaptureAlloc:
@@ -58,11 +59,22 @@ class CaptureAlloc:
     instead of waiting for the flusher); else a fresh one, and ``submit``
     waits (back-pressure: both tiers full)."""
 
-    def __init__(self, engine: "Engine"):
+    def __init__(self, engine: "Engine", lazy=None):
         self.engine = engine
         self.ram = 0
         self.spilled = 0
         self.sizes: list[int] = []     # RAM buffers handed out (to be replaced in the pool)
+        # names whose capture copy runs in the background (True: every array)
+        self.lazy = lazy
+        self.deferred: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def later(self, name: str, dst: np.ndarray, src: np.ndarray) -> bool:
+        """Take over the capture copy ``src`` → ``dst`` of provider ``name`` if
+        it is lazy: ``Engine.submit`` runs it on the capture thread."""
+        if not self.lazy or (self.lazy is not True and name not in self.lazy):
+            return False
+        self.deferred.append((dst, src))
+        return True
 
     def __call__(self, nbytes: int) -> np.ndarray:
         eng = self.engine
@@ -158,6 +170,13 @@ class Keeper:
 # with the write's hashing).
 
 
+def _copy_all(jobs: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    # numpy releases the GIL for these copies: they overlap the application's
+    # next forward/backward (DataStates-LLM's lazy capture)
+    for dst, src in jobs:
+        np.copyto(dst, src)
+
+
 def _warm_flusher() -> None:
     """On the flusher thread, before any flush: load ADIOS2 and create this
     thread's ADIOS2 factory (io/adios_c.py keeps one per thread)."""
@@ -178,7 +197,8 @@ class Engine:
         self.rank = rank
         self._flush_fn = flush
         self.memory = MemoryTier(cfg.memory_budget)
-        self.local = LocalTier(cfg.local_dir, cfg.local_budget) if cfg.local_dir else None
+        self.local = (LocalTier(cfg.local_dir, cfg.local_budget, persistent) if cfg.local_dir
+                      else None)
         self.pending: list[Pending] = []
         self._flusher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-flush")
         # Start the thread now: started at the first checkpoint, it was part of
@@ -186,6 +206,7 @@ class Engine:
         # the first flush otherwise).
         self._flusher.submit(_warm_flusher)
         self._prefetcher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-prefetch")
+        self._copier: cf.ThreadPoolExecutor | None = None    # lazy captures, made at first use
         self._prefetching: dict[str, cf.Future] = {}
         self._local_kept: collections.deque = collections.deque()
         self._lock = threading.Lock()
@@ -196,8 +217,17 @@ class Engine:
         return [self.local.layout] if self.local else []
 
     # -- write path ------------------------------------------------------------------
-    def allocator(self) -> CaptureAlloc:
-        return CaptureAlloc(self)
+    def allocator(self, lazy=None) -> CaptureAlloc:
+        """A capture's buffers; ``lazy``: provider names (or True: all) whose
+        copies may run after the capture returns (see :meth:`settle`)."""
+        return CaptureAlloc(self, lazy)
+
+    def settle(self) -> None:
+        """Block until every lazy capture copy is done: the captured arrays may
+        be modified again. A failed copy is reported by its version's flush."""
+        futs = [p.copied for p in self.pending if p.copied is not None]
+        if futs:
+            cf.wait(futs)
 
     def prefault(self, nbytes: int) -> None:
         """Fault in a capture buffer of ``nbytes`` in the background (called at
@@ -229,6 +259,11 @@ class Engine:
         if p.spilled:
             self.memory.stats.spilled += 1
             self.memory.stats.spilled_bytes += p.spilled
+        if alloc is not None and alloc.deferred:
+            if self._copier is None:
+                self._copier = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-capture")
+            p.copied = self._copier.submit(_copy_all, alloc.deferred)
+            alloc.deferred = []
         self.memory.put(p.vid, {l.name: l for l in p.leaves}, p.nbytes - p.spilled, dirty=True)
         behind = bool(self.pending)
         p.future = self._flusher.submit(self._flush, p)
@@ -244,11 +279,15 @@ class Engine:
                 self.prefault(n)
 
     def _flush(self, p: Pending) -> dict:
+        if p.copied is not None:
+            cf.wait([p.copied])      # the lazy capture's bytes first
         if self._failed is not None:
             # Same on every rank (a flush fails on all ranks or none), so no
             # rank enters a collective for a version the others skip.
             raise StorageError(f"not flushed: {self._failed} failed before it")
         try:
+            if p.copied is not None:
+                p.copied.result()    # a failed copy fails the version
             return self._flush_fn(p, lambda write: self._store(p, write))
         except BaseException:
             self._failed = p.vid
@@ -346,6 +385,8 @@ class Engine:
                 pass  # a failed prefetch is a miss; the restore reads and reports
 
     def close(self) -> None:
+        if self._copier is not None:
+            self._copier.shutdown(wait=True)
         self._prefetcher.shutdown(wait=True, cancel_futures=True)
         self._flusher.shutdown(wait=True)
         self.memory.clear()

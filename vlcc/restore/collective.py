@@ -143,8 +143,7 @@ def _call(p, src, fn):
 
 
 def _restored(s: Session, v: Version) -> Version:
-    s.parent = v.id
-    s.last_version = v
+    s.rewound(v.id, v)
     s.engine.memory.advance(v.id)
     prefetch_upcoming(s)
     return v

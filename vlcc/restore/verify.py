@@ -50,7 +50,7 @@ def _verify_all(repo, *, deep: bool) -> dict:
     loaded = []
     for vid in repo.version_ids():
         try:
-            loaded.append(repo._load(vid))
+            loaded.append(repo.load_version(vid))
         except CorruptionError as exc:
             damaged[vid] = str(exc)
     bad_refs = check_refs(repo)
