@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import StorageError
 from ..repo.paths import RepoPaths
 from ..comm.nodes import NodeMap
-from .buffers import mapped
+from .buffers import mapped, spare_cpu
 from .config import EngineConfig
 from .local import LocalTier
 from .memory import MemoryTier
@@ -176,17 +176,6 @@ class Keeper:
 # with the write's hashing).
 
 
-def _spare_cpu() -> bool:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:          # not Linux
-        cpus = os.cpu_count() or 1
-    try:
-        return cpus >= 2 and os.getloadavg()[0] < cpus - 1
-    except OSError:
-        return False
-
-
 def _copy_all(jobs: list[tuple[np.ndarray, np.ndarray]]) -> None:
     # numpy releases the GIL for these copies: they overlap the application's
     # next forward/backward (DataStates-LLM's lazy capture)
@@ -299,7 +288,7 @@ class Engine:
         if self.cfg.mode != "sync" or not n or n > self.memory.budget // 2:
             return None
         keep = self.cfg.keep_last
-        if not (keep if keep is not None else _spare_cpu()):
+        if not (keep if keep is not None else spare_cpu()):
             return None
         return Keeper(self, vid, leaves)
 
