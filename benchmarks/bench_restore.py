@@ -200,19 +200,31 @@ def part_nm(comm, base, args, res):
 
 def part_fresh(comm, base, args, res):
     """Restore right after checkpoint() in the same process against readinto
-    of a numpy file written just before (both: the state just written)."""
+    of a numpy file written just before (both: the state just written). The
+    checkpoint itself is timed too, against one that keeps no copy in the
+    memory tier (a 4 KiB memory_budget), alternating: the copy must not slow it.
+    ``--keep 1|0|auto`` sets VLCC_KEEP_LAST (auto: the copy only with a
+    spare CPU)."""
+    from vlcc.engine import engine
+    os.environ["VLCC_KEEP_LAST"] = args.keep
     rank = comm.rank
     n = args.mib * (1 << 20) // 8
     u = np.random.default_rng(rank).standard_normal(n)
     keep = u.copy()
     plain = os.path.join(base, f"fresh{rank}.npy")
     buf = np.empty_like(u)
-    best = {"vlcc": float("inf"), "readinto": float("inf")}
-    with vlcc.Checkpointer(os.path.join(base, "fresh"), comm=comm, dedup=False) as ck:
-        ck.register("u", u, global_shape=(n * comm.size,), offset=(n * rank,))
+    best = {"vlcc": float("inf"), "readinto": float("inf"), "ckpt": float("inf"),
+            "ckpt nokeep": float("inf")}
+    kw = dict(comm=comm, dedup=False)
+    with vlcc.Checkpointer(os.path.join(base, "fresh"), **kw) as ck, \
+            vlcc.Checkpointer(os.path.join(base, "fresh0"), memory_budget=4096, **kw) as ck0:
+        for c in (ck, ck0):
+            c.register("u", u, global_shape=(n * comm.size,), offset=(n * rank,))
         for i in range(args.repeat):
             u[:8] = i                              # a new state each time
-            ck.checkpoint(step=i)
+            best["ckpt nokeep"] = min(best["ckpt nokeep"],
+                                      timed(comm, lambda _i: ck0.checkpoint(step=i), 1))
+            best["ckpt"] = min(best["ckpt"], timed(comm, lambda _i: ck.checkpoint(step=i), 1))
             u[:] = 0
             best["vlcc"] = min(best["vlcc"], timed(comm, lambda _i: ck.restore(), 1))
             assert u[0] == i and np.array_equal(u[8:], keep[8:]), "restore is not bit-exact"
@@ -226,9 +238,14 @@ def part_fresh(comm, base, args, res):
             u[:8] = -1
             ck.checkpoint(step=args.repeat)
             profiled(comm, ck, None, {}, "fresh: restore after checkpoint", False, [])
+    res.append((f"fresh {comm.size}r (memory copy: {args.keep}, spare cpu: "
+                f"{engine._spare_cpu()})", 0.0, None))
+    res.append((f"fresh {comm.size}r checkpoint, no memory copy", best["ckpt nokeep"], None))
+    res.append((f"fresh {comm.size}r checkpoint (copy kept in memory)", best["ckpt"], None))
     res.append((f"fresh {comm.size}r readinto of a just-written file", best["readinto"], None))
     res.append((f"fresh {comm.size}r vlcc restore after checkpoint", best["vlcc"],
                 best["readinto"] / best["vlcc"], ("fresh", "warm")))
+    res.append(("KEEP", best["ckpt"] / best["ckpt nokeep"], None))
 
 
 def part_many(comm, base, args, res):
@@ -266,6 +283,8 @@ def print_profiles():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--part", choices=("same", "nm", "fresh", "many", "all"), default="all")
+    ap.add_argument("--keep", choices=("1", "0", "auto"), default="1",
+                    help="part fresh: VLCC_KEEP_LAST (a copy of each version in memory)")
     ap.add_argument("--providers", type=int, default=10000, help="providers of part many")
     ap.add_argument("--profile", action="store_true",
                     help="print a stage table per rank of one more restore per case")
@@ -297,8 +316,12 @@ def main():
         print(f"# {comm.size} ranks, best of {args.repeat}; ratio = reference time / vlcc time "
               f"(same bytes per rank), the reference being the faster of readinto and mmap copy "
               f"(the page cache copied out of a mapping) in this run")
-        many = None
+        many = keep = None
         for label, t, ratio, *goal in res:
+            if label == "KEEP":
+                keep = t
+                print(f"fresh: checkpoint time with the memory copy / without = {t:.2f}")
+                continue
             if label == "MANY":
                 many = t
                 print(f"many: restore / checkpoint = {t:.2f} (goal <= {MANY_GOAL})")
@@ -308,6 +331,8 @@ def main():
             print_profiles()
         goals = [f"{label.replace(' vlcc', '')} {ratio:.2f}x (goal {GOALS[g]})"
                  for label, _t, ratio, *gl in res if ratio and gl and (g := gl[0])]
+        if keep is not None:
+            goals.append(f"checkpoint with/without memory copy {keep:.2f}")
         if many is not None:
             goals.append(f"many restore/checkpoint {many:.2f} (goal <= {MANY_GOAL})")
         rest = [f"{label.replace(' vlcc', '')} {ratio:.2f}x"

@@ -84,15 +84,23 @@ def check_attrs(attrs) -> dict:
     return dict(attrs)
 
 
-def checkpoint(s: Session, step, message: str, attrs) -> Version:
-    """Collective: capture every provider into a new version (see module doc)."""
+def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
+    """Collective: capture every provider into a new version (see module doc).
+    ``lazy`` (async with flusher collectives only): names of array providers
+    (or True: all) whose capture copy runs in the background after this
+    returns; the caller leaves them unmodified until ``engine.settle()``."""
     eng = s.engine
     if eng.pending:
+        eng.settle()              # a previous lazy capture is complete before this one
         progress(s, block=False)
     t0 = time.time()
     holder: dict = {}
     is_async = s.mode == "async"
     threaded = is_async and s.flush_comm is not None
+    # the application's thread prepares (hashes) right after the capture
+    # without flusher collectives, and compare_to reads the captured bytes:
+    # then there is nothing to gain from a lazy copy
+    lazy = lazy if threaded and s.compare is None else None
 
     def own_parent():
         # threaded: the flusher writes versions in order, so the parent (in
@@ -105,7 +113,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         if step is not None and not isinstance(step, (int, np.integer)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
         holder["attrs"] = check_attrs(attrs)
-        holder["alloc"] = alloc = eng.allocator() if is_async else None
+        holder["alloc"] = alloc = eng.allocator(lazy) if is_async else None
         leaves = s.state.capture(copy=is_async, alloc=alloc)
         holder["leaves"] = leaves
         holder["descs"] = [(l.name, l.describe()) for l in leaves]
@@ -159,6 +167,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         raise
     if is_async:
         if not threaded:
+            s.writer.prepared(vid, pend.plan)
             s.writer.detach_plan()
         pend.lock = lock
         try:
@@ -170,10 +179,14 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         s.issued(v)
         _raise_if_diverged(s)
         return v
+    # a copy for the memory tier while the version is written (engine.Keeper)
+    keeper = eng.keep(vid, pend.leaves)
     try:
         doc = gather_decide(s.comm, lambda: s.writer.write(vid),
                             lambda results: commit_version(s, pend, results))
     except BaseException:
+        if keeper is not None:
+            keeper.abort()
         s.writer.abort()
         if s.rank == 0 and not os.path.exists(s.paths.manifest(vid)):
             shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
@@ -181,6 +194,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     finally:
         locks.release(lock)
     s.writer.committed(vid)
+    if keeper is not None:
+        keeper.commit()
     v = _committed(s, doc)
     _raise_if_diverged(s)
     return v
@@ -198,9 +213,12 @@ def _committed(s: Session, doc: dict) -> Version:
 
 
 def dedup_parent(s: Session) -> str | None:
-    """The version whose chunks the next one may reference: the parent, unless
-    it is still being flushed (async), then the newest version already flushed."""
-    if s.parent not in {p.vid for p in s.engine.pending}:
+    """The version whose chunks the next one may reference: the parent, also
+    while it is still being flushed (async: its chunk table is known from its
+    agreed plan, so a chunk captured for an in-flight version is referenced,
+    never written twice); the newest version already written only when the
+    parent's table is not at hand here."""
+    if s.parent not in {p.vid for p in s.engine.pending} or s.writer.knows(s.parent):
         return s.parent
     return s.writer.last_written()
 

@@ -76,7 +76,12 @@ class ArrayProvider(Provider):
         buf = alloc(own.nbytes) if (alloc is not None and own.nbytes) else None
         if buf is None:
             buf = np.empty(own.nbytes, np.uint8)
-        np.copyto(buf.view(own.dtype).reshape(own.shape), own)
+        dst = buf.view(own.dtype).reshape(own.shape)
+        # the allocator may take the copy over (lazy capture: copied in the
+        # background while the caller promises not to modify the array)
+        later = getattr(alloc, "later", None)
+        if later is None or not later(self.name, dst, own):
+            np.copyto(dst, own)
         leaf.data, leaf.pooled = buf, True
         return [leaf]
 
