@@ -31,7 +31,7 @@ setup: $(STAMP)
 
 $(STAMP): $(CORE_STAMP) pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,release]'
+	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,release,resilience]'
 	@$(MAKE) --no-print-directory fortran
 	@$(MAKE) --no-print-directory setup-mpi-toolchain setup-adjoint setup-torch setup-slurm
 	# libvlcc (cffi embedding) + the Fortran module, into vlcc/_lib/
