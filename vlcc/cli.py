@@ -29,7 +29,7 @@ import os
 import sys
 
 from .errors import CorruptionError, VlccError
-from .repo.manifest import Version
+from .repo.manifest import Version, stored_entry
 from .repository import Repository
 
 
@@ -38,9 +38,8 @@ def _when(t: float) -> str:
 
 
 def _nbytes(v: Version) -> int:
-    if "logical_bytes" in v.manifest:    # format 2
-        return int(v.manifest["logical_bytes"])
-    return sum(b["nbytes"] for p in v.providers.values() for b in p["blocks"])
+    from .repo.manifest import logical_bytes
+    return logical_bytes(v.manifest)
 
 
 def _human(n: float) -> str:
@@ -117,7 +116,7 @@ def cmd_show(args) -> int:
         print(f"slurm    {json.dumps(v.slurm, sort_keys=True)}")
     print("providers:")
     for name, e in sorted(v.providers.items()):
-        size = sum(b["nbytes"] for b in e["blocks"]) if "blocks" in e else None
+        size = stored_entry(e, v.nranks).nbytes
         if e["kind"] == "distributed":
             shape = "x".join(map(str, e["global_shape"])) or "scalar"
             desc = f"distributed {e['dtype']} {shape} in {v.nranks} blocks"

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CorruptionError, FormatVersionError, NotFoundError, StorageError
+from . import format1, format2
 from .schema import check_manifest
 from .sealed import unseal
 from ..repo.records import Kind
@@ -48,19 +49,13 @@ class Version:
     @property
     def decomposition(self) -> dict[str, list[dict]]:
         """Per distributed provider: the blocks (rank, offset, shape) it was written with."""
-        from . import decomp
         out = {}
         for n, p in self.providers.items():
             if p["kind"] != Kind.DISTRIBUTED:
                 continue
-            if "blocks" in p:     # format 1
-                out[n] = [{"rank": b["rank"], "offset": b["offset"], "shape": b["shape"]}
-                          for b in p["blocks"]]
-                continue
-            offs, shps = decomp.boxes(p["decomposition"], p["global_shape"], self.nranks,
-                                      self._read_side_file)
-            out[n] = [{"rank": r, "offset": offs[r].tolist(), "shape": shps[r].tolist()}
-                      for r in range(self.nranks)]
+            ranks, offs, shps = stored_entry(p, self.nranks).boxes(self._read_side_file)
+            out[n] = [{"rank": int(r), "offset": o.tolist(), "shape": s.tolist()}
+                      for r, o, s in zip(ranks, offs, shps)]
         return out
 
     def _read_side_file(self, rel: str) -> bytes:
@@ -102,26 +97,27 @@ def pack_ranks_table(checksums: list[str]) -> bytes:
     return b"".join(bytes.fromhex(c) for c in checksums)
 
 
+def format_of(doc: dict):
+    """The module of the manifest's format: repo/format1.py or repo/format2.py."""
+    return format1 if doc.get("vlcc_manifest", 1) == format1.MANIFEST else format2
+
+
+def stored_entry(e: dict, nranks: int) -> "format1.Entry | format2.Entry":
+    """A manifest's provider entry as its format's typed record (``nblocks``,
+    ``block_shape``, ``nbytes``, ``boxes(read_table)``)."""
+    return (format1.Entry if format1.is_entry(e) else format2.Entry)(e, nranks)
+
+
 def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
     """(rank, index file relative to the repository, its checksum) per rank.
     Format 1 lists them in the manifest; format 2 in ``ranks.bin``, whose
     checksum the manifest holds (section 4)."""
-    if doc.get("vlcc_manifest", 1) == 1:
-        return [(int(r["rank"]), r["index"], r["index_checksum"]) for r in doc["ranks"]]
-    from .checksums import chunk_hash
-    info = doc["ranks"]
-    rel = info["table"]
-    where = f"version {doc['id']}: rank table {paths.abs(rel)}"
-    try:
-        with open(paths.abs(rel), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise CorruptionError(f"{where}: missing") from None
-    except OSError as exc:   # a file where a directory should be, EACCES, EIO
-        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    if chunk_hash(raw) != info["checksum"] or len(raw) != 16 * nranks(doc):
-        raise CorruptionError(f"{where}: checksum mismatch (file modified or truncated)")
-    return [(r, index_rel(doc["id"], r), raw[16 * r:16 * r + 16].hex()) for r in range(nranks(doc))]
+    return format_of(doc).rank_indexes(paths, doc)
+
+
+def logical_bytes(doc: dict) -> int:
+    """Bytes of the version's state (every rank's blocks, before dedup/encoding)."""
+    return format_of(doc).logical_bytes(doc)
 
 
 def load_manifest(path: str, vid: str, repo: str) -> dict:

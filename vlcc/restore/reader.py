@@ -22,9 +22,8 @@ from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces, sub_piece
 from ..redundancy.dedup import StoredChunk
 from ..repo.checksums import chunk_hash, digest_of
-from ..repo import decomp
 from ..repo.index import load_index
-from ..repo.manifest import index_rel, rank_indexes
+from ..repo.manifest import index_rel, rank_indexes, stored_entry
 from ..repo.paths import RepoPaths
 from ..repo.schema import check_block
 from .fetch import ChunkRead, fetch, stream
@@ -228,7 +227,7 @@ class VersionReader:
         digest, offset (distributed), pack (coalesced). Format 1 keeps it in
         the manifest, format 2 in that rank's index."""
         if self.format == 1:
-            b = self.entry(name)["blocks"][rank]
+            b = stored_entry(self.entry(name), self.nranks).block(rank)
         else:
             leaf = self.index(rank)["leaves"].get(name)
             if leaf is None or leaf.block is None:
@@ -247,23 +246,14 @@ class VersionReader:
         return offs[rank], shps[rank]
 
     def nblocks(self, name: str) -> int:
-        e = self.entry(name)
-        return len(e["blocks"]) if self.format == 1 else self.nranks
+        return stored_entry(self.entry(name), self.nranks).nblocks
 
     def boxes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, shapes) of every rank's block of distributed leaf ``name``."""
         got = self._boxes.get(name)
         if got is None:
-            e = self.entry(name)
-            nd = len(e["global_shape"])
-            if self.format == 1:
-                bl = e["blocks"]
-                got = (np.array([b["offset"] for b in bl], np.int64).reshape(len(bl), nd),
-                       np.array([b["shape"] for b in bl], np.int64).reshape(len(bl), nd))
-            else:
-                got = decomp.boxes(e["decomposition"], e["global_shape"], self.nranks,
-                                   self._read_table)
-            self._boxes[name] = got
+            _ranks, *got = stored_entry(self.entry(name), self.nranks).boxes(self._read_table)
+            self._boxes[name] = got = tuple(got)
         return got
 
     def _read_table(self, rel: str) -> bytes:

@@ -1,0 +1,77 @@
+"""Format 1 (docs/format.md, "Format 1"): what differs from later formats, in one
+place. A format-1 manifest lists every rank's block of every provider
+(``providers[name]["blocks"]``) and every rank's index with its checksum
+(``ranks``: a list); later formats keep blocks in the rank indexes, describe a
+distributed array's blocks by a rule (repo/format2.py) and list the indexes in
+``ranks.bin``. Readers use :func:`repo.manifest.stored_entry` and
+:func:`repo.manifest.rank_indexes`, which pick this module or format2.py."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+MANIFEST = 1
+
+
+class Block(NamedTuple):
+    """One rank's stored block of a provider, as a format-1 manifest lists it."""
+    rank: int
+    shape: tuple
+    nbytes: int
+    offset: tuple | None        # distributed providers only
+
+    @classmethod
+    def of(cls, b: dict) -> "Block":
+        off = b.get("offset")
+        return cls(int(b["rank"]), tuple(b["shape"]), int(b.get("nbytes", 0)),
+                   None if off is None else tuple(off))
+
+
+def is_entry(e: dict) -> bool:
+    """Is this provider entry of a format-1 manifest (blocks in the manifest)?"""
+    return "blocks" in e
+
+
+class Entry:
+    """A provider entry of a format-1 manifest."""
+
+    def __init__(self, e: dict, nranks: int):
+        self.raw = e
+        self.blocks = [Block.of(b) for b in e["blocks"]]
+
+    @property
+    def nblocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def block_shape(self) -> tuple:
+        """The shape of the first rank's block (a per-rank leaf's shape)."""
+        return self.blocks[0].shape if self.blocks else tuple(self.raw.get("shape", ()))
+
+    @property
+    def nbytes(self) -> int | None:
+        return sum(b.nbytes for b in self.blocks)
+
+    def block(self, rank: int) -> dict:
+        """Block ``rank`` as the manifest holds it (rank, shape, nbytes, digest, offset)."""
+        return self.raw["blocks"][rank]
+
+    def boxes(self, read_table=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ranks, offsets, shapes) of a distributed provider's blocks."""
+        nd = len(self.raw["global_shape"])
+        n = len(self.blocks)
+        return (np.array([b.rank for b in self.blocks], np.int64),
+                np.array([b.offset for b in self.blocks], np.int64).reshape(n, nd),
+                np.array([b.shape for b in self.blocks], np.int64).reshape(n, nd))
+
+
+def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
+    """(rank, index file, its checksum) per rank: listed in the manifest."""
+    return [(int(r["rank"]), r["index"], r["index_checksum"]) for r in doc["ranks"]]
+
+
+def logical_bytes(doc: dict) -> int:
+    """Bytes of every provider's blocks (later formats record ``logical_bytes``)."""
+    return sum(b["nbytes"] for p in doc.get("providers", {}).values() for b in p["blocks"])
