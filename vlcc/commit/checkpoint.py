@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+from typing import Any
 
 import numpy as np
 
@@ -86,13 +87,27 @@ def check_attrs(attrs) -> dict:
 
 def checkpoint(s: Session, step, message: str, attrs) -> Version:
     """Collective: capture every provider into a new version (see module doc)."""
-    eng = s.engine
-    if eng.pending:
+    if s.engine.pending:
         progress(s, block=False)
+    threaded = s.mode == "async" and s.flush_comm is not None
+    pend, alloc = issue(s, step, message, attrs, threaded)
+    prepare(s, pend, threaded)
+    if s.mode == "async":
+        v = submit(s, pend, alloc, threaded)
+    else:
+        v = write_and_commit(s, pend)
+    _raise_if_diverged(s)
+    return v
+
+
+def issue(s: Session, step, message: str, attrs, threaded: bool) -> tuple[Pending, Any]:
+    """Collective, step 1: capture and describe every provider, rank 0
+    validates all ranks' descriptions, takes the writer lock and issues the
+    id. Returns the version (holding the lock) and the capture's allocator."""
+    eng = s.engine
     t0 = time.time()
     holder: dict = {}
     is_async = s.mode == "async"
-    threaded = is_async and s.flush_comm is not None
 
     def own_parent():
         # threaded: the flusher writes versions in order, so the parent (in
@@ -113,7 +128,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         # re-checks it under the writer lock (commit/parents.py)
         return compact(holder["descs"]), own_parent()
 
-    def issue(boxes, candidates):
+    def new_id(boxes, candidates):
         holder["boxes"] = boxes
         # gc never runs while this is held: the parent's chunks this version
         # will reference stay (repo/gc.py). Async: held until committed.
@@ -123,11 +138,11 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     def decide(payloads):
         # fixed-size records per rank: a signature and the distributed boxes
         boxes = validate_compact(holder["descs"], [p[0] for p in payloads])
-        return None if boxes is None else issue(boxes, [p[1] for p in payloads])
+        return None if boxes is None else new_id(boxes, [p[1] for p in payloads])
 
     def decide_full(all_descs):
         validate_leaves([d for d, _ in all_descs])   # names what differs (or accepts mixed value leaves)
-        return issue(boxes_of([d for d, _ in all_descs]), [p for _, p in all_descs])
+        return new_id(boxes_of([d for d, _ in all_descs]), [p for _, p in all_descs])
 
     try:
         decision = gather_decide(s.comm, capture, decide)
@@ -138,38 +153,50 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         locks.release(holder.pop("lock", None))
         raise
     vid, gone, instead = decision
-    lock = holder.pop("lock", None)
     pend = Pending(vid=vid, parent=s.parent, branch=s.branch,
                    step=None if step is None else int(step), message=message or "",
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
                    descs=holder.pop("descs"), boxes=holder.pop("boxes", None))
+    pend.lock = holder.pop("lock", None)
+    # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
+    # replaced by the branch head: never reference a deleted file
+    pend.dedup_parent = replace_gone(own_parent(), gone, instead)
+    return pend, holder.pop("alloc", None)
+
+
+def prepare(s: Session, pend: Pending, threaded: bool) -> None:
+    """Step 2 (collective): the compare_to hook; hash, dedup agreement and
+    encoding, unless the flusher does them (threaded)."""
     try:
         if s.compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
             s.compare.check(pend)
-        # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
-        # replaced by the branch head: never reference a deleted file
-        pend.dedup_parent = replace_gone(own_parent(), gone, instead)
         if not threaded:            # else the flusher prepares (see flush)
             pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
             pend.replicated = pend.plan.replicated
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
             s.writer.abort()
-        locks.release(lock)
+        locks.release(pend.lock)
         raise
-    if is_async:
-        if not threaded:
-            s.writer.detach_plan()
-        pend.lock = lock
-        try:
-            eng.submit(pend, holder.pop("alloc", None))   # may wait (both tiers full)
-        except BaseException:
-            locks.release(lock)
-            raise
-        v = Version.from_manifest(manifest.provisional(pend, s.size))
-        s.issued(v)
-        _raise_if_diverged(s)
-        return v
+
+
+def submit(s: Session, pend: Pending, alloc, threaded: bool) -> Version:
+    """Async, step 3: queue the version for the flusher; it is pending."""
+    if not threaded:
+        s.writer.detach_plan()
+    try:
+        s.engine.submit(pend, alloc)   # may wait (both tiers full)
+    except BaseException:
+        locks.release(pend.lock)
+        raise
+    v = Version.from_manifest(manifest.provisional(pend, s.size))
+    s.issued(v)
+    return v
+
+
+def write_and_commit(s: Session, pend: Pending) -> Version:
+    """Sync, step 3 (collective): every rank writes its part, rank 0 commits."""
+    vid = pend.vid
     try:
         doc = gather_decide(s.comm, lambda: s.writer.write(vid),
                             lambda results: commit_version(s, pend, results))
@@ -179,11 +206,10 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
             shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
         raise
     finally:
-        locks.release(lock)
+        locks.release(pend.lock)
+        pend.lock = None
     s.writer.committed(vid)
-    v = _committed(s, doc)
-    _raise_if_diverged(s)
-    return v
+    return _committed(s, doc)
 
 
 def _raise_if_diverged(s: Session) -> None:

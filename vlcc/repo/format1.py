@@ -39,16 +39,22 @@ class Entry:
 
     def __init__(self, e: dict, nranks: int):
         self.raw = e
-        self.blocks = [Block.of(b) for b in e["blocks"]]
+
+    @property
+    def blocks(self) -> list[Block]:
+        return [Block.of(b) for b in self.raw["blocks"]]
 
     @property
     def nblocks(self) -> int:
-        return len(self.blocks)
+        # (the memory tier describes its pending versions' leaves the same way,
+        # with a placeholder per rank: restore/sources.py)
+        return len(self.raw["blocks"])
 
     @property
     def block_shape(self) -> tuple:
         """The shape of the first rank's block (a per-rank leaf's shape)."""
-        return self.blocks[0].shape if self.blocks else tuple(self.raw.get("shape", ()))
+        bl = self.raw["blocks"]
+        return tuple(bl[0]["shape"]) if bl else tuple(self.raw.get("shape", ()))
 
     @property
     def nbytes(self) -> int | None:
@@ -61,10 +67,10 @@ class Entry:
     def boxes(self, read_table=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ranks, offsets, shapes) of a distributed provider's blocks."""
         nd = len(self.raw["global_shape"])
-        n = len(self.blocks)
-        return (np.array([b.rank for b in self.blocks], np.int64),
-                np.array([b.offset for b in self.blocks], np.int64).reshape(n, nd),
-                np.array([b.shape for b in self.blocks], np.int64).reshape(n, nd))
+        bl = self.blocks
+        return (np.array([b.rank for b in bl], np.int64),
+                np.array([b.offset for b in bl], np.int64).reshape(len(bl), nd),
+                np.array([b.shape for b in bl], np.int64).reshape(len(bl), nd))
 
 
 def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:

@@ -229,7 +229,7 @@ def build(out: Path = DEFAULT_OUT, fortran: bool = True, verbose: bool = False) 
     return out
 
 
-API_MODULES = ("core.py", "veloc.py", "adjoint.py", "binding.py")
+API_MODULES = ("core.py", "veloc/__init__.py", "adjoint.py", "binding.py")
 
 
 def inputs() -> list[Path]:
@@ -248,8 +248,8 @@ def is_stale(out: Path = DEFAULT_OUT, fortran: bool = True) -> bool:
     if not all(p.exists() for p in need):
         return True
     # The Python sides are read at run time; only the C text (and the build) counts.
-    newest_in = max(p.stat().st_mtime for p in inputs()
-                    if p.exists() and p.name not in API_MODULES)
+    api = {PKG / "capi" / f for f in API_MODULES}
+    newest_in = max(p.stat().st_mtime for p in inputs() if p.exists() and p not in api)
     return newest_in > min(p.stat().st_mtime for p in need)
 
 
