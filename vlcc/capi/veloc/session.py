@@ -23,7 +23,7 @@ state: dict = {"sets": {"": {}}, "registered": {}, "ckpt": None, "restart": None
 
 
 def reset(cfg=None, single=None) -> None:
-    reset(cfg, single)
+    state.update(sets={"": {}}, registered={}, ckpt=None, restart=None, cfg=cfg, single=single)
 
 
 def active(name: str) -> dict:
