@@ -13,7 +13,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # Lower number = lower layer. A module may import its own package and lower ones.
 LAYERS = {
-    "errors": 0, "_version": 0, "_mpi": 0,
+    "errors": 0, "_version": 0, "_mpi": 0, "units": 0, "settings": 0,
     "repo": 1, "comm": 1,
     "kernels": 2, "state": 2,
     "layout": 3,
@@ -226,3 +226,42 @@ def test_capi_api_modules_import_only_its_bottom():
         if target[:2] == ["vlcc", "capi"] and (len(target) < 3 or target[2] not in bottom | {api}):
             bad.append(f"{rel} imports {'.'.join(target)}")
     assert not bad, "\n".join(bad)
+
+
+# -- settings: one table -----------------------------------------------------------------
+def _env_reads(tree):
+    """Names of VLCC_* variables read from the environment directly."""
+    for n in ast.walk(tree):
+        text = None
+        if isinstance(n, ast.Call) and ast.unparse(n.func) in ("os.environ.get", "os.getenv"):
+            text = n.args[0] if n.args else None
+        elif isinstance(n, ast.Subscript) and ast.unparse(n.value) == "os.environ":
+            text = n.slice
+        elif isinstance(n, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in n.comparators):
+            text = n.left
+        if isinstance(text, ast.Constant) and str(text.value).startswith("VLCC_"):
+            yield n.lineno, text.value
+
+
+def test_vlcc_variables_are_read_through_settings_only():
+    bad = []
+    for rel, text in _sources().items():
+        if rel == "settings.py":
+            continue
+        bad += [f"{rel}:{line}: {name}" for line, name in _env_reads(ast.parse(text))]
+    assert not bad, "\n".join(bad)
+    planted = ast.parse("import os\nx = os.environ.get('VLCC_MODE')\ny = 'VLCC_X' in os.environ\n")
+    assert [n for _l, n in _env_reads(planted)] == ["VLCC_MODE", "VLCC_X"]
+
+
+def test_settings_table_is_the_documented_one():
+    import re
+    from vlcc.settings import SETTINGS
+    with open(os.path.join(os.path.dirname(ROOT), "docs", "architecture.md")) as f:
+        doc = f.read().split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(VLCC_\w+)` \|", doc, re.M)
+    assert sorted(documented) == sorted(SETTINGS)
+    used = set()
+    for text in _sources().values():
+        used |= set(re.findall(r"settings\.(?:get|flag|is_set)\(\s*\"(VLCC_\w+)\"", text))
+    assert used <= set(SETTINGS), used - set(SETTINGS)

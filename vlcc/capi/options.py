@@ -46,7 +46,7 @@ def integer(v: str) -> int:
 
 def nbytes(v: str) -> str:
     """A byte count (``"512MiB"``); kept as given, checked now."""
-    from ..engine.config import parse_bytes
+    from ..units import parse_bytes
     try:
         parse_bytes(v, "value")
     except Exception as exc:       # noqa: BLE001 - any refusal is a bad value

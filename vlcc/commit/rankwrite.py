@@ -25,6 +25,7 @@ import numpy as np
 
 from ..encode import Codec, get_codec
 from ..encode.raw import Raw
+from .. import settings
 from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
 from ..layout.chunking import chunk_bounds
@@ -110,7 +111,7 @@ GATHER_SHARE = 8
 
 def gather_allowed(n: int) -> bool:
     """May a new gather buffer of ``n`` bytes be allocated?"""
-    env = os.environ.get("VLCC_GATHER_MAX", "").strip()
+    env = (settings.get("VLCC_GATHER_MAX") or "").strip()
     limit = int(env) if env else available_memory() // GATHER_SHARE
     return n <= limit
 

@@ -1,13 +1,9 @@
 """Engine settings: keyword arguments, else environment variables, else defaults.
 
-| setting        | keyword          | environment             | default |
-| -------------- | ---------------- | ----------------------- | ------- |
-| mode           | ``mode``         | ``VLCC_MODE``           | ``sync`` |
-| memory budget  | ``memory_budget``| ``VLCC_MEMORY_BUDGET``  | 1 GiB per rank |
-| local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir, for spill only (see below); ``none`` disables |
-| write through local | —            | ``VLCC_LOCAL_STAGE``    | ``1`` when the local dir is given (keyword or environment): every version is written there first, then promoted; ``0`` with the default dir |
-| spill budget   | —                | ``VLCC_LOCAL_BUDGET``   | the memory budget: captures the memory tier cannot hold go to the local tier up to this many bytes |
-| flusher MPI    | —                | ``VLCC_FLUSH_MPI``      | ``auto``: the flusher hashes, agrees and commits on its own communicator when MPI is at MPI_THREAD_MULTIPLE; ``0``: never (the application's thread does it) |
+The variables (``VLCC_MODE``, ``VLCC_MEMORY_BUDGET``, ``VLCC_LOCAL_DIR``,
+``VLCC_LOCAL_STAGE``, ``VLCC_LOCAL_BUDGET``, ``VLCC_FLUSH_MPI``) are declared
+with their defaults in vlcc/settings.py (one table, shown in
+docs/architecture.md "Settings").
 
 Why the default local tier only takes spills: /dev/shm is RAM, like the
 memory tier that already holds every captured version until it is flushed;
@@ -21,30 +17,13 @@ tier: versions go through it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 
+from .. import settings
 from ..errors import ArgumentError
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
-
-
-def parse_bytes(value, what: str) -> int:
-    """``1073741824``, ``"512MiB"``, ``"2G"`` → bytes."""
-    if isinstance(value, (int, float)):
-        n = int(value)
-    else:
-        m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
-        if not m or m.group(2).lower() not in _UNITS:
-            raise ArgumentError(f"{what}: cannot parse size {value!r} (use e.g. 512MiB, 2GiB, 1000000)")
-        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if n <= 0:
-        raise ArgumentError(f"{what} must be positive, got {value!r}")
-    return n
-
+from ..units import parse_bytes
 
 def default_local_dir(need: int) -> str:
     job = os.environ.get("SLURM_JOB_ID") or f"p{os.getppid()}"
@@ -69,20 +48,18 @@ class EngineConfig:
 
     @classmethod
     def resolve(cls, mode=None, memory_budget=None, local_dir=None) -> "EngineConfig":
-        env = os.environ
-        mode = mode or env.get("VLCC_MODE") or "sync"
+        mode = mode or settings.get("VLCC_MODE")
         if mode not in ("sync", "async"):
             raise ArgumentError(f"unknown mode {mode!r}: use 'sync' or 'async'")
         budget = parse_bytes(memory_budget if memory_budget is not None
-                             else env.get("VLCC_MEMORY_BUDGET", 1 << 30), "memory_budget")
-        ld = local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")
+                             else settings.get("VLCC_MEMORY_BUDGET"), "memory_budget")
+        ld = local_dir if local_dir is not None else settings.get("VLCC_LOCAL_DIR")
         stage = ld is not None
         if ld is None:
             ld = default_local_dir(budget) if mode == "async" else "none"
-        stage = env.get("VLCC_LOCAL_STAGE", "1" if stage else "0").strip().lower() \
-            not in ("0", "no", "off", "false")
+        stage = settings.flag("VLCC_LOCAL_STAGE", "1" if stage else "0")
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
-        spill = parse_bytes(env.get("VLCC_LOCAL_BUDGET", budget), "VLCC_LOCAL_BUDGET")
-        flush_mpi = env.get("VLCC_FLUSH_MPI", "auto").strip().lower() not in ("0", "no", "off", "false")
+        spill = parse_bytes(settings.get("VLCC_LOCAL_BUDGET") or budget, "VLCC_LOCAL_BUDGET")
+        flush_mpi = settings.flag("VLCC_FLUSH_MPI")
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
                    flush_mpi=flush_mpi, stage_local=stage)

@@ -29,6 +29,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from ... import settings
+
 PKG = Path(__file__).resolve().parent.parent.parent   # .../vlcc
 ROOT = PKG.parent                                     # source tree (editable install)
 DEFAULT_OUT = PKG / "_lib"
@@ -95,7 +97,7 @@ def find_tool(name: str) -> str:
 def mpi_flags() -> dict[str, list[str]]:
     """Include/library dirs and libraries from ``mpicc -show`` (the MPI mpi4py uses; a
     cluster's: ``VLCC_CC=mpicc``)."""
-    out = subprocess.run([os.environ.get("VLCC_CC") or find_tool("mpicc"), "-show"], capture_output=True, text=True,
+    out = subprocess.run([settings.get("VLCC_CC") or find_tool("mpicc"), "-show"], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     f = {"include_dirs": [], "library_dirs": [], "libraries": [], "rpath": []}
     toks = shlex.split(out)
@@ -176,7 +178,7 @@ def build_fortran(out: Path, tmp: Path, fc: str | None = None) -> Path | None:
         return None
     src = render_fortran(tmp / "vlcc.f90")
     # VLCC_FC (a cluster's mpifort) builds the module with the compiler programs will use.
-    fc = fc or os.environ.get("VLCC_FC") or os.environ.get("FC") or shutil.which("gfortran")
+    fc = fc or settings.get("VLCC_FC") or os.environ.get("FC") or shutil.which("gfortran")
     if not fc:
         raise FileNotFoundError("gfortran not found (make setup installs it): cannot build the "
                                 "Fortran module")
