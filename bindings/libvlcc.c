@@ -128,6 +128,12 @@ int vlcc_query(const char *version, char *version_id, size_t id_len, int64_t *st
     return _vlcc_py_query(version, version_id, id_len, step);
 }
 
+/* The same operation under the name Python (Repository.resolve) and the CLI (vlcc resolve) use. */
+int vlcc_resolve(const char *version, char *version_id, size_t id_len, int64_t *step)
+{
+    return vlcc_query(version, version_id, id_len, step);
+}
+
 int vlcc_branch(const char *name, const char *at) { VLCC_BOOT(); return _vlcc_py_branch(name, at); }
 int vlcc_switch(const char *name, int create) { VLCC_BOOT(); return _vlcc_py_switch(name, create); }
 int vlcc_tag(const char *name, const char *version) { VLCC_BOOT(); return _vlcc_py_tag(name, version); }

@@ -363,3 +363,40 @@ def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path, mo
         # the flushes used the reserved gather buffer (if any) and gave it back
         assert [b.size for b in rankwrite._GATHER_FREE] == want
         assert vlcc.Repository(str(tmp_path / "r")).read("latest", "u").tobytes() == u.tobytes()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("flush_mpi", ["auto", "0"])
+def test_lazy_capture_settle_and_pending_restore(comm, mpi_tmp, monkeypatch, flush_mpi):
+    """checkpoint(lazy=...): the named arrays are copied after the call
+    returns (with flusher collectives), the others before; after settle() they
+    may change; restore of a pending lazy version sees the captured bytes."""
+    import time
+    import vlcc.engine.engine as engine
+    real = engine._copy_all
+
+    def slow(jobs):              # a slow copy: modifying before settle() would show
+        time.sleep(0.3)
+        real(jobs)
+    monkeypatch.setattr(engine, "_copy_all", slow)
+    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
+    a = np.arange(50_000, dtype=np.float64) + comm.rank
+    b = np.ones(1000)
+    with vlcc.Checkpointer(os.path.join(mpi_tmp, "r"), comm=comm, mode="async") as ck:
+        ck.register("a", a)
+        ck.register("b", b)
+        ids = []
+        for k in range(3):
+            v = ck.checkpoint(step=k, lazy=["a"])
+            b += 1                   # eager: already copied
+            ck.settle()
+            a += 1                   # lazy: copied by now
+            ids.append(v.id)
+        a[:] = -1
+        ck.restore(ids[1])
+        assert np.array_equal(a, np.arange(50_000) + comm.rank + 1) and np.all(b == 2)
+        ck.wait()
+    repo = vlcc.Repository(os.path.join(mpi_tmp, "r"))
+    for k, vid in enumerate(ids):
+        assert np.array_equal(repo.read(vid, "a", rank=comm.rank), np.arange(50_000) + comm.rank + k)
+        assert np.all(repo.read(vid, "b", rank=comm.rank) == 1 + k)

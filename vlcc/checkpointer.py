@@ -10,7 +10,7 @@ its arguments and hands the work to the module that owns it —
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -46,6 +46,16 @@ def session(ck: "Checkpointer") -> Session:
     providers, ``vlcc.capi`` evicts node-local copies): its ``commit.session.Session``.
     Not part of the public API (``vlcc/__init__.py`` does not export it)."""
     return ck._s
+
+
+def _check_args(chunk_size, coalesce_below, if_moved: str, branch: str) -> None:
+    if int(chunk_size) <= 0:
+        raise ArgumentError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
+    if int(coalesce_below) < 0:
+        raise ArgumentError(f"coalesce_below must be >= 0 bytes (0 disables), got {coalesce_below}")
+    if if_moved not in ("rebase", "fail"):
+        raise ArgumentError(f"if_moved must be 'rebase' or 'fail', got {if_moved!r}")
+    check_ref_name(branch, "branch")
 
 
 class Checkpointer:
@@ -90,13 +100,7 @@ class Checkpointer:
                  if_moved: str = "rebase", compare_to: str | None = None, rtol: float = 0.0,
                  atol: float = 0.0, on_diverge: str = "record"):
         cfg = EngineConfig.resolve(mode, memory_budget, local_dir)
-        if int(chunk_size) <= 0:
-            raise ArgumentError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
-        if int(coalesce_below) < 0:
-            raise ArgumentError(f"coalesce_below must be >= 0 bytes (0 disables), got {coalesce_below}")
-        if if_moved not in ("rebase", "fail"):
-            raise ArgumentError(f"if_moved must be 'rebase' or 'fail', got {if_moved!r}")
-        check_ref_name(branch, "branch")
+        _check_args(chunk_size, coalesce_below, if_moved, branch)
         comm = private(comm if comm is not None else _default_comm())
         paths = RepoPaths(os.path.abspath(os.fspath(path)))
         writer = RankWriter(paths, comm.rank, int(chunk_size), size=comm.size, dedup=dedup,
@@ -209,12 +213,22 @@ class Checkpointer:
 
     # -- versions ------------------------------------------------------------------------
     def checkpoint(self, step: int | None = None, message: str = "",
-                   attrs: dict | None = None) -> Version:
+                   attrs: dict | None = None, *, lazy: bool | Collection[str] = False) -> Version:
         """Collectively capture every provider into a new version on the current
         branch. Sync mode: committed when this returns. Async mode: returned as
-        ``pending``, committed at a later collective call. Atomic either way."""
+        ``pending``, committed at a later collective call. Atomic either way.
+        ``lazy`` (async): the arrays named (True: all) are copied after this
+        returns; do not modify them before :meth:`settle` (e.g. the optimizer
+        step). Without flusher collectives (``VLCC_FLUSH_MPI``) they are copied at once."""
         self._check_open()
-        return _ckpt.checkpoint(self._s, step, message, attrs)
+        return _ckpt.checkpoint(self._s, step, message, attrs,
+                                lazy=(True if lazy is True else frozenset(lazy or ())) or None)
+
+    def settle(self) -> None:
+        """Local. Block until lazy captures are copied (checkpoint, wait and
+        restore settle first by themselves)."""
+        self._check_open()
+        self._s.engine.settle()
 
     def wait(self) -> list[Version]:
         """Collective. Block until every pending version (async mode) is durable
@@ -227,8 +241,8 @@ class Checkpointer:
     def restore(self, version: Version | str | None = None, *, strict: bool = True,
                 atomic: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
-        (default: newest of the current branch; also an id, ``tag:NAME``,
-        ``branch:NAME``). N→M aware for distributed arrays. With ``strict`` a
+        (default: newest of the current branch; or any spec of
+        vlcc/repo/spec.py: id, ``tag:NAME``, ``step:N``, ...). N→M aware for distributed arrays. With ``strict`` a
         stored provider that is not registered is an error. The restored
         version becomes the parent of the next checkpoint.
 
@@ -239,6 +253,7 @@ class Checkpointer:
         providers partly restored); ``None`` stages unless that would exceed
         half the available memory (then direct, with a RuntimeWarning)."""
         self._check_open()
+        self._s.engine.settle()        # restore writes into the arrays a lazy capture reads
         return _restore.restore(self._s, version, strict, atomic)
 
     def plan(self, versions: Sequence[Version | str | int]) -> list[str]:
@@ -267,8 +282,7 @@ class Checkpointer:
         return _refs.make_branch(self._s, name, at)
 
     def switch(self, name: str, *, create: bool = False) -> None:
-        """Write the next versions on branch ``name``; the next version's parent
-        is that branch's newest version. Collective."""
+        """Collective: write the next versions on branch ``name`` (parent: its newest version)."""
         self._check_open()
         _refs.switch(self._s, name, create)
 
@@ -284,8 +298,7 @@ class Checkpointer:
         return [Version.from_manifest(m) for m in ms]
 
     def close(self) -> None:
-        """Commit what is pending (async), stop the engine's threads, release
-        the communicator. Collective; idempotent."""
+        """Collective, idempotent: commit what is pending, stop the engine, release the comm."""
         if self._closed:
             return
         try:

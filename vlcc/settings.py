@@ -25,9 +25,16 @@ TABLE = (
             "`1` when a local dir was given, else `0`"),
     Setting("VLCC_LOCAL_BUDGET", None, "bytes of spilled captures in the local tier (default: the "
             "memory budget)"),
+    Setting("VLCC_KEEP_LAST", "0", "sync: `1` also copies each checkpoint's state into the memory "
+            "tier beside the write (a restore right after reads memory); `auto`: only with a spare "
+            "CPU; `0`: off"),
     Setting("VLCC_FLUSH_MPI", "auto", "`0`: the flusher thread calls no MPI (the application's "
             "thread agrees and commits)"),
     Setting("VLCC_DIRECT_IO", "1", "`0`: data.0 is written through the page cache, not O_DIRECT"),
+    Setting("VLCC_MAP_READS", "1", "`0`: restores never read through a mapping of data.0 (the "
+            "SIGBUS guard of io/busguard.py is not built)"),
+    Setting("VLCC_CACHE_DIR", None, "where compiled helpers are cached (default "
+            "`$XDG_CACHE_HOME/vlcc` or `~/.cache/vlcc`)"),
     Setting("VLCC_GATHER_MAX", None, "bytes of a new gather buffer (default: an eighth of "
             "MemAvailable; above it the flush reads pieces in place)"),
     Setting("VLCC_NODE_ID", None, "an integer node id per rank: simulates nodes on one machine "

@@ -85,12 +85,16 @@ def check_attrs(attrs) -> dict:
     return dict(attrs)
 
 
-def checkpoint(s: Session, step, message: str, attrs) -> Version:
-    """Collective: capture every provider into a new version (see module doc)."""
+def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
+    """Collective: capture every provider into a new version (see module doc).
+    ``lazy`` (async with flusher collectives only): names of array providers
+    (or True: all) whose capture copy runs in the background after this
+    returns; the caller leaves them unmodified until ``engine.settle()``."""
     if s.engine.pending:
+        s.engine.settle()         # a previous lazy capture is complete before this one
         progress(s, block=False)
     threaded = s.mode == "async" and s.flush_comm is not None
-    pend, alloc = issue(s, step, message, attrs, threaded)
+    pend, alloc = issue(s, step, message, attrs, threaded, lazy)
     prepare(s, pend, threaded)
     if s.mode == "async":
         v = submit(s, pend, alloc, threaded)
@@ -100,7 +104,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     return v
 
 
-def issue(s: Session, step, message: str, attrs, threaded: bool) -> tuple[Pending, Any]:
+def issue(s: Session, step, message: str, attrs, threaded: bool,
+          lazy=None) -> tuple[Pending, Any]:
     """Collective, step 1: capture and describe every provider, rank 0
     validates all ranks' descriptions, takes the writer lock and issues the
     id. Returns the version (holding the lock) and the capture's allocator."""
@@ -108,6 +113,10 @@ def issue(s: Session, step, message: str, attrs, threaded: bool) -> tuple[Pendin
     t0 = time.time()
     holder: dict = {}
     is_async = s.mode == "async"
+    # the application's thread prepares (hashes) right after the capture
+    # without flusher collectives, and compare_to reads the captured bytes:
+    # then there is nothing to gain from a lazy copy
+    lazy = lazy if threaded and s.compare is None else None
 
     def own_parent():
         # threaded: the flusher writes versions in order, so the parent (in
@@ -120,7 +129,7 @@ def issue(s: Session, step, message: str, attrs, threaded: bool) -> tuple[Pendin
         if step is not None and not isinstance(step, (int, np.integer)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
         holder["attrs"] = check_attrs(attrs)
-        holder["alloc"] = alloc = eng.allocator() if is_async else None
+        holder["alloc"] = alloc = eng.allocator(lazy) if is_async else None
         leaves = s.state.capture(copy=is_async, alloc=alloc)
         holder["leaves"] = leaves
         holder["descs"] = [(l.name, l.describe()) for l in leaves]
@@ -183,6 +192,7 @@ def prepare(s: Session, pend: Pending, threaded: bool) -> None:
 def submit(s: Session, pend: Pending, alloc, threaded: bool) -> Version:
     """Async, step 3: queue the version for the flusher; it is pending."""
     if not threaded:
+        s.writer.prepared(pend.vid, pend.plan)
         s.writer.detach_plan()
     try:
         s.engine.submit(pend, alloc)   # may wait (both tiers full)
@@ -197,10 +207,14 @@ def submit(s: Session, pend: Pending, alloc, threaded: bool) -> Version:
 def write_and_commit(s: Session, pend: Pending) -> Version:
     """Sync, step 3 (collective): every rank writes its part, rank 0 commits."""
     vid = pend.vid
+    # a copy for the memory tier while the version is written (engine.Keeper)
+    keeper = s.engine.keep(vid, pend.leaves)
     try:
         doc = gather_decide(s.comm, lambda: s.writer.write(vid),
                             lambda results: commit_version(s, pend, results))
     except BaseException:
+        if keeper is not None:
+            keeper.abort()
         s.writer.abort()
         if s.rank == 0 and not os.path.exists(s.paths.manifest(vid)):
             shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
@@ -209,6 +223,8 @@ def write_and_commit(s: Session, pend: Pending) -> Version:
         locks.release(pend.lock)
         pend.lock = None
     s.writer.committed(vid)
+    if keeper is not None:
+        keeper.commit()
     return _committed(s, doc)
 
 
@@ -224,9 +240,12 @@ def _committed(s: Session, doc: dict) -> Version:
 
 
 def dedup_parent(s: Session) -> str | None:
-    """The version whose chunks the next one may reference: the parent, unless
-    it is still being flushed (async), then the newest version already flushed."""
-    if s.parent not in {p.vid for p in s.engine.pending}:
+    """The version whose chunks the next one may reference: the parent, also
+    while it is still being flushed (async: its chunk table is known from its
+    agreed plan, so a chunk captured for an in-flight version is referenced,
+    never written twice); the newest version already written only when the
+    parent's table is not at hand here."""
+    if s.parent not in {p.vid for p in s.engine.pending} or s.writer.knows(s.parent):
         return s.parent
     return s.writer.last_written()
 

@@ -1,7 +1,7 @@
 """Engine settings: keyword arguments, else environment variables, else defaults.
 
 The variables (``VLCC_MODE``, ``VLCC_MEMORY_BUDGET``, ``VLCC_LOCAL_DIR``,
-``VLCC_LOCAL_STAGE``, ``VLCC_LOCAL_BUDGET``, ``VLCC_FLUSH_MPI``) are declared
+``VLCC_LOCAL_STAGE``, ``VLCC_LOCAL_BUDGET``, ``VLCC_KEEP_LAST``, ``VLCC_FLUSH_MPI``) are declared
 with their defaults in vlcc/settings.py (one table, shown in
 docs/architecture.md "Settings").
 
@@ -45,6 +45,7 @@ class EngineConfig:
     local_budget: int = 1 << 30      # bytes of captures spilled to the local tier at most
     flush_mpi: bool = True           # the flusher may run collectives (if the thread level allows)
     stage_local: bool = True         # versions are written to the local tier, then promoted
+    keep_last: bool | None = False   # sync: copy each version to the memory tier (None: auto)
 
     @classmethod
     def resolve(cls, mode=None, memory_budget=None, local_dir=None) -> "EngineConfig":
@@ -61,5 +62,7 @@ class EngineConfig:
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
         spill = parse_bytes(settings.get("VLCC_LOCAL_BUDGET") or budget, "VLCC_LOCAL_BUDGET")
         flush_mpi = settings.flag("VLCC_FLUSH_MPI")
+        keep = settings.get("VLCC_KEEP_LAST").strip().lower()
+        keep_last = None if keep == "auto" else keep not in settings.FALSE
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
-                   flush_mpi=flush_mpi, stage_local=stage)
+                   flush_mpi=flush_mpi, stage_local=stage, keep_last=keep_last)

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from ..repo import locks
+from ..repo import locks, tiermark
 from ..repo.fsutil import fsync_dir, fsync_file, fsync_tree, makedirs
 from ..repo.paths import RepoPaths
 
@@ -91,13 +91,15 @@ def reclaim(base: str) -> list[str]:
 
 
 class LocalTier:
-    def __init__(self, base: str, spill_budget: int = 0):
+    def __init__(self, base: str, spill_budget: int = 0, repository: RepoPaths | None = None):
         self.base = base
         makedirs(base)
         self.reclaimed = reclaim(base)
         self.root = os.path.join(base, f"{socket.gethostname()}-{os.getpid()}")
         makedirs(self.root)
         locks.try_create(os.path.join(self.root, OWNER), "local")
+        if repository is not None:   # `vlcc doctor REPO` judges only REPO's tiers
+            tiermark.write(self.root, repository)
         self.layout = RepoPaths(self.root)
         self.spill_budget = int(spill_budget)
         self.spill_used = 0

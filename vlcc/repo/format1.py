@@ -36,6 +36,7 @@ def is_entry(e: dict) -> bool:
 
 class Entry:
     """A provider entry of a format-1 manifest."""
+    blocks_in_manifest = True
 
     def __init__(self, e: dict, nranks: int):
         self.raw = e

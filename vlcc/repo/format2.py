@@ -15,6 +15,7 @@ from . import decomp
 
 class Entry:
     """A provider entry of a format-2 (or later) manifest."""
+    blocks_in_manifest = False      # each block is in its rank's index
 
     def __init__(self, e: dict, nranks: int):
         self.raw = e

@@ -133,9 +133,7 @@ def _check_versions(repo, targets: list) -> dict:
                     if block.get("pack") is not None:
                         r.block_bytes(name, block)        # checks the packed bytes' digest
                     else:
-                        entry = r.index(block["rank"])["leaves"].get(name)
-                        if entry is None:
-                            raise CorruptionError(f"{where}: missing from the rank index")
+                        entry = r.leaf(name, block["rank"])
                         if entry.nbytes != block["nbytes"]:
                             raise CorruptionError(f"{where}: index has {entry.nbytes} bytes, "
                                                   f"manifest {block['nbytes']}")
