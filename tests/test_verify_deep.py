@@ -118,4 +118,4 @@ def test_same_hash_different_bytes_is_reported_as_collision(tmp_path):
     with pytest.raises(vlcc.CorruptionError, match="hash collision"):
         r.verify(v1.id, deep=True)       # v1 itself is fine; its chunk's hash is shared
     out = cli("verify", repo, "--deep")
-    assert out.returncode == 1 and "hash collision" in out.stderr
+    assert out.returncode == 4 and "hash collision" in out.stderr   # EXIT_CORRUPT

@@ -28,6 +28,13 @@ TABLE = (
     Setting("VLCC_KEEP_LAST", "0", "sync: `1` also copies each checkpoint's state into the memory "
             "tier beside the write (a restore right after reads memory); `auto`: only with a spare "
             "CPU; `0`: off"),
+    Setting("VLCC_REDUNDANCY", None, "the node-local tier's protection against node loss: `none`, "
+            "`partner`, `xor`, `rs:K+M` (keyword `redundancy`; engine/resilience/)"),
+    Setting("VLCC_GROUP_SIZE", None, "nodes per XOR group (keyword `group_size`; default 8)"),
+    Setting("VLCC_PERSIST", "always", "`always`: every version reaches the persistent tier before it "
+            "commits; `never`: node-local only; seconds between persisted versions (keyword `persist`)"),
+    Setting("VLCC_LOCAL_KEEP", "2", "versions kept in the node stores (with redundancy or persist "
+            "other than `always`)"),
     Setting("VLCC_FLUSH_MPI", "auto", "`0`: the flusher thread calls no MPI (the application's "
             "thread agrees and commits)"),
     Setting("VLCC_DIRECT_IO", "1", "`0`: data.0 is written through the page cache, not O_DIRECT"),

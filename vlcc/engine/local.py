@@ -28,9 +28,12 @@ from ..repo.fsutil import fsync_dir, fsync_file, fsync_tree, makedirs
 from ..repo.paths import RepoPaths
 
 OWNER = "owner.json"   # a repo/locks.py record; `vlcc doctor` reads it too
+from .resilience.store import MARK as STORE_MARK   # node stores outlive processes
 
 
 def _stale_dir(path: str) -> bool:
+    if os.path.exists(os.path.join(path, STORE_MARK)):
+        return False     # a node store (engine/resilience/store.py): outlives processes
     owner = os.path.join(path, OWNER)
     if os.path.exists(owner):
         return locks.is_stale(owner)

@@ -10,6 +10,7 @@ import itertools
 import mmap
 import os
 import shutil
+import weakref
 
 import numpy as np
 
@@ -335,6 +336,24 @@ def check_metadata(path: str, expected: dict[str, str], what: str = "") -> None:
                               f"{', '.join(sorted(extra))} (damaged; not opened)")
 
 
+_LIBC = None
+
+
+def _residency(arr: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    """Per page of bytes [lo, hi) (``lo`` page-aligned) of the mapping
+    ``arr``: is it in memory (mincore)? None when it cannot tell."""
+    global _LIBC
+    import ctypes
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+        _LIBC.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    npages = (hi - lo + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = np.empty(npages, np.uint8)
+    if _LIBC.mincore(arr.ctypes.data + lo, hi - lo, vec.ctypes.data) != 0:
+        return None
+    return (vec & 1).astype(bool)
+
+
 def _diagnose(path: str) -> str:
     """Why a write under ``path`` failed: ADIOS2's C API gives no errno."""
     d = path
@@ -490,7 +509,46 @@ class BlockReader:
             mm.close()
             return None
         self._mm, self._guard = mm, guard
+        # a reader never closed must not leave the range guarded once the
+        # mapping is gone (another mapping may take the addresses)
+        weakref.finalize(arr, guard.close)
         return arr
+
+    def will_need(self, ranges: list[tuple[str, int, int]]) -> int:
+        """Ask the kernel to read ahead (MADV_WILLNEED) those of ``ranges``
+        ((var, start, n): bytes of variables) whose pages are not all in the
+        page cache (one mincore over their span): a gappy cold read (a
+        column split: some pieces of each row of tiles) then has its disk
+        reads in flight together, instead of each fault's readahead fetching
+        the bytes between the pieces. Nothing is advised when warm (WILLNEED
+        on resident pages measured 14 ms per 85 MiB). Returns the ranges
+        advised. Call after ``view`` mapped the file."""
+        m = self._map
+        if m is None or self._mm is None or not ranges:
+            return 0
+        page = mmap.PAGESIZE
+        spans = []
+        for var, start, n in ranges:
+            at = self._offsets.get(var)
+            if at is not None and n > 0 and at + start + n <= m.size:
+                spans.append((at + start, at + start + n))
+        if not spans:
+            return 0
+        base = min(lo for lo, _hi in spans) // page * page
+        res = _residency(m, base, max(hi for _lo, hi in spans))
+        if res is None:
+            return 0
+        done = 0
+        for lo, hi in spans:
+            p0, p1 = (lo - base) // page, (hi - base + page - 1) // page
+            if res[p0:p1].all():
+                continue
+            try:
+                self._mm.madvise(mmap.MADV_WILLNEED, base + p0 * page, (p1 - p0) * page)
+                done += 1
+            except (OSError, ValueError, AttributeError):
+                return done
+        return done
 
     def check_intact(self) -> None:
         """Raise CorruptionError if data.0 shrank while mapped pages were read

@@ -35,6 +35,7 @@ from ..errors import ArgumentError, CorruptionError, FormatVersionError, Storage
 from .fsutil import fsync_dir
 from . import locks
 from .locks import STALE_SECONDS, gc_exclusive
+from .nodelocal import NODELOCAL, complete_on, read_record
 from .paths import RepoPaths, is_version_id
 from . import refs
 from .catalog import Catalog
@@ -94,7 +95,7 @@ TEMP_AGE = 60.0   # a ref's temp file may belong to a tag/branch being created r
 def is_temp(name: str) -> bool:
     """A leftover of an interrupted atomic write (fsutil.atomic_write, a lock
     record, a space placeholder) or of a promotion from the local tier."""
-    return name.startswith(".tmp-") or name.endswith(".tmp-promote")
+    return name.startswith(".tmp-") or name.endswith((".tmp-promote", ".tmp-recover"))
 
 
 def temp_files(layout: RepoPaths, *, min_age: float = TEMP_AGE) -> list[str]:
@@ -122,10 +123,17 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def node_local_only(layout: RepoPaths, vid: str, nranks: int) -> bool:
+    """A version committed on node-local tiers only, not (yet) completed here."""
+    return read_record(layout, vid, NODELOCAL) is not None and not complete_on(layout, vid, nranks)
+
+
 def live_references(layout: RepoPaths, manifests: dict[str, dict]) -> set[str]:
     """Every data file (repository-relative) a live version's indexes name."""
     live: set[str] = set()
     for m in manifests.values():
+        if node_local_only(layout, m["id"], int(m.get("nranks", 0))):
+            continue   # its files are on the nodes; it references no other version's chunks
         for rel, cs in _index_rels(layout, m):
             idx = _read_index(layout, rel, cs)
             if idx is None:

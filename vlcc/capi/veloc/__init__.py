@@ -34,7 +34,8 @@ from .regions import (mem_protect, mem_protect_dist, mem_unprotect, region_clear
 from .restart import (recover_selective, recover_size, restart_begin, restart_end,  # noqa: F401
                       restart_test)
 from .session import FAILURE, PREFIX, RECOVER_ALL, RECOVER_REST, RECOVER_SOME  # noqa: F401
-from .setup import finalize, init, init_single, parse_config, route_file  # noqa: F401
+from .setup import (finalize, init, init_single, parse_config,  # noqa: F401
+                    redundancy_options, route_file)
 
 IMPL = {"init": init, "init_single": init_single, "mem_protect": mem_protect,
          "mem_protect_dist": mem_protect_dist, "mem_unprotect": mem_unprotect,
