@@ -189,7 +189,10 @@ def prepare(s: Session, pend: Pending, threaded: bool) -> None:
         if s.compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
             s.compare.check(pend)
         if not threaded:            # else the flusher prepares (see flush)
-            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
+            # sync: the write is collective too, so a node's ranks share files
+            # (docs/format.md, 3.4); async: each rank's flusher writes alone
+            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves,
+                                         nodes=s.mode != "async")
             pend.replicated = pend.plan.replicated
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
@@ -419,7 +422,10 @@ def flush(s: Session, pend: Pending, store) -> dict:
     try:
         # The parent was flushed (and committed) by this thread before, or
         # is an older committed version: its chunk table is exact.
-        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves)
+        # Straight to the repository (no node-local staging, which promotes
+        # per-rank files): the write is collective here too, so node files
+        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves,
+                                     nodes=s.engine.local is None or not s.engine.cfg.stage_local)
         pend.replicated = pend.plan.replicated
     except BaseException:
         s.writer.abort()

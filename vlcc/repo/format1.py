@@ -1,10 +1,10 @@
 """Format 1 (docs/format.md, "Format 1"): what differs from later formats, in one
 place. A format-1 manifest lists every rank's block of every provider
 (``providers[name]["blocks"]``) and every rank's index with its checksum
-(``ranks``: a list); later formats keep blocks in the rank indexes, describe a
-distributed array's blocks by a rule (repo/format2.py) and list the indexes in
-``ranks.bin``. Readers use :func:`repo.manifest.stored_entry` and
-:func:`repo.manifest.rank_indexes`, which pick this module or format2.py."""
+(``ranks``: a list, read by ``repo.manifest.rank_indexes``); later formats keep
+blocks in the rank indexes, describe a distributed array's blocks by a rule
+(repo/format2.py) and list the indexes in ``ranks.bin``. Readers use
+:func:`repo.manifest.stored_entry`, which picks this module or format2.py."""
 
 from __future__ import annotations
 
@@ -72,11 +72,6 @@ class Entry:
         return (np.array([b.rank for b in bl], np.int64),
                 np.array([b.offset for b in bl], np.int64).reshape(len(bl), nd),
                 np.array([b.shape for b in bl], np.int64).reshape(len(bl), nd))
-
-
-def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
-    """(rank, index file, its checksum) per rank: listed in the manifest."""
-    return [(int(r["rank"]), r["index"], r["index_checksum"]) for r in doc["ranks"]]
 
 
 def logical_bytes(doc: dict) -> int:

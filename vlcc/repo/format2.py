@@ -3,13 +3,13 @@ a distributed array's blocks by a decomposition rule or table (repo/decomp.py),
 the blocks themselves live in the rank indexes, and the manifest names the rank
 table ``ranks.bin`` (16 raw bytes of index checksum per rank) by its checksum.
 The same interface as repo/format1.py; :func:`repo.manifest.stored_entry`
-picks the module."""
+picks the module. (The rank table, formats 2–4, is read by
+``repo.manifest.rank_indexes``.)"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import CorruptionError, StorageError
 from . import decomp
 
 
@@ -42,25 +42,6 @@ class Entry:
         offs, shps = decomp.boxes(self.raw["decomposition"], self.raw["global_shape"],
                                   self.nranks, read_table)
         return np.arange(self.nranks), offs, shps
-
-
-def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
-    """(rank, index file, its checksum) per rank, from the checked ``ranks.bin``."""
-    from .checksums import chunk_hash
-    n = int(doc["nranks"])
-    info = doc["ranks"]
-    rel = info["table"]
-    where = f"version {doc['id']}: rank table {paths.abs(rel)}"
-    try:
-        with open(paths.abs(rel), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise CorruptionError(f"{where}: missing") from None
-    except OSError as exc:   # a file where a directory should be, EACCES, EIO
-        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from None
-    if chunk_hash(raw) != info["checksum"] or len(raw) != 16 * n:
-        raise CorruptionError(f"{where}: checksum mismatch (file modified or truncated)")
-    return [(r, paths.rel_index_file(doc["id"], r), raw[16 * r:16 * r + 16].hex()) for r in range(n)]
 
 
 def logical_bytes(doc: dict) -> int:
