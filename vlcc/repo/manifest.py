@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CorruptionError, FormatVersionError, NotFoundError
+from ..errors import CorruptionError, FormatVersionError, NotFoundError, StorageError
 from . import format1, format2
 from .schema import check_manifest
 from .sealed import unseal
