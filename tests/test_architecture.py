@@ -13,7 +13,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 # Lower number = lower layer. A module may import its own package and lower ones.
 LAYERS = {
-    "errors": 0, "_version": 0, "_mpi": 0,
+    "errors": 0, "_version": 0, "_mpi": 0, "units": 0, "settings": 0,
     "repo": 1, "comm": 1,
     "kernels": 2, "state": 2,
     "layout": 3,
@@ -211,14 +211,57 @@ def test_private_reach_through_is_caught(planted):
 
 
 def test_capi_api_modules_import_only_its_bottom():
-    """capi/ has no circle: the three API modules (core, veloc, adjoint) import of
-    capi only its bottom (codes, _ffi, process, options); binding.py binds them."""
+    """capi/ has no circle: the three API modules (core, veloc/, adjoint) import of
+    capi only its bottom (codes, _ffi, process, options) and themselves;
+    binding.py binds them."""
     bottom = {"codes", "_ffi", "process", "options"}
     bad = []
     for rel, target, _names in _imports():
         parts = rel.split(os.sep)
-        if parts[0] != "capi" or parts[-1][:-3] not in ("core", "veloc", "adjoint") or len(parts) != 2:
+        if parts[0] != "capi" or len(parts) < 2:
             continue
-        if target[:2] == ["vlcc", "capi"] and (len(target) < 3 or target[2] not in bottom):
+        api = parts[1][:-3] if parts[1].endswith(".py") else parts[1]
+        if api not in ("core", "veloc", "adjoint"):
+            continue
+        if target[:2] == ["vlcc", "capi"] and (len(target) < 3 or target[2] not in bottom | {api}):
             bad.append(f"{rel} imports {'.'.join(target)}")
     assert not bad, "\n".join(bad)
+
+
+# -- settings: one table -----------------------------------------------------------------
+def _env_reads(tree):
+    """Names of VLCC_* variables read from the environment directly."""
+    for n in ast.walk(tree):
+        text = None
+        if isinstance(n, ast.Call) and ast.unparse(n.func) in ("os.environ.get", "os.getenv"):
+            text = n.args[0] if n.args else None
+        elif isinstance(n, ast.Subscript) and ast.unparse(n.value) == "os.environ":
+            text = n.slice
+        elif isinstance(n, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in n.comparators):
+            text = n.left
+        if isinstance(text, ast.Constant) and str(text.value).startswith("VLCC_"):
+            yield n.lineno, text.value
+
+
+def test_vlcc_variables_are_read_through_settings_only():
+    bad = []
+    for rel, text in _sources().items():
+        if rel == "settings.py":
+            continue
+        bad += [f"{rel}:{line}: {name}" for line, name in _env_reads(ast.parse(text))]
+    assert not bad, "\n".join(bad)
+    planted = ast.parse("import os\nx = os.environ.get('VLCC_MODE')\ny = 'VLCC_X' in os.environ\n")
+    assert [n for _l, n in _env_reads(planted)] == ["VLCC_MODE", "VLCC_X"]
+
+
+def test_settings_table_is_the_documented_one():
+    import re
+    from vlcc.settings import SETTINGS
+    with open(os.path.join(os.path.dirname(ROOT), "docs", "architecture.md")) as f:
+        doc = f.read().split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(VLCC_\w+)` \|", doc, re.M)
+    assert sorted(documented) == sorted(SETTINGS)
+    used = set()
+    for text in _sources().values():
+        used |= set(re.findall(r"settings\.(?:get|flag|is_set)\(\s*\"(VLCC_\w+)\"", text))
+    assert used <= set(SETTINGS), used - set(SETTINGS)

@@ -114,3 +114,62 @@ def test_checkpointer_call_sites_fail_on_all_ranks(comm, mpi_tmp):
             ck.plan(["tag:nope"])
         assert ck.checkpoint(step=2).parent == v0.id   # still usable, nothing partial
         assert [v.step for v in ck.log()] == [2, 0]
+
+
+def test_ref_and_restore_call_sites_fail_on_all_ranks(comm, mpi_tmp):
+    """The collective ref moves (commit/refmoves.py: root_only) and the restore's
+    check phase (restore/collective.py: agree) raise on every rank, and leave
+    the Checkpointer usable and its lineage unchanged."""
+    import os
+    from mpi4py import MPI
+    path = os.path.join(mpi_tmp, f"s-{MPI.COMM_WORLD.rank if comm.rank == 0 else 0}")
+    path = comm.bcast(path, root=0)
+    u = np.arange(4.0) + comm.rank
+    with vlcc.Checkpointer(path, comm) as ck:
+        ck.register("u", u)
+        v0 = ck.checkpoint(step=0)
+        with pytest.raises(vlcc.NotFoundError, match="nope"):       # switch: unknown branch
+            ck.switch("nope")
+        assert ck.branch_name == "main" and ck.parent == v0.id
+        ck.branch("b", v0)
+        with pytest.raises(vlcc.RefExistsError):                    # branch: name taken
+            ck.branch("b", v0)
+        with pytest.raises(vlcc.NotFoundError):                     # branch at an unknown version
+            ck.branch("c", "0123456789abcdef")
+        # restore check phase: a registered provider the version lacks, on the last rank only
+        extra = np.zeros(2)
+        if comm.rank == comm.size - 1:
+            ck.register("w", extra)
+        with pytest.raises(vlcc.VlccError):
+            ck.restore(v0)
+        if comm.rank == comm.size - 1:
+            ck.unregister("w")
+        u[:] = -1
+        assert ck.restore(v0).id == v0.id
+        assert np.array_equal(u, np.arange(4.0) + comm.rank)
+
+
+def test_core_collectives_go_through_the_protocol():
+    """No module of the core (repo/ … restore/, the public layer, capi/, cli)
+    calls a communicator's collective itself: every one goes through
+    comm/protocol.py, whose calls the tests above make fail on one rank. The
+    feature packages (adjoint/, torch/, slurm/) agree on errors their own way."""
+    import ast
+    import os
+    root = os.path.dirname(vlcc.__file__)
+    raw = {"gather", "bcast", "allgather", "allreduce", "Barrier", "barrier", "Allreduce",
+           "Bcast", "Gather", "Allgather", "alltoall", "scatter", "reduce"}
+    features = {"comm", "adjoint", "torch", "slurm"}
+    bad = []
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            rel = os.path.relpath(os.path.join(dirpath, f), root)
+            if not f.endswith(".py") or rel.split(os.sep)[0] in features:
+                continue
+            with open(os.path.join(dirpath, f)) as fh:
+                tree = ast.parse(fh.read())
+            for n in ast.walk(tree):
+                if (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                        and n.func.attr in raw and "comm" in ast.unparse(n.func.value).lower()):
+                    bad.append(f"{rel}:{n.lineno}: {ast.unparse(n.func)}")
+    assert not bad, "\n".join(bad)

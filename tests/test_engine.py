@@ -344,8 +344,7 @@ def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path, mo
     else:
         monkeypatch.delenv("VLCC_GATHER_MAX", raising=False)
     u = np.arange(96 * 64, dtype=np.float64).reshape(96, 64)
-    with rankwrite._GATHER_LOCK:
-        rankwrite._GATHER_FREE.clear()
+    rankwrite.GATHER_POOL.clear()
     with vlcc.Checkpointer(str(tmp_path / "r"), mode="async", chunk_size=4096,
                            memory_budget=8 * u.nbytes, track_dirty=track) as ck:
         ck.register("u", u, global_shape=u.shape, offset=(0, 0))
@@ -353,7 +352,7 @@ def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path, mo
         eng._prefetcher.submit(int).result()       # the register-time faulting is done
         want = [] if lean else [u.nbytes]
         assert ck.stats["prefaulted"] == u.nbytes
-        assert [b.size for b in rankwrite._GATHER_FREE] == want
+        assert rankwrite.GATHER_POOL.sizes() == want
         for k in range(2):
             u += 1.0
             ck.checkpoint(step=k)
@@ -361,7 +360,7 @@ def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path, mo
         eng._prefetcher.submit(int).result()
         assert ck.stats["prefaulted"] == u.nbytes
         # the flushes used the reserved gather buffer (if any) and gave it back
-        assert [b.size for b in rankwrite._GATHER_FREE] == want
+        assert rankwrite.GATHER_POOL.sizes() == want
         assert vlcc.Repository(str(tmp_path / "r")).read("latest", "u").tobytes() == u.tobytes()
 
 

@@ -23,7 +23,7 @@ INSTALL_ROUTES = (
 
 # Set by a launcher in every rank it starts: then COMM_WORLD, not a one-rank stand-in, is meant.
 LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE",
-                "MPI_LOCALNRANKS", "HYDRA_CONTROL_FD")
+                "OMPI_COMM_WORLD_RANK", "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HYDRA_CONTROL_FD")
 
 
 class MPIUnavailableError(VlccError):

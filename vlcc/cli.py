@@ -33,9 +33,10 @@ import sys
 from ._version import __version__
 from .errors import (ArgumentError, CorruptionError, FormatVersionError, NotFoundError,
                      RepositoryError, VlccError)
-from .repo.manifest import Version
+from .repo.manifest import Version, stored_entry
 from .repo.spec import FORMS
 from .repository import Repository
+from .units import human_bytes
 
 # Exit statuses, the same for every command (docs/tools.md "Exit status").
 EXIT_OK = 0
@@ -89,17 +90,10 @@ def _when(t: float) -> str:
 
 
 def _nbytes(v: Version) -> int:
-    if "logical_bytes" in v.manifest:    # format 2
-        return int(v.manifest["logical_bytes"])
-    return sum(b["nbytes"] for p in v.providers.values() for b in p["blocks"])
+    from .repo.manifest import logical_bytes
+    return logical_bytes(v.manifest)
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _refs_by_version(repo: Repository) -> dict[str, list[str]]:
@@ -143,7 +137,7 @@ def cmd_log(args) -> int:
         deco = f" ({', '.join(sorted(refs[v.id]))})" if v.id in refs else ""
         print(f"version {v.id}{deco}")
         print(f"  parent  {v.parent or '-'}   branch {v.branch}   step {v.step if v.step is not None else '-'}")
-        print(f"  date    {_when(v.time)}   ranks {v.nranks}   size {_human(_nbytes(v))}")
+        print(f"  date    {_when(v.time)}   ranks {v.nranks}   size {human_bytes(_nbytes(v))}")
         if v.slurm:
             print(f"  slurm   {_slurm_ids(v.slurm)}")
         if v.message:
@@ -197,7 +191,7 @@ def cmd_show(args) -> int:
         print(f"slurm    {json.dumps(v.slurm, sort_keys=True)}")
     print("providers:")
     for name, e in sorted(v.providers.items()):
-        size = sum(b["nbytes"] for b in e["blocks"]) if "blocks" in e else None
+        size = stored_entry(e, v.nranks).nbytes
         if e["kind"] == "distributed":
             shape = "x".join(map(str, e["global_shape"])) or "scalar"
             desc = f"distributed {e['dtype']} {shape} in {v.nranks} blocks"
@@ -207,7 +201,7 @@ def cmd_show(args) -> int:
             desc = f"derived from {', '.join(e.get('inputs') or [])}: {json.dumps(e.get('recipe'))}"
         else:
             desc = "value" + (" (replicated)" if e.get("replicated") else " (per rank)")
-        print(f"  {name:<32} {desc:<48} {'' if size is None else _human(size)}")
+        print(f"  {name:<32} {desc:<48} {'' if size is None else human_bytes(size)}")
     return 0
 
 
@@ -258,13 +252,13 @@ def cmd_verify(args) -> int:
         print()
     else:
         what = f"version {repo.resolve(spec).id}" if spec is not None else f"{res['versions']} versions"
-        print(f"ok: {what}, {res['chunks']} chunks, {_human(res['bytes'])} checked")
+        print(f"ok: {what}, {res['chunks']} chunks, {human_bytes(res['bytes'])} checked")
         for note in res.get("node_local", {}).values():   # rebuilt after a node loss, or node-local only
             print(f"note: {note}")
         if args.deep:
             d = res["deep"]
             print(f"deep: {d['shared_hashes']} shared chunk hash(es) with {d['references']} references; "
-                  f"{d['copies_read']} stored copies read, {_human(d['bytes_compared'])} compared "
+                  f"{d['copies_read']} stored copies read, {human_bytes(d['bytes_compared'])} compared "
                   f"byte-for-byte, no collision")
     return 0
 
@@ -282,7 +276,7 @@ def cmd_gc(args) -> int:
         print()
         return 0
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {len(res['removed'])} file(s), {_human(res['reclaimed_bytes'])}; "
+    print(f"{verb} {len(res['removed'])} file(s), {human_bytes(res['reclaimed_bytes'])}; "
           f"{res['live_versions']} live version(s)")
     if res["kept_for_references"]:
         print(f"kept data of {len(res['kept_for_references'])} pruned version(s) still referenced")
@@ -337,7 +331,7 @@ def cmd_doctor(args) -> int:
             state = "report only"
         else:
             state = "would remove" if not args.repair else "remains"
-        size = f", {_human(f.nbytes)}" if f.nbytes else ""
+        size = f", {human_bytes(f.nbytes)}" if f.nbytes else ""
         print(f"{_DOCTOR_KIND.get(f.kind, f.kind):<13} {f.path}\n    {f.detail}{size}: {state}")
     left = rep.problems
     if not rep.findings or not (left or any(f.removed for f in rep.findings)):
@@ -366,14 +360,14 @@ def cmd_du(args) -> int:
     print(f"{'version':16} {'branch':12} {'step':>6} {'logical':>10} {'stored':>10} {'reused':>10}")
     for v in res["versions"]:
         print(f"{v['id']:16} {v['branch'][:12]:12} {str(v['step'] if v['step'] is not None else '-'):>6} "
-              f"{_human(v['logical_bytes']):>10} {_human(v['stored_bytes']):>10} {_human(v['reused_bytes']):>10}")
+              f"{human_bytes(v['logical_bytes']):>10} {human_bytes(v['stored_bytes']):>10} {human_bytes(v['reused_bytes']):>10}")
     print()
     for b, e in sorted(res["branches"].items()):
-        print(f"branch {b}: {e['versions']} version(s), logical {_human(e['logical_bytes'])}, "
-              f"stored {_human(e['stored_bytes'])}")
+        print(f"branch {b}: {e['versions']} version(s), logical {human_bytes(e['logical_bytes'])}, "
+              f"stored {human_bytes(e['stored_bytes'])}")
     t = res["total"]
     ratio = f"{t['dedup_ratio']:.2f}x" if t["dedup_ratio"] else "-"
-    print(f"total: logical {_human(t['logical_bytes'])}, stored {_human(t['stored_bytes'])}, "
+    print(f"total: logical {human_bytes(t['logical_bytes'])}, stored {human_bytes(t['stored_bytes'])}, "
           f"logical/stored {ratio}")
     return 0
 

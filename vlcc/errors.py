@@ -5,15 +5,37 @@ message text."""
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class Code(IntEnum):
+    """The C ABI's error codes (include/vlcc.h ``VLCC_*``): the one table;
+    vlcc.capi.codes re-exports them for the C layer."""
+    OK = 0
+    EINIT = -1
+    ESTATE = -2
+    EINVAL = -3
+    ENOTFOUND = -4
+    EMISMATCH = -5
+    EPROVIDER = -6
+    ECORRUPT = -7
+    ESTORAGE = -8
+    EREPO = -9
+    EEXISTS = -10
+    ECOLLECTIVE = -11
+    ETRUNC = -12
+    EUNSUPPORTED = -13
+    EINTERNAL = -99
+
 
 class VlccError(Exception):
     """Base class of every error vlcc raises on purpose."""
-    code = -99          # VLCC_EINTERNAL
+    code = Code.EINTERNAL
 
 
 class RepositoryError(VlccError):
     """The repository itself is unusable (missing, wrong path, not a repository)."""
-    code = -9           # VLCC_EREPO
+    code = Code.EREPO
 
 
 class FormatVersionError(RepositoryError):
@@ -22,22 +44,22 @@ class FormatVersionError(RepositoryError):
 
 class StorageError(VlccError):
     """The storage refused a write or read (read-only path, no space, permissions)."""
-    code = -8           # VLCC_ESTORAGE
+    code = Code.ESTORAGE
 
 
 class NotFoundError(VlccError, LookupError):
     """Unknown version, branch or tag."""
-    code = -4           # VLCC_ENOTFOUND
+    code = Code.ENOTFOUND
 
 
 class RefExistsError(VlccError):
     """A branch or tag of that name already exists."""
-    code = -10          # VLCC_EEXISTS
+    code = Code.EEXISTS
 
 
 class ProviderError(VlccError):
     """A provider was registered or used wrongly."""
-    code = -6           # VLCC_EPROVIDER
+    code = Code.EPROVIDER
 
 
 class DuplicateProviderError(ProviderError):
@@ -50,42 +72,42 @@ class MissingProviderError(ProviderError):
 
 class ShapeMismatchError(ProviderError):
     """Shape, dtype or decomposition of a registered provider does not fit the stored one."""
-    code = -5           # VLCC_EMISMATCH
+    code = Code.EMISMATCH
 
 
 class CorruptionError(VlccError):
     """Stored bytes or metadata do not match their checksum, or are truncated."""
-    code = -7           # VLCC_ECORRUPT
+    code = Code.ECORRUPT
 
 
 class CollectiveError(VlccError):
     """Raised on a rank whose own work succeeded when another rank failed; the
     message carries the failing rank's error."""
-    code = -11          # VLCC_ECOLLECTIVE
+    code = Code.ECOLLECTIVE
 
 
 class ArgumentError(VlccError, ValueError):
     """A bad argument (value out of range, wrong type): catch it as either."""
-    code = -3           # VLCC_EINVAL
+    code = Code.EINVAL
 
 
 class LockBusyError(VlccError):
     """A repository lock is held by a live process (gc/prune while writers run,
     a checkpoint while gc runs, a branch move that timed out)."""
-    code = -2           # VLCC_ESTATE
+    code = Code.ESTATE
 
 
 class BranchMovedError(VlccError):
     """The branch head moved under a writer (another job wrote to the same
     branch) and the version could not be rebased onto the new head."""
-    code = -2           # VLCC_ESTATE
+    code = Code.ESTATE
 
 
 class DivergenceError(VlccError):
     """A checkpoint differs from the reference run's version of the same step
     beyond the tolerances (``Checkpointer(compare_to=..., on_diverge="raise")``).
     ``record`` holds the divergence: step, provider, index, size, ..."""
-    code = -5           # VLCC_EMISMATCH
+    code = Code.EMISMATCH
 
     def __init__(self, message: str, record: dict | None = None):
         super().__init__(message)

@@ -15,19 +15,18 @@ as restart data and as adjoint dependency: the bytes are the same, u_n).
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
 
 import numpy as np
 
 from . import _state
+from ..engine.buffers import SizePool
 from .errors import AdjointError
-
 
 class RamStore:
     def __init__(self, ck, limit: int):
         self.ck, self.limit = ck, int(limit)
         self._snaps: dict[int, list] = {}          # n -> [Snapshot, refs]
-        self._free: dict[int, list[np.ndarray]] = defaultdict(list)
+        self._free = SizePool()
         self.stores = self.restores = self.peak = 0
 
     def __contains__(self, n: int) -> bool:
@@ -37,8 +36,7 @@ class RamStore:
         return len(self._snaps)
 
     def _alloc(self, nbytes: int):
-        pool = self._free.get(nbytes)
-        return pool.pop() if pool else None
+        return self._free.take(nbytes)
 
     def store(self, n: int) -> None:
         if n in self._snaps:               # same state u_n: share it
@@ -58,7 +56,7 @@ class RamStore:
 
     def recycle(self, snap) -> None:
         for b in snap.buffers():
-            self._free[b.nbytes].append(b)
+            self._free.give(b)
 
     def restore(self, n: int) -> None:
         if n not in self._snaps:
@@ -78,7 +76,6 @@ class RamStore:
     def clear(self) -> None:
         self._snaps.clear()
         self._free.clear()
-
 
 class DiskStore:
     """Disk snapshots: versions on the private branch ``adjoint/<run-id>``."""

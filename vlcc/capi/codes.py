@@ -7,27 +7,11 @@ import numpy as np
 
 from .. import errors as E
 
-OK = 0
-EINIT = -1
-ESTATE = -2
-EINVAL = -3
-ENOTFOUND = -4
-EMISMATCH = -5
-EPROVIDER = -6
-ECORRUPT = -7
-ESTORAGE = -8
-EREPO = -9
-EEXISTS = -10
-ECOLLECTIVE = -11
-ETRUNC = -12
-EUNSUPPORTED = -13
-EINTERNAL = -99
+# The codes are defined once, with the exception classes that carry them (errors.Code).
+OK, EINIT, ESTATE, EINVAL, ENOTFOUND, EMISMATCH, EPROVIDER, ECORRUPT, ESTORAGE, EREPO, \
+    EEXISTS, ECOLLECTIVE, ETRUNC, EUNSUPPORTED, EINTERNAL = (int(c) for c in E.Code)
 
-NAMES = {v: "VLCC_" + k for k, v in dict(
-    OK=OK, EINIT=EINIT, ESTATE=ESTATE, EINVAL=EINVAL, ENOTFOUND=ENOTFOUND, EMISMATCH=EMISMATCH,
-    EPROVIDER=EPROVIDER, ECORRUPT=ECORRUPT, ESTORAGE=ESTORAGE, EREPO=EREPO, EEXISTS=EEXISTS,
-    ECOLLECTIVE=ECOLLECTIVE, ETRUNC=ETRUNC, EUNSUPPORTED=EUNSUPPORTED,
-    EINTERNAL=EINTERNAL).items()}
+NAMES = {int(c): "VLCC_" + c.name for c in E.Code}
 
 # vlcc_dtype enum value -> numpy dtype (native byte order)
 DTYPES = {0: np.uint8, 1: np.float32, 2: np.float64, 3: np.int8, 4: np.int16, 5: np.int32,
@@ -46,10 +30,10 @@ class CapiError(E.VlccError):
 
 
 def code_of(exc: BaseException) -> int:
-    """The C code of an exception: every vlcc error class carries its own
-    (vlcc/errors.py); a raw OSError is a storage error."""
+    """The C code of an exception, by class: every vlcc error class carries its
+    own (vlcc/errors.py); a raw OSError is a storage error."""
     if isinstance(exc, E.VlccError):
-        return exc.code
+        return int(exc.code)
     if isinstance(exc, OSError):
         return ESTORAGE
     return EINTERNAL

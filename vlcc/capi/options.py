@@ -46,7 +46,7 @@ def integer(v: str) -> int:
 
 def nbytes(v: str) -> str:
     """A byte count (``"512MiB"``); kept as given, checked now."""
-    from ..engine.config import parse_bytes
+    from ..units import parse_bytes
     try:
         parse_bytes(v, "value")
     except Exception as exc:       # noqa: BLE001 - any refusal is a bad value
@@ -159,7 +159,7 @@ ADJOINT = Table("adjoint option", [
 VELOC = Table("configuration key", [
     Option("persistent"), Option("scratch"), Option("mode", MODE),
     Option("memory_budget"), Option("chunk_size", integer),
-    # → redundancy / persist (capi/veloc.py redundancy_options, docs/capi.md)
+    # → redundancy / persist (capi/veloc/setup.py redundancy_options, docs/capi.md)
     Option("ec_interval", integer), Option("persistent_interval", integer),
     Option("redundancy"), Option("group_size", integer)],
     ignored={"watchdog_interval", "max_versions",

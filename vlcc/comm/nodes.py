@@ -18,6 +18,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from .. import settings
 from ..errors import ArgumentError
 from .protocol import allgather
 
@@ -86,7 +87,7 @@ def _shared_memory_key(comm) -> str:
 
 
 def _own_key(comm, shm_key: str) -> tuple[bool, str]:
-    raw = os.environ.get(NODE_ENV)
+    raw = settings.get(NODE_ENV)
     if raw is not None and raw.strip() != "":
         try:
             return True, str(int(raw.strip()))

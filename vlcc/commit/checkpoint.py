@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import time
+from typing import Any
 
 import numpy as np
 
@@ -90,14 +91,29 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
     ``lazy`` (async with flusher collectives only): names of array providers
     (or True: all) whose capture copy runs in the background after this
     returns; the caller leaves them unmodified until ``engine.settle()``."""
-    eng = s.engine
-    if eng.pending:
-        eng.settle()              # a previous lazy capture is complete before this one
+    if s.engine.pending:
+        s.engine.settle()         # a previous lazy capture is complete before this one
         progress(s, block=False)
+    threaded = s.mode == "async" and s.flush_comm is not None
+    pend, alloc = issue(s, step, message, attrs, threaded, lazy)
+    prepare(s, pend, threaded)
+    if s.mode == "async":
+        v = submit(s, pend, alloc, threaded)
+    else:
+        v = write_and_commit(s, pend)
+    _raise_if_diverged(s)
+    return v
+
+
+def issue(s: Session, step, message: str, attrs, threaded: bool,
+          lazy=None) -> tuple[Pending, Any]:
+    """Collective, step 1: capture and describe every provider, rank 0
+    validates all ranks' descriptions, takes the writer lock and issues the
+    id. Returns the version (holding the lock) and the capture's allocator."""
+    eng = s.engine
     t0 = time.time()
     holder: dict = {}
     is_async = s.mode == "async"
-    threaded = is_async and s.flush_comm is not None
     # the application's thread prepares (hashes) right after the capture
     # without flusher collectives, and compare_to reads the captured bytes:
     # then there is nothing to gain from a lazy copy
@@ -124,7 +140,7 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
         # re-checks it under the writer lock (commit/parents.py)
         return compact(holder["descs"]), own_parent()
 
-    def issue(boxes, candidates):
+    def new_id(boxes, candidates):
         holder["boxes"] = boxes
         # gc never runs while this is held: the parent's chunks this version
         # will reference stay (repo/gc.py). Async: held until committed.
@@ -134,11 +150,11 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
     def decide(payloads):
         # fixed-size records per rank: a signature and the distributed boxes
         boxes = validate_compact(holder["descs"], [p[0] for p in payloads])
-        return None if boxes is None else issue(boxes, [p[1] for p in payloads])
+        return None if boxes is None else new_id(boxes, [p[1] for p in payloads])
 
     def decide_full(all_descs):
         validate_leaves([d for d, _ in all_descs])   # names what differs (or accepts mixed value leaves)
-        return issue(boxes_of([d for d, _ in all_descs]), [p for _, p in all_descs])
+        return new_id(boxes_of([d for d, _ in all_descs]), [p for _, p in all_descs])
 
     try:
         decision = gather_decide(s.comm, capture, decide)
@@ -149,50 +165,62 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
         locks.release(holder.pop("lock", None))
         raise
     vid, persist, gone, instead = decision
-    lock = holder.pop("lock", None)
     pend = Pending(vid=vid, parent=s.parent, branch=s.branch, persist=persist,
                    step=None if step is None else int(step), message=message or "",
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
                    descs=holder.pop("descs"), boxes=holder.pop("boxes", None))
+    pend.lock = holder.pop("lock", None)
+    # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
+    # replaced by the branch head: never reference a deleted file
+    pend.dedup_parent = replace_gone(own_parent(), gone, instead)
+    if not (persist and eng.is_persisted(pend.dedup_parent)):
+        # a version kept on node-local tiers may be evicted from them: no
+        # version references its chunks; and one that may never reach the
+        # persistent tier references none (gc cannot read its indexes):
+        # docs/format.md, "Node-local redundancy"
+        pend.dedup_parent = None
+    return pend, holder.pop("alloc", None)
+
+
+def prepare(s: Session, pend: Pending, threaded: bool) -> None:
+    """Step 2 (collective): the compare_to hook; hash, dedup agreement and
+    encoding, unless the flusher does them (threaded)."""
     try:
         if s.compare is not None:   # core hook: compare_to (collective; notes pend.attrs)
             s.compare.check(pend)
-        # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
-        # replaced by the branch head: never reference a deleted file
-        pend.dedup_parent = replace_gone(own_parent(), gone, instead)
-        if not (persist and eng.is_persisted(pend.dedup_parent)):
-            # a version kept on node-local tiers may be evicted from them: no
-            # version references its chunks; and one that may never reach the
-            # persistent tier references none (gc cannot read its indexes):
-            # docs/format.md, "Node-local redundancy"
-            pend.dedup_parent = None
         if not threaded:            # else the flusher prepares (see flush)
             # sync: the write is collective too, so a node's ranks share files
             # (docs/format.md, 3.4); async: each rank's flusher writes alone
             pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves,
-                                         nodes=not is_async)
+                                         nodes=s.mode != "async")
             pend.replicated = pend.plan.replicated
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
             s.writer.abort()
-        locks.release(lock)
+        locks.release(pend.lock)
         raise
-    if is_async:
-        if not threaded:
-            s.writer.prepared(vid, pend.plan)
-            s.writer.detach_plan()
-        pend.lock = lock
-        try:
-            eng.submit(pend, holder.pop("alloc", None))   # may wait (both tiers full)
-        except BaseException:
-            locks.release(lock)
-            raise
-        v = Version.from_manifest(manifest.provisional(pend, s.size))
-        s.issued(v)
-        _raise_if_diverged(s)
-        return v
+
+
+def submit(s: Session, pend: Pending, alloc, threaded: bool) -> Version:
+    """Async, step 3: queue the version for the flusher; it is pending."""
+    if not threaded:
+        s.writer.prepared(pend.vid, pend.plan)
+        s.writer.detach_plan()
+    try:
+        s.engine.submit(pend, alloc)   # may wait (both tiers full)
+    except BaseException:
+        locks.release(pend.lock)
+        raise
+    v = Version.from_manifest(manifest.provisional(pend, s.size))
+    s.issued(v)
+    return v
+
+
+def write_and_commit(s: Session, pend: Pending) -> Version:
+    """Sync, step 3 (collective): every rank writes its part, rank 0 commits."""
+    vid = pend.vid
     # a copy for the memory tier while the version is written (engine.Keeper)
-    keeper = eng.keep(vid, pend.leaves)
+    keeper = s.engine.keep(vid, pend.leaves)
     try:
         doc = gather_decide(s.comm, lambda: s.writer.write(vid),
                             lambda results: commit_version(s, pend, results))
@@ -204,13 +232,12 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
             shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
         raise
     finally:
-        locks.release(lock)
+        locks.release(pend.lock)
+        pend.lock = None
     s.writer.committed(vid)
     if keeper is not None:
         keeper.commit()
-    v = _committed(s, doc)
-    _raise_if_diverged(s)
-    return v
+    return _committed(s, doc)
 
 
 def _raise_if_diverged(s: Session) -> None:

@@ -18,20 +18,20 @@ Two steps so that ranks can agree on shared chunks in between:
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..encode import Codec, get_codec
 from ..encode.raw import Raw
+from .. import settings
 from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
 from ..io.nodefile import NodeLayout, node_layout, node_var, place_data, write_metadata, write_range
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
 from ..layout.stored import Chain, TileMajor, is_lazy
-from ..engine.buffers import available_memory, mapped
+from ..engine.buffers import SizePool, available_memory, mapped
 from ..layout.tiles import gather, is_contiguous, piece_bounds, pieces, tile_shape
 from ..redundancy.dedup import (ChunkTable, Offer, StoredChunk, assign_owners, codec_key,
                                 load_parent_indexes, place_own)
@@ -104,15 +104,13 @@ def stored_layout(leaf: Leaf, chunk_size: int, hashes: list | None = None,
 # the block instead (layout/stored.py): no second copy, but ~20 ms more CPU
 # per 64 MiB (a hashing pass through a scratch buffer, then the bounce copy
 # of the write), measured with 1 rank and a tiled 2-D leaf: ~55 against ~35 ms.
-_GATHER_FREE: list[np.ndarray] = []
-_GATHER_KEEP = 2
-_GATHER_LOCK = threading.Lock()
+GATHER_POOL = SizePool(keep=2)
 GATHER_SHARE = 8
 
 
 def gather_allowed(n: int) -> bool:
     """May a new gather buffer of ``n`` bytes be allocated?"""
-    env = os.environ.get("VLCC_GATHER_MAX", "").strip()
+    env = (settings.get("VLCC_GATHER_MAX") or "").strip()
     limit = int(env) if env else available_memory() // GATHER_SHARE
     return n <= limit
 
@@ -120,10 +118,9 @@ def gather_allowed(n: int) -> bool:
 def _gather_buffer(n: int, lean_ok: bool = False) -> np.ndarray | None:
     """A recycled gather buffer of ``n`` bytes, else a new one; None when
     ``lean_ok`` and a new one is not ``gather_allowed``."""
-    with _GATHER_LOCK:
-        for i, b in enumerate(_GATHER_FREE):
-            if b.size == n:
-                return _GATHER_FREE.pop(i)
+    b = GATHER_POOL.take(n)
+    if b is not None:
+        return b
     if lean_ok and not gather_allowed(n):
         return None
     return mapped(n)
@@ -140,23 +137,14 @@ def reserve_gather(n: int) -> None:
     in the background at register). Faulting 64 MiB in the flusher during
     the first flush cost the application ~100 ms on this VM: the fault storm
     competes with the application's own mmap/munmap of numpy temporaries."""
-    with _GATHER_LOCK:
-        if any(b.size == n for b in _GATHER_FREE) or len(_GATHER_FREE) >= _GATHER_KEEP:
-            return
-    b = mapped(n, huge=True)
-    with _GATHER_LOCK:
-        if len(_GATHER_FREE) < _GATHER_KEEP:
-            _GATHER_FREE.append(b)
+    GATHER_POOL.reserve(n, lambda: mapped(n, huge=True))
 
 
 def _release_gathered(plan: "RankPlan") -> None:
-    with _GATHER_LOCK:
-        for lp in plan.leaves:
-            if lp.gathered and lp.data is not None:
-                if len(_GATHER_FREE) >= _GATHER_KEEP:
-                    _GATHER_FREE.pop(0)
-                _GATHER_FREE.append(lp.data)
-                lp.data = None
+    for lp in plan.leaves:
+        if lp.gathered and lp.data is not None:
+            GATHER_POOL.give(lp.data)
+            lp.data = None
 
 
 @dataclass

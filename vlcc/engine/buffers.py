@@ -78,6 +78,54 @@ def available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+class SizePool:
+    """Free flat buffers kept for reuse, taken back by exact size: the adjoint's
+    RAM snapshots (adjoint/storage.py) and the flush's gather buffers
+    (commit/rankwrite.py). ``keep``: at most that many buffers (the oldest is
+    dropped), None: no bound. Thread-safe. (The memory tier's own pool is
+    tied to its byte budget: engine/memory.py.)"""
+
+    def __init__(self, keep: int | None = None):
+        self.keep = keep
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> np.ndarray | None:
+        with self._lock:
+            for i, b in enumerate(self._free):
+                if b.nbytes == nbytes:
+                    return self._free.pop(i)
+        return None
+
+    def give(self, buf: np.ndarray) -> None:
+        with self._lock:
+            if self.keep is not None and len(self._free) >= self.keep:
+                self._free.pop(0)
+            self._free.append(buf)
+
+    def reserve(self, nbytes: int, make) -> None:
+        """Add ``make()`` (a new buffer of ``nbytes``) unless one of that size is
+        free or the pool is full; ``make`` runs outside the lock."""
+        with self._lock:
+            if self.full() or any(b.nbytes == nbytes for b in self._free):
+                return
+        b = make()
+        with self._lock:
+            if not self.full():
+                self._free.append(b)
+
+    def full(self) -> bool:
+        return self.keep is not None and len(self._free) >= self.keep
+
+    def sizes(self) -> list[int]:
+        with self._lock:
+            return [b.nbytes for b in self._free]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
 def spare_cpu() -> bool:
     """Has this process a spare CPU (1-min load average below the CPUs it may
     use, minus one)? Work handed to another thread only hides there."""
@@ -91,5 +139,5 @@ def spare_cpu() -> bool:
         return False
 
 
-__all__ = ["available_memory", "mapped", "recyclable", "spare_cpu"]
+__all__ = ["SizePool", "available_memory", "mapped", "recyclable", "spare_cpu"]
 

@@ -1,18 +1,10 @@
 """Engine settings: keyword arguments, else environment variables, else defaults.
 
-| setting        | keyword          | environment             | default |
-| -------------- | ---------------- | ----------------------- | ------- |
-| mode           | ``mode``         | ``VLCC_MODE``           | ``sync`` |
-| memory budget  | ``memory_budget``| ``VLCC_MEMORY_BUDGET``  | 1 GiB per rank |
-| local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir, for spill only (see below); ``none`` disables |
-| write through local | —            | ``VLCC_LOCAL_STAGE``    | ``1`` when the local dir is given (keyword or environment): every version is written there first, then promoted; ``0`` with the default dir |
-| spill budget   | —                | ``VLCC_LOCAL_BUDGET``   | the memory budget: captures the memory tier cannot hold go to the local tier up to this many bytes |
-| keep last (sync) | —              | ``VLCC_KEEP_LAST``      | ``0``: off; ``1``: a sync checkpoint also copies its state into the memory tier, beside the write (a restore right after it then reads memory, not the disk its O_DIRECT write bypassed the page cache for; the copy is abandoned if the write finishes first); ``auto``: only while the process has a spare CPU |
-| flusher MPI    | —                | ``VLCC_FLUSH_MPI``      | ``auto``: the flusher hashes, agrees and commits on its own communicator when MPI is at MPI_THREAD_MULTIPLE; ``0``: never (the application's thread does it) |
-| redundancy     | ``redundancy``   | ``VLCC_REDUNDANCY``     | ``none``; ``partner``, ``xor``, ``rs:K+M`` protect the node-local tier against node loss (engine/resilience/) |
-| XOR group size | ``group_size``   | ``VLCC_GROUP_SIZE``     | 8 nodes |
-| persist        | ``persist``      | ``VLCC_PERSIST``        | ``always``: every version is copied to the persistent tier before it commits; ``never``: node-local tier only; a number: seconds between persisted versions |
-| node-local versions kept | —      | ``VLCC_LOCAL_KEEP``     | 2 (with redundancy or persist other than ``always``: versions kept in the node stores) |
+The variables (``VLCC_MODE``, ``VLCC_MEMORY_BUDGET``, ``VLCC_LOCAL_DIR``,
+``VLCC_LOCAL_STAGE``, ``VLCC_LOCAL_BUDGET``, ``VLCC_KEEP_LAST``, ``VLCC_FLUSH_MPI``, ``VLCC_REDUNDANCY``,
+``VLCC_GROUP_SIZE``, ``VLCC_PERSIST``, ``VLCC_LOCAL_KEEP``) are declared
+with their defaults in vlcc/settings.py (one table, shown in
+docs/architecture.md "Settings").
 
 With redundancy or a ``persist`` other than ``always`` and no local dir given,
 the node stores go to ``/dev/shm/vlcc-<uid>-nodes`` (or the temp dir): not the
@@ -30,31 +22,14 @@ tier: versions go through it.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 
+from .. import settings
 from ..errors import ArgumentError
+from ..units import parse_bytes
 from .resilience.codes import Scheme, parse
-
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
-
-
-def parse_bytes(value, what: str) -> int:
-    """``1073741824``, ``"512MiB"``, ``"2G"`` → bytes."""
-    if isinstance(value, (int, float)):
-        n = int(value)
-    else:
-        m = re.fullmatch(r"\s*([0-9.]+)\s*([A-Za-z]*)\s*", str(value))
-        if not m or m.group(2).lower() not in _UNITS:
-            raise ArgumentError(f"{what}: cannot parse size {value!r} (use e.g. 512MiB, 2GiB, 1000000)")
-        n = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if n <= 0:
-        raise ArgumentError(f"{what} must be positive, got {value!r}")
-    return n
-
 
 def default_local_dir(need: int) -> str:
     job = os.environ.get("SLURM_JOB_ID") or f"p{os.getppid()}"
@@ -91,29 +66,27 @@ class EngineConfig:
     @classmethod
     def resolve(cls, mode=None, memory_budget=None, local_dir=None, redundancy=None,
                 group_size=None, persist=None) -> "EngineConfig":
-        env = os.environ
-        scheme = parse(redundancy if redundancy is not None else env.get("VLCC_REDUNDANCY"),
-                       group_size if group_size is not None else env.get("VLCC_GROUP_SIZE") or None)
-        every = parse_persist(persist if persist is not None else env.get("VLCC_PERSIST", "always"))
-        keep_n = int(env.get("VLCC_LOCAL_KEEP", 2))
-        mode = mode or env.get("VLCC_MODE") or "sync"
+        scheme = parse(redundancy if redundancy is not None else settings.get("VLCC_REDUNDANCY"),
+                       group_size if group_size is not None else settings.get("VLCC_GROUP_SIZE") or None)
+        every = parse_persist(persist if persist is not None else settings.get("VLCC_PERSIST"))
+        keep_n = int(settings.get("VLCC_LOCAL_KEEP"))
+        mode = mode or settings.get("VLCC_MODE")
         if mode not in ("sync", "async"):
             raise ArgumentError(f"unknown mode {mode!r}: use 'sync' or 'async'")
         budget = parse_bytes(memory_budget if memory_budget is not None
-                             else env.get("VLCC_MEMORY_BUDGET", 1 << 30), "memory_budget")
-        ld = local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")
+                             else settings.get("VLCC_MEMORY_BUDGET"), "memory_budget")
+        ld = local_dir if local_dir is not None else settings.get("VLCC_LOCAL_DIR")
         stage = ld is not None
         if ld is None:
             ld = default_local_dir(budget) if mode == "async" else "none"
-        stage = env.get("VLCC_LOCAL_STAGE", "1" if stage else "0").strip().lower() \
-            not in ("0", "no", "off", "false")
+        stage = settings.flag("VLCC_LOCAL_STAGE", "1" if stage else "0")
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
-        spill = parse_bytes(env.get("VLCC_LOCAL_BUDGET", budget), "VLCC_LOCAL_BUDGET")
-        explicit = (local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")) not in (None, "")
-        flush_mpi = env.get("VLCC_FLUSH_MPI", "auto").strip().lower() not in ("0", "no", "off", "false")
+        spill = parse_bytes(settings.get("VLCC_LOCAL_BUDGET") or budget, "VLCC_LOCAL_BUDGET")
+        explicit = (local_dir if local_dir is not None else settings.get("VLCC_LOCAL_DIR")) not in (None, "")
+        flush_mpi = settings.flag("VLCC_FLUSH_MPI")
         if scheme.kind != "none" or every != 0.0:
             what = (f"redundancy={scheme.spec!r}" if scheme.kind != "none"
-                    else f"persist={persist if persist is not None else env.get('VLCC_PERSIST')!r}")
+                    else f"persist={persist if persist is not None else settings.get('VLCC_PERSIST')!r}")
             if mode != "async":
                 raise ArgumentError(f"{what} needs mode='async' (the flusher thread encodes)")
             if ld is None:
@@ -122,8 +95,8 @@ class EngineConfig:
                 # not the per-job default base: node stores must outlive the job
                 ld = os.path.join(os.path.dirname(ld), f"vlcc-{os.getuid()}-nodes")
             stage = True
-        keep = env.get("VLCC_KEEP_LAST", "0").strip().lower()
-        keep_last = None if keep == "auto" else keep not in ("0", "no", "off", "false")
+        keep = settings.get("VLCC_KEEP_LAST").strip().lower()
+        keep_last = None if keep == "auto" else keep not in settings.FALSE
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
                    flush_mpi=flush_mpi, stage_local=stage, keep_last=keep_last, redundancy=scheme,
                    persist=every, keep_local=max(1, keep_n), local_explicit=explicit)

@@ -25,6 +25,8 @@ import sys
 import tempfile
 import threading
 
+from .. import settings
+
 _CDEF = """
 int vlcc_bus_install(void);
 int vlcc_bus_guard(uintptr_t start, size_t n);
@@ -116,7 +118,7 @@ _TRIED = False
 
 
 def _cache_dir() -> str:
-    base = os.environ.get("VLCC_CACHE_DIR") or os.path.join(
+    base = settings.get("VLCC_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "vlcc")
     return base
 
@@ -157,7 +159,7 @@ def _lib():
     with _LOCK:
         if not _TRIED:
             _TRIED = True
-            if os.environ.get("VLCC_MAP_READS", "1") != "0":
+            if settings.get("VLCC_MAP_READS") != "0":
                 try:
                     _LIB = _build()
                 except Exception:   # noqa: BLE001 - no compiler, no cache dir: unmapped reads

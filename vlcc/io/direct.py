@@ -24,6 +24,8 @@ import threading
 
 import numpy as np
 
+from .. import settings
+
 ALIGN = 4096
 BOUNCE = 8 << 20          # bounce buffer: large I/Os, small enough to stay in cache
 _local = threading.local()
@@ -47,7 +49,7 @@ def open_direct(path: str) -> tuple[int, bool]:
     takes it. Returns (fd, direct)."""
     flags = os.O_WRONLY | os.O_CREAT
     odirect = getattr(os, "O_DIRECT", 0)
-    if odirect and os.environ.get("VLCC_DIRECT_IO", "1").strip().lower() not in ("0", "no", "off"):
+    if odirect and settings.flag("VLCC_DIRECT_IO"):
         try:
             return os.open(path, flags | odirect, 0o644), True
         except OSError:

@@ -27,9 +27,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import CorruptionError
-from ..repo import decomp
 from ..repo.index import load_index
-from ..repo.manifest import load_manifest, rank_indexes
+from ..repo.manifest import load_manifest, rank_indexes, stored_entry
 from ..repo.paths import RepoPaths
 from ..repo.sealed import canonical
 
@@ -107,13 +106,7 @@ def _overlapping_ranks(layout: RepoPaths, m: dict, boxes: dict) -> set[int]:
         e = m["providers"].get(name)
         if e is None or e.get("kind") != "distributed" or not len(shp) or 0 in shp:
             continue
-        if "blocks" in e:      # format 1: the blocks are in the manifest
-            offs = np.array([b["offset"] for b in e["blocks"]], np.int64).reshape(-1, len(shp))
-            shps = np.array([b["shape"] for b in e["blocks"]], np.int64).reshape(-1, len(shp))
-            ranks = np.array([b["rank"] for b in e["blocks"]], np.int64)
-        else:
-            offs, shps = decomp.boxes(e["decomposition"], e["global_shape"], n, read_table)
-            ranks = np.arange(n)
+        ranks, offs, shps = stored_entry(e, n).boxes(read_table)
         if offs.shape[1] != len(shp):
             continue
         lo = np.maximum(offs, np.asarray(off, np.int64))

@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, asdict
 
+from .. import settings
 from ..errors import LockBusyError
 from . import locks, nodelocal, tiermark
 from .gc import GRACE_SECONDS, TEMP_AGE, _manifests, _tree_bytes, is_temp, live_references, temp_files
@@ -92,7 +93,7 @@ class DoctorReport(dict):
 
 def local_bases() -> list[tuple[str, bool]]:
     """(base, explicit): $VLCC_LOCAL_DIR if set, else the default bases of this user."""
-    env = os.environ.get("VLCC_LOCAL_DIR")
+    env = settings.get("VLCC_LOCAL_DIR")
     if env and env.lower() not in ("none", "off"):
         return [(os.path.abspath(env), True)]
     out = []

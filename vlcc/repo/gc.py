@@ -40,7 +40,7 @@ from .paths import RepoPaths, is_version_id
 from . import refs
 from .catalog import Catalog
 from .index import load_index, rank_views
-from .manifest import load_manifest, rank_indexes
+from .manifest import load_manifest, logical_bytes, rank_indexes
 
 GRACE_SECONDS = 3600.0
 
@@ -261,8 +261,7 @@ def du(path: str) -> dict:
     manifests = _manifests(layout)
     versions = []
     for vid, m in sorted(manifests.items(), key=lambda kv: (kv[1]["time"], kv[0])):
-        logical = m["logical_bytes"] if "logical_bytes" in m else \
-            sum(b["nbytes"] for p in m["providers"].values() for b in p["blocks"])
+        logical = logical_bytes(m)
         new = _tree_bytes(layout.data_dir(vid)) if os.path.isdir(layout.data_dir(vid)) else 0
         ref = own = 0
         for rel, cs in _index_rels(layout, m):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CorruptionError, FormatVersionError, NotFoundError, StorageError
+from . import format1, format2
 from .schema import check_manifest
 from .sealed import unseal
 from ..repo.records import Kind
@@ -48,19 +49,13 @@ class Version:
     @property
     def decomposition(self) -> dict[str, list[dict]]:
         """Per distributed provider: the blocks (rank, offset, shape) it was written with."""
-        from . import decomp
         out = {}
         for n, p in self.providers.items():
             if p["kind"] != Kind.DISTRIBUTED:
                 continue
-            if "blocks" in p:     # format 1
-                out[n] = [{"rank": b["rank"], "offset": b["offset"], "shape": b["shape"]}
-                          for b in p["blocks"]]
-                continue
-            offs, shps = decomp.boxes(p["decomposition"], p["global_shape"], self.nranks,
-                                      self._read_side_file)
-            out[n] = [{"rank": r, "offset": offs[r].tolist(), "shape": shps[r].tolist()}
-                      for r in range(self.nranks)]
+            ranks, offs, shps = stored_entry(p, self.nranks).boxes(self._read_side_file)
+            out[n] = [{"rank": int(r), "offset": o.tolist(), "shape": s.tolist()}
+                      for r, o, s in zip(ranks, offs, shps)]
         return out
 
     def _read_side_file(self, rel: str) -> bytes:
@@ -116,6 +111,17 @@ def pack_ranks_table(checksums: list[str], nodes: list[int | None] | None = None
                     for k, c in zip(nodes, checksums))
 
 
+def format_of(doc: dict):
+    """The module of the manifest's format: repo/format1.py or repo/format2.py."""
+    return format1 if doc.get("vlcc_manifest", 1) == format1.MANIFEST else format2
+
+
+def stored_entry(e: dict, nranks: int) -> "format1.Entry | format2.Entry":
+    """A manifest's provider entry as its format's typed record (``nblocks``,
+    ``block_shape``, ``nbytes``, ``boxes(read_table)``)."""
+    return (format1.Entry if format1.is_entry(e) else format2.Entry)(e, nranks)
+
+
 def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
     """(rank, index file relative to the repository, its checksum) per rank.
     Format 1 lists them in the manifest; format 2 in ``ranks.bin``, whose
@@ -147,6 +153,11 @@ def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
         rel = index_rel(doc["id"], r) if k == OWN_INDEX else node_index_rel(doc["id"], k)
         out.append((r, rel, rec[4:].hex()))
     return out
+
+
+def logical_bytes(doc: dict) -> int:
+    """Bytes of the version's state (every rank's blocks, before dedup/encoding)."""
+    return format_of(doc).logical_bytes(doc)
 
 
 def load_manifest(path: str, vid: str, repo: str) -> dict:

@@ -23,6 +23,7 @@ import errno
 import os
 
 from ..errors import StorageError, storage_error
+from ..units import human_bytes
 
 FALLOC_FL_KEEP_SIZE = 0x01
 _NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENOTTY}
@@ -61,14 +62,6 @@ def free_bytes(path: str) -> int | None:
     return None if st is None else st.f_bavail * st.f_frsize
 
 
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def check_room(path: str, nbytes: int, what: str, label: str = "", inodes: int = 0) -> None:
     """Raise StorageError (naming ``what``, e.g. the version, and ``label``
     ``path``) unless the file system of ``path`` has ``nbytes`` and
@@ -76,7 +69,7 @@ def check_room(path: str, nbytes: int, what: str, label: str = "", inodes: int =
     head = f"{what + ': ' if what else ''}no space left on device for {label + ' ' if label else ''}{path}"
     free = free_bytes(path)
     if free is not None and free < nbytes:
-        raise StorageError(f"{head} (needs {_human(nbytes)}, {_human(free)} free)")
+        raise StorageError(f"{head} (needs {human_bytes(nbytes)}, {human_bytes(free)} free)")
     if inodes:
         st = _statvfs(path)
         if st is not None and st.f_files and st.f_favail < inodes:
@@ -105,8 +98,8 @@ def preallocate(path: str, nbytes: int, what: str) -> bool:
             free = free_bytes(path)
             reason = "no space left on device" if err in (errno.ENOSPC, errno.EDQUOT) \
                 else os.strerror(err)
-            raise StorageError(f"{what}: {reason}: cannot reserve {_human(int(nbytes))} for {path}"
-                               + ("" if free is None else f" ({_human(free)} free)"))
+            raise StorageError(f"{what}: {reason}: cannot reserve {human_bytes(int(nbytes))} for {path}"
+                               + ("" if free is None else f" ({human_bytes(free)} free)"))
         return True
     finally:
         os.close(fd)

@@ -27,7 +27,7 @@ from ..engine.resilience.recover import complete, recover
 from ..repo.nodelocal import NODELOCAL, read_record
 from ..commit.session import Session
 from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, StorageError, VlccError
-from ..repo.manifest import Version
+from ..repo.manifest import Version, stored_entry
 from ..repo.records import Kind
 from ..state.array import ArrayProvider
 from .prefetch import prefetch_upcoming
@@ -200,7 +200,7 @@ def check_stored(s: Session, stored: dict, where: str, strict: bool, nranks: int
         p.check_restore(stored, where)
     for n, e in stored.items():
         owner = e.get("of") or n
-        nblocks = len(e["blocks"]) if "blocks" in e else nranks
+        nblocks = stored_entry(e, nranks).nblocks
         if (owner in s.state.providers and e["kind"] != Kind.DISTRIBUTED
                 and nblocks != s.size and not e.get("replicated")):
             raise ShapeMismatchError(

@@ -10,9 +10,8 @@ import os
 import numpy as np
 
 from ..errors import CorruptionError, MissingProviderError, ShapeMismatchError
-from ..repo import decomp
 from ..repo.index import load_index
-from ..repo.manifest import rank_indexes
+from ..repo.manifest import rank_indexes, stored_entry
 from ..repo.paths import RepoPaths
 from ..repo.schema import check_block
 from .profile import stage
@@ -110,8 +109,9 @@ class VersionMeta:
         """The block ``rank`` stored of leaf ``name``: rank, shape, nbytes,
         digest, offset (distributed), pack (coalesced). Format 1 keeps it in
         the manifest, format 2 in that rank's index."""
-        if self.format == 1:
-            b = self.entry(name)["blocks"][rank]
+        stored = stored_entry(self.entry(name), self.nranks)
+        if stored.blocks_in_manifest:
+            b = stored.block(rank)
         else:
             leaf = self.leaf(name, rank)
             if leaf.block is None:
@@ -130,23 +130,14 @@ class VersionMeta:
         return offs[rank], shps[rank]
 
     def nblocks(self, name: str) -> int:
-        e = self.entry(name)
-        return len(e["blocks"]) if self.format == 1 else self.nranks
+        return stored_entry(self.entry(name), self.nranks).nblocks
 
     def boxes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, shapes) of every rank's block of distributed leaf ``name``."""
         got = self._boxes.get(name)
         if got is None:
-            e = self.entry(name)
-            nd = len(e["global_shape"])
-            if self.format == 1:
-                bl = e["blocks"]
-                got = (np.array([b["offset"] for b in bl], np.int64).reshape(len(bl), nd),
-                       np.array([b["shape"] for b in bl], np.int64).reshape(len(bl), nd))
-            else:
-                got = decomp.boxes(e["decomposition"], e["global_shape"], self.nranks,
-                                   self._read_table)
-            self._boxes[name] = got
+            _ranks, *got = stored_entry(self.entry(name), self.nranks).boxes(self._read_table)
+            self._boxes[name] = got = tuple(got)
         return got
 
     def _read_table(self, rel: str) -> bytes:

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..comm import protocol
 from ..errors import DivergenceError, VlccError
+from ..repo.manifest import stored_entry
 from ..repository import Repository
 from .diff import jsonable
 from .elementwise import Tally, values_equal
@@ -137,7 +138,7 @@ class Comparator:
                 t.add(x, y, self.rtol, self.atol, offset=tuple(leaf.offset))
                 out[leaf.name] = _tally(t, gs)
                 continue
-            nref = len(e["blocks"]) if "blocks" in e else v.nranks   # format 1 / 2
+            nref = stored_entry(e, v.nranks).nblocks
             k = 0 if e.get("replicated") else rank if nref == size else None
             if k is None:
                 out[leaf.name] = {"note": f"per-rank data: the reference wrote it on {nref} ranks "

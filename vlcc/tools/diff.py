@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ArgumentError, NotFoundError, ShapeMismatchError, VlccError
-from ..repo.manifest import Version
+from ..repo.manifest import Version, stored_entry
 from ..repository import Repository
 from . import progress
 from .elementwise import Tally, values_equal
@@ -145,7 +145,7 @@ def _one(ra: Repository, va: Version, rb: Repository, vb: Version, name: str,
             t.add(x, y, rtol, atol)
             if before is None and t.first_index is not None:
                 t.first_index = (ka,) + t.first_index    # per-rank data: the rank leads the index
-        rec["shape"] = list(ea["blocks"][0]["shape"]) if ea.get("shape") is None else list(ea["shape"])
+        rec["shape"] = list(stored_entry(ea, 0).block_shape)
         rec = _tally_record(rec, t)
         if note:
             rec["note"] = note

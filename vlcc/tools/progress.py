@@ -7,14 +7,10 @@ import sys
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from ..units import human_bytes
 
-def human(n: float) -> str:
-    """Bytes as people read them: ``512 B``, ``1.5 MiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
+
+human = human_bytes      # the name tools/ and the CLI use
 
 
 def wanted(quiet: bool = False) -> bool:

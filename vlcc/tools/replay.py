@@ -21,6 +21,7 @@ import sys
 from typing import Sequence
 
 from ..comm import protocol
+from .. import settings
 from ..errors import RefExistsError, VlccError
 from ..repository import Repository
 from .spec import open_target
@@ -61,13 +62,13 @@ def apply_env(ck) -> None:
     """Called by ``Checkpointer.__init__`` (collective): when the environment
     asks for a replay of this repository, create the replay branch at the
     version and switch to it. Every rank sees the same environment."""
-    vid = os.environ.get(ENV_RESTORE)
+    vid = settings.get(ENV_RESTORE)
     if not vid:
         return
-    repo = os.environ.get(ENV_REPO)
+    repo = settings.get(ENV_REPO)
     if repo and os.path.realpath(repo) != os.path.realpath(ck.path):
         return
-    name = os.environ.get(ENV_BRANCH) or f"replay/{vid}"
+    name = settings.get(ENV_BRANCH) or f"replay/{vid}"
     # Rank 0 looks, every rank learns the answer (or rank 0's error): one bcast.
     exists = protocol.from_root(ck.comm, lambda: name in Repository(ck.path).branches())
     if not exists:

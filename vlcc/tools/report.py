@@ -16,6 +16,7 @@ import os
 
 from ..errors import StorageError, VlccError, require
 from ..repository import Repository
+from ..units import byte_unit
 
 
 def report(path: str, output: str = "report.png") -> str:
@@ -93,8 +94,7 @@ def report(path: str, output: str = "report.png") -> str:
     shared = [acc.get(v.id, {}).get("reused_bytes", 0) for v in versions]
     logical = [acc.get(v.id, {}).get("logical_bytes", 0) for v in versions]
     top = max([a + b for a, b in zip(new, shared)] + logical) or 1
-    unit, scale = next((u, 1024 ** k) for k, u in reversed(list(enumerate(["B", "KiB", "MiB", "GiB", "TiB"])))
-                       if top >= 1024 ** k or k == 0)
+    unit, scale = byte_unit(top)
     ax1.bar(idx, [n / scale for n in new], color="tab:blue", label="new bytes stored on disk")
     ax1.bar(idx, [n / scale for n in shared], bottom=[n / scale for n in new], color="tab:gray",
             alpha=0.6, label="shared with earlier versions (dedup)")

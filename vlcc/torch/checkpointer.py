@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 import vlcc
+from .. import settings
 from ..errors import VlccError, error_class
 from . import state as S
 from .comm import resolve_comm
@@ -112,7 +113,7 @@ class Checkpointer:
             raise VlccError(f"extra must be a dict, got {type(extra).__name__}")
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.extra = extra
-        if "memory_budget" not in options and "VLCC_MEMORY_BUDGET" not in os.environ:
+        if "memory_budget" not in options and not settings.is_set("VLCC_MEMORY_BUDGET"):
             options["memory_budget"] = default_budget(model, optimizer)
         self.core = vlcc.Checkpointer(path, comm=resolve_comm(group), branch=branch,
                                       mode=mode, **options)

@@ -175,8 +175,8 @@ class TorchComm(_ObjectComm):
 
 
 def _under_mpi_launcher() -> bool:
-    return any(k in os.environ for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_RANK",
-                                          "PMIX_RANK", "MPI_LOCALRANKID"))
+    from .._mpi import LAUNCHER_ENV
+    return any(k in os.environ for k in LAUNCHER_ENV)
 
 
 def resolve_comm(group: Any = None) -> Any:

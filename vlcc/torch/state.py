@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import MissingProviderError, ShapeMismatchError
+from ..repo.manifest import stored_entry
 from .tensors import as_numpy, dtype_name, from_numpy, storage_dtype
 
 LAYOUT = 1
@@ -152,7 +153,7 @@ def meta(tensors: dict[str, torch.Tensor]) -> dict:
 
 
 def _stored_shape(e: dict) -> tuple:
-    return tuple(e["blocks"][0]["shape"]) if e.get("blocks") else tuple(e.get("shape", ()))
+    return stored_entry(e, 0).block_shape
 
 
 def check_model(stored: dict, tensors: dict[str, torch.Tensor], where: str) -> None:

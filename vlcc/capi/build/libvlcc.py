@@ -29,6 +29,8 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
+from ... import settings
+
 PKG = Path(__file__).resolve().parent.parent.parent   # .../vlcc
 ROOT = PKG.parent                                     # source tree (editable install)
 DEFAULT_OUT = PKG / "_lib"
@@ -95,7 +97,7 @@ def find_tool(name: str) -> str:
 def mpi_flags() -> dict[str, list[str]]:
     """Include/library dirs and libraries from ``mpicc -show`` (the MPI mpi4py uses; a
     cluster's: ``VLCC_CC=mpicc``)."""
-    out = subprocess.run([os.environ.get("VLCC_CC") or find_tool("mpicc"), "-show"], capture_output=True, text=True,
+    out = subprocess.run([settings.get("VLCC_CC") or find_tool("mpicc"), "-show"], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     f = {"include_dirs": [], "library_dirs": [], "libraries": [], "rpath": []}
     toks = shlex.split(out)
@@ -176,7 +178,7 @@ def build_fortran(out: Path, tmp: Path, fc: str | None = None) -> Path | None:
         return None
     src = render_fortran(tmp / "vlcc.f90")
     # VLCC_FC (a cluster's mpifort) builds the module with the compiler programs will use.
-    fc = fc or os.environ.get("VLCC_FC") or os.environ.get("FC") or shutil.which("gfortran")
+    fc = fc or settings.get("VLCC_FC") or os.environ.get("FC") or shutil.which("gfortran")
     if not fc:
         raise FileNotFoundError("gfortran not found (make setup installs it): cannot build the "
                                 "Fortran module")
@@ -229,7 +231,7 @@ def build(out: Path = DEFAULT_OUT, fortran: bool = True, verbose: bool = False) 
     return out
 
 
-API_MODULES = ("core.py", "veloc.py", "adjoint.py", "binding.py")
+API_MODULES = ("core.py", "veloc/__init__.py", "adjoint.py", "binding.py")
 
 
 def inputs() -> list[Path]:
@@ -248,8 +250,8 @@ def is_stale(out: Path = DEFAULT_OUT, fortran: bool = True) -> bool:
     if not all(p.exists() for p in need):
         return True
     # The Python sides are read at run time; only the C text (and the build) counts.
-    newest_in = max(p.stat().st_mtime for p in inputs()
-                    if p.exists() and p.name not in API_MODULES)
+    api = {PKG / "capi" / f for f in API_MODULES}
+    newest_in = max(p.stat().st_mtime for p in inputs() if p.exists() and p not in api)
     return newest_in > min(p.stat().st_mtime for p in need)
 
 

@@ -37,6 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ... import settings
 from ...errors import VlccError
 
 ALIAS_NAME = "libmpi.so.12"     # the MPICH-ABI name mpi4py's wheel extension is linked to
@@ -57,7 +58,7 @@ def _beside_interpreter(name: str) -> str | None:
 
 def fc() -> str | None:
     """The Fortran MPI compiler wrapper, or None when no MPI with Fortran bindings is present."""
-    env = os.environ.get("VLCC_FC")
+    env = settings.get("VLCC_FC")
     if env:
         return env
     for name in ("mpifort", "mpif90"):
@@ -80,11 +81,11 @@ def _sibling(tool: str, want: str) -> str | None:
 
 def cc() -> str:
     """The C MPI compiler wrapper of the same MPI as :func:`fc` (else this interpreter's)."""
-    env = os.environ.get("VLCC_CC")
+    env = settings.get("VLCC_CC")
     if env:
         return env
     f = fc()
-    sib = _sibling(f, "mpicc") if f and not os.environ.get("VLCC_FC") else None
+    sib = _sibling(f, "mpicc") if f and not settings.get("VLCC_FC") else None
     if sib:
         return sib
     found = _beside_interpreter("mpicc") or shutil.which("mpicc")
@@ -96,7 +97,7 @@ def cc() -> str:
 
 def mpiexec() -> str:
     """The launcher of the compilers' MPI."""
-    env = os.environ.get("VLCC_MPIEXEC")
+    env = settings.get("VLCC_MPIEXEC")
     if env:
         return env
     for base in (fc(), cc()):
