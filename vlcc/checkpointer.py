@@ -72,6 +72,7 @@ class Checkpointer:
                  its version of the same step within ``rtol``/``atol``; the first divergence
                  is recorded in the version (``attrs["divergence"]``) and on ``ck.divergence``;
                  ``on_diverge="raise"`` raises vlcc.DivergenceError (vlcc/tools/compare.py).
+    allow_pickle: pickle values the safe format cannot hold, unpickle on restore (trusted only).
     """
 
     def __init__(self, path: str | os.PathLike, comm=None, *, branch: str = "main",
@@ -80,7 +81,7 @@ class Checkpointer:
                  coalesce_below: int = DEFAULT_COALESCE_BELOW,
                  memory_budget: int | str | None = None, local_dir: str | None = None,
                  if_moved: str = "rebase", compare_to: str | None = None, rtol: float = 0.0,
-                 atol: float = 0.0, on_diverge: str = "record"):
+                 atol: float = 0.0, on_diverge: str = "record", allow_pickle: bool = False):
         cfg = EngineConfig.resolve(mode, memory_budget, local_dir)
         if int(chunk_size) <= 0:
             raise ArgumentError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
@@ -93,7 +94,7 @@ class Checkpointer:
         paths = RepoPaths(os.path.abspath(os.fspath(path)))
         writer = RankWriter(paths, comm.rank, int(chunk_size), size=comm.size, dedup=dedup,
                             track_dirty=track_dirty, coalesce_below=int(coalesce_below))
-        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(), writer, None,
+        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(allow_pickle), writer, None,
                               None, branch, None, if_moved=if_moved)
         self._closed = False
 
@@ -118,7 +119,7 @@ class Checkpointer:
         from .tools.replay import apply_env
         try:
             s.compare = None if compare_to is None else Comparator(
-                comm, compare_to, rtol=rtol, atol=atol, on_diverge=on_diverge)
+                comm, compare_to, rtol=rtol, atol=atol, on_diverge=on_diverge, allow_pickle=allow_pickle)
             apply_env(self)
         except BaseException:
             self.close()
@@ -220,21 +221,20 @@ class Checkpointer:
         return [Version.from_manifest(d) for d in _ckpt.progress(self._s, block=True)]
 
     def restore(self, version: Version | str | None = None, *, strict: bool = True,
-                atomic: bool | None = None) -> Version:
+                atomic: bool | None = None, allow_pickle: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
         (default: newest of the current branch; also an id, ``tag:NAME``,
-        ``branch:NAME``). N→M aware for distributed arrays. With ``strict`` a
-        stored provider that is not registered is an error. The restored
-        version becomes the parent of the next checkpoint.
-
+        ``branch:NAME``); N→M aware. With ``strict`` a stored provider that is not
+        registered is an error. The restored version is the next one's parent.
         All-or-nothing: every rank first reads and checks everything into
         staging memory, and only then copies it in and runs the callbacks (whose
         own errors cannot be undone). ``atomic=False`` reads straight into the
-        arrays (fastest, no second copy of the state; a damaged chunk may leave
-        providers partly restored); ``None`` stages unless that would exceed
-        half the available memory (then direct, with a RuntimeWarning)."""
+        arrays (fastest, no second copy; a damaged chunk may leave providers
+        partly restored); ``None`` stages unless that would exceed half the
+        available memory (then direct, with a RuntimeWarning). ``allow_pickle``
+        (default: the Checkpointer's) unpickles values stored as pickles."""
         self._check_open()
-        return _restore.restore(self._s, version, strict, atomic)
+        return _restore.restore(self._s, version, strict, atomic, allow_pickle)
 
     def plan(self, versions: Sequence[Version | str | int]) -> list[str]:
         """Collective. Declare the order of the coming restores (versions, ids,

@@ -58,6 +58,12 @@ class CorruptionError(VlccError):
     code = -7           # VLCC_ECORRUPT
 
 
+class UnsafeValueError(VlccError):
+    """A stored value is a pickle and the reader did not pass ``allow_pickle=True``
+    (unpickling runs code chosen by whoever wrote the repository)."""
+    code = -3           # VLCC_EINVAL
+
+
 class CollectiveError(VlccError):
     """Raised on a rank whose own work succeeded when another rank failed; the
     message carries the failing rank's error."""
@@ -95,8 +101,8 @@ class DivergenceError(VlccError):
 _BY_NAME = {c.__name__: c for c in (
     VlccError, RepositoryError, FormatVersionError, StorageError, NotFoundError,
     RefExistsError, ProviderError, DuplicateProviderError, MissingProviderError,
-    ShapeMismatchError, CorruptionError, CollectiveError, ArgumentError, LockBusyError,
-    BranchMovedError, DivergenceError)}
+    ShapeMismatchError, CorruptionError, UnsafeValueError, CollectiveError, ArgumentError,
+    LockBusyError, BranchMovedError, DivergenceError)}
 
 
 def error_class(name: str) -> type[VlccError]:

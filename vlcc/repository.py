@@ -33,14 +33,18 @@ class Repository(Catalog):
 
     # -- data ---------------------------------------------------------------
     def read(self, version: "Version | str", name: str, rank: int | None = None, *,
-             box: "tuple[tuple[int, ...], tuple[int, ...]] | None" = None):
+             box: "tuple[tuple[int, ...], tuple[int, ...]] | None" = None,
+             allow_pickle: bool = False):
         """A provider's stored content: the global array of a distributed
         provider, rank ``rank``'s array/value of a per-rank one (``rank`` may be
         omitted when all ranks stored the same bytes). ``box=(offset, shape)``
         reads only that sub-box of a distributed provider (only the chunks it
-        needs), so arrays larger than memory can be streamed."""
+        needs), so arrays larger than memory can be streamed. A value stored as a
+        pickle (formats 1-3, or written with ``allow_pickle=True``) raises
+        UnsafeValueError unless ``allow_pickle=True``: unpickling runs code
+        chosen by whoever wrote the repository."""
         v = self.resolve(version)
-        r = VersionReader(self.layout, v.manifest)
+        r = VersionReader(self.layout, v.manifest, allow_pickle=allow_pickle)
         try:
             e = r.entry(name)
             if e["kind"] == Kind.DERIVED:

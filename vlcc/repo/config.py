@@ -14,8 +14,8 @@ from .fsutil import atomic_write, makedirs
 from .paths import CONFIG_FILE, RepoPaths
 
 FORMAT_NAME = "vlcc-repository"
-FORMAT_VERSION = 3
-READABLE = (1, 2, 3)
+FORMAT_VERSION = 4
+READABLE = (1, 2, 3, 4)
 # What a concurrent creator may already have made (it publishes vlcc.json last).
 SKELETON = {"versions", "refs", "data", "locks", "tmp", "vlcc.json"}
 

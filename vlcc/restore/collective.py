@@ -33,8 +33,11 @@ from .sources import DiskSource, MemorySource
 from .staging import Stager, stage_fits, staging_bytes, warn_direct
 
 
-def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Version:
+def restore(s: Session, version, strict: bool, atomic: bool | None = True,
+            allow_pickle: bool | None = None) -> Version:
     eng = s.engine
+    if allow_pickle is None:
+        allow_pickle = s.state.allow_pickle
     spec = version.id if isinstance(version, Version) else version
     pend = {p.vid: p for p in eng.pending}
     target = None
@@ -47,7 +50,7 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
         # else once it is durable (the pending lists are the same on all ranks).
         if all_true(s.comm, lambda: fits(s, eng.memory.get(target))):
             return _from_memory(s, target, Version.from_manifest(provisional(pend[target], s.size)),
-                                strict)
+                                strict, allow_pickle)
         progress(s, block=True)
         spec = target
 
@@ -58,7 +61,7 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
     v = Version.from_manifest(doc, s.paths.root)
     eng.wait_prefetch(v.id)
     if all_true(s.comm, lambda: fits(s, eng.memory.get(v.id))):
-        return _from_memory(s, v.id, v, strict)
+        return _from_memory(s, v.id, v, strict, allow_pickle)
     eng.memory.record_access(v.id, hit=False)
     if atomic is None:
         # One allgather: every rank stages, or none does (a mixed restore would
@@ -70,7 +73,7 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
     offsets = {n: p.offset for n, p in s.state.providers.items()
                if isinstance(p, ArrayProvider) and p.kind == Kind.DISTRIBUTED}
     src = DiskSource(s.paths, doc, rank=s.rank, nranks=s.size, offsets=offsets,
-                     faster=eng.faster_layouts)
+                     faster=eng.faster_layouts, allow_pickle=allow_pickle)
     read = Stager(src, bool(atomic), eng.memory)
 
     def check():
@@ -93,8 +96,8 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Ve
     return _restored(s, v)
 
 
-def _from_memory(s: Session, vid: str, v: Version, strict: bool) -> Version:
-    src = MemorySource(vid, s.engine.memory.get(vid), s.size)
+def _from_memory(s: Session, vid: str, v: Version, strict: bool, allow_pickle: bool) -> Version:
+    src = MemorySource(vid, s.engine.memory.get(vid), s.size, allow_pickle)
     read = Stager(src, True)        # views of the captured leaves: no staging copy
 
     def check_and_stage():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import pickle
 
 import numpy as np
 
@@ -27,14 +26,19 @@ from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
 from ..repo.paths import RepoPaths
 from ..repo.schema import check_block
+from ..repo.values import decode as decode_value
 from .fetch import ChunkRead, fetch, stream
 
 
 class VersionReader:
     """Reads the stored leaves of one version (a manifest dict)."""
 
-    def __init__(self, layout: RepoPaths, manifest: dict, faster: list[RepoPaths] | None = None):
+    def __init__(self, layout: RepoPaths, manifest: dict, faster: list[RepoPaths] | None = None,
+                 allow_pickle: bool = False):
         self.layout = layout
+        # Pickled values (formats 1-3, or written with allow_pickle=True) are
+        # refused unless the caller trusts the repository (repo/values.py).
+        self.allow_pickle = allow_pickle
         # Faster tiers holding copies of some files (node-local dir): tried first.
         self.faster = list(faster or [])
         self.m = manifest
@@ -335,11 +339,8 @@ class VersionReader:
     def read_value(self, name: str, rank: int, nranks: int):
         block = self.pick_rank_block(name, rank, nranks)
         buf = self.read_block(name, block)
-        try:
-            return pickle.loads(buf.tobytes())
-        except Exception as exc:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {block['rank']}: "
-                                  f"cannot unpickle value: {exc}") from exc
+        return decode_value(buf, self.entry(name)["dtype"], f"version {self.vid}, provider "
+                            f"{name!r}, rank {block['rank']}", self.allow_pickle)
 
     def read_array(self, name: str, out: np.ndarray, rank: int, nranks: int) -> np.ndarray:
         e = self.entry(name)

@@ -33,8 +33,10 @@ from .spec import label, open_target
 
 
 def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None = None,
-           force: bool = False, progress_bar: bool = False, slab_bytes: int = SLAB_BYTES) -> dict:
+           force: bool = False, progress_bar: bool = False, slab_bytes: int = SLAB_BYTES,
+           allow_pickle: bool = False) -> dict:
     """Write version ``target`` (``PATH[@SPEC]``) to the file ``out``.
+    ``allow_pickle``: unpickle values stored as pickles (trusted repositories only).
     The format follows the extension (``.bp``: ADIOS2 BP5, ``.h5``: HDF5,
     ``.npz``: numpy; tools/sinks.py). Returns what was written: version,
     path, format, variables, attributes, bytes."""
@@ -77,7 +79,7 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
                         if vname not in variables:
                             variables.append(vname)
                 elif e["kind"] == "value":
-                    vals = [repo.read(v, name, rank=k) for k in
+                    vals = [repo.read(v, name, rank=k, allow_pickle=allow_pickle) for k in
                             range(1 if e.get("replicated") else v.nranks)]
                     pairs = [(name, vals[0])] if len(vals) == 1 else \
                         [(f"{name}/rank{k}", x) for k, x in enumerate(vals)]

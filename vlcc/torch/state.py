@@ -108,7 +108,7 @@ def restore_extra(extra: dict, stored: dict) -> None:
 
 
 def meta(tensors: dict[str, torch.Tensor]) -> dict:
-    return {"layout": LAYOUT, "torch": torch.__version__,
+    return {"layout": LAYOUT, "torch": str(torch.__version__),   # a str subclass: stored as str
             "dtypes": {n: dtype_name(t.dtype) for n, t in tensors.items()}}
 
 
