@@ -10,6 +10,7 @@ import itertools
 import mmap
 import os
 import shutil
+import stat
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from ..errors import CorruptionError, StorageError
 from ..layout.stored import Range, is_lazy, materialize
 from ..repo import space
 from ..repo.checksums import chunk_hash
+from ..repo.fsutil import read_regular
 from . import adios_c
 
 # Space reserved before ADIOS2 writes (repo/space.py), measured with the PyPI
@@ -314,9 +316,8 @@ def bp5_checksums(path: str) -> dict[str, str]:
     out = {}
     for name in METADATA_FILES:
         p = os.path.join(path, name)
-        if os.path.exists(p):
-            with open(p, "rb") as f:
-                out[name] = chunk_hash(f.read())
+        if os.path.lexists(p):   # a FIFO, device or link here is a CorruptionError, never read
+            out[name] = chunk_hash(read_regular(p, f"BP5 metadata of {path}"))
     return out
 
 
@@ -379,6 +380,11 @@ class BlockReader:
         self._mm = None
         if not os.path.isdir(path):
             raise CorruptionError(f"{what}data file {path} is missing")
+        for name in os.listdir(path):   # ADIOS2 and mapped reads would block on a FIFO
+            st = os.lstat(os.path.join(path, name))
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptionError(f"{what}data file {path}: {name} is not a regular file "
+                                      f"(a link, FIFO or device): not opened")
         if metadata is not None:
             check_metadata(path, metadata, what)
         self._vars: dict = {}

@@ -3,8 +3,9 @@ uses (restore, dedup, prefetch, verify, gc, du)."""
 
 from __future__ import annotations
 
-from ..errors import CorruptionError, FormatVersionError, StorageError
+from ..errors import CorruptionError, FormatVersionError
 from .checksums import chunk_hash
+from .fsutil import read_regular
 from .records import IndexLeaf
 from .schema import check_index
 from .sealed import unseal
@@ -18,12 +19,11 @@ def load_index(path: str, expected_checksum: str | None, where: str, *, purpose:
     its bytes must hash to the manifest's ``index_checksum``, its seal must
     hold and its format version must be known. Errors name ``where``."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular(path, where)
     except FileNotFoundError:
         raise CorruptionError(f"{where}: missing{purpose}") from None
-    except OSError as exc:  # e.g. a file where a directory should be, EACCES, EIO
-        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from exc
+    except NotADirectoryError:   # a file where a directory should be
+        raise CorruptionError(f"{where}: {path} is not inside a directory") from None
     if expected_checksum is not None and chunk_hash(raw) != expected_checksum:
         raise CorruptionError(f"{where}: checksum differs from the manifest's")
     idx = unseal(raw, where)

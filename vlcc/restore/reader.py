@@ -16,11 +16,13 @@ import numpy as np
 
 from ..errors import (CorruptionError, MissingProviderError,
                       ShapeMismatchError)
+from ..engine.buffers import available_memory
 from ..io.bp5 import BlockReader
 from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces, sub_piece
 from ..redundancy.dedup import StoredChunk
 from ..repo.checksums import chunk_hash, digest_of
+from ..repo.fsutil import inside
 from ..repo import decomp
 from ..repo.index import load_index
 from ..repo.manifest import index_rel, rank_indexes
@@ -28,6 +30,21 @@ from ..repo.paths import RepoPaths
 from ..repo.schema import check_block
 from ..repo.values import decode as decode_value
 from .fetch import ChunkRead, fetch, stream
+
+
+def alloc_bytes(nbytes: int, where: str) -> np.ndarray:
+    """A buffer for one stored block, refused (CorruptionError) when the
+    metadata claims more bytes than this machine could hold: a block was
+    written from one rank's memory, so a claim of 1 TiB is damage or a
+    crafted index, never a reason to allocate or read until memory runs out."""
+    avail = available_memory()
+    if nbytes > max(avail, 1 << 30):
+        raise CorruptionError(f"{where}: the index claims a block of {nbytes} bytes, more than "
+                              f"the {avail} bytes of memory available (damaged or crafted metadata)")
+    try:
+        return np.empty(nbytes, np.uint8)
+    except MemoryError:
+        raise CorruptionError(f"{where}: cannot allocate the {nbytes} bytes the index claims") from None
 
 
 class VersionReader:
@@ -61,12 +78,15 @@ class VersionReader:
         self.subranges: list | None = None
 
     def path(self, rel: str) -> str:
-        """Absolute path of a repository-relative file on the fastest tier holding it."""
-        for lay in self.faster:
-            p = lay.abs(rel)
-            if os.path.exists(p):
-                return p
-        return self.layout.abs(rel)
+        """Absolute path of a repository-relative file on the fastest tier holding it.
+        A file that a symbolic link leads out of its tier is refused (a crafted
+        repository must not make vlcc read /dev/zero or another user's files)."""
+        lay = next((lay for lay in self.faster if os.path.exists(lay.abs(rel))), self.layout)
+        got = lay.abs(rel)
+        if not inside(lay.root, got):
+            raise CorruptionError(f"version {self.vid}: {got} leads out of {lay.root} "
+                                  f"(a symbolic link): not read")
+        return got
 
     # -- metadata ---------------------------------------------------------
     @property
@@ -221,7 +241,8 @@ class VersionReader:
         (``block["pack"]``) is cut out of its rank's pack leaf."""
         if block.get("pack") is not None:
             return self._packed(name, block).copy()
-        buf = np.empty(block["nbytes"], np.uint8)
+        buf = alloc_bytes(block["nbytes"], f"version {self.vid}, provider {name!r}, rank "
+                                           f"{block.get('rank')}")
         if which is None:
             which = range(self.nchunks(name, block))
         self.read_chunks(name, block["rank"], buf, which)
@@ -304,7 +325,8 @@ class VersionReader:
                                   f"{pname!r} of {entry.nbytes} bytes")
         if cached is None:
             nch = len(entry.chunks)
-            cached = self._packs[key] = (np.empty(entry.nbytes, np.uint8), np.zeros(nch, bool))
+            cached = self._packs[key] = (alloc_bytes(entry.nbytes, f"version {self.vid}, pack {pname!r}"),
+                                         np.zeros(nch, bool))
         buf, loaded = cached
         csize = entry.chunk_size
         if n:
