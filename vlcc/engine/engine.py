@@ -20,7 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import StorageError
+from ..errors import StorageError, VlccError
+from ..repo.config import read_config
 from ..repo.paths import RepoPaths
 from .buffers import mapped
 from .config import EngineConfig
@@ -80,6 +81,14 @@ class CaptureAlloc:
         return buf
 
 
+def _repository_id(paths: RepoPaths) -> str | None:
+    """The id the node-local tier's marker records (`vlcc doctor` scopes by it)."""
+    try:
+        return read_config(paths).get("repository_id")
+    except VlccError:
+        return None
+
+
 def _warm_flusher() -> None:
     """On the flusher thread, before any flush: load ADIOS2 and create this
     thread's ADIOS2 factory (io/adios_c.py keeps one per thread)."""
@@ -100,7 +109,8 @@ class Engine:
         self.rank = rank
         self._flush_fn = flush
         self.memory = MemoryTier(cfg.memory_budget)
-        self.local = LocalTier(cfg.local_dir, cfg.local_budget) if cfg.local_dir else None
+        self.local = LocalTier(cfg.local_dir, cfg.local_budget, _repository_id(persistent)) \
+            if cfg.local_dir else None
         self.pending: list[Pending] = []
         self._flusher = cf.ThreadPoolExecutor(1, thread_name_prefix="vlcc-flush")
         # Start the thread now: started at the first checkpoint, it was part of
