@@ -102,8 +102,10 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     def capture():
         if not s.state.providers:
             raise ProviderError("nothing to checkpoint: no provider is registered")
-        if step is not None and not isinstance(step, (int, np.integer)):
+        if step is not None and (not isinstance(step, (int, np.integer)) or isinstance(step, bool)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
+        if message is not None and not isinstance(message, str):
+            raise ArgumentError(f"message must be a str, got {type(message).__name__}")
         holder["attrs"] = check_attrs(attrs)
         holder["alloc"] = alloc = eng.allocator() if is_async else None
         leaves = s.state.capture(copy=is_async, alloc=alloc)

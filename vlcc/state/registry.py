@@ -19,7 +19,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ProviderError(f"invalid provider name {name!r}: use parts of letters, digits, "
                             f"'_', '.', '-' separated by '/', e.g. 'solver/u'")
     return name
