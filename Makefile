@@ -6,20 +6,32 @@ BIN      := $(VENV)/bin
 PY       := $(BIN)/python
 MPIEXEC  := $(BIN)/mpiexec
 STAMP    := $(VENV)/.setup-stamp
+CORE_STAMP := $(VENV)/.core-stamp
 # A hang in an MPI test must fail the run, not block it.
 MPI_TIMEOUT ?= 1200
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-mpi-toolchain setup-adjoint setup-torch setup-slurm demo test test-serial test-mpi bench clean distclean fortran
+.PHONY: setup setup-core setup-mpi-toolchain setup-adjoint setup-torch setup-slurm demo test test-serial test-mpi bench clean distclean fortran
+
+# Two set-up levels. setup-core (what `make demo` needs): a venv with the PyPI mpich wheel
+# (libmpi, mpicc, mpiexec), mpi4py and vlcc with its required dependencies only; writes
+# nothing outside .venv (~40 s and ~400 MB on a fresh machine). setup (what `make test`
+# needs): core plus every extra, torch/deepspeed, pyrevolve, gfortran/libmpich-dev/slurm
+# from Debian (root) and libvlcc.
+setup-core: $(CORE_STAMP)
+
+$(CORE_STAMP): pyproject.toml
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	# MPI from PyPI: the mpich wheel ships libmpi, mpicc and mpiexec; mpi4py's wheel loads it.
+	# One pip call (one resolver run) for MPI and vlcc's required dependencies.
+	$(BIN)/pip install -q --disable-pip-version-check mpich mpi4py -e .
+	@touch $@
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
-	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+$(STAMP): $(CORE_STAMP) pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
-	# MPI from PyPI: the mpich wheel ships libmpi, mpicc and mpiexec; mpi4py's wheel loads it.
-	$(BIN)/pip install -q mpich mpi4py
-	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools]'
+	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,release]'
 	@$(MAKE) --no-print-directory fortran
 	@$(MAKE) --no-print-directory setup-mpi-toolchain setup-adjoint setup-torch setup-slurm
 	# libvlcc (cffi embedding) + the Fortran module, into vlcc/_lib/
@@ -31,6 +43,7 @@ fortran:
 	@if command -v gfortran >/dev/null 2>&1; then \
 	  echo "gfortran: $$(command -v gfortran)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "vlcc setup: apt-get install gfortran (system packages)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gfortran >/dev/null) \
 	    || echo "warning: apt-get install gfortran failed; Fortran examples will not build"; \
 	else \
@@ -42,19 +55,22 @@ fortran:
 # Fortran bindings, Debian's libmpich-dev has (30 s of apt-get, against 18 min measured here for
 # building mpi4py from source against it). One alias libmpi.so.12 -> libmpich.so.12 lets
 # mpi4py's wheel bind to the MPI such a program linked: one MPI per process (docs/capi.md).
+# That alias is written into a system library folder: vlcc.capi.toolchain prints the path
+# before it writes it, and docs/capi.md says how to undo it.
 MPI_TOOLCHAIN_STAMP := $(VENV)/.mpi-toolchain-stamp
 setup-mpi-toolchain: $(MPI_TOOLCHAIN_STAMP)
 
 $(MPI_TOOLCHAIN_STAMP):
 	@if command -v mpifort >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "vlcc setup: apt-get install libmpich-dev (system packages)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libmpich-dev >/dev/null) \
 	    || echo "warning: apt-get install libmpich-dev failed; 'use mpi' Fortran programs will not build"; \
 	else \
 	  echo "note: no mpifort and not root (or no apt-get): install your MPI's Fortran compiler wrapper for 'use mpi'"; \
 	fi
 	@if command -v mpifort >/dev/null 2>&1; then \
-	  $(PY) -m vlcc.capi.toolchain --install-alias && touch $@; fi
+	  $(PY) -m vlcc.capi.build.toolchain --install-alias && touch $@; fi
 
 # Adjoint (vlcc.adjoint): checkpoint-schedules comes with the `adjoint` extra; pyrevolve, the
 # peer of benchmarks/bench_adjoint.py, compiles C++ (20 s CPU, minutes on a loaded machine):
@@ -83,14 +99,17 @@ setup-slurm:
 	@if command -v slurmctld >/dev/null 2>&1 && command -v munged >/dev/null 2>&1; then \
 	  true; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "vlcc setup: apt-get install slurm-wlm munge (system packages)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null) \
 	    || echo "warning: apt-get install slurm-wlm munge failed; SLURM tests will skip"; \
 	else \
 	  echo "note: slurm-wlm/munge missing and not root (or no apt-get): SLURM tests will skip"; \
 	fi
 
-demo: setup
-	$(PY) examples/heat/run_demo.py
+# The demo needs only the core; it keeps its repository in runs/demo/heat for the
+# commands it prints at the end (.venv/bin/vlcc log runs/demo/heat, ...).
+demo: $(CORE_STAMP)
+	$(PY) examples/heat/run_demo.py --workdir runs/demo
 
 test: setup test-serial test-mpi
 

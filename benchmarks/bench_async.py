@@ -282,6 +282,8 @@ def main():
     ap.add_argument("--dir", default=None)
     ap.add_argument("--worker", action="store_true")
     args = ap.parse_args()
+    if args.dir is not None and not os.path.isdir(args.dir):   # on every rank: all stop
+        ap.error(f"--dir {args.dir}: no such directory")
     if args.worker:
         return worker(args)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
@@ -307,4 +309,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     main()

@@ -181,13 +181,15 @@ def main(argv=None) -> int:
     ap.add_argument("--python-part", nargs=4, metavar=("REPO", "MIB", "ITERS", "CALLS"),
                     help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    if a.dir is not None and not os.path.isdir(a.dir):   # on every rank: all stop
+        ap.error(f"--dir {a.dir}: no such directory")
     if a.python_part:
         repo, mib, iters, calls = a.python_part
         python_part(repo, int(mib), int(iters), int(calls))
         return 0
 
     from vlcc.capi import build as capi_build
-    from vlcc.capi.config import flags
+    from vlcc.capi.build.config import flags
     capi_build.ensure_built()
     bindir = Path(sys.executable).parent
     mpiexec = bindir / "mpiexec" if (bindir / "mpiexec").exists() else "mpiexec"
@@ -223,4 +225,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     sys.exit(main())

@@ -173,6 +173,8 @@ def main():
     ap.add_argument("--dir", default=None)
     ap.add_argument("--codec-mib", type=int, default=32)
     a = ap.parse_args()
+    if a.dir is not None and not os.path.isdir(a.dir):   # on every rank: all stop
+        ap.error(f"--dir {a.dir}: no such directory")
     comm = MPI.COMM_WORLD
     chunk = a.chunk_kib << 10
     root = comm.bcast(tempfile.mkdtemp(prefix="vlcc-bench-dedup-", dir=a.dir) if comm.rank == 0 else None)
@@ -222,4 +224,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     main()

@@ -45,6 +45,8 @@ def main() -> None:
     ap.add_argument("--slab-mib", type=int, default=8)
     ap.add_argument("--dir", default=None)
     a = ap.parse_args()
+    if a.dir is not None and not os.path.isdir(a.dir):   # on every rank: all stop
+        ap.error(f"--dir {a.dir}: no such directory")
     comm = MPI.COMM_WORLD
     base = comm.bcast(tempfile.mkdtemp(prefix="bench-diff-", dir=a.dir) if comm.rank == 0 else None)
     nx = 1024
@@ -101,4 +103,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     main()

@@ -57,6 +57,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     args = ap.parse_args()
+    if args.dir is not None and not os.path.isdir(args.dir):   # on every rank: all stop
+        ap.error(f"--dir {args.dir}: no such directory")
     comm = MPI.COMM_WORLD
     rank, size = comm.rank, comm.size
     base = comm.bcast(tempfile.mkdtemp(prefix="vlcc-bench-", dir=args.dir) if rank == 0 else None)
@@ -143,4 +145,6 @@ def main():
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     main()

@@ -127,6 +127,8 @@ def main() -> None:
     p.add_argument("--dir", default=None)
     p.add_argument("--worker", nargs=3, metavar=("MODE", "REPO", "SPLIT"))
     a = p.parse_args()
+    if a.dir is not None and not os.path.isdir(a.dir):   # on every rank: all stop
+        p.error(f"--dir {a.dir}: no such directory")
     shape, chunk = (a.rows, a.cols), a.chunk_kib << 10
     if a.worker:
         worker(a.worker[0], a.worker[1], a.worker[2], shape, chunk)
@@ -178,4 +180,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     main()

@@ -1,5 +1,5 @@
 /* ==== adjoint API (include/vlcc.h "Adjoint computations"; Python side: vlcc/capi/adjoint.py).
- * Appended to libvlcc.c by vlcc/capi/build.py: uses its VLCC_BOOT(). ==== */
+ * Appended to libvlcc.c by vlcc/capi/build/libvlcc.py: uses its VLCC_BOOT(). ==== */
 
 int vlcc_adjoint_begin(const char *schedule, int n_steps, const char *options)
 {

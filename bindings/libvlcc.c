@@ -1,7 +1,7 @@
 /* libvlcc: the exported C functions of vlcc.h (compiled into libvlcc by cffi's embedding
- * mode, see vlcc/capi/build.py). Each is a thin check-and-forward: it starts the embedded
+ * mode, see vlcc/capi/build/libvlcc.py). Each is a thin check-and-forward: it starts the embedded
  * Python once, refuses to pretend success when that failed (VLCC_EINIT + traceback), and
- * forwards to the Python implementation in vlcc/capi/embed.py (the _vlcc_py_* functions). */
+ * forwards to the Python implementation in vlcc/capi/core.py (the _vlcc_py_* functions). */
 #include <string.h>
 #include <stdio.h>
 #include "vlcc.h"
@@ -126,6 +126,12 @@ int vlcc_query(const char *version, char *version_id, size_t id_len, int64_t *st
 {
     VLCC_BOOT();
     return _vlcc_py_query(version, version_id, id_len, step);
+}
+
+/* The same operation under the name Python (Repository.resolve) and the CLI (vlcc resolve) use. */
+int vlcc_resolve(const char *version, char *version_id, size_t id_len, int64_t *step)
+{
+    return vlcc_query(version, version_id, id_len, step);
 }
 
 int vlcc_branch(const char *name, const char *at) { VLCC_BOOT(); return _vlcc_py_branch(name, at); }

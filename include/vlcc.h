@@ -131,7 +131,8 @@ int vlcc_unregister(const char *name);
 int vlcc_checkpoint(int64_t step, const char *message, char *version_id, size_t id_len);
 
 /* Restore every registered provider from `version`: NULL or "latest" (newest version of the
- * current branch), a version id, "tag:NAME" or "branch:NAME". Collective; N->M aware for
+ * current branch), a version id or unique prefix, "tag:NAME", "branch:NAME", "step:N",
+ * "step:N@BRANCH" or a bare branch/tag name (the specs of vlcc_resolve). Collective; N->M aware for
  * distributed buffers. All or nothing: every rank reads and checks every provider's bytes
  * (checksums, shapes, dtypes) before any registered buffer is written, so an error leaves
  * all buffers on all ranks as they were. The restored version becomes the parent of the
@@ -146,6 +147,11 @@ int vlcc_restore(const char *version);
  * Errors: VLCC_ENOTFOUND (e.g. no version yet: use it to test whether to restart),
  *         VLCC_ETRUNC, VLCC_ESTATE. */
 int vlcc_query(const char *version, char *version_id, size_t id_len, int64_t *step);
+/* vlcc_resolve: the same call as vlcc_query, under the name of Python's Repository.resolve and
+ * the CLI's `vlcc resolve`. Version specs (both): an id or unique id prefix, "latest" (or NULL:
+ * the head of the current branch), "tag:NAME", "branch:NAME", "step:N" (the newest version
+ * with step N), "step:N@BRANCH" (on BRANCH's lineage), a bare branch or tag name. */
+int vlcc_resolve(const char *version, char *version_id, size_t id_len, int64_t *step);
 
 /* Create branch `name` at `at` (NULL: the current parent version). Collective; does not
  * switch. Errors: VLCC_EEXISTS, VLCC_ENOTFOUND, VLCC_EINVAL. */

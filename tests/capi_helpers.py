@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from vlcc.capi import build as capi_build
-from vlcc.capi.config import flags
+from vlcc.capi.build.config import flags
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -54,7 +54,7 @@ def fortran_compiler() -> str:
     only where no MPI with Fortran bindings could be installed (make setup installs Debian's
     libmpich-dev as root)."""
     import pytest
-    from vlcc.capi import toolchain
+    from vlcc.capi.build import toolchain
     fc = toolchain.fc()
     if fc is None:
         pytest.skip("no mpifort: install an MPI with Fortran bindings (make setup does, as root)")
@@ -73,5 +73,5 @@ def build_fortran(src, exe: Path) -> Path:
 
 def fmpirun(n: int, prog, *args, **kw) -> subprocess.CompletedProcess:
     """Run under the toolchain's launcher ($(vlcc-config --mpiexec))."""
-    from vlcc.capi import toolchain
+    from vlcc.capi.build import toolchain
     return run([toolchain.mpiexec(), "-n", str(n), prog, *args], **kw)

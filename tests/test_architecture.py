@@ -119,3 +119,106 @@ def test_checkpointer_reads_in_one_sitting():
 @pytest.mark.parametrize("pkg", sorted(k for k, v in LAYERS.items() if 0 < v < 10))
 def test_layer_packages_exist(pkg):
     assert os.path.isdir(os.path.join(ROOT, pkg)), pkg
+
+
+# -- private names reached through objects ---------------------------------------------
+# The import test above cannot see ``ck._state`` or ``getattr(ck, "_engine")``: a
+# private name of another package reached through one of its objects, or passed as
+# a private keyword (``_driven=True``). Rule: in package P, an access ``x._name``
+# (x not self/cls), ``getattr/setattr/hasattr(x, "_name")`` or a keyword ``_name=``
+# is an error when ``_name`` is defined by another vlcc package and not by P
+# (defined = a function, class, parameter or assigned name or attribute; imports
+# do not define). Private names of third-party objects (``sys._getframe``,
+# ``namedtuple._replace``) are nobody's in vlcc and pass.
+
+def _sources(root: str = ROOT) -> dict[str, str]:
+    out = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            if f.endswith(".py"):
+                path = os.path.join(dirpath, f)
+                with open(path) as fh:
+                    out[os.path.relpath(path, root)] = fh.read()
+    return out
+
+
+def _private(name) -> bool:
+    return isinstance(name, str) and name.startswith("_") and not name.startswith("__")
+
+
+def _defined(tree) -> set[str]:
+    names = set()
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
+            if not isinstance(n, ast.ClassDef):
+                a = n.args
+                names.update(x.arg for x in a.posonlyargs + a.args + a.kwonlyargs)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            names.add(n.id)
+        elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+            names.add(n.attr)
+    return {x for x in names if _private(x)}
+
+
+def _reached(tree):
+    """(line, private name) of every attribute access, getattr-family call and keyword."""
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Attribute) and _private(n.attr):
+            if not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")):
+                yield n.lineno, n.attr
+        elif (isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+              and n.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(n.args) > 1
+              and isinstance(n.args[1], ast.Constant) and _private(n.args[1].value)):
+            yield n.lineno, n.args[1].value
+        elif isinstance(n, ast.keyword) and _private(n.arg):
+            yield n.value.lineno, n.arg
+
+
+def private_reach_through(sources: dict[str, str]) -> list[str]:
+    trees = {rel: ast.parse(text, rel) for rel, text in sources.items()}
+    own: dict[str, set[str]] = {}
+    for rel, tree in trees.items():
+        own.setdefault(_package(rel), set()).update(_defined(tree))
+    bad = []
+    for rel, tree in trees.items():
+        pkg = _package(rel)
+        for line, name in _reached(tree):
+            if name in own[pkg]:
+                continue
+            owners = sorted(q for q, names in own.items() if q != pkg and name in names)
+            if owners:
+                bad.append(f"{rel}:{line}: reaches {name} of {'/'.join(owners)}")
+    return bad
+
+
+def test_no_private_name_reached_across_packages():
+    bad = private_reach_through(_sources())
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("planted", [
+    "def f(ck):\n    return ck._s.state\n",                        # attribute
+    "def f(ck):\n    return getattr(ck, '_s', None)\n",            # getattr
+    "def f(Adjoint, ck):\n    return Adjoint(ck, _setup=1)\n",     # private keyword
+    "def f(repo, vid):\n    return repo._load(vid)\n",             # a repo/ method
+])
+def test_private_reach_through_is_caught(planted):
+    sources = _sources()
+    sources[os.path.join("tools", "planted.py")] = planted
+    bad = private_reach_through(sources)
+    assert len(bad) == 1 and bad[0].startswith(os.path.join("tools", "planted.py") + ":2:"), bad
+
+
+def test_capi_api_modules_import_only_its_bottom():
+    """capi/ has no circle: the three API modules (core, veloc, adjoint) import of
+    capi only its bottom (codes, _ffi, process, options); binding.py binds them."""
+    bottom = {"codes", "_ffi", "process", "options"}
+    bad = []
+    for rel, target, _names in _imports():
+        parts = rel.split(os.sep)
+        if parts[0] != "capi" or parts[-1][:-3] not in ("core", "veloc", "adjoint") or len(parts) != 2:
+            continue
+        if target[:2] == ["vlcc", "capi"] and (len(target) < 3 or target[2] not in bottom):
+            bad.append(f"{rel} imports {'.'.join(target)}")
+    assert not bad, "\n".join(bad)

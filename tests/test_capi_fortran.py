@@ -15,7 +15,7 @@ import pytest
 
 import vlcc
 from capi_helpers import ROOT, build_c, build_fortran, fmpirun, fortran_compiler, mpirun
-from vlcc.capi import toolchain
+from vlcc.capi.build import toolchain
 
 NY, NX, STEPS, EVERY = 40, 24, 60, 10
 HEAT = ROOT / "examples" / "heat"
@@ -161,7 +161,7 @@ def test_vlcc_config_prints_one_mpis_toolchain():
     launcher sits beside them, and that library answers to libmpi.so.12 (the alias made by
     make setup when its distribution names it otherwise) so mpi4py's wheel binds to it."""
     fortran_compiler()                                   # skips (with the reason) without mpifort
-    out = subprocess.run([sys.executable, "-m", "vlcc.capi.config", "--cc", "--fc", "--mpiexec"],
+    out = subprocess.run([sys.executable, "-m", "vlcc.capi.build.config", "--cc", "--fc", "--mpiexec"],
                          capture_output=True, text=True, timeout=120, check=True).stdout.split()
     cc, fc, mpiexec = out
     assert (cc, fc, mpiexec) == (toolchain.cc(), toolchain.fc(), toolchain.mpiexec())

@@ -180,3 +180,55 @@ def test_doctor_repair_removes_stale_locks_and_orphans_directly(tmp_path, monkey
     assert os.listdir(os.path.join(repo, "data")) == [v.id]
     assert r.doctor().ok
     np.testing.assert_array_equal(r.read(v, "a"), np.arange(100.0))
+
+
+def _dead_tier(base: str, marked_for: "str | None") -> str:
+    """A local-tier directory of a dead process on this host, marked (repo/tiermark)
+    as serving repository ``marked_for`` (None: no marker, an older vlcc's)."""
+    from vlcc.repo import locks, tiermark
+    from vlcc.repo.paths import RepoPaths
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait(timeout=60)
+    d = os.path.join(base, f"{locks._HOST}-{dead.pid}")
+    os.makedirs(d)
+    with open(os.path.join(d, "owner.json"), "w") as f:
+        json.dump(dict(locks.record("local"), pid=dead.pid), f)
+    if marked_for is not None:
+        tiermark.write(d, RepoPaths(marked_for))
+        doc = tiermark.read(d)
+        assert doc["repository"] == os.path.abspath(marked_for) and doc["repository_id"]
+    return d
+
+
+def test_doctor_judges_only_its_repositorys_local_tiers(tmp_path, monkeypatch):
+    """Dead jobs' tiers of another repository (and unmarked ones) in the same
+    local base are not this repository's problems: a healthy repository exits 0
+    however busy the node; its own dead tier is found and removed. Doctor points
+    to `vlcc verify` for data."""
+    from vlcc.cli import main
+    local = str(tmp_path / "local")
+    monkeypatch.setenv("VLCC_LOCAL_DIR", local)
+    ours, theirs = str(tmp_path / "ours"), str(tmp_path / "theirs")
+    for path in (ours, theirs):
+        with vlcc.Checkpointer(path, mode="async", local_dir=local) as ck:
+            ck.register("a", np.arange(10.0))
+            ck.checkpoint()
+    other = [_dead_tier(local, theirs), _dead_tier(local, None)]
+    assert vlcc.Repository(ours).doctor().ok
+    assert main(["doctor", ours]) == 0
+    mine = _dead_tier(local, ours)
+    rep = vlcc.Repository(ours).doctor(repair=True)
+    assert [(f.kind, f.path, f.removed) for f in rep.findings] == [("local-tier", mine, True)]
+    assert all(os.path.isdir(d) for d in other) and not os.path.exists(mine)
+    assert [f.path for f in vlcc.Repository(theirs).doctor().findings] == [other[0]]
+
+
+def test_doctor_points_to_verify(tmp_path, capsys):
+    from vlcc.cli import main
+    repo = str(tmp_path / "repo")
+    with vlcc.Checkpointer(repo) as ck:
+        ck.register("a", np.arange(10.0))
+        ck.checkpoint()
+    assert main(["doctor", repo]) == 0
+    out = capsys.readouterr().out
+    assert "no problem found" in out and f"vlcc verify {os.path.abspath(repo)}" in out, out

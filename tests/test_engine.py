@@ -14,6 +14,7 @@ import pytest
 
 import vlcc
 from mpi4py import MPI
+from vlcc.checkpointer import session
 
 from conftest import SCRIPTS_DIR, _env_without_pmi
 
@@ -131,7 +132,7 @@ def test_async_flush_failure_on_one_rank_raises_on_all(comm, mpi_tmp):
         ck.register("u", u)
         good = ck.checkpoint(step=0).id
         ck.wait()
-        root = ck._engine.local.root
+        root = session(ck).engine.local.root
         if comm.rank == comm.size - 1:
             import shutil
             shutil.rmtree(root)
@@ -175,12 +176,13 @@ _NORMAL = r"""
 import sys
 import numpy as np
 import vlcc
+from vlcc.checkpointer import session
 u = np.zeros(200_000)
 kw = {} if sys.argv[2] == "default" else {"local_dir": sys.argv[2]}
 with vlcc.Checkpointer(sys.argv[1], mode="async", **kw) as ck:
     ck.register("u", u)
     v = ck.restore()
-    print(ck._engine.local.base, v.step, flush=True)
+    print(session(ck).engine.local.base, v.step, flush=True)
     for k in range(3):
         u += 1
         ck.checkpoint(step=10 + k)
@@ -349,7 +351,7 @@ def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path, mo
     with vlcc.Checkpointer(str(tmp_path / "r"), mode="async", chunk_size=4096,
                            memory_budget=8 * u.nbytes, track_dirty=track) as ck:
         ck.register("u", u, global_shape=u.shape, offset=(0, 0))
-        eng = ck._s.engine
+        eng = session(ck).engine
         eng._prefetcher.submit(int).result()       # the register-time faulting is done
         want = [] if lean else [u.nbytes]
         assert ck.stats["prefaulted"] == u.nbytes
@@ -401,3 +403,40 @@ def test_local_base_vlcc_created_goes_at_close(tmp_path):
         ck.checkpoint()
         assert (base / ".vlcc-base").exists()
     assert not base.exists()
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("flush_mpi", ["auto", "0"])
+def test_lazy_capture_settle_and_pending_restore(comm, mpi_tmp, monkeypatch, flush_mpi):
+    """checkpoint(lazy=...): the named arrays are copied after the call
+    returns (with flusher collectives), the others before; after settle() they
+    may change; restore of a pending lazy version sees the captured bytes."""
+    import time
+    import vlcc.engine.engine as engine
+    real = engine._copy_all
+
+    def slow(jobs):              # a slow copy: modifying before settle() would show
+        time.sleep(0.3)
+        real(jobs)
+    monkeypatch.setattr(engine, "_copy_all", slow)
+    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
+    a = np.arange(50_000, dtype=np.float64) + comm.rank
+    b = np.ones(1000)
+    with vlcc.Checkpointer(os.path.join(mpi_tmp, "r"), comm=comm, mode="async") as ck:
+        ck.register("a", a)
+        ck.register("b", b)
+        ids = []
+        for k in range(3):
+            v = ck.checkpoint(step=k, lazy=["a"])
+            b += 1                   # eager: already copied
+            ck.settle()
+            a += 1                   # lazy: copied by now
+            ids.append(v.id)
+        a[:] = -1
+        ck.restore(ids[1])
+        assert np.array_equal(a, np.arange(50_000) + comm.rank + 1) and np.all(b == 2)
+        ck.wait()
+    repo = vlcc.Repository(os.path.join(mpi_tmp, "r"))
+    for k, vid in enumerate(ids):
+        assert np.array_equal(repo.read(vid, "a", rank=comm.rank), np.arange(50_000) + comm.rank + k)
+        assert np.all(repo.read(vid, "b", rank=comm.rank) == 1 + k)

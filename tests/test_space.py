@@ -151,10 +151,10 @@ def test_no_inode_left_fails_at_the_lock_and_gc_says_why(tmpfs):
             ck.checkpoint()
         assert no_locks(repo)
         p = cli("gc", repo)
-        assert p.returncode == 1 and "StorageError" in p.stderr and "gc.lock" in p.stderr, p.stderr
+        assert p.returncode == 5 and "StorageError" in p.stderr and "gc.lock" in p.stderr, p.stderr
         assert "Traceback" not in p.stderr and no_locks(repo)
         p = cli("prune", repo, "--keep-last", "1")
-        assert p.returncode == 1 and "gc.lock" in p.stderr and no_locks(repo), p.stderr
+        assert p.returncode == 5 and "gc.lock" in p.stderr and no_locks(repo), p.stderr
         # from 1 free inode on, each failure is a StorageError until it fits
         for k, f in enumerate(fillers):
             os.unlink(f)

@@ -73,13 +73,15 @@ def test_diff_tolerances(runs, capsys):
 
 def test_diff_bad_input(runs, tmp_path):
     a, b, c = runs
-    for args, words in [((f"{a}@nosuch", b), "unknown version 'nosuch'"),
-                        ((str(tmp_path / "missing"), b), "missing"),
-                        ((a, c), "global shapes differ ((12, 8) vs (10, 8))"),
-                        ((a, b, "-p", "nope"), "no provider matches 'nope'"),
-                        ((a, b, "--atol", "-1"), "tolerances")]:
+    # exit status by kind (vlcc/cli.py EXIT): 2 usage, 3 not found, 5 other error
+    for args, words, rc in [((f"{a}@nosuch", b), "unknown version 'nosuch'", 3),
+                            ((str(tmp_path / "missing"), b), "missing", 3),
+                            ((a, c), "global shapes differ ((12, 8) vs (10, 8))", 5),
+                            ((a, b, "-p", "nope"), "no provider matches 'nope'", 3),
+                            ((a, b, "--atol", "-1"), "tolerances", 2),
+                            ((f"{a}@step:x", b), "step:N needs an integer", 2)]:
         r = cli("diff", *args)
-        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert r.returncode == rc, (args, r.stdout, r.stderr)
         assert words in r.stderr and "Traceback" not in r.stderr, r.stderr
     with pytest.raises(vlcc.ShapeMismatchError, match="heat/u"):
         vlcc.diff(a, c)
@@ -112,7 +114,10 @@ def test_export_roundtrip(runs, tmp_path):
         assert json.loads(_str(f.read_attribute_string("cfg"))) == {"dt": 0.1, "nx": 8}
         assert _str(f.read_attribute_string("vlcc/version")) == v.id
     r = cli("export", a, out)   # exists
-    assert r.returncode == 2 and "--force" in r.stderr
+    assert r.returncode == 5 and "--force" in r.stderr
+    r = cli("export", a, tmp_path / "x.txt")   # an unknown extension is refused, nothing written
+    assert r.returncode == 2 and "unknown extension '.txt'" in r.stderr, r.stderr
+    assert not (tmp_path / "x.txt").exists()
     r = cli("export", a, out, "--force", "-p", "cfg", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["variables"] == []
     # The cheap other formats, same layout (slabs of one row: streamed).
@@ -156,9 +161,9 @@ def test_replay_keeps_main_and_graph(runs, tmp_path):
     g = cli("log", a, "--graph")
     assert g.returncode == 0 and "|/" in g.stdout and f"branch:replay/{start.id}" in g.stdout
     assert sum(line.lstrip("| ").startswith("*") for line in g.stdout.splitlines()) == 5
-    # A failing command's status passes through; a bad target is exit 2.
-    assert cli("replay", f"{a}@{start.id}", "--", sys.executable, "-c", "raise SystemExit(3)").returncode == 3
-    assert cli("replay", f"{a}@nosuch", "--", "true").returncode == 2
+    # A failing command's status passes through; an unknown target is exit 3 (not found).
+    assert cli("replay", f"{a}@{start.id}", "--", sys.executable, "-c", "raise SystemExit(7)").returncode == 7
+    assert cli("replay", f"{a}@nosuch", "--", "true").returncode == 3
 
 
 def test_report_png(runs, tmp_path):
@@ -169,7 +174,7 @@ def test_report_png(runs, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = plt.imread(out)
     assert img.shape[0] > 500 and img.shape[1] > 500
-    assert cli("report", tmp_path / "none", "-o", out).returncode == 2
+    assert cli("report", tmp_path / "none", "-o", out).returncode == 3
 
 
 PRINTING = [["log", "A"], ["log", "A", "--graph"], ["show", "A", "latest"], ["verify", "A"],

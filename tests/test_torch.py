@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 
 import vlcc  # noqa: E402
 import vlcc.torch as vt  # noqa: E402
-from torch_helpers import make, same_tensors, train_step, version_bytes  # noqa: E402
+from torch_helpers import (frozen_finetune, hold_flushes, index_bytes, make, same_tensors, train_step,  # noqa: E402
+                           version_bytes)
 
 
 def test_backtrack_repeats_losses_bit_exact(tmp_path):
@@ -125,6 +126,24 @@ def test_frozen_finetune_adds_little(tmp_path):
     np.testing.assert_array_equal(repo.read(ft.id, "model/0.0.weight"),
                                   repo.read(base.id, "model/0.0.weight"))
     assert repo.resolve(ft.id).parent == base.id
+
+
+@pytest.mark.parametrize("flush_mpi", ["auto", "0"])
+def test_frozen_layers_dedup_while_parent_in_flight(tmp_path, monkeypatch, flush_mpi):
+    """Async saves of a frozen fine-tune store what sync saves store, also
+    when a version is captured while its parent is still being flushed (the
+    flushes are held until both are saved): the frozen body is referenced,
+    never written twice. ``VLCC_FLUSH_MPI=0``: the application's thread
+    prepares (its dedup parent is the in-flight plan); ``auto``: the flusher."""
+    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
+    frozen, sync = frozen_finetune(str(tmp_path / "sync"), "sync")
+    gate = hold_flushes(monkeypatch)
+    _, asyn = frozen_finetune(str(tmp_path / "async"), "async", gate=gate)
+    assert sync["reused_bytes"] >= frozen and asyn["reused_bytes"] == sync["reused_bytes"], (sync, asyn)
+    assert asyn["new_chunk_bytes"] == sync["new_chunk_bytes"] < frozen / 4, (sync, asyn)
+    # the rest is the index files (their sizes may differ by a few bytes)
+    index = index_bytes(sync["path"])
+    assert abs(asyn["stored_bytes"] - sync["stored_bytes"]) <= index, (sync, asyn)
 
 
 def test_bad_input_clear_error_and_nothing_modified(tmp_path):
@@ -287,3 +306,77 @@ def test_backtrack_example_runs(tmp_path, monkeypatch, capsys):
     first_lr = [v for v in lr_small if v.branch == "lr-small"][-1]
     assert first_lr.parent == main_head.parent
     assert r.resolve("tag:lr-small-final").branch == "lr-small"
+    # every fine-tune version (async, saved while the previous one may be in
+    # flight) references the frozen body: it stores only the head and index
+    ft = [v.id for v in r.log("finetune") if v.branch == "finetune"]
+    du = [e for e in r.du()["versions"] if e["id"] in ft]
+    assert len(du) == 2 and all(e["reused_bytes"] >= 256 * 256 * 4 and
+                                e["stored_bytes"] < 64 * 1024 for e in du), du
+    assert "fine-tune version" in out and "reused" in out
+
+
+def _no_torch_objects(obj, where):
+    """Plain containers of numpy arrays, str, int, float, bool, None, bytes only."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            assert isinstance(k, (str, int)), (where, k)
+            _no_torch_objects(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _no_torch_objects(v, f"{where}[{i}]")
+    else:
+        assert obj is None or isinstance(obj, (np.ndarray, np.generic, str, int, float, bool, bytes)), \
+            (where, type(obj))
+
+
+def test_values_are_plain_and_tensors_in_them_come_back(tmp_path):
+    """Values vlcc.torch stores (RNG states, param_groups, scalars, scheduler,
+    extra) hold no torch objects (a safe, non-pickle encoding can store them);
+    tensors inside ``extra`` are stored as numpy and come back as tensors."""
+    model, opt, sched = make()
+    train_step(model, opt, sched)
+    t = torch.arange(6, dtype=torch.bfloat16).reshape(2, 3)
+    extra = {"t": t, "pos": (3, [1, 2]), "cfg": {"name": "x", "none": None, "raw": b"ab"}}
+    path = str(tmp_path / "r")
+    with vt.Checkpointer(path, model, opt, sched, extra=extra) as ck:
+        v = ck.save(1)
+        ck.wait()
+        repo = vlcc.Repository(path)
+        for name in ("rng", "optim/param_groups", "optim/scalars", "scheduler", "extra", "torch/meta"):
+            _no_torch_objects(repo.read(v.id, name), name)
+        extra.clear()
+        ck.load(v.id)
+    assert torch.equal(extra["t"], t) and extra["t"].dtype == torch.bfloat16
+    assert list(extra["pos"][1]) == [1, 2] and extra["cfg"] == {"name": "x", "none": None, "raw": b"ab"}
+
+
+def test_lazy_capture_waits_before_the_optimizer_step(tmp_path, monkeypatch):
+    """Async saves copy parameters and optimizer state in the background; the
+    optimizer step right after ``save()`` waits for that copy (a slowed-down
+    copy makes the race certain): the version holds the state at save()."""
+    import time
+    import vlcc.engine.engine as engine
+    real = engine._copy_all
+
+    def slow(jobs):
+        time.sleep(0.5)
+        real(jobs)
+    monkeypatch.setattr(engine, "_copy_all", slow)
+    model, opt, _ = make(width=64)
+    train_step(model, opt)
+    with vt.Checkpointer(tmp_path / "r", model, opt, mode="async") as ck:
+        snap = {n: t.clone() for n, t in model.state_dict().items()}
+        snap_opt = {i: {k: t.clone() for k, t in s.items()} for i, s in opt.state_dict()["state"].items()}
+        v = ck.save(1)
+        train_step(model, opt)          # the step pre-hook settles the copy first
+        ck.settle()
+        with torch.no_grad():           # changed outside the optimizer: after settle()
+            for p in model.parameters():
+                p.mul_(2.0)
+        ck.wait()
+        repo = vlcc.Repository(tmp_path / "r")
+        for n, t in snap.items():
+            np.testing.assert_array_equal(repo.read(v.id, f"model/{n}"), t.numpy())
+        for i, s in snap_opt.items():
+            for k, t in s.items():
+                np.testing.assert_array_equal(repo.read(v.id, f"optim/state/{i}/{k}"), t.numpy())

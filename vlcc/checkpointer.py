@@ -10,7 +10,7 @@ its arguments and hands the work to the module that owns it —
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 import numpy as np
 
@@ -38,6 +38,24 @@ from .state.registry import State
 def _default_comm():
     from .comm.serial import default_comm   # COMM_WORLD under a launcher, else one rank, no MPI
     return default_comm()
+
+
+def session(ck: "Checkpointer") -> Session:
+    """The internal interface under a Checkpointer, for the packages built on it
+    that need more than the public API (``vlcc.adjoint`` snapshots the registered
+    providers, ``vlcc.capi`` evicts node-local copies): its ``commit.session.Session``.
+    Not part of the public API (``vlcc/__init__.py`` does not export it)."""
+    return ck._s
+
+
+def _check_args(chunk_size, coalesce_below, if_moved: str, branch: str) -> None:
+    if int(chunk_size) <= 0:
+        raise ArgumentError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
+    if int(coalesce_below) < 0:
+        raise ArgumentError(f"coalesce_below must be >= 0 bytes (0 disables), got {coalesce_below}")
+    if if_moved not in ("rebase", "fail"):
+        raise ArgumentError(f"if_moved must be 'rebase' or 'fail', got {if_moved!r}")
+    check_ref_name(branch, "branch")
 
 
 class Checkpointer:
@@ -83,19 +101,13 @@ class Checkpointer:
                  if_moved: str = "rebase", compare_to: str | None = None, rtol: float = 0.0,
                  atol: float = 0.0, on_diverge: str = "record", allow_pickle: bool = False):
         cfg = EngineConfig.resolve(mode, memory_budget, local_dir)
-        if int(chunk_size) <= 0:
-            raise ArgumentError(f"chunk_size must be a positive number of bytes, got {chunk_size}")
-        if int(coalesce_below) < 0:
-            raise ArgumentError(f"coalesce_below must be >= 0 bytes (0 disables), got {coalesce_below}")
-        if if_moved not in ("rebase", "fail"):
-            raise ArgumentError(f"if_moved must be 'rebase' or 'fail', got {if_moved!r}")
-        check_ref_name(branch, "branch")
+        _check_args(chunk_size, coalesce_below, if_moved, branch)
         comm = private(comm if comm is not None else _default_comm())
         paths = RepoPaths(os.path.abspath(os.fspath(path)))
         writer = RankWriter(paths, comm.rank, int(chunk_size), size=comm.size, dedup=dedup,
                             track_dirty=track_dirty, coalesce_below=int(coalesce_below))
-        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(allow_pickle), writer, None,
-                              None, branch, None, if_moved=if_moved)
+        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(allow_pickle), writer,
+                              engine=None, catalog=None, if_moved=if_moved)
         self._closed = False
 
         def open_repo():
@@ -105,8 +117,7 @@ class Checkpointer:
             s.catalog = Repository(paths.root)
             return s.catalog.branch_head(branch)
         try:
-            s.parent = s.head_seen = root_only(comm, open_repo)
-            s.head_branch = branch
+            s.opened(branch, root_only(comm, open_repo))
             s.flush_comm = _ckpt.flusher_comm(comm, cfg)   # collective, once (or None)
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
                                                   lambda p, store: _ckpt.flush(s, p, store)))
@@ -134,10 +145,8 @@ class Checkpointer:
     chunk_size = property(lambda self: self._s.chunk_size)
     branch_name = property(lambda self: self._s.branch)
     parent = property(lambda self: self._s.parent,   # settable: vlcc/adjoint rewinds lineage
-                      lambda self, vid: setattr(self._s, "parent", vid))
+                      lambda self, vid: self._s.rewound(vid))
     last_version = property(lambda self: self._s.last_version)
-    _state = property(lambda self: self._s.state)   # the registered providers (vlcc/adjoint)
-    _engine = property(lambda self: self._s.engine)  # the tiers (capi/veloc.py VELOC_Cleanup)
 
     def __enter__(self) -> "Checkpointer":
         return self
@@ -205,12 +214,22 @@ class Checkpointer:
 
     # -- versions ------------------------------------------------------------------------
     def checkpoint(self, step: int | None = None, message: str = "",
-                   attrs: dict | None = None) -> Version:
+                   attrs: dict | None = None, *, lazy: bool | Collection[str] = False) -> Version:
         """Collectively capture every provider into a new version on the current
         branch. Sync mode: committed when this returns. Async mode: returned as
-        ``pending``, committed at a later collective call. Atomic either way."""
+        ``pending``, committed at a later collective call. Atomic either way.
+        ``lazy`` (async): the arrays named (True: all) are copied after this
+        returns; do not modify them before :meth:`settle` (e.g. the optimizer
+        step). Without flusher collectives (``VLCC_FLUSH_MPI``) they are copied at once."""
         self._check_open()
-        return _ckpt.checkpoint(self._s, step, message, attrs)
+        return _ckpt.checkpoint(self._s, step, message, attrs,
+                                lazy=(True if lazy is True else frozenset(lazy or ())) or None)
+
+    def settle(self) -> None:
+        """Local. Block until lazy captures are copied (checkpoint, wait and
+        restore settle first by themselves)."""
+        self._check_open()
+        self._s.engine.settle()
 
     def wait(self) -> list[Version]:
         """Collective. Block until every pending version (async mode) is durable
@@ -223,10 +242,9 @@ class Checkpointer:
     def restore(self, version: Version | str | None = None, *, strict: bool = True,
                 atomic: bool | None = None, allow_pickle: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
-        (default: newest of the current branch; also an id, ``tag:NAME``,
-        ``branch:NAME``); N→M aware. With ``strict`` a stored provider that is not
-        registered is an error. The restored version is the next one's parent.
-        All-or-nothing: every rank first reads and checks everything into
+        (default: newest of the current branch; or any spec of vlcc/repo/spec.py:
+        id, ``tag:NAME``, ``step:N``, ...); N→M aware. ``strict``: a stored provider
+        not registered is an error. The restored version is the next parent. All-or-nothing: every rank first reads and checks everything into
         staging memory, and only then copies it in and runs the callbacks (whose
         own errors cannot be undone). ``atomic=False`` reads straight into the
         arrays (fastest, no second copy; a damaged chunk may leave providers
@@ -234,6 +252,7 @@ class Checkpointer:
         available memory (then direct, with a RuntimeWarning). ``allow_pickle``
         (default: the Checkpointer's) unpickles values stored as pickles."""
         self._check_open()
+        self._s.engine.settle()        # restore writes into the arrays a lazy capture reads
         return _restore.restore(self._s, version, strict, atomic, allow_pickle)
 
     def plan(self, versions: Sequence[Version | str | int]) -> list[str]:
@@ -262,8 +281,7 @@ class Checkpointer:
         return _refs.make_branch(self._s, name, at)
 
     def switch(self, name: str, *, create: bool = False) -> None:
-        """Write the next versions on branch ``name``; the next version's parent
-        is that branch's newest version. Collective."""
+        """Collective: write the next versions on branch ``name`` (parent: its newest version)."""
         self._check_open()
         _refs.switch(self._s, name, create)
 
@@ -279,8 +297,7 @@ class Checkpointer:
         return [Version.from_manifest(m) for m in ms]
 
     def close(self) -> None:
-        """Commit what is pending (async), stop the engine's threads, release
-        the communicator. Collective; idempotent."""
+        """Collective, idempotent: commit what is pending, stop the engine, release the comm."""
         if self._closed:
             return
         try:

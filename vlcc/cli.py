@@ -1,23 +1,25 @@
 """The ``vlcc`` command: inspect a repository without MPI.
 
-    vlcc log REPO [--branch B] [--json]
-    vlcc show REPO VERSION [--json]
+    vlcc log REPO [VERSION] [--branch B] [--json] [--graph]
+    vlcc show REPO [VERSION] [--json]        (alias: vlcc resolve REPO [VERSION] --id)
     vlcc verify REPO [VERSION] [--deep] [--json]
     vlcc gc REPO [--dry-run] [--grace S] [--json]
     vlcc prune REPO --keep-last N [--branch B] [--dry-run] [--json]
     vlcc du REPO [--json]
     vlcc doctor REPO [--dry-run | --repair] [--json]
-    vlcc log REPO --graph
-    vlcc diff A B [--rtol R] [--atol T] [--providers P ...] [--json] [--quiet]
-    vlcc export PATH[@SPEC] OUT.bp [--providers P ...] [--quiet]
-    vlcc replay PATH@SPEC [--branch B] -- COMMAND ...
+    vlcc diff A B | vlcc diff REPO V1 V2 [--rtol R] [--atol T] [--providers P ...] [--json]
+    vlcc export PATH[@SPEC] OUT | vlcc export REPO VERSION OUT [--providers P ...]
+    vlcc replay PATH@SPEC | REPO VERSION [--branch B] -- COMMAND ...
     vlcc report REPO -o report.png
 
-Each subcommand is a function ``cmd_NAME(args) -> int`` registered in
-``build_parser``; errors print one line naming what and where and exit 1
-(2 for diff, export, replay and report, like diff(1), whose 1 means "differ").
-The logic of diff/export/replay/report/graph lives in vlcc/tools/. A reader
-that closes the pipe (``vlcc log REPO | head``) ends the command quietly.
+Every command that takes a version accepts both addressing styles,
+``REPO VERSION`` and ``PATH@SPEC``; VERSION/SPEC is parsed by the one parser
+of vlcc/repo/spec.py. Each subcommand is a function ``cmd_NAME(args) -> int``
+registered in ``build_parser``; errors print one line naming what and where
+and exit with one of the statuses of ``EXIT`` (the same for every command,
+documented in docs/tools.md and ``vlcc --help``). The logic of
+diff/export/replay/report/graph lives in vlcc/tools/. A reader that closes the
+pipe (``vlcc log REPO | head``) ends the command quietly.
 """
 
 from __future__ import annotations
@@ -28,9 +30,58 @@ import json
 import os
 import sys
 
-from .errors import CorruptionError, VlccError
+from ._version import __version__
+from .errors import (ArgumentError, CorruptionError, FormatVersionError, NotFoundError,
+                     RepositoryError, VlccError)
 from .repo.manifest import Version
+from .repo.spec import FORMS
 from .repository import Repository
+
+# Exit statuses, the same for every command (docs/tools.md "Exit status").
+EXIT_OK = 0
+EXIT_NO = 1           # the command's negative answer: diff "differ", doctor "problems remain"
+EXIT_USAGE = 2        # bad arguments or a malformed version spec (argparse uses 2 too)
+EXIT_NOT_FOUND = 3    # no such repository, version, branch, tag or file
+EXIT_CORRUPT = 4      # stored bytes or metadata fail their checksums, or are truncated
+EXIT_ERROR = 5        # any other failure: storage, busy lock, newer format, missing extra, ...
+EXIT = {"ok": EXIT_OK, "no": EXIT_NO, "usage": EXIT_USAGE, "not found": EXIT_NOT_FOUND,
+        "corrupt": EXIT_CORRUPT, "error": EXIT_ERROR}
+
+
+def exit_status(exc: BaseException) -> int:
+    """The exit status for an error (``EXIT``): by class, never by message."""
+    if isinstance(exc, ArgumentError):
+        return EXIT_USAGE
+    if isinstance(exc, CorruptionError):
+        return EXIT_CORRUPT
+    if isinstance(exc, FormatVersionError):
+        return EXIT_ERROR
+    if isinstance(exc, (NotFoundError, RepositoryError, FileNotFoundError)):
+        return EXIT_NOT_FOUND
+    return EXIT_ERROR
+
+
+def _target(args, what: str = "version") -> tuple[Repository, str | None]:
+    """The repository and version spec of ``REPO VERSION`` or ``PATH@SPEC``
+    (both styles, never both at once)."""
+    from .tools.spec import split_target
+    path, spec = split_target(args.repo)
+    version = getattr(args, "version", None)
+    if spec is not None and version is not None:
+        raise ArgumentError(f"{what} given twice: {args.repo!r} and {version!r} "
+                            f"(use REPO VERSION or PATH@SPEC)")
+    return Repository(path), spec if spec is not None else version
+
+
+def _whole(args) -> str:
+    """The path of a command that works on the whole repository: ``PATH@SPEC``
+    is refused with a usage error rather than silently ignoring SPEC."""
+    from .tools.spec import split_target
+    path, spec = split_target(args.repo)
+    if spec is not None:
+        raise ArgumentError(f"vlcc {args.command} works on the whole repository, not on one "
+                            f"version: drop '@{spec}' from {args.repo!r}")
+    return path
 
 
 def _when(t: float) -> str:
@@ -69,8 +120,13 @@ def _slurm_ids(s: dict) -> str:
 
 
 def cmd_log(args) -> int:
-    repo = Repository(args.repo)
-    versions = repo.log(branch=args.branch)
+    repo, spec = _target(args)
+    if spec is not None:   # a version and its ancestors (as `git log REV`)
+        if args.branch is not None:
+            raise ArgumentError("vlcc log: give a version or --branch, not both")
+        versions = _lineage(repo, repo.resolve(spec))
+    else:
+        versions = repo.log(branch=args.branch)
     if getattr(args, "graph", False):
         from .tools.graph import graph_lines
         for line in graph_lines(versions, _refs_by_version(repo)):
@@ -96,9 +152,33 @@ def cmd_log(args) -> int:
     return 0
 
 
+def _lineage(repo: Repository, v: Version) -> list[Version]:
+    out, seen = [], set()
+    while v is not None and v.id not in seen:
+        seen.add(v.id)
+        out.append(v)
+        try:
+            v = repo.resolve(v.parent) if v.parent else None
+        except NotFoundError:   # the rest of the lineage was pruned
+            v = None
+    return out
+
+
+def cmd_resolve(args) -> int:
+    """The id a spec names (Python ``Repository.resolve``, C ``vlcc_query``)."""
+    repo, spec = _target(args)
+    v = repo.resolve(spec)
+    if args.json:
+        json.dump({"id": v.id, "step": v.step, "branch": v.branch}, sys.stdout)
+        print()
+    else:
+        print(v.id)
+    return 0
+
+
 def cmd_show(args) -> int:
-    repo = Repository(args.repo)
-    v = repo.resolve(args.version)
+    repo, spec = _target(args)
+    v = repo.resolve(spec)
     if args.json:
         json.dump(v.manifest, sys.stdout, indent=1, sort_keys=True)
         print()
@@ -131,9 +211,9 @@ def cmd_show(args) -> int:
     return 0
 
 
-def _verify_with_progress(repo, args) -> dict:
+def _verify_with_progress(repo, spec, args) -> dict:
     from .tools import progress
-    if args.version is None and not args.deep and progress.wanted(args.quiet):
+    if spec is None and not args.deep and progress.wanted(args.quiet):
         res = {"versions": 0, "chunks": 0, "bytes": 0}
         ids = repo.version_ids()
         try:
@@ -147,7 +227,7 @@ def _verify_with_progress(repo, args) -> dict:
         except CorruptionError:
             return repo.verify(None)       # damage: check everything, report it all
         return repo.verify(None) if _has_refs_damage(repo) else res
-    return repo.verify(args.version, deep=args.deep)
+    return repo.verify(spec, deep=args.deep)
 
 
 def _has_refs_damage(repo) -> bool:
@@ -156,11 +236,11 @@ def _has_refs_damage(repo) -> bool:
 
 
 def cmd_verify(args) -> int:
-    repo = Repository(args.repo)
+    repo, spec = _target(args)
     try:
-        res = _verify_with_progress(repo, args)
+        res = _verify_with_progress(repo, spec, args)
     except CorruptionError as exc:
-        if args.version is not None or not hasattr(exc, "damaged"):
+        if spec is not None or not hasattr(exc, "damaged"):
             raise
         # the whole repository: name every damaged and every intact version
         for vid in exc.damaged:
@@ -174,7 +254,7 @@ def cmd_verify(args) -> int:
         json.dump({"ok": True} | res, sys.stdout)
         print()
     else:
-        what = f"version {repo.resolve(args.version).id}" if args.version else f"{res['versions']} versions"
+        what = f"version {repo.resolve(spec).id}" if spec is not None else f"{res['versions']} versions"
         print(f"ok: {what}, {res['chunks']} chunks, {_human(res['bytes'])} checked")
         if args.deep:
             d = res["deep"]
@@ -186,10 +266,11 @@ def cmd_verify(args) -> int:
 
 def cmd_gc(args) -> int:
     from .repo.gc import gc
-    Repository(args.repo)   # a clear error when REPO is not a repository
+    path = _whole(args)
+    Repository(path)   # a clear error when REPO is not a repository
     from .tools import progress
     with progress.bar("gc", 1, enabled=progress.wanted(args.quiet), nbytes=False) as advance:
-        res = gc(args.repo, dry_run=args.dry_run, grace=args.grace, timeout=args.timeout)
+        res = gc(path, dry_run=args.dry_run, grace=args.grace, timeout=args.timeout)
         advance(1)
     if args.json:
         json.dump(res, sys.stdout, indent=1)
@@ -212,8 +293,9 @@ def cmd_gc(args) -> int:
 
 def cmd_prune(args) -> int:
     from .repo.gc import prune
-    Repository(args.repo)
-    res = prune(args.repo, keep_last=args.keep_last, branches=args.branch or None,
+    path = _whole(args)
+    Repository(path)
+    res = prune(path, keep_last=args.keep_last, branches=args.branch or None,
                 dry_run=args.dry_run, timeout=args.timeout)
     if args.json:
         json.dump(res, sys.stdout, indent=1)
@@ -232,12 +314,12 @@ _DOCTOR_KIND = {"stale-lock": "stale lock", "orphan-data": "orphan data", "temp-
 
 
 def cmd_doctor(args) -> int:
-    repo = Repository(args.repo)
+    repo = Repository(_whole(args))
     rep = repo.doctor(repair=args.repair, grace=args.grace, timeout=args.timeout)
     if args.json:
         json.dump(rep, sys.stdout, indent=1)
         print()
-        return 0 if rep.ok else 1
+        return EXIT_OK if rep.ok else EXIT_NO
     for f in rep.findings:
         if f.kind == "busy":
             state = "note"
@@ -253,7 +335,7 @@ def cmd_doctor(args) -> int:
         print(f"{_DOCTOR_KIND.get(f.kind, f.kind):<13} {f.path}\n    {f.detail}{size}: {state}")
     left = rep.problems
     if not rep.findings:
-        print(f"no problem found in {repo.path}")
+        print(f"no problem found in {repo.path} (no leftovers of crashed jobs)")
     elif not left:
         print(f"repaired: {sum(f.removed for f in rep.findings)} item(s) removed; no problem left")
     elif args.repair:
@@ -262,13 +344,15 @@ def cmd_doctor(args) -> int:
         fix = sum(f.fixable for f in left)
         print(f"{len(left)} problem(s) found (dry run, nothing changed); "
               f"'vlcc doctor {args.repo} --repair' removes {fix} of them")
-    return 0 if rep.ok else 1
+    print(f"(doctor does not read data: 'vlcc verify {repo.path}' checks every checksum)")
+    return EXIT_OK if rep.ok else EXIT_NO
 
 
 def cmd_du(args) -> int:
     from .repo.gc import du
-    Repository(args.repo)
-    res = du(args.repo)
+    path = _whole(args)
+    Repository(path)
+    res = du(path)
     if args.json:
         json.dump(res, sys.stdout, indent=1)
         print()
@@ -292,7 +376,7 @@ def cmd_diff(args) -> int:
     from .tools.diff import diff, exit_status, format_records, jsonable
     from .tools.progress import wanted
     if args.c is not None:   # the form `vlcc diff REPO V1 V2` (one repository)
-        args.a, args.b = f"{args.a}@{args.b}", f"{args.a}@{args.c}"
+        args.a, args.b = _join(args.a, args.b), _join(args.a, args.c)
     records = diff(args.a, args.b, rtol=args.rtol, atol=args.atol, providers=args.providers,
                    progress_bar=wanted(args.quiet), allow_pickle=args.allow_pickle)
     if args.json:
@@ -309,7 +393,10 @@ def cmd_diff(args) -> int:
 def cmd_export(args) -> int:
     from .tools.export import export
     from .tools.progress import human, wanted
-    res = export(args.target, args.out, providers=args.providers, force=args.force,
+    target, out = args.target, args.out
+    if args.out2 is not None:   # the form `vlcc export REPO VERSION OUT`
+        target, out = _join(args.target, args.out), args.out2
+    res = export(target, out, providers=args.providers, force=args.force,
                  progress_bar=wanted(args.quiet), allow_pickle=args.allow_pickle)
     if args.json:
         json.dump(res, sys.stdout, indent=1)
@@ -320,26 +407,46 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _join(repo: str, version: str) -> str:
+    """``REPO VERSION`` as ``PATH@SPEC``; a REPO that already names a version is a usage error."""
+    from .tools.spec import split_target
+    if split_target(repo)[1] is not None:
+        raise ArgumentError(f"version given twice: {repo!r} and {version!r} "
+                            f"(use REPO VERSION or PATH@SPEC)")
+    return f"{repo}@{version}"
+
+
 def cmd_replay(args) -> int:
     from .tools.replay import run
-    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-    return run(args.target, cmd, branch=args.branch)
+    cmd, target = args.cmd, args.target
+    if cmd[:1] != ["--"] and "--" in cmd:   # the form `vlcc replay REPO VERSION -- COMMAND`
+        target, cmd = _join(target, cmd[0]), cmd[cmd.index("--"):]
+        if len(args.cmd) - len(cmd) != 1:
+            raise ArgumentError("vlcc replay: expected PATH@SPEC or REPO VERSION before '--'")
+    cmd = cmd[1:] if cmd[:1] == ["--"] else cmd
+    if not cmd:
+        raise ArgumentError("vlcc replay: no COMMAND after '--'")
+    return run(target, cmd, branch=args.branch)
 
 
 def cmd_report(args) -> int:
     from .tools.report import report
-    out = report(args.repo, args.output)
+    out = report(_whole(args), args.output)
     print(f"wrote {out}")
     return 0
 
 
-EPILOG = """first steps:
+EPILOG = f"""first steps (in the venv: .venv/bin/vlcc, or `source .venv/bin/activate` first):
   vlcc log runs/heat                   versions, newest first (--graph: the lineage DAG)
   vlcc show runs/heat latest           one version: providers, shapes, sizes
+  vlcc show runs/heat@step:100         the same, PATH@SPEC style (every command takes both)
   vlcc verify runs/heat                check every checksum
-  vlcc diff runs/a runs/b@tag:ref      compare two runs (exit 0 equal, 1 differ, 2 error)
+  vlcc diff runs/a runs/b@tag:ref      compare two runs (exit 0 equal, 1 differ)
 
-VERSION / SPEC: an id or id prefix, latest, tag:NAME, branch:NAME, step:N.
+VERSION / SPEC: {FORMS}.
+exit status (every command): 0 ok; 1 the command's "no" (diff: differ; doctor: problems
+  remain); 2 usage error or malformed spec; 3 not found (repository, version, ref, file);
+  4 corrupt (checksum or truncation); 5 any other error; replay: COMMAND's own status.
 docs: README.md and docs/ of the vlcc sources (docs/tools.md for diff, export, replay, report)."""
 
 
@@ -353,25 +460,35 @@ def _pickle_flag(s: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlcc", description="Inspect a vlcc checkpoint repository.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"vlcc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("log", help="list versions, newest first")
-    s.add_argument("repo")
+    s.add_argument("repo", metavar="REPO", help="REPO or PATH@SPEC (a version and its ancestors)")
+    s.add_argument("version", nargs="?", default=None,
+                   help="only this version and its ancestors (as git log REV)")
     s.add_argument("--branch", "-b", default=None, help="lineage of one branch (default: all versions)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--graph", action="store_true", help="draw the lineage as an ASCII DAG")
     s.set_defaults(func=cmd_log)
 
     s = sub.add_parser("show", help="describe one version")
-    s.add_argument("repo")
-    s.add_argument("version", help="id, id prefix, latest, tag:NAME or branch:NAME")
+    s.add_argument("repo", metavar="REPO", help="REPO or PATH@SPEC")
+    s.add_argument("version", nargs="?", default=None, help=f"{FORMS} (default latest)")
     s.add_argument("--json", action="store_true", help="print the whole manifest")
     _pickle_flag(s)
     s.set_defaults(func=cmd_show)
 
+    s = sub.add_parser("resolve", help="print the id a version spec names (Repository.resolve, "
+                                       "C vlcc_query)")
+    s.add_argument("repo", metavar="REPO", help="REPO or PATH@SPEC")
+    s.add_argument("version", nargs="?", default=None, help=f"{FORMS} (default latest)")
+    s.add_argument("--json", action="store_true", help="id, step and branch as JSON")
+    s.set_defaults(func=cmd_resolve)
+
     s = sub.add_parser("verify", help="check every checksum")
-    s.add_argument("repo")
-    s.add_argument("version", nargs="?", default=None, help="one version (default: all)")
+    s.add_argument("repo", metavar="REPO", help="REPO or PATH@SPEC")
+    s.add_argument("version", nargs="?", default=None, help=f"one version (default: all): {FORMS}")
     s.add_argument("--deep", action="store_true",
                    help="also read every stored copy of each shared chunk and compare bytes "
                         "(does not trust the hash for dedup identity)")
@@ -437,32 +554,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _pickle_flag(s)
-    s.set_defaults(func=cmd_diff, error_status=2)
+    s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("export", help="write a version as a plain ADIOS2 BP5 file (or .h5, .npz)")
-    s.add_argument("target", metavar="PATH[@SPEC]")
-    s.add_argument("out", metavar="OUT.bp", help="OUT.bp: ADIOS2 BP5; OUT.h5: HDF5; OUT.npz: numpy")
+    s.add_argument("target", metavar="PATH[@SPEC]", help="PATH[@SPEC], or REPO followed by VERSION")
+    s.add_argument("out", metavar="OUT.bp", help="OUT.bp: ADIOS2 BP5; OUT.h5: HDF5; OUT.npz: numpy "
+                                                 "(other extensions are refused)")
+    s.add_argument("out2", metavar="OUT", nargs="?", default=None,
+                   help="with three arguments: REPO VERSION OUT")
     s.add_argument("--providers", "-p", nargs="+", help="names, prefixes or globs to export")
     s.add_argument("--force", "-f", action="store_true", help="overwrite OUT.bp")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
     _pickle_flag(s)
-    s.set_defaults(func=cmd_export, error_status=2)
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("replay", help="run a command restoring a version on a new branch",
                        description="Run COMMAND with VLCC_RESTORE/VLCC_BRANCH/VLCC_REPLAY_REPO set: "
                                    "its Checkpointer on this repository restores the version on a "
                                    "new branch replay/<id> (main never moves). Exits with "
                                    "COMMAND's status.")
-    s.add_argument("target", metavar="PATH@SPEC")
+    s.add_argument("target", metavar="PATH@SPEC", help="PATH@SPEC, or REPO followed by VERSION")
     s.add_argument("--branch", "-b", default=None, help="branch name (default replay/<id>)")
     s.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- COMMAND ...")
-    s.set_defaults(func=cmd_replay, error_status=2)
+    s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("report", help="PNG report: lineage, bytes per version, dedup/compression")
     s.add_argument("repo")
     s.add_argument("--output", "-o", default="report.png", help="PNG file (default report.png)")
-    s.set_defaults(func=cmd_report, error_status=2)
+    s.set_defaults(func=cmd_report)
     return p
 
 
@@ -479,14 +599,21 @@ def main(argv: list[str] | None = None) -> int:
             return rc
         except BrokenPipeError:
             raise
-        except (VlccError, OSError) as exc:
+        except (VlccError, OSError, ImportError) as exc:
             # OSError: the file system refused something vlcc does not wrap
-            # (a full disk, a vanished file): one line, never a traceback
+            # (a full disk, a vanished file); ImportError: an optional package
+            # (matplotlib, h5py, ...) is missing: name its extra. One line, never a traceback.
+            if isinstance(exc, ImportError) and not isinstance(exc, VlccError):
+                from .errors import EXTRAS, missing
+                if (exc.name or "").split(".")[0] not in EXTRAS:
+                    raise
+                exc = missing(exc.name, f"vlcc {args.command}", exc)
             if getattr(args, "json", False):
-                json.dump({"ok": False, "error": type(exc).__name__, "message": str(exc)}, sys.stdout)
+                json.dump({"ok": False, "error": type(exc).__name__, "message": str(exc),
+                           "exit": exit_status(exc)}, sys.stdout)
                 print()
             print(f"vlcc {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return getattr(args, "error_status", 1)
+            return exit_status(exc)
     except BrokenPipeError:
         # The reader closed the pipe (`vlcc log | head`): stop quietly, like git
         # and ls; point stdout at /dev/null so the final flush cannot fail again.

@@ -98,11 +98,43 @@ class DivergenceError(VlccError):
         self.record = record or {}
 
 
+class MissingDependencyError(VlccError, ImportError):
+    """An optional dependency of the feature in use is not installed; the
+    message names the pip extra that brings it (``require``)."""
+    code = -99          # VLCC_EINTERNAL
+
+
+# Which pip extra (pyproject.toml) brings each optional module.
+EXTRAS = {"matplotlib": "tools", "rich": "tools", "h5py": "tools", "blosc2": "compress",
+          "zstandard": "compress", "zfpy": "compress", "checkpoint_schedules": "adjoint",
+          "torch": "torch", "deepspeed": "torch", "mpi4py": "mpich", "mpich": "mpich"}
+
+
+def require(module: str, what: str):
+    """Import optional ``module`` for feature ``what``; if it is missing,
+    raise MissingDependencyError: one line naming the extra to install."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise missing(module, what, exc) from None
+
+
+def missing(module: str, what: str, exc: BaseException | None = None) -> MissingDependencyError:
+    """The MissingDependencyError for ``module`` (``exc``: the ImportError seen)."""
+    top = module.split(".")[0]
+    extra = EXTRAS.get(top)
+    how = f"pip install 'vlcc[{extra}]'" if extra else f"pip install {top}"
+    why = f" ({exc})" if exc is not None and getattr(exc, "name", top) not in (None, top, module) else ""
+    return MissingDependencyError(f"{what} needs the optional package {top}, which is not "
+                                  f"installed: {how}{why}")
+
+
 _BY_NAME = {c.__name__: c for c in (
     VlccError, RepositoryError, FormatVersionError, StorageError, NotFoundError,
     RefExistsError, ProviderError, DuplicateProviderError, MissingProviderError,
     ShapeMismatchError, CorruptionError, UnsafeValueError, CollectiveError, ArgumentError,
-    LockBusyError, BranchMovedError, DivergenceError)}
+    LockBusyError, BranchMovedError, DivergenceError, MissingDependencyError)}
 
 
 def error_class(name: str) -> type[VlccError]:

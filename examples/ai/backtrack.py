@@ -105,14 +105,18 @@ def main() -> int:
     with vt.Checkpointer(a.repo, model, ft_opt, branch="finetune") as ck:
         train(model, ft_opt, ck, 10, best.step, label="finetune")
         ck.wait()
-        ft = ck.log("finetune")[0]
+        ft_versions = [v for v in ck.log("finetune") if v.branch == "finetune"][::-1]   # oldest first
+        ft = ft_versions[-1]
 
     repo = vlcc.Repository(a.repo)
-    def stored(v):   # bytes this version added (deduplicated chunks live in older versions)
-        d = os.path.join(a.repo, "data", v.id)
-        return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
-    first = repo.log("main")[-1]
-    print(f"  fine-tune version {ft.id}: {stored(ft)} bytes stored vs {stored(first)} for a full version")
+    # the frozen weight matrices (the small biases are packed with other small tensors)
+    frozen = sum(p.numel() * p.element_size() for p in body.parameters() if p.dim() > 1)
+    for v in ft_versions:
+        du = next(e for e in repo.du()["versions"] if e["id"] == v.id)   # as `vlcc du` shows it
+        # stored: what this version alone added to disk (its new chunks + index);
+        # reused: chunks it references in older versions (the frozen body)
+        print(f"  fine-tune version {v.id} (step {v.step}): stored {du['stored_bytes']} bytes of "
+              f"{du['logical_bytes']} (reused {du['reused_bytes']}; frozen weights {frozen})")
     print("   ", "model/0.2.weight unchanged:",
           bool((repo.read(ft, "model/0.2.weight") == repo.read(best, "model/0.2.weight")).all()))
 

@@ -15,6 +15,8 @@ each point's update is the same sequence of IEEE operations wherever it lives.
 
     mpiexec -n 2 python heat.py --repo runs/heat --every 50 --out u.npy
     mpiexec -n 3 python heat.py --repo runs/heat --restart --out u.npy   # continue on 3 ranks
+    vlcc replay runs/heat@step:100 -- mpiexec -n 3 python heat.py --repo runs/heat \
+        --restart --until 150 --check                # replay a region with extra checks
 """
 
 from __future__ import annotations
@@ -107,6 +109,18 @@ class Heat:
         return out
 
 
+def check(comm, h: Heat, bound: float) -> None:
+    """--check: one allreduce per step, so a violation on one rank stops every rank."""
+    c = h.u[1:-1, 1:-1]
+    bad = not np.isfinite(c).all() or c.min(initial=0.0) < 0.0 or c.max(initial=0.0) > bound
+    who = comm.allreduce(comm.rank if bad else comm.size, op=MPI.MIN)
+    if who < comm.size:
+        if comm.rank == who:
+            print(f"heat: --check failed at step {h.step} on rank {who}: field not finite or "
+                  f"outside [0, {bound}]", file=sys.stderr, flush=True)
+        raise SystemExit(1)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nx", type=int, default=128)
@@ -119,6 +133,12 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="rank 0 writes the final global field here (.npy)")
     ap.add_argument("--delay", type=float, default=0.0,
                     help="sleep this many seconds per step (slows the demo down; no effect on results)")
+    ap.add_argument("--until", type=int, default=None,
+                    help="stop after this step (checkpointed), e.g. to replay a region")
+    ap.add_argument("--check", action="store_true",
+                    help="check every step that the field is finite and obeys the maximum "
+                         "principle (0 <= u <= max of the initial field); exit 1 on all ranks "
+                         "at the first violation, naming step and rank")
     a = ap.parse_args(argv)
     if a.restart and not a.repo:
         ap.error("--restart needs --repo")
@@ -139,11 +159,15 @@ def main(argv=None) -> int:
                       f"{v.nranks} ranks) on {comm.size} ranks", flush=True)
     h.exchange()   # fresh halos, after the initial condition or the restore
 
-    while h.step < a.steps:
+    last = a.steps if a.until is None else min(a.until, a.steps)
+    bound = comm.allreduce(float(h.u[1:-1, 1:-1].max(initial=0.0)), op=MPI.MAX) if a.check else 0
+    while h.step < last:
         h.advance()
         if a.delay:
             time.sleep(a.delay)
-        if ck is not None and (h.step % a.every == 0 or h.step == a.steps):
+        if a.check:
+            check(comm, h, bound)
+        if ck is not None and (h.step % a.every == 0 or h.step == last):
             v = ck.checkpoint(step=h.step, message=f"heat step {h.step}", attrs={"t": h.t})
             if comm.rank == 0:
                 print(f"heat: step {h.step} committed as {v.id}", flush=True)
@@ -161,4 +185,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     sys.exit(main())

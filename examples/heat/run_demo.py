@@ -62,13 +62,14 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", type=int, default=2, help="ranks of the reference and the killed run")
     ap.add_argument("--restart-ranks", type=int, default=3)
     ap.add_argument("--kill-after", type=int, default=2, help="kill once this many versions are committed")
-    ap.add_argument("--workdir", help="keep the run here (default: a temporary directory, removed)")
+    ap.add_argument("--workdir", help="keep the run here, the repository in WORKDIR/heat "
+                                      "(default: a temporary directory, removed; make demo: runs/demo)")
     a = ap.parse_args(argv)
 
     t_start = time.monotonic()
     work = os.path.abspath(a.workdir) if a.workdir else tempfile.mkdtemp(prefix="vlcc-demo-")
     os.makedirs(work, exist_ok=True)
-    repo = os.path.join(work, "repo")
+    repo = os.path.join(work, "heat")
     if os.path.exists(repo):
         shutil.rmtree(repo)
     grid = ["--nx", str(a.nx), "--ny", str(a.ny), "--steps", str(a.steps)]
@@ -108,6 +109,16 @@ def main(argv=None) -> int:
         print(f"== vlcc log {repo}")
         print_log(repo)
         print(f"== demo {'passed' if same else 'FAILED'} in {time.monotonic() - t_start:.1f} s")
+        if not a.workdir:
+            print(f"(the repository was in a temporary directory, removed now; "
+                  f"--workdir DIR keeps it in DIR/heat, as `make demo` does in runs/demo)")
+        else:
+            rel = os.path.relpath(repo)
+            vlcc_cmd = os.path.relpath(os.path.join(os.path.dirname(sys.executable), "vlcc"))
+            print(f"The repository is kept in {rel}; inspect it with the venv's vlcc "
+                  f"(or `source {os.path.dirname(vlcc_cmd)}/activate` first):\n"
+                  f"   {vlcc_cmd} log {rel}\n   {vlcc_cmd} show {rel}@step:{a.steps}\n"
+                  f"   {vlcc_cmd} verify {rel}")
         return 0 if same else 1
     finally:
         if not a.workdir:

@@ -3,9 +3,9 @@
     python examples/serial/solver.py runs/serial      # run twice: the second run resumes
 
 With comm=None outside mpiexec, vlcc runs on a one-rank stand-in (vlcc.comm.serial) and
-loads no MPI library; the repository has the same format as an MPI run's, so
-`mpiexec -n 4 python restart.py` can continue it on 4 ranks (N->M) and `vlcc log runs/serial`
-inspects it.
+loads no MPI library; the repository has the same format as an MPI run's: `vlcc log
+runs/serial` inspects it, and an MPI program that registers `solver/u` with its own
+decomposition restores it on any number of ranks (N->M).
 """
 
 import sys

@@ -127,4 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from vlcc.comm.abort import abort_on_error
+    abort_on_error()   # an error on one rank ends every rank (no rank left waiting)
     sys.exit(main())

@@ -35,7 +35,8 @@ class Snapshot:
 
 
 def _registry(ck):
-    return ck._state                                  # core: state/registry.State
+    from ..checkpointer import session
+    return session(ck).state                          # core: state/registry.State
 
 
 def provider_names(ck) -> list[str]:

@@ -54,14 +54,26 @@ class Adjoint:
     def __init__(self, ck, forward: Callable[[int], object] | None,
                  reverse: Callable[[int], object] | None, n_steps: int | None,
                  schedule="revolve", ram: int | None = None, disk: int = 0, **options):
+        if not callable(forward) or not callable(reverse):
+            raise AdjointArgumentError("adjoint: forward and reverse must be callables "
+                                       "forward(n) and reverse(n)")
+        self._setup(ck, forward, reverse, n_steps, schedule, ram, disk, options)
+
+    @classmethod
+    def stepped(cls, ck, n_steps: int | None, schedule="revolve", ram: int | None = None,
+                disk: int = 0, **options) -> "Adjoint":
+        """An Adjoint whose caller runs the steps itself (the C API's
+        ``vlcc_adjoint_next``): no forward/reverse callables; the caller asks
+        :meth:`next_request` for each action and answers with :meth:`reply`."""
+        self = cls.__new__(cls)
+        self._setup(ck, None, None, n_steps, schedule, ram, disk, options)
+        return self
+
+    def _setup(self, ck, forward, reverse, n_steps, schedule, ram, disk, options) -> None:
         if ram is None:
             raise AdjointArgumentError("adjoint: give ram=<snapshots in memory> (>= 1)")
         keep = bool(options.pop("keep", False))
         prefetch = bool(options.pop("prefetch", True))
-        self._driven = options.pop("_driven", False)    # the C API drives the generator itself
-        if not self._driven and (not callable(forward) or not callable(reverse)):
-            raise AdjointArgumentError("adjoint: forward and reverse must be callables "
-                                       "forward(n) and reverse(n)")
         self.ck, self.forward, self.reverse = ck, forward, reverse
         self.n_steps, self.ram, self.disk = n_steps, ram, disk
         self.schedule = schedules.make(schedule, n_steps, ram, disk, options)

@@ -1,32 +1,23 @@
-"""vlcc's C ABI (libvlcc, include/vlcc.h) seen from Python.
+"""vlcc's C ABI (libvlcc, include/vlcc.h, include/veloc.h) seen from Python.
 
-* ``vlcc.capi.build``: builds libvlcc with cffi's embedding mode (+ Fortran module, vlcc.pc).
-* ``vlcc.capi.config``: the ``vlcc-config`` command (compile/link flags).
-* ``vlcc.capi.embed``: the Python side the exported C functions call; also used by a
-  Python driver that loads a C/Fortran solver library linked to libvlcc:
-  ``vlcc.capi.attach(ck)`` shares the driver's Checkpointer with the library, or
-  ``vlcc.capi.current()`` returns the one the library's ``vlcc_init`` created.
-* ``vlcc.capi.codes``: error codes and dtypes (mirror of include/vlcc.h).
+Bottom up (docs/capi.md):
+
+* ``codes``: error codes and dtypes (mirror of include/vlcc.h).
+* ``_ffi``: the library's cffi handles and the C ↔ Python argument conversions.
+* ``process``: the process-wide state — the Checkpointer the C/Fortran program
+  uses. A Python driver that loads a C/Fortran solver library linked to libvlcc
+  shares its Checkpointer with ``vlcc.capi.attach(ck)``, or gets the one the
+  library's ``vlcc_init`` created with ``vlcc.capi.current()``.
+* ``options``: the one parser of option strings and VeloC's configuration file.
+* the three APIs, each importing only the modules above: ``core`` (``vlcc_*``),
+  ``veloc`` (``VELOC_*``), ``adjoint`` (``vlcc_adjoint_*``).
+* ``binding``: binds the three to the library when it starts Python.
+* ``build/``: the build tooling — ``libvlcc.py`` (cffi embedding + Fortran module,
+  vlcc.pc), ``config.py`` (the ``vlcc-config`` command), ``toolchain.py`` (the one MPI).
 """
 
 from .codes import NAMES as ERROR_NAMES  # noqa: F401
-
-
-def current():
-    """The Checkpointer libvlcc uses in this process (created by vlcc_init or attached), or None."""
-    from .embed import current as _c
-    return _c()
-
-
-def attach(ck) -> None:
-    """Let libvlcc (loaded in this process) register C/Fortran buffers into ``ck``."""
-    from .embed import attach as _a
-    _a(ck)
-
-
-def detach() -> None:
-    from .embed import detach as _d
-    _d()
+from .process import attach, current, detach  # noqa: F401
 
 
 def lib_dir():

@@ -13,8 +13,8 @@ next action while the library stores and restores the registered buffers itself.
 
 from __future__ import annotations
 
+from . import _ffi, options, process
 from . import codes as C
-from . import embed
 from .codes import CapiError
 
 ADJ_DONE, ADJ_FORWARD, ADJ_REVERSE = 0, 1, 2
@@ -26,43 +26,21 @@ int _vlcc_py_adjoint_next(int *action, int *n0, int *n1);
 
 _st: dict = {"ad": None, "pending": None}
 
-_INT_KEYS = ("ram", "disk", "period")
-_BOOL_KEYS = ("keep", "prefetch")
-
-
-def parse_options(s: str | None) -> dict:
-    """``"ram=10;disk=2;keep=0;prefetch=1;period=5"`` → keyword arguments."""
-    opts: dict = {}
-    for k, v in C.split_options(s, "adjoint option"):
-        if k in _INT_KEYS:
-            try:
-                opts[k] = int(v)
-            except ValueError:
-                raise CapiError(C.EINVAL, f"adjoint option {k}={v!r} is not an integer") from None
-        elif k in _BOOL_KEYS:
-            if v not in ("0", "1", "true", "false", "yes", "no"):
-                raise CapiError(C.EINVAL, f"adjoint option {k}={v!r}: use 0 or 1")
-            opts[k] = v in ("1", "true", "yes")
-        else:
-            raise CapiError(C.EINVAL, f"unknown adjoint option {k!r} (known: "
-                                      f"{', '.join(_INT_KEYS + _BOOL_KEYS)})")
-    return opts
-
 
 def begin(sched_p, n_steps, opts_p):
-    ck = embed._ck()
+    ck = process.require()
     if _st["ad"] is not None:
         raise CapiError(C.ESTATE, "vlcc_adjoint_begin: an adjoint run is in progress (call "
                                   "vlcc_adjoint_next until it returns VLCC_ADJ_DONE)")
-    sched = embed._str(sched_p, "schedule")
-    opts = parse_options(embed._str(opts_p, "options", null_ok=True))
+    sched = _ffi.string(sched_p, "schedule")
+    opts = options.ADJOINT.parse_string(_ffi.string(opts_p, "options", null_ok=True))
     if n_steps < 1:
         raise CapiError(C.EINVAL, f"vlcc_adjoint_begin: n_steps must be >= 1, got {n_steps}")
     from ..adjoint import Adjoint
     from ..adjoint.errors import AdjointArgumentError
     try:
-        ad = Adjoint(ck, None, None, int(n_steps), schedule=sched, ram=opts.pop("ram", None),
-                     disk=opts.pop("disk", 0), _driven=True, **opts)
+        ad = Adjoint.stepped(ck, int(n_steps), schedule=sched, ram=opts.pop("ram", None),
+                             disk=opts.pop("disk", 0), **opts)
     except AdjointArgumentError as exc:
         raise CapiError(C.EINVAL, str(exc)) from None
     _st["ad"], _st["pending"] = ad, None
@@ -72,7 +50,7 @@ def next_action(action_p, n0_p, n1_p):
     ad = _st["ad"]
     if ad is None:
         raise CapiError(C.ESTATE, "vlcc_adjoint_next: no adjoint run (call vlcc_adjoint_begin)")
-    if embed.ffi.NULL in (action_p, n0_p, n1_p):
+    if any(_ffi.is_null(p) for p in (action_p, n0_p, n1_p)):
         raise CapiError(C.EINVAL, "vlcc_adjoint_next: action, n0 and n1 must not be NULL")
     prev = _st["pending"]
     if prev is not None and prev[0] == "forward":
@@ -100,15 +78,9 @@ def next_action(action_p, n0_p, n1_p):
     _st["pending"] = req
 
 
-_IMPL = {"adjoint_begin": begin, "adjoint_next": next_action}
+IMPL = {"adjoint_begin": begin, "adjoint_next": next_action}
 
 
 def current():
     """The adjoint run libvlcc drives in this process (or None)."""
     return _st["ad"]
-
-
-def bind(ffi, lib) -> None:
-    """Attach the implementations (called by embed.bind)."""
-    for name, fn in _IMPL.items():
-        ffi.def_extern(name=f"_vlcc_py_{name}", error=C.EINTERNAL)(embed._guard(fn))

@@ -54,15 +54,3 @@ def code_of(exc: BaseException) -> int:
         return ESTORAGE
     return EINTERNAL
 
-
-def split_options(s: str | None, what: str = "option"):
-    """``"k=v;k2=v2"`` (``,`` also separates) → ``(key, value)`` pairs, stripped.
-    One parser for every option string of the C ABI (vlcc_init, vlcc_adjoint_begin)."""
-    for part in (s or "").replace(",", ";").split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        if "=" not in part:
-            raise CapiError(EINVAL, f"{what} {part!r} is not key=value")
-        k, v = (x.strip() for x in part.split("=", 1))
-        yield k, v

@@ -32,19 +32,14 @@ import sys
 
 import numpy as np
 
+from . import _ffi, options, process
 from . import codes as C
-from . import embed
 from .codes import CapiError
 
 FAILURE = -1
 RECOVER_ALL, RECOVER_SOME, RECOVER_REST = 0, 1, 2
 PREFIX = "veloc/"
 _NAME = re.compile(r"^[A-Za-z0-9_.]+$")     # VeloC's rule for checkpoint names
-# VeloC configuration keys that have no meaning for vlcc (accepted, ignored).
-IGNORED_KEYS = {"persistent_interval", "ec_interval", "watchdog_interval", "max_versions",
-                "scratch_versions", "failure_domain", "axl_type", "chksum", "meta", "threaded",
-                "aggregated", "backend_dir", "lazy"}
-
 # sets: region-set name ("" = VELOC_Mem_protect's) -> {id -> dict(ptr=int, nbytes=int, count,
 #       base_size, dist=None|dict(dtype, shape, gshape, offset, halo))};
 # registered: id -> key of what is registered in the Checkpointer; single: Init_single's id
@@ -64,12 +59,8 @@ def _branch(name: str) -> str:
     return name if _st["single"] is None else f"{name}.{_st['single']}"
 
 
-def _ffi():
-    return embed.ffi
-
-
 def _ck():
-    ck = embed._state["ck"]
+    ck = process.current()
     if ck is None or _st["cfg"] is None:
         raise CapiError(C.ESTATE, "VeloC API not initialized: call VELOC_Init first")
     return ck
@@ -77,90 +68,44 @@ def _ck():
 
 def parse_config(path: str) -> dict:
     """VeloC's INI file -> {'persistent', 'scratch', 'mode', 'memory_budget', 'chunk_size'}."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except OSError as exc:
-        raise CapiError(C.EINVAL, f"VELOC_Init: cannot read configuration file {path!r}: "
-                                  f"{exc.strerror or exc}") from None
-    cfg: dict = {}
-    for i, raw in enumerate(lines, 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line or line.startswith(";") or (line.startswith("[") and line.endswith("]")):
-            continue
-        if "=" not in line:
-            raise CapiError(C.EINVAL, f"{path}:{i}: expected 'key = value', got {raw.strip()!r}")
-        k, v = (x.strip() for x in line.split("=", 1))
-        if k in ("persistent", "scratch"):
-            cfg[k] = v            # relative paths: to the working directory, as in VeloC
-        elif k == "mode":
-            if v not in ("sync", "async"):
-                raise CapiError(C.EINVAL, f"{path}:{i}: mode must be sync or async, got {v!r}")
-            cfg["mode"] = v
-        elif k in ("memory_budget", "chunk_size"):
-            cfg[k] = v
-        elif k in IGNORED_KEYS:
-            continue
-        else:
-            raise CapiError(C.EINVAL, f"{path}:{i}: unknown configuration key {k!r} (vlcc knows "
-                                      f"persistent, scratch, mode, memory_budget, chunk_size; "
-                                      f"ignores {', '.join(sorted(IGNORED_KEYS))})")
+    cfg = options.VELOC.parse_file(path)
     if not cfg.get("persistent"):
         raise CapiError(C.EINVAL, f"{path}: 'persistent = <path>' is required (the vlcc repository)")
     return cfg
 
 
 def init(fcomm, cfg_p):
-    if embed._state["ck"] is not None:
+    if process.current() is not None:
         raise CapiError(C.ESTATE, "VELOC_Init: vlcc is already initialized in this process "
                                   "(VELOC_Init or vlcc_init was called before)")
-    cfg = parse_config(embed._str(cfg_p, "cfg_file"))
-    from .._mpi import load
-    MPI = load()
-    if not MPI.Is_initialized() or MPI.Is_finalized():
-        raise CapiError(C.ESTATE, "MPI is not initialized: call MPI_Init before VELOC_Init")
-    comm = MPI.Comm.f2py(int(fcomm))
-    if comm == MPI.COMM_NULL:
-        raise CapiError(C.EINVAL, "VELOC_Init: communicator is MPI_COMM_NULL")
-    _open(cfg, comm, single=None)
+    cfg = parse_config(_ffi.string(cfg_p, "cfg_file"))
+    _open(cfg, process.mpi_comm(fcomm, "VELOC_Init"), single=None)
 
 
 def init_single(ident, cfg_p):
     """VELOC_Init_single: this process alone, no MPI (VeloC's standalone mode)."""
-    if embed._state["ck"] is not None:
+    if process.current() is not None:
         raise CapiError(C.ESTATE, "VELOC_Init_single: vlcc is already initialized in this "
                                   "process (VELOC_Init or vlcc_init was called before)")
-    cfg = parse_config(embed._str(cfg_p, "cfg_file"))
+    cfg = parse_config(_ffi.string(cfg_p, "cfg_file"))
     from ..comm.serial import SerialComm
     _open(cfg, SerialComm(), single=int(ident))
 
 
 def _open(cfg: dict, comm, single) -> None:
     kw = {"mode": cfg.get("mode", "sync"), "local_dir": cfg.get("scratch") or None}
-    if "memory_budget" in cfg:
-        kw["memory_budget"] = cfg["memory_budget"]
-    if "chunk_size" in cfg:
-        try:
-            kw["chunk_size"] = int(cfg["chunk_size"])
-        except ValueError:
-            raise CapiError(C.EINVAL, f"chunk_size = {cfg['chunk_size']!r} is not an integer") from None
+    kw.update({k: cfg[k] for k in ("memory_budget", "chunk_size") if k in cfg})
     from ..checkpointer import Checkpointer
-    embed._state["ck"] = Checkpointer(cfg["persistent"], comm=comm, **kw)
-    embed._state["owned"] = True
-    embed._state["buffers"] = {}
+    process.opened(Checkpointer(cfg["persistent"], comm=comm, **kw))
     _st.update(sets={"": {}}, registered={}, ckpt=None, restart=None, cfg=cfg, single=single)
 
 
 def _view(r: dict, nbytes: int | None = None) -> np.ndarray:
-    ffi = _ffi()
     n = r["nbytes"] if nbytes is None else nbytes
     d = r["dist"]
     if d is None:
-        buf = ffi.buffer(ffi.cast("char *", r["ptr"]), n) if n else bytearray(0)
-        return np.frombuffer(buf, dtype=np.uint8)
-    dt = np.dtype(C.DTYPES[d["dtype"]])
-    buf = ffi.buffer(ffi.cast("char *", r["ptr"]), n) if n else bytearray(0)
-    return np.frombuffer(buf, dtype=dt).reshape(d["shape"])
+        return _ffi.view(r["ptr"], n)
+    return _ffi.view(r["ptr"], n, np.dtype(C.DTYPES[d["dtype"]]), d["shape"])
 
 
 def _check_id(i: int) -> None:
@@ -169,7 +114,7 @@ def _check_id(i: int) -> None:
 
 
 def _set_name(name_p, what: str) -> str:
-    name = embed._str(name_p, "name", null_ok=True) or ""
+    name = _ffi.string(name_p, "name", null_ok=True) or ""
     if name and not _NAME.match(name):
         raise CapiError(C.EINVAL, f"{what}: checkpoint name {name!r} may only contain "
                                   f"[A-Za-z0-9_.]")
@@ -177,26 +122,26 @@ def _set_name(name_p, what: str) -> str:
 
 
 def mem_protect(i, ptr, count, base_size):
-    region_protect(i, ptr, count, base_size, _ffi().NULL)
+    region_protect(i, ptr, count, base_size, _ffi.ffi.NULL)
 
 
 def region_protect(i, ptr, count, base_size, name_p):
     _ck()
-    what = "VELOC_Region_protect" if name_p != _ffi().NULL else "VELOC_Mem_protect"
+    what = "VELOC_Region_protect" if not _ffi.is_null(name_p) else "VELOC_Mem_protect"
     name = _set_name(name_p, what)
     _check_id(i)
-    if ptr == _ffi().NULL and count * base_size:
+    if _ffi.is_null(ptr) and count * base_size:
         raise CapiError(C.EINVAL, f"{what}({i}): ptr is NULL")
     if base_size == 0:
         raise CapiError(C.EINVAL, f"{what}({i}): base_size is 0")
-    _st["sets"].setdefault(name, {})[int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)), nbytes=int(count * base_size),
+    _st["sets"].setdefault(name, {})[int(i)] = dict(ptr=_ffi.address(ptr), nbytes=int(count * base_size),
                                   count=int(count), base_size=int(base_size), dist=None)
 
 
 def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
     _ck()
     _check_id(i)
-    if ptr == _ffi().NULL:
+    if _ffi.is_null(ptr):
         raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): ptr is NULL")
     if dtype not in C.DTYPES:
         raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): unknown vlcc_dtype {dtype}")
@@ -204,9 +149,9 @@ def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
         raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): ndim {ndim} is not in 1..32")
     if halo < 0:
         raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): negative halo {halo}")
-    shape = embed._ints(shape_p, ndim, f"VELOC_Mem_protect_dist({i}): local_shape")
-    gshape = embed._ints(gshape_p, ndim, f"VELOC_Mem_protect_dist({i}): global_shape")
-    off = embed._ints(off_p, ndim, "offset", null_ok=True) or (0,) * ndim
+    shape = _ffi.ints(shape_p, ndim, f"VELOC_Mem_protect_dist({i}): local_shape")
+    gshape = _ffi.ints(gshape_p, ndim, f"VELOC_Mem_protect_dist({i}): global_shape")
+    off = _ffi.ints(off_p, ndim, "offset", null_ok=True) or (0,) * ndim
     if any(n < 0 for n in shape):
         raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): negative extent in {shape}")
     for d in range(ndim):
@@ -216,7 +161,7 @@ def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
                                       f"local shape {shape}, halo {halo}) is outside the global "
                                       f"shape {gshape}")
     itemsize = np.dtype(C.DTYPES[dtype]).itemsize
-    _st["sets"][""][int(i)] = dict(ptr=int(_ffi().cast("uintptr_t", ptr)),
+    _st["sets"][""][int(i)] = dict(ptr=_ffi.address(ptr),
                                   nbytes=int(np.prod(shape, dtype=np.int64)) * itemsize,
                                   count=int(np.prod(shape, dtype=np.int64)), base_size=itemsize,
                                   dist=dict(dtype=int(dtype), shape=shape, gshape=gshape,
@@ -224,12 +169,12 @@ def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
 
 
 def mem_unprotect(i):
-    region_unprotect(i, _ffi().NULL)
+    region_unprotect(i, _ffi.ffi.NULL)
 
 
 def region_unprotect(i, name_p):
     ck = _ck()
-    what = "VELOC_Region_unprotect" if name_p != _ffi().NULL else "VELOC_Mem_unprotect"
+    what = "VELOC_Region_unprotect" if not _ffi.is_null(name_p) else "VELOC_Mem_unprotect"
     name = _set_name(name_p, what)
     regions = _st["sets"].get(name, {})
     if int(i) not in regions:
@@ -243,7 +188,7 @@ def region_clear(name_p):
     """VELOC_Region_clear(name) / VELOC_Mem_clear() (name NULL): forget every region of the
     set; clearing an empty set succeeds, as in VeloC."""
     ck = _ck()
-    name = _set_name(name_p, "VELOC_Region_clear" if name_p != _ffi().NULL else "VELOC_Mem_clear")
+    name = _set_name(name_p, "VELOC_Region_clear" if not _ffi.is_null(name_p) else "VELOC_Mem_clear")
     _st["sets"][name] = {}
     _drop_stale(ck)
 
@@ -297,7 +242,7 @@ def _check_name(name: str, version: int, what: str) -> None:
 
 
 def _selection(mode: int, ids_p, n: int, universe, what: str) -> list[int]:
-    ids = set(embed._ints(ids_p, n, "ids", null_ok=True) or ()) if n > 0 else set()
+    ids = set(_ffi.ints(ids_p, n, "ids", null_ok=True) or ()) if n > 0 else set()
     if mode == RECOVER_ALL:
         return sorted(universe)
     if mode == RECOVER_SOME:
@@ -310,7 +255,7 @@ def _selection(mode: int, ids_p, n: int, universe, what: str) -> list[int]:
 # -- checkpoint ------------------------------------------------------------------------
 def checkpoint_begin(name_p, version):
     _ck()
-    name = embed._str(name_p, "name")
+    name = _ffi.string(name_p, "name")
     _check_name(name, version, "VELOC_Checkpoint_begin")
     if _st["ckpt"] is not None:
         raise CapiError(C.ESTATE, "VELOC_Checkpoint_begin: a checkpoint is already in progress "
@@ -384,13 +329,14 @@ def cleanup(name_p):
     """VELOC_Cleanup(name): remove this process's node-local (scratch) copies of checkpoint
     ``name``'s committed versions; the repository keeps every version. Local."""
     ck = _ck()
-    name = embed._str(name_p, "name")
+    name = _ffi.string(name_p, "name")
     _check_name(name, 0, "VELOC_Cleanup")
     if _st["ckpt"] is not None and _st["ckpt"]["name"] == name:
         raise CapiError(C.ESTATE, f"VELOC_Cleanup: checkpoint {name!r} is in progress "
                                   f"(call VELOC_Checkpoint_end first)")
-    eng = getattr(ck, "_engine", None)          # the node-local tier exists in async mode only
-    local = getattr(eng, "local", None)
+    from ..checkpointer import session
+    eng = session(ck).engine
+    local = eng.local                           # the node-local tier exists in async mode only
     if local is None:
         return
     from ..repository import Repository
@@ -437,7 +383,7 @@ def _find(ck, name: str, version: int, below: bool):
 def restart_test(name_p, version, out_p):
     """*out = the newest version < ``version`` (0: any) of checkpoint ``name``, or -1."""
     ck = _ck()
-    name = embed._str(name_p, "name")
+    name = _ffi.string(name_p, "name")
     _check_name(name, version, "VELOC_Restart_test")
     ck.wait()    # a version of this run that is still being flushed counts too
     m = _find(ck, _branch(name), int(version), below=True)
@@ -446,7 +392,7 @@ def restart_test(name_p, version, out_p):
 
 def restart_begin(name_p, version):
     ck = _ck()
-    name = embed._str(name_p, "name")
+    name = _ffi.string(name_p, "name")
     _check_name(name, version, "VELOC_Restart_begin")
     if _st["ckpt"] is not None:
         raise CapiError(C.ESTATE, "VELOC_Restart_begin: a checkpoint is in progress")
@@ -549,7 +495,7 @@ def restart_end(success):
 
 def route_file(orig_p, routed_p):
     _ck()
-    orig = embed._str(orig_p, "original", null_ok=True)
+    orig = _ffi.string(orig_p, "original", null_ok=True)
     raise CapiError(C.EUNSUPPORTED,
                     f"VELOC_Route_file({orig!r}): file-based checkpoints are not supported by "
                     f"vlcc's VeloC API; protect the data with VELOC_Mem_protect (or "
@@ -565,10 +511,10 @@ def finalize(cleanup):
         ck.close()         # commits what async mode still flushes; no daemon to wait for
     finally:
         _st.update(sets={"": {}}, registered={}, ckpt=None, restart=None, cfg=None, single=None)
-        embed.detach()
+        process.detach()
 
 
-_IMPL = {"init": init, "init_single": init_single, "mem_protect": mem_protect,
+IMPL = {"init": init, "init_single": init_single, "mem_protect": mem_protect,
          "mem_protect_dist": mem_protect_dist, "mem_unprotect": mem_unprotect,
          "region_protect": region_protect, "region_unprotect": region_unprotect,
          "region_clear": region_clear, "checkpoint_finished": checkpoint_finished,
@@ -606,9 +552,3 @@ int _veloc_py_route_file(const char *original, char *routed);
 int _veloc_py_finalize(int cleanup);
 """
 
-
-def bind(ffi, lib) -> None:
-    """Attach the implementations (called by embed.bind). Each returns a VLCC_* code; the C
-    wrappers in bindings/veloc.c turn any error into VELOC_FAILURE."""
-    for name, fn in _IMPL.items():
-        ffi.def_extern(name=f"_veloc_py_{name}", error=C.EINTERNAL)(embed._guard(fn))

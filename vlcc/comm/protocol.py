@@ -43,10 +43,15 @@ def threads_ok(comm) -> bool:
     """May a second thread run collectives on a duplicate of ``comm`` while the
     application's thread uses ``comm``? Yes for the serial stand-in (nothing is
     sent) and for mpi4py when MPI was initialized with MPI_THREAD_MULTIPLE
-    (mpi4py's default); no for anything else (e.g. the torch.distributed
-    adapter). The answer is the same on every rank (one thread level per job)."""
+    (mpi4py's default); a communicator may answer itself with a boolean
+    ``threads_ok`` attribute (vlcc.torch's adapters: a duplicate is its own
+    gloo group); no for anything else. The answer is the same on every rank
+    (one thread level per job)."""
     if type(comm).__name__ == "SerialComm":
         return True
+    own = getattr(comm, "threads_ok", None)
+    if isinstance(own, bool):
+        return own
     if not type(comm).__module__.startswith("mpi4py"):
         return False
     from .._mpi import load

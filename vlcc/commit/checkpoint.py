@@ -84,15 +84,23 @@ def check_attrs(attrs) -> dict:
     return dict(attrs)
 
 
-def checkpoint(s: Session, step, message: str, attrs) -> Version:
-    """Collective: capture every provider into a new version (see module doc)."""
+def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
+    """Collective: capture every provider into a new version (see module doc).
+    ``lazy`` (async with flusher collectives only): names of array providers
+    (or True: all) whose capture copy runs in the background after this
+    returns; the caller leaves them unmodified until ``engine.settle()``."""
     eng = s.engine
     if eng.pending:
+        eng.settle()              # a previous lazy capture is complete before this one
         progress(s, block=False)
     t0 = time.time()
     holder: dict = {}
     is_async = s.mode == "async"
     threaded = is_async and s.flush_comm is not None
+    # the application's thread prepares (hashes) right after the capture
+    # without flusher collectives, and compare_to reads the captured bytes:
+    # then there is nothing to gain from a lazy copy
+    lazy = lazy if threaded and s.compare is None else None
 
     def own_parent():
         # threaded: the flusher writes versions in order, so the parent (in
@@ -107,7 +115,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         if message is not None and not isinstance(message, str):
             raise ArgumentError(f"message must be a str, got {type(message).__name__}")
         holder["attrs"] = check_attrs(attrs)
-        holder["alloc"] = alloc = eng.allocator() if is_async else None
+        holder["alloc"] = alloc = eng.allocator(lazy) if is_async else None
         leaves = s.state.capture(copy=is_async, alloc=alloc)
         holder["leaves"] = leaves
         holder["descs"] = [(l.name, l.describe()) for l in leaves]
@@ -161,6 +169,7 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         raise
     if is_async:
         if not threaded:
+            s.writer.prepared(vid, pend.plan)
             s.writer.detach_plan()
         pend.lock = lock
         try:
@@ -168,14 +177,18 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
         except BaseException:
             locks.release(lock)
             raise
-        s.parent = vid
-        v = s.last_version = Version.from_manifest(manifest.provisional(pend, s.size))
+        v = Version.from_manifest(manifest.provisional(pend, s.size))
+        s.issued(v)
         _raise_if_diverged(s)
         return v
+    # a copy for the memory tier while the version is written (engine.Keeper)
+    keeper = eng.keep(vid, pend.leaves)
     try:
         doc = gather_decide(s.comm, lambda: s.writer.write(vid),
                             lambda results: commit_version(s, pend, results))
     except BaseException:
+        if keeper is not None:
+            keeper.abort()
         s.writer.abort()
         if s.rank == 0 and not os.path.exists(s.paths.manifest(vid)):
             shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
@@ -183,6 +196,8 @@ def checkpoint(s: Session, step, message: str, attrs) -> Version:
     finally:
         locks.release(lock)
     s.writer.committed(vid)
+    if keeper is not None:
+        keeper.commit()
     v = _committed(s, doc)
     _raise_if_diverged(s)
     return v
@@ -195,16 +210,17 @@ def _raise_if_diverged(s: Session) -> None:
 
 def _committed(s: Session, doc: dict) -> Version:
     v = Version.from_manifest(doc, s.paths.root)
-    s.parent = doc["id"]
-    s.head_seen = doc["id"]
-    s.last_version = v
+    s.issued(v)
     return v
 
 
 def dedup_parent(s: Session) -> str | None:
-    """The version whose chunks the next one may reference: the parent, unless
-    it is still being flushed (async), then the newest version already flushed."""
-    if s.parent not in {p.vid for p in s.engine.pending}:
+    """The version whose chunks the next one may reference: the parent, also
+    while it is still being flushed (async: its chunk table is known from its
+    agreed plan, so a chunk captured for an in-flight version is referenced,
+    never written twice); the newest version already written only when the
+    parent's table is not at hand here."""
+    if s.parent not in {p.vid for p in s.engine.pending} or s.writer.knows(s.parent):
         return s.parent
     return s.writer.last_written()
 
@@ -226,7 +242,7 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
         atomic_write(s.paths.abs(rel), raw)
     with refs.ref_lock(s.paths, "branch", pend.branch):
         head = s.catalog.branch_head(pend.branch)
-        seen = s.head_seen if s.head_branch == pend.branch else head
+        seen = s.seen_head(pend.branch, head)
         parent = doc["parent"]
         moved = head is not None and head != seen and head != parent
         if moved and s.if_moved != "rebase":
@@ -244,7 +260,7 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
             # Committed: the manifest is durable and readers repair the head
             # from the parent link (section 5). Say so instead of failing.
             doc["ref_error"] = str(exc)
-    s.head_branch = pend.branch
+    s.head_set(pend.branch, pend.vid)
     return doc
 
 
@@ -271,23 +287,9 @@ def progress(s: Session, block: bool) -> list[dict]:
         errs = [f"rank {r}: {e}" for r, (_, e) in enumerate(all_) if e]
         return docs, errs, moved
     docs, errs, moved = gather_decide(s.comm, lambda: eng.flushed_prefix(block), decide)
-    for doc in docs:
-        locks.release(eng.pending.pop(0).lock)
-        s.head_seen, s.head_branch = doc["id"], doc["branch"]
-        if s.last_version is None or s.last_version.id == doc["id"]:
-            s.last_version = Version.from_manifest(doc)   # no longer pending
+    _accept(s, docs)
     if errs or moved:
-        for p in eng.pending:
-            locks.release(p.lock)
-        abandoned = eng.abandon_pending()
-        if s.rank == 0:
-            for vid in abandoned:
-                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
-        s.parent = docs[-1]["id"] if docs else (pend[0].parent if pend else s.parent)
-        if moved:
-            raise BranchMovedError(f"{moved}; versions {', '.join(abandoned)} were abandoned")
-        raise StorageError(f"asynchronous flush failed ({errs[0]}); versions "
-                           f"{', '.join(abandoned)} were abandoned, committed versions are intact")
+        _abandon(s, pend, docs, moved, errs[0] if errs else None)
     return docs
 
 
@@ -311,25 +313,40 @@ def _progress_threaded(s: Session, block: bool) -> list[dict]:
         return k, (all_[0][1] if failed else None), failed and all_[0][2]
     k, err, moved = gather_decide(s.comm, local, decide)
     docs = [p.future.result() for p in pend[:k]]
-    for doc in docs:
-        locks.release(eng.pending.pop(0).lock)
-        s.head_seen, s.head_branch = doc["id"], doc["branch"]
-        if s.last_version is None or s.last_version.id == doc["id"]:
-            s.last_version = Version.from_manifest(doc)   # no longer pending
+    _accept(s, docs)
     if err is not None:
-        for p in eng.pending:
-            locks.release(p.lock)
-        abandoned = eng.abandon_pending()
-        if s.rank == 0:
-            for vid in abandoned:
-                if not os.path.exists(s.paths.manifest(vid)):
-                    shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
-        s.parent = docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent)
-        if moved:
-            raise BranchMovedError(f"{err}; versions {', '.join(abandoned)} were abandoned")
-        raise StorageError(f"asynchronous flush failed ({err}); versions "
-                           f"{', '.join(abandoned)} were abandoned, committed versions are intact")
+        _abandon(s, pend, docs, err if moved else None, None if moved else err)
     return docs
+
+
+def _accept(s: Session, docs: list[dict]) -> None:
+    """The leading pending versions were committed (``docs``, in order): they
+    leave the pending list (and release their writer locks)."""
+    for doc in docs:
+        locks.release(s.engine.pending.pop(0).lock)
+        s.accepted(doc)
+
+
+def _abandon(s: Session, pend: list, docs: list[dict], moved: str | None,
+             err: str | None) -> None:
+    """After a failed flush or a refused commit (``moved``) on any rank, every
+    rank drops the pending versions left (the ones after it descend from it):
+    writer locks released, rank 0 removes their data, the next version's
+    parent is the last committed one. Raises on every rank."""
+    eng = s.engine
+    for p in eng.pending:
+        locks.release(p.lock)
+    abandoned = eng.abandon_pending()
+    if s.rank == 0:
+        for vid in abandoned:
+            if not os.path.exists(s.paths.manifest(vid)):
+                shutil.rmtree(s.paths.data_dir(vid), ignore_errors=True)
+    k = len(docs)
+    s.rewound(docs[-1]["id"] if docs else (pend[k].parent if len(pend) > k else s.parent))
+    if moved:
+        raise BranchMovedError(f"{moved}; versions {', '.join(abandoned)} were abandoned")
+    raise StorageError(f"asynchronous flush failed ({err}); versions "
+                       f"{', '.join(abandoned)} were abandoned, committed versions are intact")
 
 
 def flush(s: Session, pend: Pending, store) -> dict:

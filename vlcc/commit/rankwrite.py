@@ -32,8 +32,8 @@ from ..layout.coalesce import Packed, coalesce
 from ..layout.stored import Chain, TileMajor, is_lazy
 from ..engine.buffers import available_memory, mapped
 from ..layout.tiles import gather, is_contiguous, piece_bounds, pieces, tile_shape
-from ..redundancy.dedup import (ChunkTable, Offer, assign_owners, codec_key, load_parent_indexes,
-                                place_own)
+from ..redundancy.dedup import (ChunkTable, Offer, StoredChunk, assign_owners, codec_key,
+                                load_parent_indexes, place_own)
 from ..redundancy.dirty import ChunkHasher
 from ..repo.checksums import chunk_hash, digest_of
 from ..repo.fsutil import atomic_write, fsync_tree, makedirs
@@ -369,6 +369,23 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
             "logical_bytes": plan.stats["logical_bytes"], "stats": stats}
 
 
+def planned_table(layout: RepoPaths, vid: str, plan: RankPlan) -> ChunkTable:
+    """The chunk table version ``vid`` will have once ``plan`` is written
+    (the same entries ``write_rank`` records in its index): known as soon as
+    the plan is agreed, so a version captured while ``vid`` is still being
+    flushed dedups against it instead of writing its chunks again."""
+    table = ChunkTable()
+    for lp in plan.leaves:
+        for (_start, length), h, (kind, ref) in zip(lp.bounds, lp.hashes, lp.where):
+            if kind == "ref":
+                table.add(ref)
+            else:
+                owner, var, off, stored, cfg, _w = plan.assignment[ref]
+                table.add(StoredChunk(layout.rel_data_file(vid, owner), var, off, stored,
+                                      int(length), h, cfg))
+    return table
+
+
 def _block(leaf: Leaf, digests: dict) -> dict:
     """This rank's block of a leaf, as format 2 records it in the rank index."""
     b = {"shape": [int(x) for x in leaf.shape], "digest": digests[leaf.name]}
@@ -414,6 +431,9 @@ class RankWriter:
         self.hasher = ChunkHasher(track=track_dirty)
         self.codecs: dict[str, Codec] = {}
         self._last: tuple[str, dict] | None = None
+        # the newest version prepared here but maybe not written yet (async
+        # without flusher collectives): its chunk table, for the next version
+        self._inflight: tuple[str, ChunkTable] | None = None
         self._plan: RankPlan | None = None
         self._restored: tuple[str, list] | None = None   # (version, sub-tile StoredChunks)
 
@@ -440,6 +460,9 @@ class RankWriter:
     def _parent_table(self, parent: str | None, leaves: list[Leaf] = ()) -> ChunkTable:
         if not self.dedup or parent is None:
             return ChunkTable()
+        inflight = self._inflight
+        if inflight is not None and inflight[0] == parent:
+            return inflight[1]     # (read only here: prepare_rank never adds to it)
         if self._last is not None and self._last[0] == parent:
             table = ChunkTable.from_indexes([self._last[1]])
         else:
@@ -481,6 +504,20 @@ class RankWriter:
         """Forget the prepared plan here: the caller carries it (async flush)."""
         self._plan = None
 
+    def prepared(self, vid: str, plan: "RankPlan") -> None:
+        """``plan`` (agreed) will be written as ``vid`` by the flusher: the
+        next version dedups against it even while it is in flight. Safe: a
+        version commits only after its predecessors, and a failed flush
+        abandons every version after it."""
+        if self.dedup:
+            self._inflight = (vid, planned_table(self.layout, vid, plan))
+
+    def knows(self, vid: str | None) -> bool:
+        """Is ``vid``'s chunk table at hand (written here, or prepared here
+        and in flight)?"""
+        return vid is not None and any(t is not None and t[0] == vid
+                                       for t in (self._inflight, self._last))
+
     def note_written(self, vid: str, plan: "RankPlan") -> None:
         """Called by the flusher thread once ``vid`` is written: its index is the
         dedup parent table of later versions (a tuple swap, atomic under the GIL)."""
@@ -499,5 +536,6 @@ class RankWriter:
     def abort(self) -> None:
         self._plan = None
         self._pending = None
+        self._inflight = None
         # the tracker's copy already moved on to the failed capture: its hashes
         # are still exact for those bytes, so nothing else to undo

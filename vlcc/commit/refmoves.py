@@ -35,9 +35,15 @@ def make_tag(s: Session, name: str, version) -> None:
 
 def switch(s: Session, name: str, create: bool) -> None:
     """The next versions go to ``name``; their parent is its head (or, for a
-    new branch, the current parent)."""
+    new branch, the current parent). Async: when a version of ``name`` this
+    writer made is still pending, that version is the head (the ref on disk
+    does not name it yet); nothing waits for it."""
+    own = s.pending_head(name)
+
     def look():
         check_ref_name(name, "branch")
+        if own is not None:     # its first version may be pending: no ref on disk yet
+            return own, None
         if refs.read_ref(s.paths, "branch", name) is None:
             if not create:
                 refs.require_ref(s.paths, "branch", name)
@@ -45,5 +51,8 @@ def switch(s: Session, name: str, create: bool) -> None:
             return s.parent, None
         head = s.catalog.branch_head(name)
         return head, head
-    s.parent, s.head_seen = root_only(s.comm, look)
-    s.branch = s.head_branch = name
+    parent, head = root_only(s.comm, look)
+    if own is not None:     # the same on every rank: pending versions are collective
+        s.switched(name, own)
+    else:
+        s.switched(name, parent, head)

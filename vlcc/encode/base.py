@@ -47,6 +47,10 @@ def known_codecs() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# Codecs that register themselves only when their package is installed (the 'compress' extra).
+_OPTIONAL = {"zstd": "zstandard", "blosc2": "blosc2", "zfp": "zfpy"}
+
+
 def get_codec(config) -> Codec:
     """A codec from its config dict, its id (str), or a Codec instance."""
     from ..errors import ArgumentError as VlccError  # argument errors (EINVAL)
@@ -58,8 +62,11 @@ def get_codec(config) -> Codec:
         raise VlccError(f"a codec is given by id, config dict or Codec, not {type(config).__name__}")
     cid = config.get("id")
     if cid not in _REGISTRY:
+        if cid in _OPTIONAL:        # a known codec whose package is not installed
+            from ..errors import missing
+            raise missing(_OPTIONAL[cid], f"codec {cid!r}")
         raise VlccError(f"unknown codec {cid!r} (known: {', '.join(sorted(_REGISTRY))}; "
-                        f"blosc2/zstd need the 'compress' extra: pip install vlcc[compress])")
+                        f"blosc2/zstd need the 'compress' extra: pip install 'vlcc[compress]')")
     try:
         return _REGISTRY[cid].from_config(config)
     except VlccError:

@@ -7,6 +7,7 @@
 | local tier dir | ``local_dir``    | ``VLCC_LOCAL_DIR``      | ``/dev/shm/vlcc-<user>-<job>`` if /dev/shm has room, else the temp dir, for spill only (see below); ``none`` disables |
 | write through local | —            | ``VLCC_LOCAL_STAGE``    | ``1`` when the local dir is given (keyword or environment): every version is written there first, then promoted; ``0`` with the default dir |
 | spill budget   | —                | ``VLCC_LOCAL_BUDGET``   | the memory budget: captures the memory tier cannot hold go to the local tier up to this many bytes |
+| keep last (sync) | —              | ``VLCC_KEEP_LAST``      | ``0``: off; ``1``: a sync checkpoint also copies its state into the memory tier, beside the write (a restore right after it then reads memory, not the disk its O_DIRECT write bypassed the page cache for; the copy is abandoned if the write finishes first); ``auto``: only while the process has a spare CPU |
 | flusher MPI    | —                | ``VLCC_FLUSH_MPI``      | ``auto``: the flusher hashes, agrees and commits on its own communicator when MPI is at MPI_THREAD_MULTIPLE; ``0``: never (the application's thread does it) |
 
 Why the default local tier only takes spills: /dev/shm is RAM, like the
@@ -66,6 +67,7 @@ class EngineConfig:
     local_budget: int = 1 << 30      # bytes of captures spilled to the local tier at most
     flush_mpi: bool = True           # the flusher may run collectives (if the thread level allows)
     stage_local: bool = True         # versions are written to the local tier, then promoted
+    keep_last: bool | None = False   # sync: copy each version to the memory tier (None: auto)
 
     @classmethod
     def resolve(cls, mode=None, memory_budget=None, local_dir=None) -> "EngineConfig":
@@ -84,5 +86,7 @@ class EngineConfig:
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
         spill = parse_bytes(env.get("VLCC_LOCAL_BUDGET", budget), "VLCC_LOCAL_BUDGET")
         flush_mpi = env.get("VLCC_FLUSH_MPI", "auto").strip().lower() not in ("0", "no", "off", "false")
+        keep = env.get("VLCC_KEEP_LAST", "0").strip().lower()
+        keep_last = None if keep == "auto" else keep not in ("0", "no", "off", "false")
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
-                   flush_mpi=flush_mpi, stage_local=stage)
+                   flush_mpi=flush_mpi, stage_local=stage, keep_last=keep_last)

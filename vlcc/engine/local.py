@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from ..errors import StorageError, storage_error
-from ..repo import locks
+from ..repo import locks, tiermark
 from ..repo.fsutil import fsync_dir, fsync_file, fsync_tree, makedirs
 from ..repo.paths import RepoPaths
 
@@ -144,16 +144,19 @@ def _make_root(base: str, repository_id: str | None) -> str:
 
 
 class LocalTier:
-    def __init__(self, base: str, spill_budget: int = 0, repository_id: str | None = None):
+    def __init__(self, base: str, spill_budget: int = 0, repository: RepoPaths | None = None):
         self.base = base
+        rid = tiermark.repository_id(repository) if repository is not None else None
         if not os.path.isdir(base):
             makedirs(base)
             try:
-                write_marker(base, repository_id, BASE_MARKER)
+                write_marker(base, rid, BASE_MARKER)
             except StorageError:
                 pass                    # made by another process of the job at the same time
         self.reclaimed = reclaim(base)
-        self.root = _make_root(base, repository_id)
+        self.root = _make_root(base, rid)
+        if repository is not None:   # `vlcc doctor REPO` judges only REPO's tiers
+            tiermark.write(self.root, repository)
         self.layout = RepoPaths(self.root)
         self.spill_budget = int(spill_budget)
         self.spill_used = 0

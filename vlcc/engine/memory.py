@@ -172,9 +172,10 @@ class MemoryTier:
             return True
 
     def give(self, buf: np.ndarray) -> None:
-        """Return a flat uint8 buffer (restore staging) to the pool, if it fits the budget."""
+        """Return a flat uint8 buffer (restore staging, an abandoned copy) to
+        the pool, if it fits the budget."""
         with self._cv:
-            if (buf.base is None and buf.flags.c_contiguous and buf.nbytes
+            if (recyclable(buf) and buf.nbytes
                     and self.used + self.pool_bytes + buf.nbytes <= self.budget):
                 self._free.setdefault(buf.nbytes, []).append(buf)
                 self.pool_bytes += buf.nbytes

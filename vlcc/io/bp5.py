@@ -19,7 +19,7 @@ from ..layout.stored import Range, is_lazy, materialize
 from ..repo import space
 from ..repo.checksums import chunk_hash
 from ..repo.fsutil import read_regular
-from . import adios_c
+from . import adios_c, busguard
 
 # Space reserved before ADIOS2 writes (repo/space.py), measured with the PyPI
 # ADIOS2 2.12: data.0 pads each variable to 8 bytes; md.0 and mmd.0 grow by
@@ -378,6 +378,7 @@ class BlockReader:
         self._offsets = offsets or {}
         self._map: np.ndarray | None = None
         self._mm = None
+        self._guard: busguard.Guard | None = None
         if not os.path.isdir(path):
             raise CorruptionError(f"{what}data file {path} is missing")
         for name in os.listdir(path):   # ADIOS2 and mapped reads would block on a FIFO
@@ -461,6 +462,9 @@ class BlockReader:
         m = self._map
         if m is None:
             m = self._map = self._map_data()
+            if m is None:          # cannot be guarded against SIGBUS: not mapped
+                self._offsets = {}
+                return None
         if at + start + n > m.size:
             raise CorruptionError(f"{self._what}data file {self.path}: variable {var!r} bytes "
                                   f"{start}..{start + n} lie beyond the end of data.0 "
@@ -470,21 +474,44 @@ class BlockReader:
         # (measured cold, 128 MiB: populate 148 ms, faults ~120 ms).
         return m[at + start:at + start + n]
 
-    def _map_data(self) -> np.ndarray:
+    def _map_data(self) -> np.ndarray | None:
+        """data.0 mapped, its range guarded (io/busguard.py: a truncation while
+        it is read is a CorruptionError, not SIGBUS); None when no guard."""
+        if not busguard.available():
+            return None
         p = os.path.join(self.path, DATA)
         try:
             with open(p, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if not size:
                     return np.empty(0, np.uint8)
-                mm = self._mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+                mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise CorruptionError(f"{self._what}data file {self.path}: cannot map data.0: "
                                   f"{exc.strerror or exc}") from exc
-        return np.frombuffer(mm, np.uint8)
+        arr = np.frombuffer(mm, np.uint8)
+        guard = busguard.Guard(arr.ctypes.data, size)
+        if not guard.ok:
+            del arr
+            mm.close()
+            return None
+        self._mm, self._guard = mm, guard
+        return arr
+
+    def check_intact(self) -> None:
+        """Raise CorruptionError if data.0 shrank while mapped pages were read
+        (those pages read as zeros: nothing read from them may be used)."""
+        n = self._guard.hits() if self._guard is not None else 0
+        if n:
+            raise CorruptionError(f"{self._what}data file {self.path}: data.0 was truncated "
+                                  f"while being read ({n} page(s) gone)")
 
     def close(self) -> None:
-        # Views handed out keep the mapping alive until they are dropped.
+        # Views handed out keep the mapping alive until they are dropped (no
+        # longer guarded: callers drop them before closing the reader).
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
         self._map = self._mm = None
         if self._engine is not None:
             adios_c.lib().adios2_close(self._engine)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import warnings
 
-from ..errors import ArgumentError, CorruptionError, FormatVersionError, NotFoundError, VlccError
+from ..errors import CorruptionError, FormatVersionError, NotFoundError
 from . import refs
 from .config import read_config
 from .manifest import Version, load_manifest
+from . import spec as _spec
 from .paths import RepoPaths, is_version_id
 
 class Catalog:
@@ -29,6 +30,11 @@ class Catalog:
             doc = load_manifest(self.layout.manifest(vid), vid, self.path)
             v = self._cache[vid] = Version.from_manifest(doc, self.path)
         return v
+
+    def load_version(self, vid: str) -> Version:
+        """The version with the exact id ``vid`` (its manifest loaded and checked:
+        ``CorruptionError`` when damaged); cached."""
+        return self._load(vid)
 
     def version_ids(self) -> list[str]:
         try:
@@ -76,47 +82,12 @@ class Catalog:
             vid = max(children[vid], key=lambda v: (v.time, v.id)).id
         return vid
 
-    def resolve(self, spec: "Version | str | None" = None, branch: str | None = None) -> Version:
-        """A Version from an id (or unique prefix of ≥4 digits), ``latest``
+    def resolve(self, spec: "Version | str | int | None" = None, branch: str | None = None) -> Version:
+        """The Version a spec names: an id or unique id prefix, ``latest``
         (newest of ``branch``, or of the whole repository), ``tag:NAME``,
-        ``branch:NAME``, or a bare branch/tag name."""
-        if isinstance(spec, Version):
-            return self._load(spec.id)
-        if spec is None or spec == "latest":
-            if branch is not None:
-                vid = self.branch_head(branch)
-                if vid is None:
-                    raise NotFoundError(f"no version on branch {branch!r} in repository {self.path}")
-                return self._load(vid)
-            vs = self.versions()
-            if not vs:
-                raise NotFoundError(f"repository {self.path} has no versions")
-            return vs[0]
-        if not isinstance(spec, str):
-            raise ArgumentError(f"version must be a Version or a string, not {type(spec).__name__}")
-        if spec.startswith("tag:"):
-            return self._load(refs.require_ref(self.layout, "tag", spec[4:]))
-        if spec.startswith("branch:"):
-            name = spec[7:]
-            refs.require_ref(self.layout, "branch", name)
-            return self._load(self.branch_head(name))
-        if is_version_id(spec):
-            return self._load(spec)
-        if _ref_ok(spec):
-            if refs.read_ref(self.layout, "branch", spec):
-                return self._load(self.branch_head(spec))
-            tag = refs.read_ref(self.layout, "tag", spec)
-            if tag:
-                return self._load(tag)
-        if len(spec) >= 4 and all(c in "0123456789abcdef" for c in spec):
-            hits = [vid for vid in self.version_ids() if vid.startswith(spec)]
-            if len(hits) == 1:
-                return self._load(hits[0])
-            if len(hits) > 1:
-                raise NotFoundError(f"version prefix {spec!r} is ambiguous in {self.path}: "
-                                    f"{', '.join(sorted(hits)[:5])}")
-        raise NotFoundError(f"unknown version {spec!r} in repository {self.path} "
-                            f"(use an id, 'latest', 'tag:NAME' or 'branch:NAME')")
+        ``branch:NAME``, ``step:N`` (newest with step N), ``step:N@BRANCH``,
+        a bare branch/tag name (vlcc/repo/spec.py, the one parser)."""
+        return _spec.resolve(self, spec, branch)
 
     def log(self, branch: str | None = None) -> list[Version]:
         """Versions newest first: all of them, or the lineage of ``branch``
@@ -146,10 +117,3 @@ class Catalog:
             vid = v.parent
         return out
 
-
-def _ref_ok(name: str) -> bool:
-    try:
-        refs.check_ref_name(name, "ref")
-        return True
-    except VlccError:
-        return False

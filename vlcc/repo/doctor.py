@@ -8,15 +8,17 @@ behind, so an operator never deletes files by hand (docs/format.md, section 11):
   version references, when no writer is live (so their writer is dead);
 * temp files — ``.tmp-*`` of interrupted atomic writes, space placeholders
   and ``*.tmp-promote`` copies from the local tier;
-* node-local tiers of dead jobs — ``<base>/<host>-<pid>`` directories under
-  ``$VLCC_LOCAL_DIR``, or under the default bases ``/dev/shm/vlcc-<uid>-*``
-  and ``$TMPDIR/vlcc-<uid>-*`` (engine/config.py), whose process is dead,
-  and default bases left empty;
+* node-local tiers of dead jobs of THIS repository — ``<base>/<host>-<pid>``
+  directories under ``$VLCC_LOCAL_DIR``, or under the default bases
+  ``/dev/shm/vlcc-<uid>-*`` and ``$TMPDIR/vlcc-<uid>-*`` (engine/config.py),
+  whose process is dead and whose marker (repo/tiermark.py) names this
+  repository's id; other repositories' tiers are left to their own doctor;
 * dangling or malformed refs — reported only: which version a branch should
   point at is the operator's decision (``vlcc log``).
 
 Removing needs ``locks/gc.lock`` with no live writer (as gc); when writers
-are in flight the repository items are reported, not touched."""
+are in flight the repository items are reported, not touched. Doctor reads
+no chunk data: damaged bytes are ``vlcc verify``'s to find."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import time
 from dataclasses import dataclass, asdict
 
 from ..errors import LockBusyError
-from . import locks
+from . import locks, tiermark
 from .gc import GRACE_SECONDS, TEMP_AGE, _manifests, _tree_bytes, is_temp, live_references, temp_files
 from .locks import STALE_SECONDS
 from .paths import RepoPaths
@@ -104,9 +106,13 @@ def _owner(d: str, name: str) -> dict | None:
     return None
 
 
-def dead_local_tiers() -> list[Finding]:
+def dead_local_tiers(layout: RepoPaths | None = None) -> list[Finding]:
+    """Local-tier directories of dead jobs on this host. With ``layout``, only
+    those whose marker (repo/tiermark.py) names that repository: tiers of other
+    repositories, and unmarked ones, are not this repository's to judge."""
     found = []
     host = socket.gethostname()
+    rid = tiermark.repository_id(layout) if layout is not None else None
     for base, explicit in local_bases():
         try:
             names = os.listdir(base)
@@ -117,13 +123,17 @@ def dead_local_tiers() -> list[Finding]:
             d = os.path.join(base, name)
             if not os.path.isdir(d) or os.path.islink(d):
                 continue
+            if layout is not None and not tiermark.belongs(d, layout, rid):
+                continue
             doc = _owner(d, name)
             reason = locks.dead_reason(doc) if doc and doc.get("host") == host else None
             if reason:
                 found.append(Finding("local-tier", d, f"node-local tier of a dead job ({reason})",
                                      nbytes=_tree_bytes(d)))
                 left -= 1
-        if not explicit and left == 0:
+        # a base directory is shared by jobs of any repository: only when every
+        # entry was one of this repository's dead tiers is the base this one's too
+        if not explicit and left == 0 and (names or layout is None):
             try:
                 if time.time() - os.stat(base).st_mtime > EMPTY_BASE_AGE or names:
                     found.append(Finding("local-tier", base, "node-local tier base left by "
@@ -248,7 +258,7 @@ def doctor(layout: RepoPaths, *, repair: bool = False, bad_refs: dict[str, str] 
             found.append(Finding("busy", "locks", f"not repaired: {exc}", fixable=False))
     else:
         found += _scan_repo(layout, stale, grace)[0]
-    tiers = dead_local_tiers()
+    tiers = dead_local_tiers(layout)
     if repair:
         for f in tiers:
             _remove(layout, f)

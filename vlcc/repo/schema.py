@@ -359,7 +359,7 @@ def check_block(where: str, entry: dict, block: dict, box=None) -> None:
     kind = entry.get("kind")
     if kind in ("distributed", "array"):
         shape = [int(x) for x in block["shape"]]
-        need = int(np.prod(shape, dtype=np.int64)) * np.dtype(entry["dtype"]).itemsize
+        need = math.prod(shape) * np.dtype(entry["dtype"]).itemsize   # exact, no overflow
         if need != block["nbytes"]:
             raise CorruptionError(f"{where}: block of shape {tuple(shape)} and dtype "
                                   f"{entry['dtype']} has {block['nbytes']} bytes, expected {need}")

@@ -29,12 +29,25 @@ from ..repo.manifest import Version
 from ..repo.records import Kind
 from ..state.array import ArrayProvider
 from .prefetch import prefetch_upcoming
+from .profile import inside, stage
 from .sources import DiskSource, MemorySource
 from .staging import Stager, stage_fits, staging_bytes, warn_direct
 
 
+def _coll(op, comm, fn):
+    """A collective of comm/protocol.py; its local part ``fn`` profiled apart."""
+    with stage("collectives"):
+        return op(comm, inside("planning", fn))
+
+
 def restore(s: Session, version, strict: bool, atomic: bool | None = True,
             allow_pickle: bool | None = None) -> Version:
+    with stage("planning"):
+        return _restore(s, version, strict, atomic, allow_pickle)
+
+
+def _restore(s: Session, version, strict: bool, atomic: bool | None,
+             allow_pickle: bool | None) -> Version:
     eng = s.engine
     if allow_pickle is None:
         allow_pickle = s.state.allow_pickle
@@ -48,7 +61,7 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True,
     if target is not None:
         # A pending version: from memory if every rank still holds it there,
         # else once it is durable (the pending lists are the same on all ranks).
-        if all_true(s.comm, lambda: fits(s, eng.memory.get(target))):
+        if _coll(all_true, s.comm, lambda: fits(s, eng.memory.get(target))):
             return _from_memory(s, target, Version.from_manifest(provisional(pend[target], s.size)),
                                 strict, allow_pickle)
         progress(s, block=True)
@@ -57,16 +70,16 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True,
     def resolve():
         latest = spec in (None, "latest")
         return s.catalog.resolve(spec, branch=s.branch if latest else None).manifest
-    doc = root_only(s.comm, resolve)
+    doc = _coll(root_only, s.comm, resolve)
     v = Version.from_manifest(doc, s.paths.root)
     eng.wait_prefetch(v.id)
-    if all_true(s.comm, lambda: fits(s, eng.memory.get(v.id))):
+    if _coll(all_true, s.comm, lambda: fits(s, eng.memory.get(v.id))):
         return _from_memory(s, v.id, v, strict, allow_pickle)
     eng.memory.record_access(v.id, hit=False)
     if atomic is None:
         # One allgather: every rank stages, or none does (a mixed restore would
         # be neither all-or-nothing nor documented).
-        atomic = all(allgather(s.comm, lambda: stage_fits(s.state.providers.values(),
+        atomic = all(_coll(allgather, s.comm, lambda: stage_fits(s.state.providers.values(),
                                                           eng.memory.pool_bytes)))
         if not atomic:
             warn_direct(f"version {v.id}", staging_bytes(s.state.providers.values()))
@@ -84,11 +97,11 @@ def restore(s: Session, version, strict: bool, atomic: bool | None = True,
         return _stage(s, src, read)
     try:
         if atomic:
-            staged = agree(s.comm, check_and_stage)
+            staged = _coll(agree, s.comm, check_and_stage)
         else:
-            agree(s.comm, check)        # structural checks before any byte lands
-            staged = agree(s.comm, lambda: _stage(s, src, read))
-        agree(s.comm, lambda: _apply(s, src, staged))
+            _coll(agree, s.comm, check)        # structural checks before any byte lands
+            staged = _coll(agree, s.comm, lambda: _stage(s, src, read))
+        _coll(agree, s.comm, lambda: _apply(s, src, staged))
     finally:
         read.release()
         src.close()
@@ -103,8 +116,8 @@ def _from_memory(s: Session, vid: str, v: Version, strict: bool, allow_pickle: b
     def check_and_stage():
         check_stored(s, src.stored, src.where, strict)
         return _stage(s, src, read)
-    staged = agree(s.comm, check_and_stage)
-    agree(s.comm, lambda: _apply(s, src, staged))
+    staged = _coll(agree, s.comm, check_and_stage)
+    _coll(agree, s.comm, lambda: _apply(s, src, staged))
     s.engine.memory.record_access(vid, hit=True)
     return _restored(s, v)
 
@@ -118,8 +131,9 @@ def _stage(s: Session, src, read: Stager) -> list:
 
 def _apply(s: Session, src, staged: list) -> None:
     """Phase 2 on this rank: copy staged bytes in, run the callbacks."""
-    for p, st in staged:
-        _call(p, src, lambda p=p, st=st: p.apply(st))
+    with stage("staging"):
+        for p, st in staged:
+            _call(p, src, lambda p=p, st=st: p.apply(st))
 
 
 def _call(p, src, fn):
@@ -133,8 +147,7 @@ def _call(p, src, fn):
 
 
 def _restored(s: Session, v: Version) -> Version:
-    s.parent = v.id
-    s.last_version = v
+    s.rewound(v.id, v)
     s.engine.memory.advance(v.id)
     prefetch_upcoming(s)
     return v

@@ -7,7 +7,6 @@ import numpy as np
 
 from ..comm.protocol import root_only
 from ..commit.session import Session
-from ..errors import NotFoundError
 from ..repo.manifest import Version, load_manifest
 from ..repo.records import Kind
 from ..state.array import ArrayProvider
@@ -22,20 +21,8 @@ def plan(s: Session, versions) -> list[str]:
     (Belady eviction) and start prefetching."""
     specs = [v.id if isinstance(v, Version) else v for v in versions]
 
-    def resolve():
-        by_step = {}
-        if any(isinstance(x, (int, np.integer)) for x in specs):
-            by_step = {v.step: v.id for v in reversed(s.catalog.log(s.branch)) if v.step is not None}
-        out = []
-        for x in specs:
-            if isinstance(x, (int, np.integer)):
-                if int(x) not in by_step:
-                    raise NotFoundError(f"no version with step {int(x)} on branch "
-                                        f"{s.branch!r} of {s.paths.root}")
-                out.append(by_step[int(x)])
-            else:
-                out.append(s.catalog.resolve(x).id)
-        return out
+    def resolve():   # an int is a step on the current branch (vlcc/repo/spec.py)
+        return [s.catalog.resolve(x, branch=s.branch).id for x in specs]
     vids = root_only(s.comm, resolve)
     s.engine.memory.set_plan(vids)
     prefetch_upcoming(s)

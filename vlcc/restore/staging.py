@@ -1,6 +1,16 @@
 """Staging memory of the all-or-nothing restore (restore/collective.py).
 
-Phase 1 of a restore reads and checks every byte a provider needs into
+Arrays read from disk are not staged (``Stager.deferred``): phase 1 verifies
+every chunk an array needs where it lies (in the page cache, through the
+file's mapping: no copy), and phase 2 copies the verified bytes into the
+application's array in one pass that hashes them again (a file changed
+between the phases is then caught, but after the arrays copied before it
+were written: the price of skipping a staging copy of every byte; damage
+present when the restore starts is always found before any array is
+touched). Chunks that cannot be checked in place (files without recorded
+offsets, encoded chunks) are read into private memory in phase 1.
+
+Otherwise phase 1 reads and checks every byte a provider needs into
 staging arrays shaped like the provider's target (so phase 2 is one
 ``np.copyto`` per array); application memory is untouched until every rank
 has succeeded. Staging buffers come from the memory tier's buffer pool and go
@@ -17,6 +27,7 @@ import numpy as np
 
 from ..engine.buffers import available_memory
 from ..state.array import ArrayProvider
+from .profile import stage
 
 
 class Stager:
@@ -43,6 +54,21 @@ class Stager:
         self.src.read(name, buf)
         return buf
 
+    def deferred(self, name: str, target: np.ndarray):
+        """Phase 1 of an array: like ``self(name, target)``, or (atomic restore
+        from disk) a callable doing the copies of phase 2, everything it
+        copies verified now and again while copied (see the module doc)."""
+        reader = getattr(self.src, "reader", None)
+        if not self.atomic or reader is None or target is None:
+            return self(name, target)
+        ops: list = []
+        reader.defer = ops
+        try:
+            self.src.read(name, target)
+        finally:
+            reader.defer = None
+        return Deferred(ops)
+
     def _alloc(self, nbytes: int) -> np.ndarray:
         buf = self.pool.take(nbytes) if (self.pool is not None and nbytes) else None
         if buf is None:
@@ -56,6 +82,18 @@ class Stager:
             for buf in self._taken:
                 self.pool.give(buf)
         self._taken.clear()
+
+
+class Deferred:
+    """The queued, already verified copies of one array (phase 2: call it)."""
+
+    def __init__(self, ops: list):
+        self.ops = ops
+
+    def __call__(self) -> None:
+        with stage("staging"):
+            for op in self.ops:
+                op()
 
 
 def staging_bytes(providers) -> int:

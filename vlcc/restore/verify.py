@@ -50,7 +50,7 @@ def _verify_all(repo, *, deep: bool) -> dict:
     loaded = []
     for vid in repo.version_ids():
         try:
-            loaded.append(repo._load(vid))
+            loaded.append(repo.load_version(vid))
         except CorruptionError as exc:
             damaged[vid] = str(exc)
     bad_refs = check_refs(repo)
@@ -133,9 +133,7 @@ def _check_versions(repo, targets: list) -> dict:
                     if block.get("pack") is not None:
                         r.block_bytes(name, block)        # checks the packed bytes' digest
                     else:
-                        entry = r.index(block["rank"])["leaves"].get(name)
-                        if entry is None:
-                            raise CorruptionError(f"{where}: missing from the rank index")
+                        entry = r.leaf(name, block["rank"])
                         if entry.nbytes != block["nbytes"]:
                             raise CorruptionError(f"{where}: index has {entry.nbytes} bytes, "
                                                   f"manifest {block['nbytes']}")

@@ -95,7 +95,12 @@ class ArrayProvider(Provider):
         buf = alloc(own.nbytes) if (alloc is not None and own.nbytes) else None
         if buf is None:
             buf = np.empty(own.nbytes, np.uint8)
-        np.copyto(buf.view(own.dtype).reshape(own.shape), own)
+        dst = buf.view(own.dtype).reshape(own.shape)
+        # the allocator may take the copy over (lazy capture: copied in the
+        # background while the caller promises not to modify the array)
+        later = getattr(alloc, "later", None)
+        if later is None or not later(self.name, dst, own):
+            np.copyto(dst, own)
         leaf.data, leaf.pooled = buf, True
         return [leaf]
 
@@ -121,11 +126,15 @@ class ArrayProvider(Provider):
             raise ProviderError(f"provider {self.name!r}: the registered array is read-only "
                                 f"(writeable=False); cannot restore {where} into it")
         target = self.owned()
-        return target, read(self.name, target)
+        # ``read.deferred`` (restore/staging.py) may return the verified copies
+        # of phase 2 as a callable instead of a staged array.
+        return target, getattr(read, "deferred", read)(self.name, target)
 
     def apply(self, staged) -> None:
         target, got = staged
-        if got is not target:        # staged: one copy into the application's array
+        if callable(got):            # phase 1 verified in place: copy now
+            got()
+        elif got is not target:      # staged: one copy into the application's array
             np.copyto(target, got)
         if self.on_restore is not None:
             self.on_restore(self.array)

@@ -28,7 +28,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..errors import NotFoundError, ShapeMismatchError, VlccError
+from ..errors import ArgumentError, NotFoundError, ShapeMismatchError, VlccError
 from ..repo.manifest import Version
 from ..repository import Repository
 from . import progress
@@ -48,9 +48,9 @@ def diff(a: "str | tuple", b: "str | tuple", *, rtol: float = 0.0, atol: float =
     Returns one record per provider (see the module docstring); raises a
     VlccError subclass on bad input. ``exit_status(records)`` gives 0/1."""
     if rtol < 0 or atol < 0 or not all(map(math.isfinite, (rtol, atol))):
-        raise VlccError(f"tolerances must be finite and >= 0, got rtol={rtol}, atol={atol}")
+        raise ArgumentError(f"tolerances must be finite and >= 0, got rtol={rtol}, atol={atol}")
     if int(slab_bytes) <= 0:
-        raise VlccError(f"slab_bytes must be positive, got {slab_bytes}")
+        raise ArgumentError(f"slab_bytes must be positive, got {slab_bytes}")
     ra, va = open_target(a)
     rb, vb = open_target(b)
     names = select(sorted(set(va.providers) | set(vb.providers)), providers,

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import StorageError, VlccError
 from . import progress
 from .diff import SLAB_BYTES, select, slabs
-from .sinks import sink_for
+from .sinks import sink_type
 from .spec import label, open_target
 
 
@@ -40,9 +40,10 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
     The format follows the extension (``.bp``: ADIOS2 BP5, ``.h5``: HDF5,
     ``.npz``: numpy; tools/sinks.py). Returns what was written: version,
     path, format, variables, attributes, bytes."""
+    out = os.fspath(out)
+    kind = sink_type(out)            # an unknown extension fails before anything is read
     repo, v = open_target(target)
     names = select(sorted(v.providers), providers, label(repo, v))
-    out = os.fspath(out)
     if os.path.exists(out):
         if not force:
             raise StorageError(f"{out} exists; pass --force (force=True) to overwrite it")
@@ -54,7 +55,7 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
     attributes: list[str] = []
     nbytes = 0
     total = sum(b["nbytes"] for n in names for b in repo.blocks(v, n))
-    sink = sink_for(out)
+    sink = kind(out)
     try:
         for key, val in _version_attrs(v).items():
             sink.attr(f"vlcc/{key}", val)

@@ -26,6 +26,11 @@ def wanted(quiet: bool = False) -> bool:
 def bar(description: str, total: float, *, enabled: bool, nbytes: bool = True
         ) -> Iterator[Callable[[float], None]]:
     """``with bar("diff heat/u", total, enabled=...) as advance: advance(n)``."""
+    if enabled and total > 0:
+        try:
+            import rich  # noqa: F401  (the 'tools' extra; without it: no bar, no error)
+        except ImportError:
+            enabled = False
     if not enabled or total <= 0:
         yield lambda n: None
         return

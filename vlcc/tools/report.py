@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 
-from ..errors import StorageError, VlccError
+from ..errors import StorageError, VlccError, require
 from ..repository import Repository
 
 
 def report(path: str, output: str = "report.png") -> str:
     """Write the PNG report of repository ``path`` to ``output``; returns its path."""
-    import matplotlib
+    matplotlib = require("matplotlib", "vlcc report")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -47,35 +47,44 @@ def report(path: str, output: str = "report.png") -> str:
     y = {v.id: lanes.index(v.branch) for v in versions}
     colors = plt.get_cmap("tab10")
 
-    fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(11, 10),
-                                        gridspec_kw={"height_ratios": [1.1, 1, 1]})
+    plt.rcParams.update({"font.size": 10})
+    fig, (ax0, ax1, ax2) = plt.subplots(3, 1, figsize=(12, 11),
+                                        gridspec_kw={"height_ratios": [min(1.1, 0.5 + 0.3 * len(lanes)), 1, 1]})
+    ranks = sorted({v.nranks for v in versions})
     fig.suptitle(f"vlcc repository {os.path.basename(repo.path.rstrip('/'))}: "
-                 f"{len(versions)} versions, {len(lanes)} branch(es)")
+                 f"{len(versions)} versions, {len(lanes)} branch(es), written on "
+                 f"{', '.join(map(str, ranks))} rank(s)", fontsize=13)
 
-    # 1. lineage
+    # 1. lineage: steps above each version, its rank count below (N->M restarts show)
     for v in versions:
         if v.parent in x:
             ax0.plot([x[v.parent], x[v.id]], [y[v.parent], y[v.id]], color="0.6", lw=1.2, zorder=1)
+    label_every = max(1, len(versions) // 30)      # readable labels, whatever the count
     for i, b in enumerate(lanes):
         pts = [v for v in versions if v.branch == b]
-        ax0.scatter([x[v.id] for v in pts], [i] * len(pts), s=60, color=colors(i % 10), zorder=2,
+        ax0.scatter([x[v.id] for v in pts], [i] * len(pts), s=70, color=colors(i % 10), zorder=2,
                     label=b)
         for v in pts:
+            if x[v.id] % label_every and v.id not in heads.values():
+                continue
             if v.step is not None:
-                ax0.annotate(str(v.step), (x[v.id], i), textcoords="offset points", xytext=(0, 7),
-                             ha="center", fontsize=7)
+                ax0.annotate(str(v.step), (x[v.id], i), textcoords="offset points", xytext=(0, 8),
+                             ha="center", fontsize=9)
+            ax0.annotate(f"{v.nranks}r", (x[v.id], i), textcoords="offset points", xytext=(0, -15),
+                         ha="center", fontsize=8, color="0.35")
     for b, vid in heads.items():
         if vid in x:
-            ax0.scatter([x[vid]], [y[vid]], s=160, facecolors="none", edgecolors="k", zorder=3)
+            ax0.scatter([x[vid]], [y[vid]], s=180, facecolors="none", edgecolors="k", zorder=3)
     for vid, names in tags.items():
         if vid in x:
             ax0.annotate("tag: " + ", ".join(sorted(names)), (x[vid], y[vid]), textcoords="offset points",
-                         xytext=(0, -14), ha="center", fontsize=7, color="darkred")
-    ax0.set_yticks(range(len(lanes)), [_short(b) for b in lanes])
-    ax0.set_ylim(-0.7, len(lanes) - 0.3)
+                         xytext=(0, -27), ha="center", fontsize=9, color="darkred")
+    ax0.set_yticks(range(len(lanes)), [_short(b) for b in lanes], fontsize=10)
+    ax0.set_ylim(-0.8, len(lanes) - 0.3)
     ax0.set_xlim(-0.7, len(versions) - 0.3)
-    ax0.set_xlabel("version (time order); numbers are steps; circled: branch heads")
-    ax0.set_title("lineage")
+    ax0.set_xticks([])
+    ax0.set_title("lineage: versions in time order, one lane per branch; above: step, "
+                  "below: ranks (r); circled: branch heads", fontsize=10)
     ax0.grid(axis="x", color="0.92")
 
     # 2. bytes per version
@@ -94,10 +103,11 @@ def report(path: str, output: str = "report.png") -> str:
     ax1.set_ylim(0, top / scale * 1.45)
     ax1.set_ylabel(unit)
     ax1.set_title("bytes per version")
-    ax1.legend(loc="upper center", ncol=3, fontsize=8, markerscale=0.4)
+    ax1.legend(loc="upper center", ncol=3, fontsize=9, markerscale=0.4)
     ax1.set_xlim(-0.7, len(versions) - 0.3)
 
-    # 3. ratios
+    # 3. ratios, on an axis from 0 so that metadata overhead (a ratio a little
+    # under 1) does not look like a collapse; the latest values are written out
     cum_logical = cum_stored = 0
     dedup, comp = [], []
     for v in versions:
@@ -110,14 +120,26 @@ def report(path: str, output: str = "report.png") -> str:
         comp.append(raw_new / own if own and raw_new > 0 else float("nan"))
     ax2.plot(idx, dedup, "o-", color="tab:green", label="dedup ratio so far (logical / stored)")
     ax2.plot(idx, comp, "s--", color="tab:orange", label="compression ratio of new chunks (raw / stored)")
-    ax2.axhline(1.0, color="0.7", lw=0.8)
-    ax2.set_ylabel("ratio")
-    ax2.set_xlabel("version (time order)")
-    ax2.set_title("dedup and compression")
-    ax2.legend(loc="best", fontsize=8)
+    ax2.axhline(1.0, color="0.5", lw=0.8, ls=":")
+    ax2.annotate("1 = no saving", (-0.6, 1.0), xytext=(0, 3),
+                 textcoords="offset points", ha="left", fontsize=8, color="0.4")
+    finite = [r for r in dedup + comp if r == r]
+    ax2.set_ylim(0, max([1.0] + finite) * 1.3)
+    for series, color in ((dedup, "tab:green"), (comp, "tab:orange")):
+        last = next((k for k in reversed(idx) if series[k] == series[k]), None)
+        if last is not None:
+            ax2.annotate(f"{series[last]:.2f}x", (last, series[last]),
+                         xytext=(0, 9 if series is comp else -16), textcoords="offset points",
+                         ha="center", fontsize=10, color=color, weight="bold")
+    ax2.set_ylabel("ratio (x)")
+    ax2.set_title("dedup and compression (higher is better)")
+    ax2.legend(loc="lower left", fontsize=9)
     ax2.set_xlim(-0.7, len(versions) - 0.3)
+    ticks = idx[::label_every]
+    names = [f"…{versions[k].id[-4:]}" for k in ticks]    # ids share their time prefix
     for ax in (ax1, ax2):
-        ax.set_xticks(idx, [v.id[-4:] for v in versions], rotation=90, fontsize=6)
+        ax.set_xticks(ticks, names, rotation=0 if len(ticks) <= 24 else 90, fontsize=9)
+    ax2.set_xlabel("version id (time order)")
     fig.tight_layout()
     try:
         fig.savefig(output, dpi=110)

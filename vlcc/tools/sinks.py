@@ -18,7 +18,7 @@ import shutil
 
 import numpy as np
 
-from ..errors import StorageError
+from ..errors import ArgumentError, StorageError, require
 
 
 class Sink:
@@ -69,10 +69,7 @@ class BP5Sink(Sink):
 
 class H5Sink(Sink):
     def __init__(self, path: str):
-        try:
-            import h5py
-        except ImportError:
-            raise StorageError("HDF5 export needs h5py (pip install h5py, or the 'bench' extra)") from None
+        h5py = require("h5py", "HDF5 export (OUT.h5)")
         super().__init__(path)
         self.f = h5py.File(path, "w")
 
@@ -114,10 +111,18 @@ class NpzSink(Sink):
                 np.savez(f, **arrays)
 
 
-def sink_for(path: str) -> Sink:
+SINKS = {".bp": BP5Sink, ".bp5": BP5Sink, ".h5": H5Sink, ".hdf5": H5Sink, ".npz": NpzSink}
+
+
+def sink_type(path: str) -> type[Sink]:
+    """The writer class for ``path``'s extension; an unknown one is refused (a
+    silent BP5 directory named ``x.txt`` would surprise everyone)."""
     ext = os.path.splitext(path)[1].lower()
-    if ext in (".h5", ".hdf5"):
-        return H5Sink(path)
-    if ext == ".npz":
-        return NpzSink(path)
-    return BP5Sink(path)
+    if ext not in SINKS:
+        raise ArgumentError(f"cannot export to {path!r}: unknown extension {ext or '(none)'!r} "
+                            f"(use {', '.join(sorted(SINKS))})")
+    return SINKS[ext]
+
+
+def sink_for(path: str) -> Sink:
+    return sink_type(path)(path)

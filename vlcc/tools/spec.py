@@ -1,15 +1,15 @@
 """``PATH[@SPEC]`` targets: a repository and one version in it.
 
-SPEC is anything ``Repository.resolve`` takes (an id or id prefix, ``latest``,
-``tag:NAME``, ``branch:NAME``, a bare branch or tag name) or ``step:N`` (the
-newest version with step N; ``step:N@BRANCH`` looks only at BRANCH's lineage).
-Without SPEC: ``latest``."""
+SPEC is anything ``Repository.resolve`` takes (vlcc/repo/spec.py, the one
+parser: an id or id prefix, ``latest``, ``tag:NAME``, ``branch:NAME``,
+``step:N``, ``step:N@BRANCH``, a bare branch or tag name). Without SPEC:
+``latest``."""
 
 from __future__ import annotations
 
 import os
 
-from ..errors import NotFoundError, VlccError
+from ..errors import ArgumentError
 from ..repo.manifest import Version
 from ..repository import Repository
 
@@ -18,7 +18,7 @@ def split_target(target: str) -> tuple[str, str | None]:
     """``"runs/a@tag:x"`` -> ``("runs/a", "tag:x")``. A path that itself holds
     an ``@`` is recognised because it exists as a directory."""
     if not isinstance(target, str) or not target:
-        raise VlccError(f"expected PATH[@SPEC], got {target!r}")
+        raise ArgumentError(f"expected PATH[@SPEC], got {target!r}")
     if os.path.isdir(target) or "@" not in target:
         return target, None
     at = [i for i, c in enumerate(target) if c == "@"]
@@ -29,18 +29,7 @@ def split_target(target: str) -> tuple[str, str | None]:
 
 
 def resolve(repo: Repository, spec: str | None) -> Version:
-    """The version ``spec`` names in ``repo`` (see the module docstring)."""
-    if spec is not None and spec.startswith("step:"):
-        body, _, branch = spec[5:].partition("@")
-        try:
-            step = int(body)
-        except ValueError:
-            raise VlccError(f"bad version spec {spec!r}: step:N needs an integer N") from None
-        for v in (repo.log(branch=branch) if branch else repo.versions()):
-            if v.step == step:
-                return v
-        where = f"on branch {branch!r} of" if branch else "in"
-        raise NotFoundError(f"no version with step {step} {where} repository {repo.path}")
+    """The version ``spec`` names in ``repo`` (kept name: ``repo.resolve``)."""
     return repo.resolve(spec)
 
 
@@ -50,10 +39,10 @@ def open_target(target: "str | tuple") -> tuple[Repository, Version]:
     if isinstance(target, tuple):
         where, spec = target
         repo = where if isinstance(where, Repository) else Repository(where)
-        return repo, (repo.resolve(spec) if isinstance(spec, Version) else resolve(repo, spec))
+        return repo, repo.resolve(spec)
     path, spec = split_target(target)
     repo = Repository(path)
-    return repo, resolve(repo, spec)
+    return repo, repo.resolve(spec)
 
 
 def label(repo: Repository, v: Version) -> str:

@@ -2,11 +2,16 @@
 training state (model, optimizer, scheduler, RNG states, extra values) on top
 of the public ``vlcc.Checkpointer``.
 
-* ``save()`` copies every tensor into vlcc's memory tier (recycled buffers,
-  no page faults in steady state) and returns; hashing, dedup and the writes
-  to the node-local and persistent tiers run in the core's background
-  threads. The copy is taken before ``save()`` returns, so the very next
-  ``optimizer.step()`` cannot change what is stored.
+* ``save()`` captures the state into vlcc's memory tier (recycled buffers,
+  no allocation and no page faults in steady state) and returns; hashing,
+  dedup and the writes to the node-local and persistent tiers run in the
+  core's background threads. Async with an optimizer, the capture is lazy
+  (DataStates-LLM): parameters and optimizer state are copied on a background
+  thread while the next forward/backward runs, and an optimizer step
+  pre-hook waits for that copy before ``optimizer.step()`` modifies them
+  (``settle()`` does the same for code that changes parameters itself).
+  Persistent buffers (batch-norm statistics change in forward), values and
+  the sync mode are copied before ``save()`` returns.
 * Collectives go through ``group``: a torch.distributed process group (under
   ``torchrun``, no MPI), an mpi4py communicator (under ``mpiexec``), or none
   (one process). Identical DDP replicas are stored once (cross-rank dedup),
@@ -80,10 +85,12 @@ class Checkpointer:
     ----------
     path:       vlcc repository directory (created when missing).
     model, optimizer, scheduler: what to capture (each may be None).
-    extra:      a dict of picklable values (step counters, data-loader
-                positions, config) saved with each version and updated in place
-                by ``load()``; entries with ``state_dict()``/``load_state_dict()``
-                are stored through those.
+    extra:      a dict of plain values (step counters, data-loader positions,
+                config: dicts, lists, tuples of numpy arrays, torch tensors, str,
+                int, float, bool, None, bytes) saved with each version and
+                updated in place by ``load()``; entries with
+                ``state_dict()``/``load_state_dict()`` are stored through those.
+                Tensors are stored as numpy arrays and come back as CPU tensors.
     mode:       ``"async"`` (default; ``save()`` returns after the capture) or ``"sync"``.
     group:      torch.distributed process group, mpi4py communicator, or None
                 (the world group when torch.distributed is initialized, else
@@ -117,6 +124,28 @@ class Checkpointer:
         self._stager = DeviceStager()
         self._values = self._value_providers()
         self._closed = False
+        # Lazy capture (DataStates-LLM): in async mode the parameters and the
+        # optimizer state are copied while the next forward/backward runs;
+        # the optimizer step (the only thing that modifies them) waits for the
+        # copy first. Without an optimizer nothing says when they change: eager.
+        self._hook = None
+        if mode == "async" and optimizer is not None and hasattr(optimizer, "register_step_pre_hook"):
+            self._hook = optimizer.register_step_pre_hook(self._before_step)
+
+    def _before_step(self, *_args) -> None:
+        if not self._closed:
+            self.core.settle()
+
+    def _lazy_names(self, slots: dict[str, HostSlot]) -> set[str]:
+        """Providers whose capture copy may wait for the optimizer step:
+        parameters and optimizer state (modified only by ``step``), and
+        every pinned mirror of a device tensor (written only by ``save``).
+        Persistent buffers (batch-norm statistics) change in forward: eager."""
+        if self._hook is None:
+            return set()
+        params = {S.MODEL + n for n, _ in self.model.named_parameters()} if self.model else set()
+        return {n for n, sl in slots.items()
+                if n in params or n.startswith(S.OPTIM_STATE) or sl.on_device}
 
     # -- context manager / repr ----------------------------------------------------
     def __enter__(self) -> "Checkpointer":
@@ -143,24 +172,22 @@ class Checkpointer:
 
     # -- providers -----------------------------------------------------------------
     def _value_providers(self) -> dict[str, vlcc.ValueProvider]:
-        """The small, pickled parts. ``set`` only stages: ``load()`` applies
-        them once every provider has been read."""
-        def stage(name):
-            return lambda v: self._staged.__setitem__(name, v)
-        vp = {S.META: vlcc.ValueProvider(get=lambda: S.meta(self._tensors()) | {
-                  "model_extra_state": S.model_extra_state(self.model)}, set=stage(S.META)),
-              S.RNG: vlcc.ValueProvider(get=S.rng_state, set=stage(S.RNG))}
+        """The small parts, as plain values (tensors inside them become numpy
+        arrays: no pickle needed, :func:`state.to_plain`). ``set`` only stages:
+        ``load()`` applies them once every provider has been read."""
+        def value(name, get):
+            return vlcc.ValueProvider(get=lambda: S.to_plain(get()),
+                                      set=lambda v: self._staged.__setitem__(name, S.from_plain(v)))
+        vp = {S.META: value(S.META, lambda: S.meta(self._tensors()) | {
+                  "model_extra_state": S.model_extra_state(self.model)}),
+              S.RNG: value(S.RNG, S.rng_state)}
         if self.optimizer is not None:
-            vp[S.PARAM_GROUPS] = vlcc.ValueProvider(get=lambda: S.param_groups(self.optimizer),
-                                                    set=stage(S.PARAM_GROUPS))
-            vp[S.SCALARS] = vlcc.ValueProvider(get=lambda: S.optim_scalars(self.optimizer),
-                                               set=stage(S.SCALARS))
+            vp[S.PARAM_GROUPS] = value(S.PARAM_GROUPS, lambda: S.param_groups(self.optimizer))
+            vp[S.SCALARS] = value(S.SCALARS, lambda: S.optim_scalars(self.optimizer))
         if self.scheduler is not None:
-            vp[S.SCHEDULER] = vlcc.ValueProvider(get=self.scheduler.state_dict,
-                                                 set=stage(S.SCHEDULER))
+            vp[S.SCHEDULER] = value(S.SCHEDULER, self.scheduler.state_dict)
         if self.extra is not None:
-            vp[S.EXTRA] = vlcc.ValueProvider(get=lambda: S.capture_extra(self.extra),
-                                             set=stage(S.EXTRA))
+            vp[S.EXTRA] = value(S.EXTRA, lambda: S.capture_extra(self.extra))
         return vp
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -195,10 +222,19 @@ class Checkpointer:
         current branch and return it (``pending`` in async mode until it is
         durable; ``wait()`` blocks for that)."""
         self._check_open("save")
+        self.core.settle()         # the previous lazy capture may still read the pinned mirrors
         slots = self._live_slots()
         self._stager.to_host(list(slots.values()))
         self._sync({n: s.array for n, s in slots.items()} | self._values)
-        return self.core.checkpoint(step=step, message=message or "", attrs=attrs)
+        return self.core.checkpoint(step=step, message=message or "", attrs=attrs,
+                                    lazy=self._lazy_names(slots))
+
+    def settle(self) -> None:
+        """Local. Block until the last ``save()``'s lazy copy is done: call it
+        before modifying parameters other than through ``optimizer.step()``
+        (the step waits by itself)."""
+        self._check_open("settle")
+        self.core.settle()
 
     def wait(self) -> list[vlcc.Version]:
         """Collective. Block until every saved version is durable and committed."""
@@ -217,7 +253,7 @@ class Checkpointer:
                 v = repo.resolve(spec, branch=self.branch_name if spec in (None, "latest") else None)
             groups = None
             if self.optimizer is not None and S.PARAM_GROUPS in v.providers:
-                groups = repo.read(v, S.PARAM_GROUPS, rank=0)
+                groups = S.from_plain(repo.read(v, S.PARAM_GROUPS, rank=0))
             return v.manifest, groups
         doc, groups = _root(self.comm, look)
         return vlcc.Version.from_manifest(doc), groups
@@ -314,4 +350,7 @@ class Checkpointer:
         if self._closed:
             return
         self._closed = True
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         self.core.close()

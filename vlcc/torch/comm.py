@@ -91,6 +91,7 @@ class SelfComm(_ObjectComm):
     """One process, no process group and no MPI."""
 
     rank, size = 0, 1
+    threads_ok = True      # nothing is sent: the flusher may hash, agree and commit
 
     def gather(self, obj: Any, root: int = 0) -> list:
         return [obj]
@@ -118,6 +119,11 @@ class TorchComm(_ObjectComm):
     it (:meth:`Dup`) into a gloo group of the same ranks, created by those
     ranks only (``use_local_synchronization``), so a sub-group works too.
     """
+
+    # A duplicate (Dup) is its own gloo group with its own connections: vlcc's
+    # flusher thread runs its collectives there while the application's thread
+    # uses this one (and the application its own groups).
+    threads_ok = True
 
     def __init__(self, group: Any = None, *, _owned: bool = False):
         if not dist.is_available() or not dist.is_initialized():

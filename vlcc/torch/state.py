@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import MissingProviderError, ShapeMismatchError
-from .tensors import dtype_name, from_numpy, storage_dtype
+from .tensors import as_numpy, dtype_name, from_numpy, storage_dtype
 
 LAYOUT = 1
 MODEL, OPTIM_STATE = "model/", "optim/state/"
@@ -65,7 +65,9 @@ def optim_tensors(optimizer: torch.optim.Optimizer | None) -> dict[str, torch.Te
 def optim_scalars(optimizer: torch.optim.Optimizer | None) -> dict:
     if optimizer is None:
         return {}
-    return {i: {k: v for k, v in st.items() if not isinstance(v, torch.Tensor)}
+    # str keys: a plain value encoding may allow only those (optimizer_state_dict
+    # turns them back into ints)
+    return {str(i): {k: v for k, v in st.items() if not isinstance(v, torch.Tensor)}
             for i, st in optimizer.state_dict()["state"].items()}
 
 
@@ -82,13 +84,15 @@ def rng_state() -> dict:
 
 
 def set_rng_state(st: dict) -> None:
-    torch.set_rng_state(torch.from_numpy(np.asarray(st["torch"], dtype=np.uint8)))
-    np.random.set_state(st["numpy"])
-    random.setstate(st["python"])
+    torch.set_rng_state(torch.from_numpy(np.array(st["torch"], dtype=np.uint8)))
+    # tuples may come back as lists from a plain value encoding: the setters want tuples
+    np.random.set_state(tuple(st["numpy"]))
+    version, internal, gauss = st["python"]
+    random.setstate((version, tuple(internal), gauss))
     if "cuda" in st and torch.cuda.is_available():
         n = min(len(st["cuda"]), torch.cuda.device_count())
         for d in range(n):
-            torch.cuda.set_rng_state(torch.from_numpy(st["cuda"][d]), d)
+            torch.cuda.set_rng_state(torch.from_numpy(np.array(st["cuda"][d], dtype=np.uint8)), d)
 
 
 def capture_extra(extra: dict | None) -> dict:
@@ -105,6 +109,41 @@ def restore_extra(extra: dict, stored: dict) -> None:
             cur.load_state_dict(v)
         else:
             extra[k] = v
+
+
+_TENSOR = "__torch_tensor__"
+
+
+def to_plain(obj: Any) -> Any:
+    """``obj`` with every torch tensor replaced by ``{"__torch_tensor__": numpy
+    copy, "dtype": name}`` and int dict keys kept as they are: values vlcc.torch
+    stores are plain containers (dict, list, tuple) of numpy arrays, str, int,
+    float, bool, None and bytes, which need no pickle (the safe value encoding)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu()
+        return {_TENSOR: as_numpy(t).copy(), "dtype": dtype_name(t.dtype)}
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if type(obj) is tuple:
+        return tuple(to_plain(v) for v in obj)
+    if isinstance(obj, (list, tuple)):          # lists, list subclasses, named tuples
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def from_plain(obj: Any) -> Any:
+    """The inverse of :func:`to_plain`: tensors come back as CPU tensors of
+    their dtype (on their own copy of the bytes)."""
+    if isinstance(obj, dict):
+        if _TENSOR in obj and set(obj) == {_TENSOR, "dtype"}:
+            a = np.array(obj[_TENSOR], copy=True)
+            return from_numpy(a, getattr(torch, obj["dtype"]))
+        return {k: from_plain(v) for k, v in obj.items()}
+    if type(obj) is tuple:
+        return tuple(from_plain(v) for v in obj)
+    if isinstance(obj, (list, tuple)):
+        return [from_plain(v) for v in obj]
+    return obj
 
 
 def meta(tensors: dict[str, torch.Tensor]) -> dict:

@@ -29,35 +29,14 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-PKG = Path(__file__).resolve().parent.parent          # .../vlcc
+PKG = Path(__file__).resolve().parent.parent.parent   # .../vlcc
 ROOT = PKG.parent                                     # source tree (editable install)
 DEFAULT_OUT = PKG / "_lib"
 
-_PY_DECLS = """
-int _vlcc_py_boot(void);
-int _vlcc_py_init(const char *path, long long fcomm, const char *options);
-int _vlcc_py_register(const char *name, void *data, int dtype, int ndim,
-                      const int64_t *local_shape, const int64_t *global_shape,
-                      const int64_t *offset, int halo, int flags);
-int _vlcc_py_unregister(const char *name);
-int _vlcc_py_checkpoint(int64_t step, const char *message, char *version_id, size_t id_len);
-int _vlcc_py_restore(const char *version);
-int _vlcc_py_query(const char *version, char *version_id, size_t id_len, int64_t *step);
-int _vlcc_py_branch(const char *name, const char *at);
-int _vlcc_py_switch(const char *name, int create);
-int _vlcc_py_tag(const char *name, const char *version);
-int _vlcc_py_wait(void);
-int _vlcc_py_finalize(void);
-"""
-
-def _veloc_decls() -> str:
-    from .veloc import DECLS
-    return DECLS
-
-
-def _adjoint_decls() -> str:
-    from .adjoint import DECLS
-    return DECLS
+def _py_decls() -> str:
+    """The Python functions libvlcc calls: each API module declares its own."""
+    from .. import adjoint, core, veloc
+    return core.DECLS + veloc.DECLS + adjoint.DECLS
 
 
 _C_DECLS = """
@@ -80,8 +59,8 @@ def _boot():
     return 0
 
 try:
-    from vlcc.capi import embed as _embed
-    _embed.bind(ffi, lib)
+    from vlcc.capi import binding as _binding
+    _binding.bind(ffi, lib)
     lib._vlcc_set_ready(1)
 except BaseException:
     import traceback as _tb
@@ -149,7 +128,7 @@ def build_c(out: Path, tmp: Path, verbose: bool = False) -> Path:
     src = sources()
     mpi = mpi_flags()
     ffi = cffi.FFI()
-    py_decls = _PY_DECLS + _veloc_decls() + _adjoint_decls()
+    py_decls = _py_decls()
     ffi.embedding_api(py_decls)
     ffi.cdef(_C_DECLS)
     c_text = (src["bindings"] / "libvlcc.c").read_text()
@@ -211,7 +190,7 @@ def build_fortran(out: Path, tmp: Path, fc: str | None = None) -> Path | None:
 
 
 def pc_text(out: Path) -> str:
-    from .._version import __version__
+    from ..._version import __version__
     return (f"prefix={out}\nlibdir=${{prefix}}/lib\nincludedir=${{prefix}}/include\n\n"
             f"Name: vlcc\nDescription: Versioned Lineage-driven Checkpointing of Composable States "
             f"(C ABI)\nVersion: {__version__}\n"
@@ -250,10 +229,12 @@ def build(out: Path = DEFAULT_OUT, fortran: bool = True, verbose: bool = False) 
     return out
 
 
+API_MODULES = ("core.py", "veloc.py", "adjoint.py", "binding.py")
+
+
 def inputs() -> list[Path]:
     src = sources()
-    files = [Path(__file__), PKG / "capi" / "embed.py", PKG / "capi" / "veloc.py",
-             PKG / "capi" / "adjoint.py"]
+    files = [Path(__file__)] + [PKG / "capi" / f for f in API_MODULES]
     files += sorted(src["include"].glob("*.h"))
     files += sorted(src["bindings"].glob("*.c")) + sorted((src["bindings"] / "fortran").glob("*.f90*"))
     files += sorted((src["bindings"] / "fortran").glob("*.py"))
@@ -266,9 +247,9 @@ def is_stale(out: Path = DEFAULT_OUT, fortran: bool = True) -> bool:
         need += [out / "lib" / "libvlccf.so", out / "fortran" / "vlcc.mod"]
     if not all(p.exists() for p in need):
         return True
-    # Python sides (embed.py, veloc.py) are read at run time; only the C text counts.
+    # The Python sides are read at run time; only the C text (and the build) counts.
     newest_in = max(p.stat().st_mtime for p in inputs()
-                    if p.exists() and p.name not in ("embed.py", "veloc.py"))
+                    if p.exists() and p.name not in API_MODULES)
     return newest_in > min(p.stat().st_mtime for p in need)
 
 

@@ -37,7 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import VlccError
+from ...errors import VlccError
 
 ALIAS_NAME = "libmpi.so.12"     # the MPICH-ABI name mpi4py's wheel extension is linked to
 
@@ -90,7 +90,7 @@ def cc() -> str:
     found = _beside_interpreter("mpicc") or shutil.which("mpicc")
     if not found:
         raise ToolchainError(f"no mpicc next to {sys.executable} nor on PATH: install an MPI "
-                             f"(pip install 'vlcc[mpich]', or your system's MPI)")
+                             f"(pip install mpich, or your system's MPI)")
     return found
 
 
@@ -174,10 +174,16 @@ def install_alias() -> str:
         return (f"note: not root, so {alias} -> {lib} was not made; programs built with "
                 f"{cc()} / {fc()} then need LD_LIBRARY_PATH to a directory holding that link "
                 f"(docs/capi.md)")
+    # A system library folder is changed: say so before, and how to undo it (docs/capi.md).
+    was = ""
     if alias.is_symlink() or alias.exists():
+        was = f" (replacing {alias} -> {os.readlink(alias) if alias.is_symlink() else 'a file'})"
         alias.unlink()
+    print(f"vlcc setup: writing to the system library folder {alias.parent}: symlink "
+          f"{alias.name} -> {lib.name}{was}, so mpi4py binds to the MPI that programs built "
+          f"with {cc()} link (docs/capi.md); undo: rm {alias}", flush=True)
     alias.symlink_to(lib.name)          # relative: the link stays valid if the tree moves
-    return f"made {alias} -> {lib}"
+    return f"made {alias} -> {lib} (undo: rm {alias})"
 
 
 def describe() -> dict:

@@ -3,7 +3,7 @@
     vlcc-config --cflags --libs      C:       $(vlcc-config --cc) prog.c $(vlcc-config --cflags --libs)
     vlcc-config --fflags --flibs     Fortran: $(vlcc-config --fc) prog.f90 $(vlcc-config --fflags --flibs)
     vlcc-config --cc | --fc | --mpiexec   the MPI compiler wrappers and launcher to use (one MPI,
-                                     vlcc/capi/toolchain.py; VLCC_CC, VLCC_FC, VLCC_MPIEXEC override)
+                                     vlcc/capi/build/toolchain.py; VLCC_CC, VLCC_FC, VLCC_MPIEXEC override)
     vlcc-config --mpilibs            link flags of the MPI library vlcc's Python uses (for gfortran)
     vlcc-config --libdir | --includedir | --fmoddir | --pkgconfigdir | --mpicc | --version
     vlcc-config --build              (re)build libvlcc, the Fortran module and vlcc.pc
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .build import DEFAULT_OUT, find_tool, is_stale
+from .libvlcc import DEFAULT_OUT, find_tool, is_stale
 
 
 def flags(what: str, out=DEFAULT_OUT) -> str:
@@ -32,7 +32,7 @@ def flags(what: str, out=DEFAULT_OUT) -> str:
 
 
 def mpilibs() -> str:
-    from .build import mpi_flags
+    from .libvlcc import mpi_flags
     f = mpi_flags()
     return " ".join([f"-L{d}" for d in f["library_dirs"]] + [f"-Wl,-rpath,{d}" for d in f["rpath"]]
                     + [f"-l{l}" for l in f["libraries"]])
@@ -54,10 +54,10 @@ def main(argv=None) -> int:
     ap.add_argument("--build", action="store_true", help="(re)build libvlcc now")
     a = ap.parse_args(argv)
     if a.build:
-        from .build import build
+        from .libvlcc import build
         build()
     if a.version:
-        from .._version import __version__
+        from ..._version import __version__
         print(__version__)
     if a.mpicc:
         print(find_tool("mpicc"))
