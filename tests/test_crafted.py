@@ -215,3 +215,53 @@ def test_read_argument_types(tmp_path):
         with pytest.raises(vlcc.ArgumentError, match="rank|box"):
             repo.read(vs[0], "u", **kw)
     assert repo.read(vs[0], "u", rank=np.int64(0)).shape == (100,)
+
+
+_FLIP_READER = r"""
+import json, os, random, sys
+import numpy as np
+import vlcc
+path, rel, seed, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+vid = json.load(open(os.path.join(path, "expected.json")))["tags"]["v1"]
+clean = {}
+for name in ("md.0", "md.idx", "mmd.0"):
+    p = os.path.join(path, rel, name)
+    if os.path.exists(p):
+        clean[name] = open(p, "rb").read()
+want = vlcc.Repository(path).read(vid, "heat/u")
+rng = random.Random(seed)
+for t in range(n):
+    name = rng.choice(sorted(clean))
+    raw = bytearray(clean[name])
+    pos = rng.randrange(len(raw))
+    raw[pos] ^= 1 << rng.randrange(8)
+    open(os.path.join(path, rel, name), "wb").write(raw)
+    try:
+        got = vlcc.Repository(path).read(vid, "heat/u")
+        print("ok" if got.tobytes() == want.tobytes() else f"WRONG {name}@{pos}", flush=True)
+    except vlcc.VlccError as exc:
+        print("error", type(exc).__name__, flush=True)
+    open(os.path.join(path, rel, name), "wb").write(clean[name])
+"""
+
+
+@pytest.mark.parametrize("fmt", ["format-v1", "format-v3-unsealed"])
+def test_flipped_bp5_metadata_without_checksums_never_crashes(tmp_path, fmt):
+    """Format 1 keeps no checksum of the BP5 metadata, nor does a format-3 index
+    re-sealed without ``bp5``: ADIOS2 parses it in a child process first, so a
+    flip is a CorruptionError (or harmless), never a segfault of the reader.
+    Runs in a subprocess: a crash fails this test instead of killing pytest."""
+    path = str(tmp_path / "repo")
+    shutil.copytree(os.path.join(ROOT, "tests", "fixtures", fmt.replace("-unsealed", "")), path)
+    vid = json.load(open(os.path.join(path, "expected.json")))["tags"]["v1"]
+    if fmt.endswith("unsealed"):
+        def unseal_bp5(idx):
+            idx.pop("bp5", None)
+            idx.pop("bp5_offsets", None)      # read through ADIOS2, not mapped
+        _reseal_index(path, vid, 0, unseal_bp5)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    r = subprocess.run([sys.executable, "-c", _FLIP_READER, path, f"data/{vid}/r0.bp", "7", "8"],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, f"reader died ({r.returncode}): {r.stdout[-500:]} {r.stderr[-2000:]}"
+    lines = r.stdout.split("\n")[:-1]
+    assert len(lines) == 8 and not any(x.startswith("WRONG") for x in lines), lines
