@@ -55,6 +55,7 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
     attributes: list[str] = []
     nbytes = 0
     total = sum(b["nbytes"] for n in names for b in repo.blocks(v, n))
+    _check_space(parent, total, out)
     sink = kind(out)
     try:
         for key, val in _version_attrs(v).items():
@@ -100,6 +101,20 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
         raise StorageError(f"writing {out}: {exc}") from exc
     return {"version": v.id, "source": label(repo, v), "path": out, "format": type(sink).__name__[:-4],
             "variables": variables, "attributes": attributes, "bytes": nbytes}
+
+
+def _check_space(parent: str, total: int, out: str) -> None:
+    """ADIOS2 aborts the process (SIGABRT) when the disk fills while it
+    writes: refuse up front when the export cannot fit (its logical bytes
+    plus 1% and 1 MiB of metadata)."""
+    try:
+        st = os.statvfs(parent)
+    except OSError:
+        return
+    free, need = st.f_bavail * st.f_frsize, total + total // 100 + (1 << 20)
+    if need > free:
+        raise StorageError(f"cannot write {out}: no space left on device (needs about {need} "
+                           f"bytes, {free} free in {parent})")
 
 
 def _version_attrs(v) -> dict:
