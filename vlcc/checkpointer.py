@@ -16,7 +16,7 @@ import numpy as np
 
 from .commit import checkpoint as _ckpt
 from .commit import refmoves as _refs
-from .comm.protocol import agree, private, release, root_only
+from .comm.protocol import agree, interrupted, private, release, root_only
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
@@ -152,6 +152,7 @@ class Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:
+        interrupted(self._s.comm, exc[1])     # SIGINT out of step with the other ranks: end the job
         self.close()
 
     def __repr__(self) -> str:
