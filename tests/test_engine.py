@@ -440,3 +440,25 @@ def test_lazy_capture_settle_and_pending_restore(comm, mpi_tmp, monkeypatch, flu
     for k, vid in enumerate(ids):
         assert np.array_equal(repo.read(vid, "a", rank=comm.rank), np.arange(50_000) + comm.rank + k)
         assert np.all(repo.read(vid, "b", rank=comm.rank) == 1 + k)
+
+
+def test_small_local_tier_evicts_promoted_copies_and_loses_no_version(tmp_path, tmpfs):
+    """A 5 MiB node-local tier and 2.1 MB versions: the copies kept after
+    promotion are evicted when the next version needs the room, and a version
+    that still does not fit goes straight to the repository; none is lost."""
+    local = tmpfs.mount("5m")
+    rng = np.random.default_rng(1)
+    u = rng.random(260_000)          # 2.1 MB: two kept copies and a new version do not fit
+    with vlcc.Checkpointer(tmp_path / "repo", comm=MPI.COMM_SELF, mode="async",
+                           local_dir=local) as ck:
+        ck.register("u", u)
+        ids, data = [], []
+        for k in range(6):
+            u[:] = rng.random(u.size)
+            data.append(u.copy())
+            ids.append(ck.checkpoint(step=k).id)
+        ck.wait()
+    repo = vlcc.Repository(tmp_path / "repo")
+    assert [v.id for v in repo.log()] == ids[::-1]
+    for vid, want in zip(ids, data):
+        assert repo.read(vid, "u").tobytes() == want.tobytes()

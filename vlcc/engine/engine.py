@@ -16,6 +16,7 @@ import collections
 import concurrent.futures as cf
 import dataclasses
 import os
+import shutil
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
@@ -308,7 +309,7 @@ class Engine:
     def _store(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
         """Write ``p`` through the tiers: ``write(layout)`` writes this rank's
         files under ``layout``; returns its result."""
-        if self.local is None or not self.cfg.stage_local:
+        if self.local is None or not self.cfg.stage_local or not self._local_room(p):
             res = write(self.persistent)
             self._clean(p)
             return res
@@ -324,6 +325,25 @@ class Engine:
             while len(self._local_kept) > self.KEEP_LOCAL:
                 self.local.evict(self._local_kept.popleft(), self.rank)
         return res
+
+    def _local_room(self, p: Pending) -> bool:
+        """Whether ``p`` fits in the node-local tier, after evicting the
+        promoted copies kept for fast restores if it would not; when it still
+        does not fit it is written straight to the persistent tier (a small
+        tier must not cost versions the repository has room for)."""
+        need = int(p.nbytes) + int(p.nbytes) // 16 + (1 << 20)   # + BP5 metadata and index
+
+        def free() -> int:
+            try:
+                return shutil.disk_usage(self.local.root).free
+            except OSError:
+                return 0
+        if free() >= need:
+            return True
+        with self._lock:
+            while self._local_kept:
+                self.local.evict(self._local_kept.popleft(), self.rank)
+        return free() >= need
 
     def _clean(self, p: Pending) -> None:
         if p.spilled:
