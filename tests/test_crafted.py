@@ -265,3 +265,21 @@ def test_flipped_bp5_metadata_without_checksums_never_crashes(tmp_path, fmt):
     assert r.returncode == 0, f"reader died ({r.returncode}): {r.stdout[-500:]} {r.stderr[-2000:]}"
     lines = r.stdout.split("\n")[:-1]
     assert len(lines) == 8 and not any(x.startswith("WRONG") for x in lines), lines
+
+
+def test_verify_tells_removed_while_verifying_apart_from_damage(tmp_path, monkeypatch):
+    """prune+gc running beside `vlcc verify`: a version whose manifest is gone
+    by the time its check failed was removed, not damaged."""
+    import vlcc.restore.verify as verify_mod
+    path, vs = _repo(tmp_path, 3)
+    real = verify_mod._check_versions
+
+    def racing(repo, versions):
+        if versions[0].id == vs[0].id:      # removed between listing and checking it
+            os.remove(os.path.join(path, "versions", f"{vs[0].id}.json"))
+            shutil.rmtree(os.path.join(path, "data", vs[0].id))
+        return real(repo, versions)
+    monkeypatch.setattr(verify_mod, "_check_versions", racing)
+    res = vlcc.Repository(path).verify()
+    assert res["removed"] == [vs[0].id]
+    assert res["intact"] == sorted(v.id for v in vs[1:])
