@@ -283,3 +283,30 @@ def test_verify_tells_removed_while_verifying_apart_from_damage(tmp_path, monkey
     res = vlcc.Repository(path).verify()
     assert res["removed"] == [vs[0].id]
     assert res["intact"] == sorted(v.id for v in vs[1:])
+
+
+def test_gc_lock_of_a_reused_pid_is_stale(tmp_path):
+    """A gc.lock whose holder died and whose pid now belongs to another live
+    process (pid reuse): writers do not wait for it and doctor reports it."""
+    from vlcc.repo import locks
+    path, vs = _repo(tmp_path, 1)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        doc = dict(locks.record("gc"), pid=other.pid, start=1)     # started at another time
+        with open(os.path.join(path, "locks", "gc.lock"), "w") as f:
+            json.dump(doc, f)
+        assert locks.dead_reason(doc) and "another process" in locks.dead_reason(doc)
+        rep = vlcc.Repository(path).doctor()
+        assert any(f.kind == "stale-lock" and "gc.lock" in f.path for f in rep.problems), rep
+        r = _run(f"""
+            import numpy as np, vlcc
+            from mpi4py import MPI
+            with vlcc.Checkpointer({path!r}, comm=MPI.COMM_SELF) as ck:
+                ck.register("u", np.arange(100.0))
+                ck.register("step", vlcc.ValueProvider(lambda: 7))
+                print(ck.checkpoint().id)
+        """, timeout=240)                      # waiting for a live holder would take 600 s
+        assert r.returncode == 0, r.stderr[-2000:]
+    finally:
+        other.kill()
+        other.wait()
