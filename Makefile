@@ -31,7 +31,7 @@ setup: $(STAMP)
 
 $(STAMP): $(CORE_STAMP) pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,release]'
+	$(BIN)/pip install -q -e '.[test,bench,compress,adjoint,tools,release,resilience]'
 	@$(MAKE) --no-print-directory fortran
 	@$(MAKE) --no-print-directory setup-mpi-toolchain setup-adjoint setup-torch setup-slurm
 	# libvlcc (cffi embedding) + the Fortran module, into vlcc/_lib/
@@ -55,7 +55,7 @@ fortran:
 # Fortran bindings, Debian's libmpich-dev has (30 s of apt-get, against 18 min measured here for
 # building mpi4py from source against it). One alias libmpi.so.12 -> libmpich.so.12 lets
 # mpi4py's wheel bind to the MPI such a program linked: one MPI per process (docs/capi.md).
-# That alias is written into a system library folder: vlcc.capi.toolchain prints the path
+# That alias is written into a system library folder: vlcc.capi.build.toolchain prints the path
 # before it writes it, and docs/capi.md says how to undo it.
 MPI_TOOLCHAIN_STAMP := $(VENV)/.mpi-toolchain-stamp
 setup-mpi-toolchain: $(MPI_TOOLCHAIN_STAMP)

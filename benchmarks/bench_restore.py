@@ -43,7 +43,10 @@ import numpy as np
 from mpi4py import MPI
 
 import vlcc
-from vlcc.restore import profile as prof
+try:
+    from vlcc.restore import profile as prof
+except ImportError:     # an older vlcc (to compare with): no --profile
+    prof = None
 from bench_io import timed   # benchmarks/ is on the path when run as a script
 
 # issue 27: minimum of reference time / vlcc time (default restore)
@@ -205,7 +208,7 @@ def part_fresh(comm, base, args, res):
     memory tier (a 4 KiB memory_budget), alternating: the copy must not slow it.
     ``--keep 1|0|auto`` sets VLCC_KEEP_LAST (auto: the copy only with a
     spare CPU)."""
-    from vlcc.engine import engine
+    from vlcc.engine.buffers import spare_cpu
     os.environ["VLCC_KEEP_LAST"] = args.keep
     rank = comm.rank
     n = args.mib * (1 << 20) // 8
@@ -239,7 +242,7 @@ def part_fresh(comm, base, args, res):
             ck.checkpoint(step=args.repeat)
             profiled(comm, ck, None, {}, "fresh: restore after checkpoint", False, [])
     res.append((f"fresh {comm.size}r (memory copy: {args.keep}, spare cpu: "
-                f"{engine._spare_cpu()})", 0.0, None))
+                f"{spare_cpu()})", 0.0, None))
     res.append((f"fresh {comm.size}r checkpoint, no memory copy", best["ckpt nokeep"], None))
     res.append((f"fresh {comm.size}r checkpoint (copy kept in memory)", best["ckpt"], None))
     res.append((f"fresh {comm.size}r readinto of a just-written file", best["readinto"], None))

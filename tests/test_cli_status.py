@@ -100,6 +100,8 @@ def test_missing_codec_package_names_the_extra(monkeypatch):
     """A version written with zstd, read where zstandard is missing: one error naming the extra."""
     from vlcc.encode import base
     monkeypatch.delitem(base._REGISTRY, "zstd", raising=False)
+    monkeypatch.delitem(sys.modules, "vlcc.encode.zstd", raising=False)
+    monkeypatch.setitem(sys.modules, "zstandard", None)        # not installed
     with pytest.raises(vlcc.MissingDependencyError, match=r"codec 'zstd'.*pip install 'vlcc\[compress\]'"):
         base.get_codec({"id": "zstd", "level": 3})
     with pytest.raises(vlcc.ArgumentError, match="unknown codec 'nope'"):

@@ -58,3 +58,25 @@ def test_bench_io_missing_dir_fails_on_every_rank(tmp_path):
                  str(tmp_path / "missing"), "--mib", "1")
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert p.stderr.count("no such directory") == 2, p.stderr     # both ranks said so and stopped
+
+
+def test_root_setup_says_what_it_writes_outside_the_checkout(tmp_path, monkeypatch, capsys):
+    """The libmpi.so.12 alias of `make setup` (root): announced before it is made, with the
+    command that undoes it; replacing an existing link says what it pointed at. Run on a
+    stand-in library folder (the real one is the system's)."""
+    from vlcc.capi.build import toolchain
+    lib = tmp_path / "libmpich.so.12"
+    lib.write_bytes(b"")
+    alias = tmp_path / "libmpi.so.12"
+    monkeypatch.setattr(toolchain, "alias_needed", lambda compiler=None: (alias, lib))
+    msg = toolchain.install_alias()
+    if os.geteuid() != 0:
+        assert "not root" in msg and not alias.exists()
+        return
+    out = capsys.readouterr().out
+    assert f"writing to the system library folder {tmp_path}" in out and f"undo: rm {alias}" in out
+    assert os.readlink(alias) == lib.name and f"undo: rm {alias}" in msg
+    os.remove(alias)
+    os.symlink("libother.so.12", alias)
+    toolchain.install_alias()
+    assert "replacing" in capsys.readouterr().out and os.readlink(alias) == lib.name

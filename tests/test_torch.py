@@ -380,3 +380,26 @@ def test_lazy_capture_waits_before_the_optimizer_step(tmp_path, monkeypatch):
         for i, s in snap_opt.items():
             for k, t in s.items():
                 np.testing.assert_array_equal(repo.read(v.id, f"optim/state/{i}/{k}"), t.numpy())
+
+
+def test_host_slots_and_stager_on_cpu():
+    """The bookkeeping of the CUDA path that runs on a CPU: a CPU tensor's slot
+    is a numpy view of its memory (no mirror), kept while the tensor keeps its
+    storage/shape/dtype and made anew when the optimizer replaces it; bfloat16
+    is viewed as uint16; the stager does nothing without device tensors (the
+    device → pinned host copies themselves run only on a GPU)."""
+    from vlcc.torch.tensors import DeviceStager, host_slot
+    t = torch.arange(6, dtype=torch.float32)
+    s = host_slot(t)
+    assert not s.on_device and np.shares_memory(s.array, t.numpy())
+    assert host_slot(t, s) is s
+    t2 = t.clone()
+    s2 = host_slot(t2, s)
+    assert s2 is not s and np.shares_memory(s2.array, t2.numpy())
+    b = torch.ones(4, dtype=torch.bfloat16)
+    sb = host_slot(b)
+    assert sb.array.dtype.itemsize == 2 and sb.array.view(np.uint16)[0] == 0x3F80   # same bits
+    st = DeviceStager()
+    st.to_host([s, sb])
+    st.to_device([s, sb])
+    assert st._stream is None     # no CUDA stream was made

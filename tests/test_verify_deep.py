@@ -82,7 +82,10 @@ def _forge_hash(repo: str, vid: str, leaf: str, k: int, new_hash: str) -> None:
     # format 2: the index checksums live in ranks.bin, whose checksum the manifest holds
     tpath = os.path.join(repo, "data", vid, "ranks.bin")
     with open(tpath, "rb") as f:
-        table = bytes.fromhex(chunk_hash(raw)) + f.read()[16:]
+        old = f.read()
+    # format 4 (docs/format.md 3.4): 20-byte records, a node number before the checksum
+    head = old[:4] if old[:4] == b"\xff\xff\xff\xff" else b""
+    table = head + bytes.fromhex(chunk_hash(raw)) + old[len(head) + 16:]
     with open(tpath, "wb") as f:
         f.write(table)
     mpath = os.path.join(repo, "versions", f"{vid}.json")
@@ -118,4 +121,4 @@ def test_same_hash_different_bytes_is_reported_as_collision(tmp_path):
     with pytest.raises(vlcc.CorruptionError, match="hash collision"):
         r.verify(v1.id, deep=True)       # v1 itself is fine; its chunk's hash is shared
     out = cli("verify", repo, "--deep")
-    assert out.returncode == 1 and "hash collision" in out.stderr
+    assert out.returncode == 4 and "hash collision" in out.stderr   # EXIT_CORRUPT

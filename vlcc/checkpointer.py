@@ -63,29 +63,27 @@ class Checkpointer:
 
     Parameters
     ----------
-    path:        repository directory; created (collectively) when missing or
-                 empty. A non-empty directory that is not a repository is
-                 refused unless ``create=True``; ``create=False`` never creates.
-    comm:        communicator (default ``MPI.COMM_WORLD``); vlcc works on a duplicate.
-    branch:      branch new versions go to (default ``"main"``).
+    path:        repository directory; created (collectively) when missing or empty. A non-empty
+                 non-repository is refused unless ``create=True``; ``create=False`` never creates.
+    comm, branch: communicator (``MPI.COMM_WORLD``; vlcc uses a duplicate); branch (``"main"``).
     mode:        ``"sync"`` (default): ``checkpoint()`` returns once the version is committed;
-                 ``"async"``: it returns once the providers are copied into the memory tier;
-                 background threads write local → persistent; the version is committed at
-                 a later collective call (``checkpoint``, ``wait``, ``restore``, ``close``).
+                 ``"async"``: once the providers are copied into the memory tier; background
+                 threads write local → persistent; the version is committed at a later
+                 collective call (``checkpoint``, ``wait``, ``restore``, ``close``).
     memory_budget: bytes (or "512MiB") of the memory tier per rank (default 1 GiB,
                  env ``VLCC_MEMORY_BUDGET``); async checkpoints wait when it is full.
     local_dir:   node-local tier (env ``VLCC_LOCAL_DIR``; ``"none"``: off). Given: async
                  versions go through it. Default: /dev/shm, for spill only (engine/config.py).
     chunk_size:  bytes per chunk (integrity/dedup unit).
-    dedup:       store a chunk only if neither the parent version (same rank)
-                 nor a lower rank of this version already stores it (default True).
-    track_dirty: keep a copy of the last capture and hash only changed chunks
-                 (Numba compare kernel; costs one copy of the state in memory).
+    dedup:       store a chunk only if neither the parent version (same rank) nor a lower rank
+                 of this version already stores it (default True).
+    track_dirty: keep a copy of the last capture and hash only changed chunks (Numba compare
+                 kernel; costs one copy of the state in memory).
     coalesce_below: leaves smaller than this many bytes (default 64 KiB; 0 disables)
                  are packed into one per-rank buffer before chunking (docs/format.md 3.1).
-    if_moved:    another writer moved the branch since this one last saw it:
-                 ``"rebase"`` (default) the new version onto the new head, or
-                 ``"fail"`` with ``BranchMovedError`` (docs/format.md, section 5).
+    if_moved:    another writer moved the branch: ``"rebase"`` (default) the new version onto
+                 the new head, or ``"fail"`` with ``BranchMovedError`` (docs/format.md, section 5).
+    redundancy/group_size/persist: a node-local tier that survives node loss (engine/config.py).
     compare_to:  ``"PATH[@BRANCH]"`` of a reference run: each checkpoint is compared with
                  its version of the same step within ``rtol``/``atol``; the first divergence
                  is recorded in the version (``attrs["divergence"]``) and on ``ck.divergence``;
@@ -99,8 +97,10 @@ class Checkpointer:
                  coalesce_below: int = DEFAULT_COALESCE_BELOW,
                  memory_budget: int | str | None = None, local_dir: str | None = None,
                  if_moved: str = "rebase", compare_to: str | None = None, rtol: float = 0.0,
-                 atol: float = 0.0, on_diverge: str = "record", allow_pickle: bool = False):
-        cfg = EngineConfig.resolve(mode, memory_budget, local_dir)
+                 atol: float = 0.0, on_diverge: str = "record", redundancy: str | None = None,
+                 group_size: int | None = None, persist: str | float | None = None,
+                 allow_pickle: bool = False):
+        cfg = EngineConfig.resolve(mode, memory_budget, local_dir, redundancy, group_size, persist)
         _check_args(chunk_size, coalesce_below, if_moved, branch)
         comm = private(comm if comm is not None else _default_comm())
         paths = RepoPaths(os.path.abspath(os.fspath(path)))
@@ -119,8 +119,9 @@ class Checkpointer:
         try:
             s.opened(branch, root_only(comm, open_repo))
             s.flush_comm = _ckpt.flusher_comm(comm, cfg)   # collective, once (or None)
+            nodes = _ckpt.node_local_nodes(comm, cfg, s.flush_comm)
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
-                                                  lambda p, store: _ckpt.flush(s, p, store)))
+                                                  lambda p, store: _ckpt.flush(s, p, store), nodes))
         except BaseException:
             release(s.flush_comm)
             release(comm)

@@ -222,7 +222,10 @@ def _verify_with_progress(repo, spec, args) -> dict:
             with progress.bar("verify", len(ids), enabled=True, nbytes=False) as advance:
                 for v in repo.versions():
                     for k, n in repo.verify(v).items():
-                        res[k] += n
+                        if k == "node_local":
+                            res.setdefault(k, {}).update(n)
+                        else:
+                            res[k] += n
                     advance(1)
         except CorruptionError:
             return repo.verify(None)       # damage: check everything, report it all
@@ -256,6 +259,8 @@ def cmd_verify(args) -> int:
     else:
         what = f"version {repo.resolve(spec).id}" if spec is not None else f"{res['versions']} versions"
         print(f"ok: {what}, {res['chunks']} chunks, {_human(res['bytes'])} checked")
+        for note in res.get("node_local", {}).values():   # rebuilt after a node loss, or node-local only
+            print(f"note: {note}")
         if args.deep:
             d = res["deep"]
             print(f"deep: {d['shared_hashes']} shared chunk hash(es) with {d['references']} references; "
@@ -310,7 +315,8 @@ def cmd_prune(args) -> int:
 
 
 _DOCTOR_KIND = {"stale-lock": "stale lock", "orphan-data": "orphan data", "temp-file": "temp file",
-                "local-tier": "local tier", "dangling-ref": "dangling ref", "busy": "busy"}
+                "local-tier": "local tier", "dangling-ref": "dangling ref", "busy": "busy",
+                "node-local": "node-local"}
 
 
 def cmd_doctor(args) -> int:
@@ -321,7 +327,7 @@ def cmd_doctor(args) -> int:
         print()
         return EXIT_OK if rep.ok else EXIT_NO
     for f in rep.findings:
-        if f.kind == "busy":
+        if f.kind in ("busy", "node-local"):
             state = "note"
         elif f.removed:
             state = "removed"
@@ -334,7 +340,7 @@ def cmd_doctor(args) -> int:
         size = f", {_human(f.nbytes)}" if f.nbytes else ""
         print(f"{_DOCTOR_KIND.get(f.kind, f.kind):<13} {f.path}\n    {f.detail}{size}: {state}")
     left = rep.problems
-    if not rep.findings:
+    if not rep.findings or not (left or any(f.removed for f in rep.findings)):
         print(f"no problem found in {repo.path} (no leftovers of crashed jobs)")
     elif not left:
         print(f"repaired: {sum(f.removed for f in rep.findings)} item(s) removed; no problem left")

@@ -146,7 +146,9 @@ MODE = choice("sync", "async")
 INIT = Table("option", [
     Option("branch"), Option("chunk_size", integer), Option("mode", MODE),
     Option("local_dir"),                     # "none" disables the node-local tier
-    Option("memory_budget", nbytes), Option("create", boolean)])
+    Option("memory_budget", nbytes), Option("create", boolean),
+    # the node-local tier's protection (engine/resilience/; checked by the Checkpointer)
+    Option("redundancy"), Option("group_size", integer), Option("persist")])
 
 #: vlcc_adjoint_begin(schedule, n_steps, options) → Adjoint keywords
 ADJOINT = Table("adjoint option", [
@@ -156,7 +158,10 @@ ADJOINT = Table("adjoint option", [
 #: VELOC_Init's INI file: ``persistent`` is the repository, ``scratch`` the node-local tier
 VELOC = Table("configuration key", [
     Option("persistent"), Option("scratch"), Option("mode", MODE),
-    Option("memory_budget"), Option("chunk_size", integer)],
-    ignored={"persistent_interval", "ec_interval", "watchdog_interval", "max_versions",
+    Option("memory_budget"), Option("chunk_size", integer),
+    # → redundancy / persist (capi/veloc.py redundancy_options, docs/capi.md)
+    Option("ec_interval", integer), Option("persistent_interval", integer),
+    Option("redundancy"), Option("group_size", integer)],
+    ignored={"watchdog_interval", "max_versions",
              "scratch_versions", "failure_domain", "axl_type", "chksum", "meta", "threaded",
              "aggregated", "backend_dir", "lazy"})

@@ -92,9 +92,31 @@ def init_single(ident, cfg_p):
     _open(cfg, SerialComm(), single=int(ident))
 
 
+def redundancy_options(cfg: dict) -> dict:
+    """VeloC's keys for the node-local tier's protection → Checkpointer keywords
+    (docs/capi.md): ``ec_interval`` ≥ 0 turns erasure coding on (every version is
+    encoded; ``redundancy = partner|xor|rs:K+M`` picks the code, default xor), −1
+    off; ``persistent_interval`` 0 → persist always, −1 → never, N → every N s."""
+    kw: dict = {}
+    ec = cfg.get("ec_interval")
+    if "redundancy" in cfg:
+        kw["redundancy"] = cfg["redundancy"]
+    elif ec is not None and ec >= 0:
+        kw["redundancy"] = "xor"
+    if ec is not None and ec < 0:
+        kw["redundancy"] = "none"
+    if "group_size" in cfg:
+        kw["group_size"] = cfg["group_size"]
+    pi = cfg.get("persistent_interval")
+    if pi is not None:
+        kw["persist"] = "never" if pi < 0 else ("always" if pi == 0 else float(pi))
+    return kw
+
+
 def _open(cfg: dict, comm, single) -> None:
     kw = {"mode": cfg.get("mode", "sync"), "local_dir": cfg.get("scratch") or None}
     kw.update({k: cfg[k] for k in ("memory_budget", "chunk_size") if k in cfg})
+    kw.update(redundancy_options(cfg))
     from ..checkpointer import Checkpointer
     process.opened(Checkpointer(cfg["persistent"], comm=comm, **kw))
     _st.update(sets={"": {}}, registered={}, ckpt=None, restart=None, cfg=cfg, single=single)

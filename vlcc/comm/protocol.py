@@ -15,6 +15,7 @@ a torch.distributed adapter all plug in here.
 from __future__ import annotations
 
 import operator
+import os
 import sys
 import traceback
 from typing import Any, Callable, TypeVar
@@ -273,6 +274,62 @@ def any_bits(comm, bits: int) -> int:
     return int(_reduce(comm, int(bits), "bor"))
 
 
+_PIECE = 1 << 30     # bytes per point-to-point message (counts stay below 2**31)
+_TAG = 0x7C1C
+
+
+def exchange(comm, local: Callable[[], dict]) -> dict:
+    """Sparse all-to-all of byte buffers, error-agreeing: ``local()`` returns
+    ``{destination rank: [uint8 arrays]}``; every rank gets back
+    ``{source rank: [uint8 arrays]}`` in the order they were sent. One
+    allgather of the sizes (a failing ``local`` raises on every rank and
+    nothing is sent), then point-to-point messages on ``comm`` (used for the
+    node-local tier's partner copies and parity, engine/resilience/)."""
+    import numpy as np
+    held: dict = {}
+
+    def sizes():
+        got = local() or {}
+        for d, bufs in got.items():
+            if not 0 <= int(d) < comm.size:
+                raise ValueError(f"exchange: destination rank {d} of {comm.size}")
+            held[int(d)] = [np.ascontiguousarray(b).view(np.uint8).reshape(-1) for b in bufs]
+        return {d: [b.nbytes for b in bufs] for d, bufs in held.items()}
+    plan = allgather(comm, sizes)
+    out: dict = {}
+    if comm.rank in held:
+        out[comm.rank] = held.pop(comm.rank)
+    if not held and not any(comm.rank in p for r, p in enumerate(plan) if r != comm.rank):
+        return out
+    inner = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
+    if not hasattr(inner, "Isend"):
+        raise ValueError("exchange: point-to-point messages need an mpi4py communicator")
+    reqs = []
+    for src, p in enumerate(plan):
+        if src == comm.rank or comm.rank not in p:
+            continue
+        bufs = out[src] = [np.empty(n, np.uint8) for n in p[comm.rank]]
+        for b in bufs:
+            for lo in range(0, b.nbytes, _PIECE):
+                reqs.append(inner.Irecv(b[lo:lo + _PIECE], source=src, tag=_TAG))
+    for dst, bufs in held.items():
+        for b in bufs:
+            for lo in range(0, b.nbytes, _PIECE):
+                reqs.append(inner.Isend(b[lo:lo + _PIECE], dest=dst, tag=_TAG))
+    # every rank has passed the allgather above (asleep, on a QuietComm): the
+    # transfers progress at once. Polling with sleeps here cost ~10x (MPICH
+    # moves a large message in pieces, one per progress call); a blocking
+    # Waitall spins, taking the core from co-located ranks: test and yield.
+    testall = _load_mpi().Request.Testall
+    while not testall(reqs):
+        os.sched_yield()
+    return out
+
+
+def _load_mpi():
+    from .._mpi import load
+    return load()
+
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
            "abort_job", "interrupted",
-           "private", "release", "threads_ok", "quiet_barrier", "QuietComm"]
+           "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange"]

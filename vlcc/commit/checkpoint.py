@@ -29,9 +29,10 @@ import time
 import numpy as np
 
 from ..engine.engine import Pending
+from ..engine.resilience.codes import stripes
 from ..errors import ArgumentError, BranchMovedError, ProviderError, StorageError
 from ..repo import locks, refs
-from ..repo.fsutil import atomic_write
+from ..repo.fsutil import atomic_write, makedirs
 from ..repo.manifest import Version
 from ..repo.paths import new_version_id
 from ..repo.sealed import seal
@@ -40,7 +41,7 @@ from ..state.array import ArrayProvider
 from . import manifest
 from .parents import gone_parents, replace_gone
 from .rankwrite import gather_allowed, needs_gather, reserve_gather
-from ..comm.protocol import QuietComm, gather_decide, private, threads_ok
+from ..comm.protocol import QuietComm, agree, allgather, gather_decide, private, threads_ok
 from .session import Session
 from .validate import boxes_of, compact, validate_compact, validate_leaves
 
@@ -110,6 +111,8 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
     def capture():
         if not s.state.providers:
             raise ProviderError("nothing to checkpoint: no provider is registered")
+        if eng.nodes is not None and eng.cfg.node_local:
+            stripes(eng.cfg.redundancy, eng.nodes.nnodes)   # enough nodes for the scheme?
         if step is not None and (not isinstance(step, (int, np.integer)) or isinstance(step, bool)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
         if message is not None and not isinstance(message, str):
@@ -128,7 +131,7 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
         # gc never runs while this is held: the parent's chunks this version
         # will reference stay (repo/gc.py). Async: held until committed.
         holder["lock"] = locks.acquire_writer(s.paths)
-        return new_version_id(), *gone_parents(s, candidates)
+        return new_version_id(), eng.persist_due(), *gone_parents(s, candidates)
 
     def decide(payloads):
         # fixed-size records per rank: a signature and the distributed boxes
@@ -147,9 +150,9 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
     except BaseException:
         locks.release(holder.pop("lock", None))
         raise
-    vid, gone, instead = decision
+    vid, persist, gone, instead = decision
     lock = holder.pop("lock", None)
-    pend = Pending(vid=vid, parent=s.parent, branch=s.branch,
+    pend = Pending(vid=vid, parent=s.parent, branch=s.branch, persist=persist,
                    step=None if step is None else int(step), message=message or "",
                    attrs=holder.pop("attrs", {}), t0=t0, leaves=holder.pop("leaves"),
                    descs=holder.pop("descs"), boxes=holder.pop("boxes", None))
@@ -159,8 +162,17 @@ def checkpoint(s: Session, step, message: str, attrs, lazy=None) -> Version:
         # a dedup parent pruned (and maybe gc'ed) since the last checkpoint is
         # replaced by the branch head: never reference a deleted file
         pend.dedup_parent = replace_gone(own_parent(), gone, instead)
+        if not (persist and eng.is_persisted(pend.dedup_parent)):
+            # a version kept on node-local tiers may be evicted from them: no
+            # version references its chunks; and one that may never reach the
+            # persistent tier references none (gc cannot read its indexes):
+            # docs/format.md, "Node-local redundancy"
+            pend.dedup_parent = None
         if not threaded:            # else the flusher prepares (see flush)
-            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves)
+            # sync: the write is collective too, so a node's ranks share files
+            # (docs/format.md, 3.4); async: each rank's flusher writes alone
+            pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves,
+                                         nodes=not is_async)
             pend.replicated = pend.plan.replicated
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
@@ -274,9 +286,12 @@ def progress(s: Session, block: bool) -> list[dict]:
     pend = list(eng.pending)
     if s.flush_comm is not None:
         return _progress_threaded(s, block)
+    limit = _protect_flushed(s, block) if eng.store is not None else None
 
     def decide(all_):
         k = min(len(done) for done, _ in all_)
+        if limit is not None:
+            k = min(k, limit)        # encoded (node-local redundancy) before commit
         docs, moved = [], None
         for i in range(k):
             try:
@@ -291,6 +306,25 @@ def progress(s: Session, block: bool) -> list[dict]:
     if errs or moved:
         _abandon(s, pend, docs, moved, errs[0] if errs else None)
     return docs
+
+
+def _protect_flushed(s: Session, block: bool) -> int:
+    """Without the flusher's MPI: encode, on the application's thread, the
+    leading pending versions every rank has flushed to its node store; returns
+    how many are encoded (so may be committed). A failure abandons every
+    pending version on every rank (as a failed flush does)."""
+    eng = s.engine
+    pend = list(eng.pending)
+    counts = allgather(s.comm, lambda: len(eng.flushed_prefix(block)[0]))
+    k = min(counts)
+    try:
+        for p in pend[:k]:
+            if not p.protected:
+                protect_node_local(s, s.comm, p, None)
+                p.protected = True
+    except Exception as exc:   # noqa: BLE001 - the same on every rank (collective)
+        _abandon(s, pend, [], None, f"node-local redundancy: {type(exc).__name__}: {exc}")
+    return k
 
 
 def _progress_threaded(s: Session, block: bool) -> list[dict]:
@@ -363,7 +397,10 @@ def flush(s: Session, pend: Pending, store) -> dict:
     try:
         # The parent was flushed (and committed) by this thread before, or
         # is an older committed version: its chunk table is exact.
-        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves)
+        # Straight to the repository (no node-local staging, which promotes
+        # per-rank files): the write is collective here too, so node files
+        pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves,
+                                     nodes=s.engine.local is None or not s.engine.cfg.stage_local)
         pend.replicated = pend.plan.replicated
     except BaseException:
         s.writer.abort()
@@ -373,6 +410,11 @@ def flush(s: Session, pend: Pending, store) -> dict:
         res, own = store(lambda lay: flush_write(s, lay, pend)), None
     except Exception as exc:   # noqa: BLE001 - carried into the commit collective
         res, own = None, exc
+    if s.engine.store is not None:     # node-local mode: encode, before the commit
+        try:
+            protect_node_local(s, fc, pend, own)
+        except Exception as exc:   # noqa: BLE001 - raised on every rank alike
+            own = own or exc
 
     def local():
         if own is not None:
@@ -391,6 +433,42 @@ def flush(s: Session, pend: Pending, store) -> dict:
     lock, pend.lock = pend.lock, None
     locks.release(lock)
     return doc
+
+
+def node_local_nodes(comm, cfg, flush_comm):
+    """Collective at open: the node map when versions go to node stores (None
+    otherwise). With ``flush_comm`` the flusher encodes (overlapped); without
+    (MPI below MPI_THREAD_MULTIPLE, e.g. a C program's MPI_Init) the
+    application's thread encodes at the next collective call."""
+    if not cfg.node_local:
+        return None
+    if cfg.redundancy.kind != "none" and comm.size > 1 \
+            and not hasattr(getattr(comm, "inner", comm), "Isend"):
+        raise ArgumentError(f"redundancy={cfg.redundancy.spec!r} sends parity between nodes: "
+                            f"it needs an mpi4py communicator, not {type(comm).__name__}")
+    from ..comm.nodes import node_map
+    return node_map(comm)
+
+
+def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None) -> None:
+    """Collective on the flusher's communicator: encode the version's node-local
+    files under the redundancy scheme; a version that is not persisted gets
+    ``data/<V>/nodelocal.json`` in the repository (rank 0), so readers can
+    say where its data are."""
+    from ..engine.resilience.protect import protect
+    from ..repo.nodelocal import NODELOCAL, record_rel
+    eng = s.engine
+    own = failed if failed is not None else eng.own_files(pend.vid)
+    doc = protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own)
+    if not pend.persist:
+        def mark():
+            if s.rank == 0:
+                makedirs(s.paths.data_dir(pend.vid))
+                atomic_write(s.paths.abs(record_rel(pend.vid, NODELOCAL)), json.dumps({
+                    "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
+                    "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
+                }, sort_keys=True).encode())
+        agree(fc, mark)
 
 
 def flush_write(s: Session, paths, pend: Pending) -> dict:

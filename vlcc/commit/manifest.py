@@ -65,7 +65,8 @@ def build(pend, results: list[dict], *, mode: str, chunk_size: int) -> tuple[dic
                 files[rel] = raw
             desc = {"table": rel, "checksum": desc["checksum"]}
         e["decomposition"] = desc
-    table = pack_ranks_table([r["index_checksum"] for r in results])
+    table = pack_ranks_table([r["index_checksum"] for r in results],
+                             [r.get("node") for r in results])
     hosts = sorted({r["host"] for r in results})
     files[ranks_table_rel(vid)] = table
     return {

@@ -27,6 +27,7 @@ from ..encode import Codec, get_codec
 from ..encode.raw import Raw
 from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
+from ..io.nodefile import NodeLayout, node_layout, node_var, place_data, write_metadata, write_range
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
 from ..layout.stored import Chain, TileMajor, is_lazy
@@ -42,7 +43,8 @@ from ..repo.paths import RepoPaths
 from ..repo.records import ChunkEntry, IndexLeaf, Kind
 from ..repo.sealed import seal
 from ..state.provider import Leaf
-from ..comm.protocol import allgather, any_bits, from_root
+from ..comm.nodes import NodeMap, node_map
+from ..comm.protocol import allgather, any_bits, from_root, gather_decide
 
 RAW = {"id": "raw"}
 
@@ -170,6 +172,16 @@ class RankPlan:
     packed: Packed | None = None                  # small leaves coalesced into one pack leaf
     digests: dict = field(default_factory=dict)   # leaf name -> block digest (format 4)
     replicated: dict | None = None                # rank 0: leaf name -> same on every rank
+    node: "NodePlan | None" = None                # node files (format 3.4); None: own file
+
+
+NODE_FILES_ENV = "VLCC_NODE_FILES"
+
+
+def node_files_enabled() -> bool:
+    """Node files (docs/format.md, 3.4) unless ``VLCC_NODE_FILES=0`` (one
+    file per rank, as format 3 wrote: for comparisons and as a way out)."""
+    return os.environ.get(NODE_FILES_ENV, "1").strip().lower() not in ("0", "no", "off", "false")
 
 
 def _leaf_codec(leaf: Leaf, codecs) -> Codec | None:
@@ -257,19 +269,70 @@ def prepare_rank(rank: int, leaves: list[Leaf], chunk_size: int, *, parent: Chun
                     digests=digests)
 
 
+@dataclass
+class NodePlan:
+    """Where a version's data goes when the ranks of a node share files
+    (docs/format.md, 3.4): every rank's node, this node's ranks, the node
+    file's layout, and the node communicator the leader gathers the indexes on."""
+    nodes: NodeMap
+    comm: object
+    layout: NodeLayout
+
+    @property
+    def node(self) -> int:
+        return self.nodes.node
+
+    @property
+    def is_leader(self) -> bool:
+        return self.nodes.is_leader
+
+
 def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
     """Store this rank's part of version ``vid`` as prepared in ``plan``;
     without an ``assignment`` (dedup off: no agreement between ranks) this
     rank writes every chunk it offers. Returns what the manifest needs:
     per-leaf nbytes/digest, the index file and its checksum, and write
-    statistics."""
+    statistics. With ``plan.node`` (node files) this is collective over the
+    node: the leader writes the node's metadata and index."""
     if plan.assignment is None:
         offers = [{"codecs": [], "chunks": []}] * rank + [plan.offer]
         plan.assignment = assign_owners(offers)[rank]
-    rel_bp = layout.rel_data_file(vid, rank)
-    rel_idx = layout.rel_index_file(vid, rank)
     makedirs(layout.data_dir(vid))
+    own = _owned(plan)
+    index = _index_doc(layout, vid, rank, plan)
+    if plan.node is not None:
+        return _write_node_part(layout, vid, rank, plan, own, index)
+    written = _write_own_file(layout, vid, rank, plan, own, index) if own else 0
+    stats = index["stats"] = _stats(plan, own, written)
+    raw = seal(dict(index, leaves={n: e.to_json() for n, e in index["leaves"].items()}))
+    atomic_write(layout.abs(layout.rel_index_file(vid, rank)), raw)
+    _done(plan, index)
+    return {"index_checksum": chunk_hash(raw), "host": os.uname().nodename,
+            "logical_bytes": plan.stats["logical_bytes"], "stats": stats}
 
+
+def _owned(plan: RankPlan) -> dict[str, list[int]]:
+    """What this rank writes: per variable, its owned chunks in offer order."""
+    own: dict[str, list[int]] = {}
+    for pos, (_owner, var, _off, _st, _cfg, writes) in enumerate(plan.assignment):
+        if writes:
+            own.setdefault(var, []).append(pos)
+    return own
+
+
+def _stats(plan: RankPlan, own: dict, written: int) -> dict:
+    return dict(plan.stats, written_bytes=written, written_chunks=sum(len(v) for v in own.values()))
+
+
+def _done(plan: RankPlan, index: dict) -> None:
+    plan.index = index          # the next version's dedup parent table
+    plan.payload = []
+    _release_gathered(plan)
+
+
+def _index_doc(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
+    """This rank's index (without its data file's checksums): every chunk of
+    every leaf as file, variable, offset, sizes, hash, codec."""
     files: dict[str, int] = {}
     codecs: dict[str, int] = {}
     codec_list: list[dict] = []
@@ -286,15 +349,16 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
             codec_list.append(cfg)
         return codecs[k]
 
-    # What this rank writes: per variable, its owned chunks in offer order.
-    own: dict[str, list[int]] = {}
-    for pos, (_owner, var, _off, _st, _cfg, writes) in enumerate(plan.assignment):
-        if writes:
-            own.setdefault(var, []).append(pos)
+    node = plan.node
+    if node is None:
+        def place(owner, var):
+            return layout.rel_data_file(vid, owner), var
+    else:
+        def place(owner, var):
+            return layout.rel_node_data_file(vid, node.nodes.node_of[owner]), node_var(owner, var)
 
     index = {"vlcc_index": INDEX_VERSION, "version": vid, "rank": rank,
              "files": None, "codecs": None, "leaves": {}}
-    written = 0
     for lp in plan.leaves:
         leaf = lp.leaf
         chunks = []
@@ -304,8 +368,8 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
                                          h, ci(ref.codec)))
             else:
                 owner, var, off, stored, cfg, _w = plan.assignment[ref]
-                chunks.append(ChunkEntry(fi(layout.rel_data_file(vid, owner)), var, off, stored,
-                                         length, h, ci(cfg)))
+                rel, name = place(owner, var)
+                chunks.append(ChunkEntry(fi(rel), name, off, stored, length, h, ci(cfg)))
         is_pack = plan.packed is not None and leaf is plan.packed.pack
         index["leaves"][leaf.name] = IndexLeaf(int(leaf.data.size), plan.chunk_size, chunks,
                                                None if is_pack else _block(leaf, plan.digests),
@@ -318,55 +382,135 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
             index["leaves"][leaf.name] = IndexLeaf(int(leaf.data.size), plan.chunk_size, [], block)
     index["files"] = sorted(files, key=files.get)
     index["codecs"] = codec_list or [dict(RAW)]
+    return index
 
-    if own:
-        by_name = {lp.leaf.name: lp for lp in plan.leaves}
-        writer = None
+
+def _var_buffers(plan: RankPlan, own: dict[str, list[int]]):
+    """(variable, bytes to store, nbytes) per variable this rank writes, in
+    offer order: the leaf's own buffer when every chunk of it is new and raw
+    (no copy), else its chunks' stored bytes."""
+    by_name = {lp.leaf.name: lp for lp in plan.leaves}
+    for var, positions in own.items():
+        parts = [plan.payload[p] for p in positions]
+        lp = by_name.get(var)
+        total = sum(int(p.size) for p in parts)
+        if (lp is not None and total == lp.data.size and len(parts) == len(lp.bounds)
+                and all(plan.offer["chunks"][p].nbytes == plan.offer["chunks"][p].stored
+                        for p in positions)):
+            buf = lp.data
+        elif len(parts) == 1:
+            buf = parts[0]
+        elif any(is_lazy(p) for p in parts):
+            buf = Chain(parts)      # copied into the write's bounce buffer
+        else:
+            buf = np.concatenate(parts)
+        yield var, buf, total
+
+
+def _write_own_file(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own: dict,
+                    index: dict) -> int:
+    """This rank's own BP5 file (a rank that writes alone): every variable it
+    owns; records the file's metadata checksums and offsets in ``index``."""
+    rel_bp = layout.rel_data_file(vid, rank)
+    written = 0
+    writer = None
+    try:
+        reserve = sum(int(plan.payload[p].size) for ps in own.values() for p in ps)
+        writer = BlockWriter(layout.abs(rel_bp), reserve=reserve, nvars=len(own),
+                             what=f"version {vid}")
+        for var, buf, total in _var_buffers(plan, own):
+            writer.put(var, buf)
+            written += total
+        writer.close()
+        offsets, writer = writer.offsets, None
+        fsync_tree(layout.abs(rel_bp))
+        index["bp5"] = bp5_checksums(layout.abs(rel_bp))
+        if offsets is not None:
+            # readers map these bytes instead of asking ADIOS2 for a copy
+            index["bp5_offsets"] = offsets
+    except OSError as exc:
+        raise storage_error(exc, f"rank {rank}: cannot write data of version {vid}") from exc
+    except StorageError as exc:
+        raise StorageError(f"rank {rank}: {exc}") from exc
+    finally:
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                pass
+    return written
+
+
+def _node_tmp(layout: RepoPaths, vid: str, node: int) -> str:
+    """data.0 of a node file while its ranks write it (``.tmp-``: never read,
+    removed by gc after a crash)."""
+    return layout.abs(f"data/{vid}/.tmp-n{node}.data.0")
+
+
+def _write_node_part(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own: dict,
+                     index: dict) -> dict:
+    """Node files: write this rank's range of the node's data.0, then (node
+    collective) the leader writes the node's BP5 metadata and the node
+    index holding every rank's index. An error anywhere on the node is
+    raised on every rank of the node, after the collective."""
+    node = plan.node
+    written = 0
+    part = None
+    err: BaseException | None = None
+    offsets = None
+    try:
+        if node.is_leader and node.layout.variables:
+            # the metadata depends only on the layout: written while the ranks write data
+            offsets = write_metadata(layout.abs(layout.rel_node_data_file(vid, node.node)),
+                                     _node_tmp(layout, vid, node.node), node.layout,
+                                     f"version {vid}, node {node.node}")
+        if own:
+            bufs = list(_var_buffers(plan, own))
+            written = sum(t for _v, _b, t in bufs)
+            write_range(_node_tmp(layout, vid, node.node), node.layout.start[rank],
+                        [b for _v, b, _t in bufs])
+        index["stats"] = _stats(plan, own, written)
+        part = dict(index, leaves={n: e.to_json() for n, e in index["leaves"].items()})
+    except OSError as exc:
+        err = storage_error(exc, f"rank {rank}: cannot write data of version {vid}")
+    except BaseException as exc:   # noqa: BLE001 - raised after the node collective
+        err = exc
+
+    def local():
+        if err is not None:
+            raise err
+        return part
+
+    checksum = gather_decide(node.comm, local,
+                             lambda parts: _write_node_index(layout, vid, node, parts, offsets))
+    _done(plan, index)
+    return {"index_checksum": checksum, "node": node.node, "host": os.uname().nodename,
+            "logical_bytes": plan.stats["logical_bytes"], "stats": index["stats"]}
+
+
+def _write_node_index(layout: RepoPaths, vid: str, node: NodePlan, parts: list[dict],
+                      offsets: dict | None) -> str:
+    """The node leader, every rank's range being durable: the node file's
+    data.0 into place and checked, then the node index. Returns the index's
+    checksum."""
+    k = node.node
+    doc = {"vlcc_index": INDEX_VERSION, "version": vid, "node": k,
+           "ranks": [int(p["rank"]) for p in parts],
+           "blocks": {str(p["rank"]): {n: p[n] for n in ("files", "codecs", "leaves", "stats")}
+                      for p in parts}}
+    if node.layout.variables:
+        rel_bp = layout.rel_node_data_file(vid, k)
+        what = f"version {vid}, node {k}"
         try:
-            writer = BlockWriter(layout.abs(rel_bp), reserve=sum(int(plan.payload[p].size) for ps in own.values() for p in ps), nvars=len(own), what=f"version {vid}")
-            for var, positions in own.items():
-                parts = [plan.payload[p] for p in positions]
-                lp = by_name.get(var)
-                total = sum(int(p.size) for p in parts)
-                if (lp is not None and total == lp.data.size and len(parts) == len(lp.bounds)
-                        and all(plan.offer["chunks"][p].nbytes == plan.offer["chunks"][p].stored
-                                for p in positions)):
-                    # every chunk of the leaf is new and raw: write it without a copy
-                    buf = lp.data
-                elif len(parts) == 1:
-                    buf = parts[0]
-                elif any(is_lazy(p) for p in parts):
-                    buf = Chain(parts)      # copied into the write's bounce buffer
-                else:
-                    buf = np.concatenate(parts)
-                writer.put(var, buf)
-                written += total
-            writer.close()
-            offsets, writer = writer.offsets, None
+            place_data(layout.abs(rel_bp), _node_tmp(layout, vid, k), node.layout, offsets)
             fsync_tree(layout.abs(rel_bp))
-            index["bp5"] = bp5_checksums(layout.abs(rel_bp))
-            if offsets is not None:
-                # readers map these bytes instead of asking ADIOS2 for a copy
-                index["bp5_offsets"] = offsets
         except OSError as exc:
-            raise storage_error(exc, f"rank {rank}: cannot write data of version {vid}") from exc
-        except StorageError as exc:
-            raise StorageError(f"rank {rank}: {exc}") from exc
-        finally:
-            if writer is not None:
-                try:
-                    writer.close()
-                except Exception:
-                    pass
-    stats = dict(plan.stats, written_bytes=written, written_chunks=sum(len(v) for v in own.values()))
-    index["stats"] = stats
-    raw = seal(dict(index, leaves={n: e.to_json() for n, e in index["leaves"].items()}))
-    atomic_write(layout.abs(rel_idx), raw)
-    plan.index = index
-    plan.payload = []
-    _release_gathered(plan)
-    return {"index_checksum": chunk_hash(raw), "host": os.uname().nodename,
-            "logical_bytes": plan.stats["logical_bytes"], "stats": stats}
+            raise storage_error(exc, f"{what}: cannot write node data file {rel_bp}") from exc
+        doc["bp5"] = bp5_checksums(layout.abs(rel_bp))
+        doc["bp5_offsets"] = offsets
+    raw = seal(doc)
+    atomic_write(layout.abs(layout.rel_node_index_file(vid, k)), raw)
+    return chunk_hash(raw)
 
 
 def planned_table(layout: RepoPaths, vid: str, plan: RankPlan) -> ChunkTable:
@@ -436,6 +580,8 @@ class RankWriter:
         self._inflight: tuple[str, ChunkTable] | None = None
         self._plan: RankPlan | None = None
         self._restored: tuple[str, list] | None = None   # (version, sub-tile StoredChunks)
+        self._nodes: tuple | None = None     # (communicator, NodeMap, node communicator)
+        self._node_files: bool | None = None
 
     def set_codec(self, name: str, compress) -> None:
         """Codec for provider ``name``: an id ("zstd", "blosc2", "raw"), a
@@ -476,8 +622,10 @@ class RankWriter:
                 table.add(c)
         return table
 
-    def prepare(self, comm, parent: str | None, leaves: list[Leaf]) -> RankPlan:
-        """Collective: hash, look up, encode; agree on who writes shared chunks."""
+    def prepare(self, comm, parent: str | None, leaves: list[Leaf], *, nodes: bool = False) -> RankPlan:
+        """Collective: hash, look up, encode; agree on who writes shared chunks.
+        ``nodes``: the write will be collective too (``write``), so the ranks
+        of a node share one data file and one index (docs/format.md, 3.4)."""
         def local():
             self._plan = prepare_rank(self.rank, leaves, self.chunk_size,
                                       parent=self._parent_table(parent, leaves), codecs=self.codecs,
@@ -489,7 +637,30 @@ class RankWriter:
         else:
             self._plan.assignment = place_own(self._plan.offer, self.rank)
         self._plan.replicated = replication(comm, self._plan)
+        if nodes:
+            if self._node_files is None:   # rank 0's setting, so all ranks agree
+                self._node_files = bool(from_root(comm, node_files_enabled))
+            if self._node_files:
+                self._plan.node = self._node_plan(comm, self._plan)
         return self._plan
+
+    def _node_plan(self, comm, plan: RankPlan) -> NodePlan:
+        """Collective: this node's file layout from what each of its ranks
+        writes (one allgather over the node). The node map and the node
+        communicator are made once per communicator."""
+        if self._nodes is None or self._nodes[0] is not comm:
+            nm = node_map(comm)
+            split = getattr(comm, "Split", None)
+            ncomm = split(nm.node, comm.rank) if split is not None and comm.size > 1 else comm
+            self._nodes = (comm, nm, ncomm)
+        _c, nm, ncomm = self._nodes
+        sizes: dict[str, int] = {}
+        for _o, var, off, stored, _cfg, writes in plan.assignment:
+            if writes:
+                sizes[var] = max(sizes.get(var, 0), off + stored)
+        mine = list(sizes.items())
+        per_rank = allgather(ncomm, lambda: (self.rank, mine))
+        return NodePlan(nm, ncomm, node_layout(sorted(per_rank)))
 
     def write(self, vid: str) -> dict:
         plan, self._plan = self._plan, None

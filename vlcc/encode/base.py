@@ -44,11 +44,27 @@ def register_codec(cls: type[Codec]) -> type[Codec]:
 
 
 def known_codecs() -> list[str]:
+    """Every codec usable here (the optional ones whose package is installed)."""
+    for cid in _OPTIONAL:
+        _load_optional(cid)
     return sorted(_REGISTRY)
 
 
-# Codecs that register themselves only when their package is installed (the 'compress' extra).
-_OPTIONAL = {"zstd": "zstandard", "blosc2": "blosc2", "zfp": "zfpy"}
+# Codecs that register themselves only when their package is installed (the 'compress' extra):
+# codec id -> (package, module of vlcc.encode). Imported at first use, not with vlcc: blosc2's
+# import alone is ~0.5 s of every `vlcc` command's start.
+_OPTIONAL = {"zstd": ("zstandard", "zstd"), "blosc2": ("blosc2", "blosc2"), "zfp": ("zfpy", "zfp")}
+
+
+def _load_optional(cid: str) -> bool:
+    """Import (and so register) optional codec ``cid``; False when its package is missing."""
+    if cid not in _REGISTRY:
+        import importlib
+        try:
+            importlib.import_module(f"{__package__}.{_OPTIONAL[cid][1]}")
+        except ImportError:
+            return False
+    return cid in _REGISTRY
 
 
 def get_codec(config) -> Codec:
@@ -61,10 +77,10 @@ def get_codec(config) -> Codec:
     if not isinstance(config, dict):
         raise VlccError(f"a codec is given by id, config dict or Codec, not {type(config).__name__}")
     cid = config.get("id")
+    if isinstance(cid, str) and cid not in _REGISTRY and cid in _OPTIONAL and not _load_optional(cid):
+        from ..errors import missing   # a known codec whose package is not installed
+        raise missing(_OPTIONAL[cid][0], f"codec {cid!r}")
     if cid not in _REGISTRY:
-        if cid in _OPTIONAL:        # a known codec whose package is not installed
-            from ..errors import missing
-            raise missing(_OPTIONAL[cid], f"codec {cid!r}")
         raise VlccError(f"unknown codec {cid!r} (known: {', '.join(sorted(_REGISTRY))}; "
                         f"blosc2/zstd need the 'compress' extra: pip install 'vlcc[compress]')")
     try:

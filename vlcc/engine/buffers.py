@@ -78,5 +78,18 @@ def available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-__all__ = ["available_memory", "mapped", "recyclable"]
+def spare_cpu() -> bool:
+    """Has this process a spare CPU (1-min load average below the CPUs it may
+    use, minus one)? Work handed to another thread only hides there."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:          # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        return cpus >= 2 and os.getloadavg()[0] < cpus - 1
+    except OSError:
+        return False
+
+
+__all__ = ["available_memory", "mapped", "recyclable", "spare_cpu"]
 

@@ -9,6 +9,14 @@
 | spill budget   | —                | ``VLCC_LOCAL_BUDGET``   | the memory budget: captures the memory tier cannot hold go to the local tier up to this many bytes |
 | keep last (sync) | —              | ``VLCC_KEEP_LAST``      | ``0``: off; ``1``: a sync checkpoint also copies its state into the memory tier, beside the write (a restore right after it then reads memory, not the disk its O_DIRECT write bypassed the page cache for; the copy is abandoned if the write finishes first); ``auto``: only while the process has a spare CPU |
 | flusher MPI    | —                | ``VLCC_FLUSH_MPI``      | ``auto``: the flusher hashes, agrees and commits on its own communicator when MPI is at MPI_THREAD_MULTIPLE; ``0``: never (the application's thread does it) |
+| redundancy     | ``redundancy``   | ``VLCC_REDUNDANCY``     | ``none``; ``partner``, ``xor``, ``rs:K+M`` protect the node-local tier against node loss (engine/resilience/) |
+| XOR group size | ``group_size``   | ``VLCC_GROUP_SIZE``     | 8 nodes |
+| persist        | ``persist``      | ``VLCC_PERSIST``        | ``always``: every version is copied to the persistent tier before it commits; ``never``: node-local tier only; a number: seconds between persisted versions |
+| node-local versions kept | —      | ``VLCC_LOCAL_KEEP``     | 2 (with redundancy or persist other than ``always``: versions kept in the node stores) |
+
+With redundancy or a ``persist`` other than ``always`` and no local dir given,
+the node stores go to ``/dev/shm/vlcc-<uid>-nodes`` (or the temp dir): not the
+per-job default base, since a restart (a new job) must find them.
 
 Why the default local tier only takes spills: /dev/shm is RAM, like the
 memory tier that already holds every captured version until it is flushed;
@@ -25,9 +33,10 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ArgumentError
+from .resilience.codes import Scheme, parse
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6,
           "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30, "t": 1 << 40, "tib": 1 << 40}
@@ -68,10 +77,25 @@ class EngineConfig:
     flush_mpi: bool = True           # the flusher may run collectives (if the thread level allows)
     stage_local: bool = True         # versions are written to the local tier, then promoted
     keep_last: bool | None = False   # sync: copy each version to the memory tier (None: auto)
+    redundancy: Scheme = field(default_factory=lambda: parse("none"))
+    persist: float | None = 0.0      # seconds between persisted versions; None: never
+    keep_local: int = 2              # versions kept in the node stores (node-local mode)
+    local_explicit: bool = False     # local_dir given (keyword or VLCC_LOCAL_DIR)
+
+    @property
+    def node_local(self) -> bool:
+        """Are versions kept in per-node stores that outlive the process
+        (redundancy, or versions that may commit before they are persisted)?"""
+        return self.redundancy.kind != "none" or self.persist != 0.0
 
     @classmethod
-    def resolve(cls, mode=None, memory_budget=None, local_dir=None) -> "EngineConfig":
+    def resolve(cls, mode=None, memory_budget=None, local_dir=None, redundancy=None,
+                group_size=None, persist=None) -> "EngineConfig":
         env = os.environ
+        scheme = parse(redundancy if redundancy is not None else env.get("VLCC_REDUNDANCY"),
+                       group_size if group_size is not None else env.get("VLCC_GROUP_SIZE") or None)
+        every = parse_persist(persist if persist is not None else env.get("VLCC_PERSIST", "always"))
+        keep_n = int(env.get("VLCC_LOCAL_KEEP", 2))
         mode = mode or env.get("VLCC_MODE") or "sync"
         if mode not in ("sync", "async"):
             raise ArgumentError(f"unknown mode {mode!r}: use 'sync' or 'async'")
@@ -85,8 +109,41 @@ class EngineConfig:
             not in ("0", "no", "off", "false")
         ld = None if str(ld).lower() in ("none", "off", "") else os.path.abspath(os.fspath(ld))
         spill = parse_bytes(env.get("VLCC_LOCAL_BUDGET", budget), "VLCC_LOCAL_BUDGET")
+        explicit = (local_dir if local_dir is not None else env.get("VLCC_LOCAL_DIR")) not in (None, "")
         flush_mpi = env.get("VLCC_FLUSH_MPI", "auto").strip().lower() not in ("0", "no", "off", "false")
+        if scheme.kind != "none" or every != 0.0:
+            what = (f"redundancy={scheme.spec!r}" if scheme.kind != "none"
+                    else f"persist={persist if persist is not None else env.get('VLCC_PERSIST')!r}")
+            if mode != "async":
+                raise ArgumentError(f"{what} needs mode='async' (the flusher thread encodes)")
+            if ld is None:
+                raise ArgumentError(f"{what} needs the node-local tier (local_dir='none' was given)")
+            if not explicit:
+                # not the per-job default base: node stores must outlive the job
+                ld = os.path.join(os.path.dirname(ld), f"vlcc-{os.getuid()}-nodes")
+            stage = True
         keep = env.get("VLCC_KEEP_LAST", "0").strip().lower()
         keep_last = None if keep == "auto" else keep not in ("0", "no", "off", "false")
         return cls(mode=mode, memory_budget=budget, local_dir=ld, local_budget=spill,
-                   flush_mpi=flush_mpi, stage_local=stage, keep_last=keep_last)
+                   flush_mpi=flush_mpi, stage_local=stage, keep_last=keep_last, redundancy=scheme,
+                   persist=every, keep_local=max(1, keep_n), local_explicit=explicit)
+
+
+def parse_persist(value) -> float | None:
+    """``"always"`` → 0 s, ``"never"`` → None, seconds (``30``, ``"30"``, ``"30s"``) between
+    persisted versions."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("always", "", "0"):
+            return 0.0
+        if v == "never":
+            return None
+        try:
+            value = float(v[:-1] if v.endswith("s") else v)
+        except ValueError:
+            raise ArgumentError(f"persist={value!r}: use 'always', 'never' or seconds between "
+                                f"persisted versions") from None
+    if isinstance(value, bool) or value is None or not isinstance(value, (int, float)) or value < 0:
+        raise ArgumentError(f"persist={value!r}: use 'always', 'never' or seconds between "
+                            f"persisted versions")
+    return float(value)

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,10 +26,12 @@ import numpy as np
 
 from ..errors import StorageError
 from ..repo.paths import RepoPaths
-from .buffers import mapped
+from ..comm.nodes import NodeMap
+from .buffers import mapped, spare_cpu
 from .config import EngineConfig
 from .local import LocalTier
 from .memory import MemoryTier
+from .resilience.store import NodeStore
 
 
 @dataclass
@@ -50,6 +53,8 @@ class Pending:
     replicated: dict | None = None  # leaf name -> same bytes on every rank (manifest)
     spilled: int = 0                # bytes captured into the node-local tier (memory full)
     dedup_parent: str | None = None  # the version whose chunks this one may reference
+    persist: bool = True            # copied to the persistent tier before it commits
+    protected: bool = False         # node-local redundancy encoded (application's thread)
     future: cf.Future | None = field(default=None, repr=False)
     copied: cf.Future | None = field(default=None, repr=False)   # lazy capture copies
 
@@ -172,17 +177,6 @@ class Keeper:
 # with the write's hashing).
 
 
-def _spare_cpu() -> bool:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:          # not Linux
-        cpus = os.cpu_count() or 1
-    try:
-        return cpus >= 2 and os.getloadavg()[0] < cpus - 1
-    except OSError:
-        return False
-
-
 def _copy_all(jobs: list[tuple[np.ndarray, np.ndarray]]) -> None:
     # numpy releases the GIL for these copies: they overlap the application's
     # next forward/backward (DataStates-LLM's lazy capture)
@@ -204,8 +198,14 @@ class Engine:
     KEEP_LOCAL = 2   # versions kept in the local tier after promotion, for fast restore
 
     def __init__(self, cfg: EngineConfig, persistent: RepoPaths, rank: int,
-                 flush: Callable[["Pending", Callable], dict]):
+                 flush: Callable[["Pending", Callable], dict], nodes: NodeMap | None = None):
         self.cfg = cfg
+        self.nodes = nodes
+        # node-local mode: versions go to this node's store, which outlives the process
+        self.store = NodeStore(nodes.local_dir(cfg.local_dir), persistent.root).open() \
+            if cfg.node_local and nodes is not None else None
+        self.persisted: dict[str, bool] = {}    # versions of this session: persisted or not
+        self._last_persist = time.time()
         self.persistent = persistent
         self.rank = rank
         self._flush_fn = flush
@@ -227,7 +227,41 @@ class Engine:
 
     @property
     def faster_layouts(self) -> list[RepoPaths]:
-        return [self.local.layout] if self.local else []
+        return ([self.store.layout] if self.store else []) + ([self.local.layout] if self.local else [])
+
+    def persist_due(self) -> bool:
+        """Rank 0, at a version's capture: is this one copied to the persistent tier
+        (``persist``: always, never, or seconds since the last persisted one)?"""
+        every = self.cfg.persist
+        if every is None:
+            return False
+        now = time.time()
+        if now - self._last_persist < every:
+            return False
+        self._last_persist = now
+        return True
+
+    def is_persisted(self, vid: str | None) -> bool:
+        """Is version ``vid`` (or will it be, once flushed) on the persistent tier?"""
+        if vid is None or not self.cfg.node_local:
+            return True
+        if vid in self.persisted:
+            return self.persisted[vid]
+        return os.path.exists(self.persistent.abs(self.persistent.rel_index_file(vid, 0)))
+
+    def node_store(self, comm, base: str | None = None) -> tuple[NodeMap, NodeStore]:
+        """Collective (on first use): this rank's node and its node's store of the
+        repository (restore of a version kept on node-local tiers); ``base``:
+        the node-local directory to look in when this engine does not write
+        to node stores (default: the configured one)."""
+        if self.nodes is None:
+            from ..comm.nodes import node_map
+            self.nodes = node_map(comm)
+        if self.store is not None:
+            return self.nodes, self.store
+        # not written through (redundancy none, persist always): only read here
+        return self.nodes, NodeStore(self.nodes.local_dir(base or self.cfg.local_dir),
+                                     self.persistent.root)
 
     # -- write path ------------------------------------------------------------------
     def allocator(self, lazy=None) -> CaptureAlloc:
@@ -255,7 +289,7 @@ class Engine:
         if self.cfg.mode != "sync" or not n or n > self.memory.budget // 2:
             return None
         keep = self.cfg.keep_last
-        if not (keep if keep is not None else _spare_cpu()):
+        if not (keep if keep is not None else spare_cpu()):
             return None
         return Keeper(self, vid, leaves)
 
@@ -268,6 +302,7 @@ class Engine:
         is full of unflushed versions and the capture could not spill to the
         node-local tier (back-pressure)."""
         p.nbytes = sum(int(l.data.nbytes) for l in p.leaves)
+        self.persisted[p.vid] = p.persist
         p.spilled = alloc.spilled if alloc is not None else 0
         if p.spilled:
             self.memory.stats.spilled += 1
@@ -309,6 +344,8 @@ class Engine:
     def _store(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
         """Write ``p`` through the tiers: ``write(layout)`` writes this rank's
         files under ``layout``; returns its result."""
+        if self.store is not None:
+            return self._store_node_local(p, write)
         if self.local is None or not self.cfg.stage_local or not self._local_room(p):
             res = write(self.persistent)
             self._clean(p)
@@ -344,6 +381,27 @@ class Engine:
             while self._local_kept:
                 self.local.evict(self._local_kept.popleft(), self.rank)
         return free() >= need
+
+    def _store_node_local(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
+        """Node-local mode: the version's files go to the node's store (encoded
+        next by the commit layer, engine/resilience/protect.py), and to the
+        persistent tier too when ``p.persist``."""
+        res = write(self.store.layout)
+        self._clean(p)
+        if p.persist:
+            self.store.promote(self.persistent, p.vid, self.rank)
+        with self._lock:
+            self._local_kept.append(p.vid)
+            # never a version still pending (not yet encoded/committed: without the
+            # flusher's MPI the application's thread encodes it later)
+            busy = {q.vid for q in list(self.pending)} - {p.vid}
+            while len(self._local_kept) > self.cfg.keep_local and self._local_kept[0] not in busy:
+                self.store.evict(self._local_kept.popleft(), self.rank, self.nodes.is_leader)
+        return res
+
+    def own_files(self, vid: str) -> list[str]:
+        """This rank's files of ``vid`` in the node store (what protect encodes)."""
+        return self.store.rank_files(vid, self.rank)
 
     def _clean(self, p: Pending) -> None:
         if p.spilled:

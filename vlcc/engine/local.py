@@ -34,6 +34,7 @@ from ..repo.paths import RepoPaths
 
 OWNER = "owner.json"        # the marker of a process directory; `vlcc doctor` reads it too
 BASE_MARKER = ".vlcc-base"  # in a base directory vlcc created (and may remove when empty)
+from .resilience.store import MARK as STORE_MARK   # node stores outlive processes   # noqa: E402
 
 
 def write_marker(directory: str, repository_id: str | None, name: str = OWNER) -> None:
@@ -61,6 +62,8 @@ def read_marker(directory: str, name: str = OWNER) -> dict | None:
 
 def _stale_dir(path: str) -> bool:
     """A marked process directory whose owner is dead (never an unmarked one)."""
+    if os.path.exists(os.path.join(path, STORE_MARK)):
+        return False     # a node store (engine/resilience/store.py): outlives processes
     if os.path.islink(path) or read_marker(path) is None:
         return False
     return locks.is_stale(os.path.join(path, OWNER))

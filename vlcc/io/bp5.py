@@ -1,7 +1,8 @@
-"""Per-rank ADIOS2 BP5 data files (docs/format.md, section 3).
+"""ADIOS2 BP5 data files (docs/format.md, sections 3 and 3.4).
 
-Each rank writes its own BP5 file per version (the PyPI adios2 is a serial
-build); every stored block is one 1-D uint8 variable, so any byte range of it
+A rank writes its own BP5 file, or the ranks of a node share one (the PyPI
+adios2 is a serial build: the node's ranks write their ranges of data.0, one
+of them the metadata); every stored block is one 1-D uint8 variable, so any byte range of it
 (a chunk, or a run of chunks) can be read back with a selection."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import mmap
 import os
 import shutil
 import stat
+import weakref
 
 import numpy as np
 
@@ -93,14 +95,23 @@ class BlockWriter:
     way. So the result is always the BP5 file ADIOS2 would write."""
 
     def __init__(self, path: str, *, reserve: int | None = None, nvars: int = 1, what: str = "",
-                 bulk: bool = True):
+                 bulk: bool = True, min_deferred: int = MIN_DEFERRED, data_file: str | None = None):
         """With ``reserve`` (the bytes that will be put, in ``nvars``
         variables) the space is checked before ADIOS2 opens the file and
         preallocated to its files right after (repo/space.py), so a full disk
         is a StorageError naming ``what`` and the file, before any data is
-        written, never an abort in ADIOS2's close."""
+        written, never an abort in ADIOS2's close.
+
+        ``data_file``: a node file (docs/format.md, 3.4): the ranks of the node
+        wrote data.0 already, as ``data_file``, in the layout of the puts
+        (``min_deferred`` 1: put order); the puts only describe the variables
+        (their buffers are never read: data.0 goes to /dev/null), and close
+        leaves data.0 a link to /dev/null: ``place_node_data`` then moves
+        ``data_file`` into place and checks the layout through ADIOS2."""
         self.path = path
-        self._bulk = bulk
+        self._bulk = bulk or data_file is not None
+        self._data_file = data_file
+        self._min_deferred = int(min_deferred)
         self._name = f"vlcc-w-{next(_IO_COUNTER)}".encode()
         self._keep = None
         self._placeholder = None
@@ -116,9 +127,9 @@ class BlockWriter:
         L.adios2_set_parameter(self._io, b"StatsLevel", b"0")
         # No profiling.json per data file: one file fewer to write and fsync.
         L.adios2_set_parameter(self._io, b"Profile", b"Off")
-        L.adios2_set_parameter(self._io, b"MinDeferredSize", str(MIN_DEFERRED).encode())
+        L.adios2_set_parameter(self._io, b"MinDeferredSize", str(self._min_deferred).encode())
         self.offsets: dict[str, int] | None = None   # after close: where each variable is in data.0
-        if bulk:
+        if self._bulk:
             try:
                 os.makedirs(path, exist_ok=True)
                 os.symlink(os.devnull, os.path.join(path, DATA))
@@ -155,6 +166,8 @@ class BlockWriter:
         try:
             for name, n in _reservations(nbytes, nvars).items():
                 f = os.path.join(self.path, name)
+                if name == DATA and self._data_file is not None:
+                    continue                                # the node's ranks wrote it
                 if name == DATA and self._bulk:
                     f = os.path.join(self.path, BULK_TMP)   # vlcc writes it (created here)
                     space.preallocate(f, n, what or f"data file {self.path}")
@@ -174,7 +187,8 @@ class BlockWriter:
 
     def _layout(self) -> dict[str, int]:
         """Where ``layout_offsets`` puts each variable put so far."""
-        return layout_offsets([(var, int(data.size)) for var, data, _p in self._keep])
+        return layout_offsets([(var, int(data.size)) for var, data, _p in self._keep],
+                              self._min_deferred)
 
     def _write_bulk(self) -> dict[str, int] | None:
         """data.0 (a /dev/null link while ADIOS2 ran) written by vlcc; the
@@ -289,7 +303,9 @@ class BlockWriter:
                 # gives the space back, so dropping the engine below is safe.
                 _truncate_tree(self.path)
                 raise StorageError(f"writing data file {self.path} failed: {_diagnose(self.path)}")
-            if self._bulk:
+            if self._data_file is not None:
+                self.offsets = self._layout()     # data.0 follows: place_node_data
+            elif self._bulk:
                 self.offsets = self._write_bulk()
             else:
                 self.offsets = self._checked_offsets()
@@ -302,6 +318,36 @@ class BlockWriter:
             if os.path.islink(prof):
                 os.unlink(prof)
             self._release_placeholder()
+
+
+def place_node_data(path: str, data_file: str, offsets: dict[str, int], sizes: dict[str, int]) -> None:
+    """A node file (docs/format.md, 3.4) whose metadata a ``BlockWriter`` with
+    ``data_file`` wrote: move ``data_file`` (every rank's range written) into
+    place as data.0 and check the layout through ADIOS2's reader. Without
+    the bytes (they stayed with the ranks) the check compares each
+    variable's first and last bytes as ADIOS2 reads them with the bytes at
+    vlcc's offset."""
+    final = os.path.join(path, DATA)
+    os.replace(data_file, final)
+    os.truncate(final, sum(sizes.values()))     # the last rank's O_DIRECT padding
+    try:
+        fd = os.open(final, os.O_RDONLY)
+        try:
+            with BlockReader(path) as rd:
+                for var, n in sizes.items():
+                    k = min(_PROBE, n)
+                    got = np.empty(k, np.uint8)
+                    for at in (0, n - k):
+                        rd.read_into(var, at, got)
+                        if os.pread(fd, k, offsets[var] + at) != got.tobytes():
+                            raise StorageError(
+                                f"node data file {path}: ADIOS2 places variable {var!r} "
+                                f"elsewhere than vlcc wrote it (an ADIOS2 with another BP5 "
+                                f"layout; tests/test_bp5_layout.py)")
+        finally:
+            os.close(fd)
+    except (CorruptionError, OSError) as exc:
+        raise StorageError(f"node data file {path}: layout check failed: {exc}") from exc
 
 
 # The BP5 files ADIOS2 parses when it opens a file for reading. A flipped
@@ -334,6 +380,24 @@ def check_metadata(path: str, expected: dict[str, str], what: str = "") -> None:
     if extra:
         raise CorruptionError(f"{what}data file {path}: unexpected BP5 metadata "
                               f"{', '.join(sorted(extra))} (damaged; not opened)")
+
+
+_LIBC = None
+
+
+def _residency(arr: np.ndarray, lo: int, hi: int) -> np.ndarray | None:
+    """Per page of bytes [lo, hi) (``lo`` page-aligned) of the mapping
+    ``arr``: is it in memory (mincore)? None when it cannot tell."""
+    global _LIBC
+    import ctypes
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+        _LIBC.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    npages = (hi - lo + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = np.empty(npages, np.uint8)
+    if _LIBC.mincore(arr.ctypes.data + lo, hi - lo, vec.ctypes.data) != 0:
+        return None
+    return (vec & 1).astype(bool)
 
 
 def _diagnose(path: str) -> str:
@@ -536,7 +600,46 @@ class BlockReader:
             mm.close()
             return None
         self._mm, self._guard = mm, guard
+        # a reader never closed must not leave the range guarded once the
+        # mapping is gone (another mapping may take the addresses)
+        weakref.finalize(arr, guard.close)
         return arr
+
+    def will_need(self, ranges: list[tuple[str, int, int]]) -> int:
+        """Ask the kernel to read ahead (MADV_WILLNEED) those of ``ranges``
+        ((var, start, n): bytes of variables) whose pages are not all in the
+        page cache (one mincore over their span): a gappy cold read (a
+        column split: some pieces of each row of tiles) then has its disk
+        reads in flight together, instead of each fault's readahead fetching
+        the bytes between the pieces. Nothing is advised when warm (WILLNEED
+        on resident pages measured 14 ms per 85 MiB). Returns the ranges
+        advised. Call after ``view`` mapped the file."""
+        m = self._map
+        if m is None or self._mm is None or not ranges:
+            return 0
+        page = mmap.PAGESIZE
+        spans = []
+        for var, start, n in ranges:
+            at = self._offsets.get(var)
+            if at is not None and n > 0 and at + start + n <= m.size:
+                spans.append((at + start, at + start + n))
+        if not spans:
+            return 0
+        base = min(lo for lo, _hi in spans) // page * page
+        res = _residency(m, base, max(hi for _lo, hi in spans))
+        if res is None:
+            return 0
+        done = 0
+        for lo, hi in spans:
+            p0, p1 = (lo - base) // page, (hi - base + page - 1) // page
+            if res[p0:p1].all():
+                continue
+            try:
+                self._mm.madvise(mmap.MADV_WILLNEED, base + p0 * page, (p1 - p0) * page)
+                done += 1
+            except (OSError, ValueError, AttributeError):
+                return done
+        return done
 
     def check_intact(self) -> None:
         """Raise CorruptionError if data.0 shrank while mapped pages were read

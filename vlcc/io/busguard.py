@@ -110,7 +110,7 @@ long vlcc_bus_hits(int slot) {
 }
 """
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()     # re-entrant: Guard.close may run from a GC finalizer
 _LIB = None
 _TRIED = False
 

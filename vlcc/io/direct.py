@@ -70,9 +70,28 @@ def write_concat(path: str, segments: list) -> int:
     return pos
 
 
-def _write(fd: int, segments: list, direct: bool) -> int:
+def write_at(path: str, start: int, segments: list, *, sync: bool = True) -> int:
+    """Write the concatenation of ``segments`` into file ``path`` (created if
+    missing, never truncated) from byte ``start`` on: one rank's range of a
+    node file shared by the ranks of a node (docs/format.md, 3.4). ``start``
+    is a multiple of ALIGN; with O_DIRECT the last block is padded with zeros
+    up to ALIGN, which the layout reserves (the rank's ``.pad`` variable).
+    Returns the end offset; with ``sync`` the bytes are on the device."""
+    if start % ALIGN:
+        raise ValueError(f"write_at: start {start} is not a multiple of {ALIGN}")
+    fd, direct = open_direct(path)
+    try:
+        end = _write(fd, segments, direct, start)
+        if sync:
+            os.fsync(fd)
+        return end
+    finally:
+        os.close(fd)
+
+
+def _write(fd: int, segments: list, direct: bool, start: int = 0) -> int:
     if not direct:
-        pos = 0
+        pos = start
         for seg in segments:
             if isinstance(seg, np.ndarray):
                 _pwrite_all(fd, seg, pos)
@@ -85,7 +104,7 @@ def _write(fd: int, segments: list, direct: bool) -> int:
             pos += seg.size
         return pos
     bounce = _bounce()
-    pos = fill = 0           # pos: file offset of bounce[0]; fill: bytes in bounce
+    pos, fill = start, 0     # pos: file offset of bounce[0]; fill: bytes in bounce
     for seg in segments:
         s = 0
         array = isinstance(seg, np.ndarray)

@@ -146,7 +146,7 @@ def load_parent_indexes(layout: RepoPaths, parent: str | None, rank: int, size: 
         _r, rel, checksum = refs[r]
         ipath = layout.abs(rel)
         where = f"version {parent}, rank {r}, index file {ipath}"
-        out.append(load_index(ipath, checksum, where, purpose=" (needed as dedup parent)"))
+        out.append(load_index(ipath, checksum, where, purpose=" (needed as dedup parent)", rank=r))
     return out
 
 

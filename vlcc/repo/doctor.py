@@ -13,6 +13,9 @@ behind, so an operator never deletes files by hand (docs/format.md, section 11):
   ``/dev/shm/vlcc-<uid>-*`` and ``$TMPDIR/vlcc-<uid>-*`` (engine/config.py),
   whose process is dead and whose marker (repo/tiermark.py) names this
   repository's id; other repositories' tiers are left to their own doctor;
+* versions whose node-local data were rebuilt after a node loss, or that are
+  held on node-local tiers only (``data/<V>/rebuilt.json``, ``nodelocal.json``,
+  repo/nodelocal.py) — information, not problems;
 * dangling or malformed refs — reported only: which version a branch should
   point at is the operator's decision (``vlcc log``).
 
@@ -31,7 +34,7 @@ import time
 from dataclasses import dataclass, asdict
 
 from ..errors import LockBusyError
-from . import locks, tiermark
+from . import locks, nodelocal, tiermark
 from .gc import GRACE_SECONDS, TEMP_AGE, _manifests, _tree_bytes, is_temp, live_references, temp_files
 from .locks import STALE_SECONDS
 from .paths import RepoPaths
@@ -40,9 +43,13 @@ EMPTY_BASE_AGE = 60.0    # a job creates its base, then its own directory inside
 OWNER_FILES = ("owner.json",)   # engine/local.py writes it: a repo/locks.py record
 
 
+INFO = ("busy", "node-local")   # findings that are information, not problems
+
+
 @dataclass
 class Finding:
     kind: str            # stale-lock | orphan-data | temp-file | local-tier | dangling-ref | busy
+                         # | node-local (a version rebuilt from / held on node-local tiers)
     path: str            # what it is about (repository-relative inside the repository)
     detail: str          # why it is a problem
     fixable: bool = True  # doctor --repair may remove it
@@ -74,7 +81,7 @@ class DoctorReport(dict):
     @property
     def problems(self) -> list[Finding]:
         """Problems not (or not yet) removed."""
-        return [f for f in self._findings if not f.removed and f.kind != "busy"]
+        return [f for f in self._findings if not f.removed and f.kind not in INFO]
 
     @property
     def ok(self) -> bool:
@@ -180,6 +187,10 @@ def _scan_repo(layout: RepoPaths, stale: float, grace: float,
                              f"{len(live_writers)} checkpoint(s) in flight: data directories "
                              f"without a manifest may be theirs; not checked", fixable=False))
     manifests = _manifests(layout)
+    for vid, m in sorted(manifests.items()):
+        note = nodelocal.describe(layout, vid, int(m.get("nranks", 0)))
+        if note is not None:      # information: rebuilt, or held on node-local tiers
+            found.append(Finding("node-local", f"data/{vid}", note, fixable=False))
     live = live_references(layout, manifests)
     live_dirs = {r.split("/")[1] for r in live}
     data = layout.p("data")

@@ -36,10 +36,11 @@ from ..errors import ArgumentError, CorruptionError, FormatVersionError, Storage
 from .fsutil import fsync_dir
 from . import locks
 from .locks import STALE_SECONDS, gc_exclusive
+from .nodelocal import NODELOCAL, complete_on, read_record
 from .paths import RepoPaths, is_version_id
 from . import refs
 from .catalog import Catalog
-from .index import load_index
+from .index import load_index, rank_views
 from .manifest import load_manifest, rank_indexes
 
 GRACE_SECONDS = 3600.0
@@ -69,7 +70,8 @@ def _read_index(layout: RepoPaths, rel: str, checksum: str | None = None) -> dic
 
 
 def _index_rels(layout: RepoPaths, m: dict) -> list[tuple[str, str]]:
-    return [(rel, cs) for _rank, rel, cs in rank_indexes(layout, m)]
+    # format 4: the ranks of a node share one index file (section 3.4)
+    return list(dict.fromkeys((rel, cs) for _rank, rel, cs in rank_indexes(layout, m)))
 
 
 def _is_real_dir(path: str) -> bool:
@@ -114,7 +116,7 @@ TEMP_AGE = 60.0   # a ref's temp file may belong to a tag/branch being created r
 def is_temp(name: str) -> bool:
     """A leftover of an interrupted atomic write (fsutil.atomic_write, a lock
     record, a space placeholder) or of a promotion from the local tier."""
-    return name.startswith(".tmp-") or name.endswith(".tmp-promote")
+    return name.startswith(".tmp-") or name.endswith((".tmp-promote", ".tmp-recover"))
 
 
 def temp_files(layout: RepoPaths, *, min_age: float = TEMP_AGE) -> list[str]:
@@ -142,16 +144,24 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def node_local_only(layout: RepoPaths, vid: str, nranks: int) -> bool:
+    """A version committed on node-local tiers only, not (yet) completed here."""
+    return read_record(layout, vid, NODELOCAL) is not None and not complete_on(layout, vid, nranks)
+
+
 def live_references(layout: RepoPaths, manifests: dict[str, dict]) -> set[str]:
     """Every data file (repository-relative) a live version's indexes name."""
     live: set[str] = set()
     for m in manifests.values():
+        if node_local_only(layout, m["id"], int(m.get("nranks", 0))):
+            continue   # its files are on the nodes; it references no other version's chunks
         for rel, cs in _index_rels(layout, m):
             idx = _read_index(layout, rel, cs)
             if idx is None:
                 raise VlccError(f"version {m['id']}: index {rel} is unreadable; gc refuses to "
                                 f"guess what it references (run verify)")
-            live.update(idx["files"])
+            for ri in rank_views(idx, rel):
+                live.update(ri["files"])
     return live
 
 
@@ -186,7 +196,8 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
                     if f.endswith(".idx.json"):
                         idx = _read_index(layout, f"data/{vid}/{f}")
                         if idx:
-                            live_files.update(idx["files"])
+                            for ri in rank_views(idx, f):
+                                live_files.update(ri["files"])
         # A kept BP5 file keeps the index of its version and rank: format 2
         # records the file's metadata checksums there (checked before reads).
         live_files |= {rel[:-3] + ".idx.json" for rel in live_files if rel.endswith(".bp")}
@@ -283,13 +294,14 @@ def du(path: str) -> dict:
         ref = own = 0
         for rel, cs in _index_rels(layout, m):
             idx = _read_index(layout, rel, cs) or {"leaves": {}, "files": []}
-            mine = {i for i, f in enumerate(idx["files"]) if f.startswith(f"data/{vid}/")}
-            for e in idx["leaves"].values():
-                for c in e.chunks:
-                    if c.file in mine:
-                        own += c.stored
-                    else:
-                        ref += c.nbytes
+            for ri in rank_views(idx, rel):
+                mine = {i for i, f in enumerate(ri["files"]) if f.startswith(f"data/{vid}/")}
+                for e in ri["leaves"].values():
+                    for c in e.chunks:
+                        if c.file in mine:
+                            own += c.stored
+                        else:
+                            ref += c.nbytes
         versions.append({"id": vid, "branch": m["branch"], "step": m.get("step"),
                          "logical_bytes": logical, "stored_bytes": new, "new_chunk_bytes": own,
                          "reused_bytes": ref})

@@ -14,8 +14,8 @@ from .schema import check_manifest
 from .sealed import unseal
 from ..repo.records import Kind
 
-MANIFEST_VERSION = 3
-READABLE = (1, 2, 3)   # 3: rank indexes may hold tiled leaves (docs/format.md, 3.3)
+MANIFEST_VERSION = 4
+READABLE = (1, 2, 3, 4)   # 3: tiled leaves (docs/format.md, 3.3); 4: node files (3.4)
 
 @dataclass(frozen=True)
 class Version:
@@ -101,15 +101,30 @@ def ranks_table_rel(vid: str) -> str:
     return f"data/{vid}/ranks.bin"
 
 
-def pack_ranks_table(checksums: list[str]) -> bytes:
-    """Format 2: the index checksums of all ranks, 16 raw bytes each, in rank order."""
-    return b"".join(bytes.fromhex(c) for c in checksums)
+def node_index_rel(vid: str, node: int) -> str:
+    return f"data/{vid}/n{node}.idx.json"
+
+
+OWN_INDEX = 0xFFFFFFFF      # format 4 rank table: the rank's own index r<r>.idx.json
+_RECORD4 = 20
+
+
+def pack_ranks_table(checksums: list[str], nodes: list[int | None] | None = None) -> bytes:
+    """The rank table ``ranks.bin``. Format 2/3 (``nodes`` None): the index
+    checksums of all ranks, 16 raw bytes each, in rank order. Format 4: per
+    rank the node whose index holds it (uint32 little-endian, OWN_INDEX for
+    a rank index of its own) and that index file's checksum (section 3.4)."""
+    if nodes is None:
+        return b"".join(bytes.fromhex(c) for c in checksums)
+    return b"".join((OWN_INDEX if k is None else int(k)).to_bytes(4, "little") + bytes.fromhex(c)
+                    for k, c in zip(nodes, checksums))
 
 
 def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
     """(rank, index file relative to the repository, its checksum) per rank.
     Format 1 lists them in the manifest; format 2 in ``ranks.bin``, whose
-    checksum the manifest holds (section 4)."""
+    checksum the manifest holds (section 4); format 4 there too, the index
+    file being a node index (section 3.4) or the rank's own."""
     if doc.get("vlcc_manifest", 1) == 1:
         return [(int(r["rank"]), r["index"], r["index_checksum"]) for r in doc["ranks"]]
     from .checksums import chunk_hash
@@ -120,9 +135,19 @@ def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
         raw = read_regular(paths.abs(rel), where)
     except FileNotFoundError:
         raise CorruptionError(f"{where}: missing") from None
-    if chunk_hash(raw) != info["checksum"] or len(raw) != 16 * nranks(doc):
+    size = 16 if doc["vlcc_manifest"] < 4 else _RECORD4
+    if chunk_hash(raw) != info["checksum"] or len(raw) != size * nranks(doc):
         raise CorruptionError(f"{where}: checksum mismatch (file modified or truncated)")
-    return [(r, index_rel(doc["id"], r), raw[16 * r:16 * r + 16].hex()) for r in range(nranks(doc))]
+    if size == 16:
+        return [(r, index_rel(doc["id"], r), raw[16 * r:16 * r + 16].hex())
+                for r in range(nranks(doc))]
+    out = []
+    for r in range(nranks(doc)):
+        rec = raw[size * r:size * (r + 1)]
+        k = int.from_bytes(rec[:4], "little")
+        rel = index_rel(doc["id"], r) if k == OWN_INDEX else node_index_rel(doc["id"], k)
+        out.append((r, rel, rec[4:].hex()))
+    return out
 
 
 def load_manifest(path: str, vid: str, repo: str) -> dict:

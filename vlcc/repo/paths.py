@@ -67,6 +67,13 @@ class RepoPaths:
     def rel_index_file(self, vid: str, rank: int) -> str:
         return f"data/{vid}/r{rank}.idx.json"
 
+    def rel_node_data_file(self, vid: str, node: int) -> str:
+        """Format 4 (section 3.4): the BP5 file the ranks of node ``node`` share."""
+        return f"data/{vid}/n{node}.bp"
+
+    def rel_node_index_file(self, vid: str, node: int) -> str:
+        return f"data/{vid}/n{node}.idx.json"
+
     @property
     def locks_dir(self) -> str:
         return self.p("locks")

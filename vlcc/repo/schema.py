@@ -24,7 +24,7 @@ from .values import VALUE_DTYPES
 
 _HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 _VID = re.compile(r"[0-9a-f]{16}\Z")
-_BP5_FILE = re.compile(r"data/[0-9a-f]{16}/r[0-9]+\.bp\Z")
+_BP5_FILE = re.compile(r"data/[0-9a-f]{16}/[rn][0-9]+\.bp\Z")
 _TABLE = re.compile(r"data/[0-9a-f]{16}/decomp-[0-9]+\.npy\Z")
 KINDS = ("distributed", "array", "value", "derived")
 _MAX_DIM = 64            # numpy's limit on ndim
@@ -279,13 +279,35 @@ def check_index(idx: dict, where: str) -> None:
         raise _where(where, "rank index", exc) from None
 
 
+def _node_index(idx: dict) -> None:
+    """Format 4 (section 3.4): a node index holds one rank index per block."""
+    _opt(idx, "version", _vid, "")
+    _int(_key(idx, "node", ""), "node")
+    ranks = [_int(r, f"ranks[{i}]") for i, r in enumerate(_list(_key(idx, "ranks", ""), "ranks"))]
+    blocks = _dict(_key(idx, "blocks", ""), "blocks")
+    if sorted(blocks) != sorted(str(r) for r in ranks):
+        _fail("blocks", f"blocks of ranks {sorted(blocks)[:8]}, the index lists ranks {ranks[:8]}")
+    _opt(idx, "bp5", lambda v, p: [_str(x, f"{p}.{k}", _HEX32, "a checksum")
+                                   for k, x in _dict(v, p).items()], "")
+    _opt(idx, "bp5_offsets", lambda v, p: [_int(x, f"{p}.{k}")
+                                           for k, x in _dict(v, p).items()], "")
+    for r, b in blocks.items():
+        _dict(b, f"blocks.{r}")
+        try:
+            _index(dict(b, vlcc_index=idx["vlcc_index"]))
+        except _Bad as exc:
+            raise _Bad(f"blocks.{r}.{exc.path}", exc.msg) from None
+
+
 def _index(idx: dict) -> None:
+    if "blocks" in idx:
+        return _node_index(idx)
     fmt = idx.get("vlcc_index", 1)
     _opt(idx, "version", _vid, "")
     _opt(idx, "rank", _int, "")
     files = _list(_key(idx, "files", ""), "files")
     for i, f in enumerate(files):
-        _str(f, f"files[{i}]", _BP5_FILE, "a data file of this repository (data/<id>/r<k>.bp)")
+        _str(f, f"files[{i}]", _BP5_FILE, "a data file of this repository (data/<id>/r<k>.bp or n<k>.bp)")
     codecs = _list(_key(idx, "codecs", ""), "codecs")
     for i, c in enumerate(codecs):
         # structure only: the codec itself is built by the reader, which reports

@@ -1,4 +1,4 @@
-"""The stored form of a ``value`` leaf (docs/format.md, section 3.4): a safe,
+"""The stored form of a ``value`` leaf (docs/format.md, section 3.5): a safe,
 self-describing encoding that reading can never turn into code execution.
 
 Format 4 writes values as dtype ``"vlcc-value"``: the magic ``VLCCVAL1``, an

@@ -22,9 +22,11 @@ import numpy as np
 
 from ..commit.checkpoint import progress
 from ..commit.manifest import provisional
-from ..comm.protocol import agree, all_true, allgather, root_only
+from ..comm.protocol import agree, all_true, allgather, from_root, root_only
+from ..engine.resilience.recover import complete, recover
+from ..repo.nodelocal import NODELOCAL, read_record
 from ..commit.session import Session
-from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, VlccError
+from ..errors import MissingProviderError, ProviderError, ShapeMismatchError, StorageError, VlccError
 from ..repo.manifest import Version
 from ..repo.records import Kind
 from ..state.array import ArrayProvider
@@ -76,6 +78,7 @@ def _restore(s: Session, version, strict: bool, atomic: bool | None,
     if _coll(all_true, s.comm, lambda: fits(s, eng.memory.get(v.id))):
         return _from_memory(s, v.id, v, strict, allow_pickle)
     eng.memory.record_access(v.id, hit=False)
+    complete_from_node_local(s, doc)
     if atomic is None:
         # One allgather: every rank stages, or none does (a mixed restore would
         # be neither all-or-nothing nor documented).
@@ -107,6 +110,31 @@ def _restore(s: Session, version, strict: bool, atomic: bool | None,
         src.close()
     s.writer.restored_from(v.id, src.reader.subranges)
     return _restored(s, v)
+
+
+def complete_from_node_local(s: Session, doc: dict) -> dict | None:
+    """Collective: a version kept on node-local tiers only (not every rank's
+    files on the persistent tier) is first made complete there from the node
+    stores, lost nodes rebuilt from their redundancy (engine/resilience/recover.py).
+    The node-local directory: the configured one when given (or written to),
+    else the one the writer recorded (``nodelocal.json``)."""
+    mark = from_root(s.comm, lambda: None if complete(s.paths, doc) else
+                     (read_record(s.paths, doc["id"], NODELOCAL) or {}))
+    if mark is None:
+        return None
+    cfg = s.engine.cfg
+    own = cfg.local_explicit or s.engine.store is not None
+    base = cfg.local_dir if own else (mark.get("local_dir") or cfg.local_dir)
+
+    def configured():
+        if base is None:
+            raise StorageError(f"version {doc['id']}: its data are on node-local tiers only "
+                               f"(not all on {s.paths.root}); give the node-local directory "
+                               f"(local_dir=... or VLCC_LOCAL_DIR) to restore it")
+    agree(s.comm, configured)
+    nodes, store = s.engine.node_store(s.comm, base)
+    where = store.node_dir if nodes.simulated else base
+    return recover(s.comm, nodes, store, s.paths, doc, where)
 
 
 def _from_memory(s: Session, vid: str, v: Version, strict: bool, allow_pickle: bool) -> Version:

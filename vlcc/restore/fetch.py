@@ -40,6 +40,7 @@ import numpy as np
 import xxhash
 
 from ..encode import get_codec
+from ..engine.buffers import spare_cpu
 from ..errors import CorruptionError
 from ..repo.checksums import chunk_hash
 from .profile import stage
@@ -149,6 +150,7 @@ def stream(reads: list[ChunkRead], reader: Callable[[str], object],
 def _run(reads, reader, where, sink, defer=None) -> None:
     gs = groups(reads)
     advise(reads, reader)
+    _will_need(gs, reader)
     threaded = defer is None and _threaded(len(gs))
     pending: list[Future] = []
     try:
@@ -387,14 +389,7 @@ def _threaded(ngroups: int) -> bool:
         return False
     if HASH_IN_THREAD is not None:
         return HASH_IN_THREAD
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:          # not Linux
-        cpus = os.cpu_count() or 1
-    try:
-        return cpus >= 2 and os.getloadavg()[0] < cpus - 1
-    except OSError:
-        return False
+    return spare_cpu()
 
 
 def _read(rd, var: str, offset: int, out: np.ndarray, where: str) -> None:
@@ -427,6 +422,32 @@ def _decode(r: ChunkRead, stored: np.ndarray, where: str) -> None:
         raise CorruptionError(f"{where}: {r.what} decodes to {raw.size} bytes, expected {r.nbytes}")
     r.buf[r.pos:r.pos + r.nbytes] = raw
     _verify([r], where)
+
+
+def _will_need(gs: list[list[ChunkRead]], reader) -> None:
+    """Mapped files: ask for the non-resident ranges of the groups up front
+    (io/bp5.BlockReader.will_need), when the groups leave gaps between them
+    (contiguous reads are served by the kernel's fault readahead)."""
+    if len(gs) < 2:
+        return
+    with stage("mapping"):
+        by_rel: dict = {}
+        for g in gs:
+            by_rel.setdefault(g[0].rel, []).append((g[0].var, g[0].offset,
+                                                      sum(r.stored for r in g)))
+        for rel, spans in by_rel.items():
+            spans.sort()
+            if not any(a[0] == b[0] and b[1] > a[1] + a[2] for a, b in zip(spans, spans[1:])):
+                continue            # no gap: fault readahead does it
+            rd = reader(rel)
+            if not getattr(rd, "mapped", False) or not hasattr(rd, "will_need"):
+                continue
+            try:        # maps the file (lazily made by the first view)
+                if rd.view(spans[0][0], spans[0][1], spans[0][2]) is None:
+                    continue
+            except CorruptionError:
+                continue            # reported with its context by the read itself
+            rd.will_need(spans)
 
 
 def advise(reads: list[ChunkRead], reader: Callable[[str], object]) -> None:

@@ -13,6 +13,7 @@ from ..errors import CorruptionError, NotFoundError
 from ..io.bp5 import BlockReader
 from ..redundancy.dedup import codec_key
 from ..repo.checksums import chunk_hash, digest_of
+from ..repo import nodelocal
 from ..repo.paths import is_version_id
 from .reader import VersionReader
 
@@ -69,6 +70,7 @@ def _verify_all(repo, *, deep: bool) -> dict:
         out["deep"] = _verify_deep(repo, loaded)
     nchunks = nbytes = 0
     intact = []
+    notes: dict[str, str] = {}
     for v in loaded:
         try:
             res = _check_versions(repo, [v])
@@ -77,6 +79,7 @@ def _verify_all(repo, *, deep: bool) -> dict:
                 damaged[v.id] = str(exc)
             continue
         intact.append(v.id)
+        notes.update(res.get("node_local", {}))
         nchunks += res["chunks"]
         nbytes += res["bytes"]
     if damaged or bad_refs:
@@ -91,6 +94,8 @@ def _verify_all(repo, *, deep: bool) -> dict:
         exc.removed = sorted(removed)
         raise exc
     out.update(chunks=nchunks, bytes=nbytes, intact=sorted(intact), removed=sorted(removed))
+    if notes:
+        out["node_local"] = notes
     return out
 
 
@@ -128,7 +133,13 @@ def check_refs(repo) -> dict[str, str]:
 def _check_versions(repo, targets: list) -> dict:
     """Every chunk and block digest of ``targets``; raises at the first problem."""
     nchunks = nbytes = 0
+    notes: dict[str, str] = {}
     for v in targets:
+        note = nodelocal.describe(repo.layout, v.id, v.nranks)
+        if note is not None:
+            notes[v.id] = note         # rebuilt / held on node-local tiers (docs/format.md)
+            if not nodelocal.complete_on(repo.layout, v.id, v.nranks):
+                continue               # its files are on the nodes, not here: nothing to read
         r = VersionReader(repo.layout, v.manifest)
         try:
             for rank in range(r.nranks):
@@ -155,7 +166,7 @@ def _check_versions(repo, targets: list) -> dict:
                     nbytes += block["nbytes"]
         finally:
             r.close()
-    return {"chunks": nchunks, "bytes": nbytes}
+    return {"chunks": nchunks, "bytes": nbytes} | ({"node_local": notes} if notes else {})
 
 def _verify_deep(repo, targets: list) -> dict:
     """Byte-for-byte comparison of every stored copy / reference of each

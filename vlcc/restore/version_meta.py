@@ -13,7 +13,7 @@ from ..errors import CorruptionError, MissingProviderError, ShapeMismatchError
 from ..repo import decomp
 from ..repo.fsutil import inside, read_regular
 from ..repo.index import load_index
-from ..repo.manifest import index_rel, rank_indexes
+from ..repo.manifest import rank_indexes
 from ..repo.paths import RepoPaths
 from ..repo.schema import check_block
 from .profile import stage
@@ -60,7 +60,7 @@ class VersionMeta:
                 _r, rel, checksum = self._refs[rank]
                 path = self.path(rel)
                 where = f"version {self.vid}, rank {rank}, index file {path}"
-                idx = load_index(path, checksum, where)
+                idx = load_index(path, checksum, where, rank=rank)
             self._index[rank] = idx
         return idx
 
@@ -75,16 +75,18 @@ class VersionMeta:
 
     def bp5_metadata(self, rel: str) -> dict | None:
         """The metadata checksums of BP5 file ``rel`` (``data/V/rK.bp``): format 2
-        records them in the index of the same version and rank. None for
+        records them in the index of the same version and rank (format 4:
+        ``data/V/nK.bp`` in the node index ``data/V/nK.idx.json``). None for
         files written by format 1 (nothing to check)."""
         if rel not in self._meta:
             vid, _, name = rel[len("data/"):].partition("/")
             rank = int(name[1:-3])
-            if vid == self.vid:
+            if vid == self.vid and name.startswith("r"):
                 idx = self.index(rank)
             else:
-                ipath = self.path(index_rel(vid, rank))
-                idx = load_index(ipath, None, f"version {vid}, rank {rank}, index file {ipath}",
+                ipath = self.path(rel[:-len(".bp")] + ".idx.json")
+                who = f"node {rank}" if name.startswith("n") else f"rank {rank}"
+                idx = load_index(ipath, None, f"version {vid}, {who}, index file {ipath}",
                                  purpose=" (holds the checksums of the BP5 metadata of "
                                          f"{rel}, referenced by version {self.vid})")
             self._meta[rel] = idx.get("bp5") if idx.get("vlcc_index", 1) >= 2 else None

@@ -23,7 +23,7 @@ class ValueProvider(Provider):
     """A value read by ``get()`` at checkpoint and handed to ``set(v)`` on
     restore. ``set`` may be omitted for write-only values (run metadata).
     Stored in the safe value format (None, bool, int, float, complex, str,
-    bytes, containers of them, numpy arrays and scalars; docs/format.md 3.4);
+    bytes, containers of them, numpy arrays and scalars; docs/format.md 3.5);
     anything else needs ``Checkpointer(allow_pickle=True)``."""
 
     allow_pickle = False     # set by the registry from Checkpointer(allow_pickle=)

@@ -129,8 +129,12 @@ class Checkpointer:
         # the optimizer step (the only thing that modifies them) waits for the
         # copy first. Without an optimizer nothing says when they change: eager.
         self._hook = None
+        self._params: set[str] | None = None
         if mode == "async" and optimizer is not None and hasattr(optimizer, "register_step_pre_hook"):
             self._hook = optimizer.register_step_pre_hook(self._before_step)
+        # Register what exists now: the core faults in capture buffers for it in
+        # the background, so the first save copies into mapped memory.
+        self._sync({n: sl.array for n, sl in self._live_slots().items()} | self._values)
 
     def _before_step(self, *_args) -> None:
         if not self._closed:
@@ -143,9 +147,11 @@ class Checkpointer:
         Persistent buffers (batch-norm statistics) change in forward: eager."""
         if self._hook is None:
             return set()
-        params = {S.MODEL + n for n, _ in self.model.named_parameters()} if self.model else set()
+        if self._params is None:    # (a module's parameter set does not change in training)
+            self._params = {S.MODEL + n for n, _ in self.model.named_parameters()} \
+                if self.model is not None else set()
         return {n for n, sl in slots.items()
-                if n in params or n.startswith(S.OPTIM_STATE) or sl.on_device}
+                if n in self._params or n.startswith(S.OPTIM_STATE) or sl.on_device}
 
     # -- context manager / repr ----------------------------------------------------
     def __enter__(self) -> "Checkpointer":

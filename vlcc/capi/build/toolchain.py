@@ -175,13 +175,14 @@ def install_alias() -> str:
                 f"{cc()} / {fc()} then need LD_LIBRARY_PATH to a directory holding that link "
                 f"(docs/capi.md)")
     # A system library folder is changed: say so before, and how to undo it (docs/capi.md).
-    was = ""
-    if alias.is_symlink() or alias.exists():
-        was = f" (replacing {alias} -> {os.readlink(alias) if alias.is_symlink() else 'a file'})"
-        alias.unlink()
+    old = alias.is_symlink() or alias.exists()
+    was = (f" (replacing {alias} -> {os.readlink(alias) if alias.is_symlink() else 'a file'})"
+           if old else "")
     print(f"vlcc setup: writing to the system library folder {alias.parent}: symlink "
           f"{alias.name} -> {lib.name}{was}, so mpi4py binds to the MPI that programs built "
           f"with {cc()} link (docs/capi.md); undo: rm {alias}", flush=True)
+    if old:
+        alias.unlink()
     alias.symlink_to(lib.name)          # relative: the link stays valid if the tree moves
     return f"made {alias} -> {lib} (undo: rm {alias})"
 

@@ -1,0 +1,128 @@
+"""The collective encoding of one version's node-local files (the flusher
+thread, or the application's thread when MPI is below MPI_THREAD_MULTIPLE;
+after every rank wrote its files into its node's store, before the commit): every rank describes its files (size, xxh3-128); the node leaders
+cut their node's files into segments, send each to its stripe's encoder (the
+first parity node), which encodes and keeps share 0 and sends shares 1..m-1
+on; the leaders hash their files as they read them (xxh3-128, into the
+layout: the rebuilt bytes are checked against it); every leader writes the
+version's ``layout.json``.
+
+Every rank enters every call (comm/protocol.py): non-leaders send nothing."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import xxhash
+
+from ...comm.nodes import NodeMap
+from ...comm.protocol import agree, allgather, exchange
+from .codes import Scheme, code_for, segment_counts, stripes
+from .store import NodeStore
+
+
+def plan(scheme: Scheme, nmap: NodeMap, tables: list[list]) -> dict:
+    """The layout document of a version from every rank's file table (index = rank):
+    nodes (label, ranks, files), stripes, segment length per node."""
+    nodes = []
+    for n in range(nmap.nnodes):
+        files = [f for r in nmap.ranks_on(n) for f in tables[r]]
+        nodes.append({"label": nmap.labels[n], "ranks": nmap.ranks_on(n), "files": files,
+                      "nbytes": sum(f[1] for f in files)})
+    sts = stripes(scheme, nmap.nnodes)
+    nseg = segment_counts(sts, nmap.nnodes)
+    seglen = [-(-nd["nbytes"] // max(1, ns)) for nd, ns in zip(nodes, nseg)]
+    return {"vlcc_redundancy": 1, "scheme": scheme.spec, "k": scheme.k, "m": scheme.m,
+            "group_size": scheme.group_size, "nodes": nodes, "segments": nseg, "seglen": seglen,
+            "stripes": [{"data": [list(d) for d in st.data], "parity": list(st.parity),
+                         "length": max([seglen[n] for n, _ in st.data] + [0])} for st in sts]}
+
+
+def segment(store: NodeStore, doc: dict, node: int, seg: int, length: int,
+            hashers: dict | None = None) -> np.ndarray:
+    """Segment ``seg`` of ``node``'s files (read from ``store``), zero-padded to
+    ``length``; ``hashers``: per file, fed the bytes read (segments in order)."""
+    n = doc["seglen"][node]
+    return store.read_range(doc["nodes"][node]["files"], seg * n, n, size=length, hashers=hashers)
+
+
+def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
+            own: list[str] | Exception) -> dict:
+    """Collective: encode version ``vid``'s node-local files under ``scheme``.
+    ``own``: this rank's repository-relative files in ``store`` (or the error
+    its write failed with: raised on every rank). Returns the layout document."""
+    def describe():
+        if isinstance(own, BaseException):
+            raise own
+        return store.describe(own)
+    t0 = time.perf_counter()
+    tables = allgather(comm, describe)
+    doc = plan(scheme, nmap, tables)
+    doc["version"] = vid
+    sts = doc["stripes"]
+    leader = {n: nmap.leader(n) for n in range(nmap.nnodes)}
+    me = nmap.node if nmap.is_leader else None
+
+    # the leader hashes its node's files as it reads them into segments (in
+    # order): one pass, and the other ranks of the node read nothing back
+    hashers = {f[0]: xxhash.xxh3_128() for f in doc["nodes"][me]["files"]} \
+        if me is not None and sts else None
+
+    def data_out():
+        out: dict = {}
+        if me is None:
+            return out
+        for st in sts:
+            for node, seg in st["data"]:
+                if node == me:
+                    out.setdefault(leader[st["parity"][0]], []).append(
+                        segment(store, doc, node, seg, st["length"], hashers))
+        return out
+    got = exchange(comm, data_out) if sts else {}
+    # the shares of every stripe this node encodes, in stripe order
+    queues = {src: list(bufs) for src, bufs in got.items()}
+    mine: list[tuple[int, int, np.ndarray]] = []      # (stripe, q, share) kept here
+
+    def encode_out():
+        out: dict = {}
+        if me is None:
+            return out
+        for j, st in enumerate(sts):
+            if st["parity"][0] != me:
+                continue
+            blocks = [queues[leader[node]].pop(0) for node, _ in st["data"]]
+            shares = code_for(scheme, len(blocks), len(st["parity"])).encode(blocks)
+            for q, (node, share) in enumerate(zip(st["parity"], shares)):
+                if node == me:
+                    mine.append((j, q, share))
+                else:
+                    out.setdefault(leader[node], []).append(share)
+        return out
+    # shares 1..m-1 go on to their nodes (rs only: with m = 1 nothing is sent)
+    more = exchange(comm, encode_out) if scheme.m > 1 else encode_out()
+    if me is not None:
+        queues = {src: list(bufs) for src, bufs in more.items()}
+        for j, st in enumerate(sts):
+            for q, node in enumerate(st["parity"]):
+                if node == me and q > 0:
+                    mine.append((j, q, queues[leader[st["parity"][0]]].pop(0)))
+    if sts:        # every node's file digests into the (shared) layout
+        sums = allgather(comm, lambda: None if hashers is None else
+                         [hashers[f[0]].hexdigest() for f in doc["nodes"][me]["files"]])
+        for n in range(nmap.nnodes):
+            for f, d in zip(doc["nodes"][n]["files"], sums[leader[n]]):
+                f[2] = d
+    doc["encode_seconds"] = time.perf_counter() - t0
+
+    def write():
+        if me is not None:
+            for j, q, share in mine:
+                store.write_share(vid, j, q, share)
+            store.write_layout(vid, doc)
+            store.fsync(vid)
+    agree(comm, write)
+    return doc
+
+
+__all__ = ["plan", "protect", "segment"]

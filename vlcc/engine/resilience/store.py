@@ -1,0 +1,196 @@
+"""A node's directory for one repository in the node-local tier.
+
+``<node dir>/vlcc-store-<key>/`` (``key``: xxh3-64 of the repository's
+absolute path; ``store.json`` names the repository) holds the repository's
+relative layout for the files the node's ranks wrote (``data/<V>/r<R>.bp``,
+``data/<V>/r<R>.idx.json``) and ``redundancy/<V>/``: ``layout.json`` (the
+same on every node) and the parity or partner shares this node keeps,
+``parity-<stripe>-<q>-<xxh3>.bin``. Unlike the per-process spill directory
+it outlives the process: a restart finds it (docs/format.md,
+"Node-local redundancy")."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import xxhash
+
+from ...repo.fsutil import atomic_write, fsync_dir, fsync_file, makedirs
+from ...repo.paths import RepoPaths
+
+MARK = "store.json"       # engine/local.py's reclaim keeps directories holding it
+LAYOUT = "layout.json"
+
+
+def store_key(repo_root: str) -> str:
+    return xxhash.xxh3_64_hexdigest(os.path.realpath(repo_root).encode())
+
+
+def digest(buf) -> str:
+    return xxhash.xxh3_128_hexdigest(buf)
+
+
+class NodeStore:
+    def __init__(self, node_dir: str, repo_root: str):
+        self.node_dir = node_dir
+        self.root = os.path.join(node_dir, f"vlcc-store-{store_key(repo_root)}")
+        self.layout = RepoPaths(self.root)
+        self.repo_root = repo_root
+
+    def open(self) -> "NodeStore":
+        """Create the directory (and its marker) if missing."""
+        makedirs(self.root)
+        mark = os.path.join(self.root, MARK)
+        if not os.path.exists(mark):
+            atomic_write(mark, json.dumps({"repository": os.path.realpath(self.repo_root)}).encode())
+        return self
+
+    def red_dir(self, vid: str) -> str:
+        return os.path.join(self.root, "redundancy", vid)
+
+    # -- a rank's files --------------------------------------------------------------------
+    def rank_files(self, vid: str, rank: int) -> list[str]:
+        """Repository-relative files rank ``rank`` wrote for ``vid`` here, sorted,
+        the index file last (a copy made in this order is complete once the
+        index exists)."""
+        out = []
+        bp = self.layout.rel_data_file(vid, rank)
+        top = self.layout.abs(bp)
+        for d, _dirs, files in os.walk(top):
+            _dirs.sort()
+            for f in sorted(files):
+                out.append(bp + "/" + os.path.relpath(os.path.join(d, f), top).replace(os.sep, "/"))
+        idx = self.layout.rel_index_file(vid, rank)
+        if os.path.exists(self.layout.abs(idx)):
+            out.append(idx)
+        return out
+
+    def describe(self, rels: list[str]) -> list[list]:
+        """``[rel, size, None]`` of each file (the node leader fills in the
+        xxh3-128 as it reads the files for encoding: protect.py)."""
+        return [[rel, os.path.getsize(self.layout.abs(rel)), None] for rel in rels]
+
+    def has_files(self, table: list[list]) -> bool:
+        """Are all files of ``table`` here with their recorded sizes?"""
+        for rel, size, _d in table:
+            try:
+                if os.path.getsize(self.layout.abs(rel)) != size:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def read_range(self, table: list[list], start: int, n: int, size: int = 0,
+                   hashers: dict | None = None) -> np.ndarray:
+        """Bytes ``[start, start+n)`` of the concatenation of ``table``'s files in a
+        buffer of ``max(n, size)`` bytes, zero past the files' end (padding);
+        ``hashers[rel]`` (if given) is updated with each file's bytes read."""
+        out = np.zeros(max(n, size), np.uint8)
+        pos = 0
+        for rel, size, _d in table:
+            lo, hi = max(start, pos), min(start + n, pos + size)
+            if lo < hi:
+                with open(self.layout.abs(rel), "rb") as f:
+                    f.seek(lo - pos)
+                    f.readinto(memoryview(out[lo - start:hi - start]))
+                if hashers is not None:
+                    hashers[rel].update(out[lo - start:hi - start])
+            pos += size
+            if pos >= start + n:
+                break
+        return out
+
+    def promote(self, persistent: RepoPaths, vid: str, rank: int) -> None:
+        """Copy rank ``rank``'s files of ``vid`` to the persistent tier, durably,
+        the index last."""
+        for rel in self.rank_files(vid, rank):
+            copy_file(self.layout.abs(rel), persistent.abs(rel))
+        d = persistent.data_dir(vid)
+        if os.path.isdir(d):
+            fsync_dir(d)
+
+    # -- redundancy files -------------------------------------------------------------------
+    def write_share(self, vid: str, stripe: int, q: int, buf: np.ndarray) -> str:
+        d = self.red_dir(vid)
+        makedirs(d)
+        name = f"parity-{stripe}-{q}-{digest(buf)}.bin"
+        tmp = os.path.join(d, name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(memoryview(buf))
+        fsync_file(tmp)
+        os.replace(tmp, os.path.join(d, name))
+        return name
+
+    def shares(self, vid: str) -> dict[tuple[int, int], str]:
+        """(stripe, q) -> file name of the shares kept here."""
+        out = {}
+        try:
+            names = os.listdir(self.red_dir(vid))
+        except OSError:
+            return out
+        for name in names:
+            parts = name[:-4].split("-") if name.endswith(".bin") else []
+            if len(parts) == 4 and parts[0] == "parity":
+                out[(int(parts[1]), int(parts[2]))] = name
+        return out
+
+    def read_share(self, vid: str, name: str) -> np.ndarray:
+        with open(os.path.join(self.red_dir(vid), name), "rb") as f:
+            return np.frombuffer(f.read(), np.uint8)
+
+    def write_layout(self, vid: str, doc: dict) -> None:
+        d = self.red_dir(vid)
+        makedirs(d)
+        atomic_write(os.path.join(d, LAYOUT), json.dumps(doc, sort_keys=True).encode())
+
+    def read_layout(self, vid: str) -> dict | None:
+        try:
+            with open(os.path.join(self.red_dir(vid), LAYOUT), "rb") as f:
+                return json.loads(f.read())
+        except (OSError, ValueError):
+            return None
+
+    def fsync(self, vid: str) -> None:
+        for d in (self.layout.data_dir(vid), self.red_dir(vid)):
+            if os.path.isdir(d):
+                fsync_dir(d)
+
+    # -- eviction ----------------------------------------------------------------------------
+    def evict(self, vid: str, rank: int, leader: bool) -> None:
+        d = self.layout.data_dir(vid)
+        shutil.rmtree(self.layout.abs(self.layout.rel_data_file(vid, rank)), ignore_errors=True)
+        try:
+            os.unlink(self.layout.abs(self.layout.rel_index_file(vid, rank)))
+        except OSError:
+            pass
+        if leader:
+            shutil.rmtree(self.red_dir(vid), ignore_errors=True)
+        for p in (d, self.red_dir(vid)):
+            try:
+                os.rmdir(p)
+            except OSError:
+                pass
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy durably under a temporary name, then rename (a reader never sees half a file)."""
+    makedirs(os.path.dirname(dst))
+    tmp = dst + ".tmp-recover"
+    shutil.copyfile(src, tmp)
+    fsync_file(tmp)
+    os.replace(tmp, dst)
+
+
+def write_file(dst: str, buf) -> None:
+    makedirs(os.path.dirname(dst))
+    tmp = dst + ".tmp-recover"
+    with open(tmp, "wb") as f:
+        f.write(memoryview(buf))
+    fsync_file(tmp)
+    os.replace(tmp, dst)
+
+
+__all__ = ["NodeStore", "MARK", "LAYOUT", "digest", "store_key", "copy_file", "write_file"]
