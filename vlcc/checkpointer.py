@@ -94,12 +94,11 @@ class Checkpointer:
     def __init__(self, path: str | os.PathLike, comm=None, *, branch: str = "main",
                  mode: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  create: bool | None = None, dedup: bool = True, track_dirty: bool = False,
-                 coalesce_below: int = DEFAULT_COALESCE_BELOW,
+                 coalesce_below: int = DEFAULT_COALESCE_BELOW, allow_pickle: bool = False,
                  memory_budget: int | str | None = None, local_dir: str | None = None,
                  if_moved: str = "rebase", compare_to: str | None = None, rtol: float = 0.0,
                  atol: float = 0.0, on_diverge: str = "record", redundancy: str | None = None,
-                 group_size: int | None = None, persist: str | float | None = None,
-                 allow_pickle: bool = False):
+                 group_size: int | None = None, persist: str | float | None = None):
         cfg = EngineConfig.resolve(mode, memory_budget, local_dir, redundancy, group_size, persist)
         _check_args(chunk_size, coalesce_below, if_moved, branch)
         comm = private(comm if comm is not None else _default_comm())
