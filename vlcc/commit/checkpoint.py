@@ -400,7 +400,7 @@ def flush(s: Session, pend: Pending, store) -> dict:
         # Straight to the repository (no node-local staging, which promotes
         # per-rank files): the write is collective here too, so node files
         pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves,
-                                     nodes=s.engine.local is None or not s.engine.cfg.stage_local)
+                                     nodes=s.engine.writes_direct)
         pend.replicated = pend.plan.replicated
     except BaseException:
         s.writer.abort()

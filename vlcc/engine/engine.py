@@ -341,6 +341,12 @@ class Engine:
             self._failed = p.vid
             raise
 
+    @property
+    def writes_direct(self) -> bool:
+        """Does a flush write straight into the repository (no node-local tier
+        in between, whose files are per rank)?"""
+        return self.store is None and (self.local is None or not self.cfg.stage_local)
+
     def _store(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
         """Write ``p`` through the tiers: ``write(layout)`` writes this rank's
         files under ``layout``; returns its result."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 
+from ..errors import VlccError
+from .manifest import load_manifest, rank_indexes
 from .paths import RepoPaths
 
 REBUILT = "rebuilt.json"
@@ -35,7 +37,17 @@ def read_record(paths: RepoPaths, vid: str, name: str) -> dict | None:
 def complete_on(paths: RepoPaths, vid: str, nranks: int) -> bool:
     """Is every rank's index file of the version on the persistent tier? (A
     rank's index is copied after its data file, so then its files are all there.)"""
-    return all(os.path.exists(paths.abs(paths.rel_index_file(vid, r))) for r in range(nranks))
+    if all(os.path.exists(paths.abs(paths.rel_index_file(vid, r))) for r in range(nranks)):
+        return True
+    # format 4 node files (section 3.4): the rank table names each rank's index
+    try:
+        doc = load_manifest(paths.manifest(vid), vid, paths.root)
+        if doc.get("vlcc_manifest", 1) < 4:
+            return False
+        rels = {rel for _r, rel, _c in rank_indexes(paths, doc)}
+    except (VlccError, OSError):
+        return False
+    return all(os.path.exists(paths.abs(rel)) for rel in rels)
 
 
 def describe(paths: RepoPaths, vid: str, nranks: int) -> str | None:
