@@ -134,10 +134,10 @@ def test_bad_manifest_is_skipped_with_a_warning(tmp_path, kind):
 
 def test_fifo_and_device_in_data_files(tmp_path):
     path, vs = _repo(tmp_path)
-    bp = os.path.join(path, "data", vs[1].id, "r0.bp")
+    bp, bp0 = (os.path.join(path, "data", v.id, next(f for f in os.listdir(
+        os.path.join(path, "data", v.id)) if f.endswith(".bp"))) for v in (vs[1], vs[0]))
     os.remove(os.path.join(bp, "md.0"))
     os.mkfifo(os.path.join(bp, "md.0"))
-    bp0 = os.path.join(path, "data", vs[0].id, "r0.bp")
     os.remove(os.path.join(bp0, "data.0"))
     os.symlink("/dev/zero", os.path.join(bp0, "data.0"))
     r = _run(f"""
