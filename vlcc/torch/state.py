@@ -17,8 +17,8 @@ Names (every one readable with ``vlcc.Repository.read(version, name)``):
 ``torch/meta``                  value: torch dtypes of the stored tensors and the layout version
 =============================  ====================================================
 
-Tensors whose dtype numpy lacks (bfloat16, float8) are stored as unsigned
-integers of the same width; ``torch/meta["dtypes"]`` names the real dtype.
+Tensors whose dtype numpy lacks (bfloat16, float8) are stored as
+integers of the same width (uint8, int16, int32, int64); ``torch/meta["dtypes"]`` names the real dtype.
 """
 
 from __future__ import annotations

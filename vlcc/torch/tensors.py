@@ -2,8 +2,8 @@
 
 * CPU tensors: a numpy view sharing the tensor's memory (no copy at
   registration; the core copies it at capture in async mode).
-* dtypes numpy lacks (bfloat16, float8 variants, ...): viewed as the unsigned
-  integer of the same width; the torch dtype is recorded in ``torch/meta`` so
+* dtypes numpy lacks (bfloat16, float8 variants, ...): viewed as the
+  integer of the same width (uint8, int16, int32, int64); the torch dtype is recorded in ``torch/meta`` so
   ``Repository.read`` callers can view the bytes back.
 * CUDA tensors: a pinned host mirror, filled by a non-blocking copy on a side
   stream before capture and copied back after restore (written for machines
