@@ -75,6 +75,9 @@ def test_unknown_codec_and_bad_config():
         get_codec("nope")
     with pytest.raises(vlcc.VlccError, match="bad config"):
         get_codec({"id": "zstd", "levle": 3})
+    for bad in ({"id": "zstd", "level": 999}, {"id": "zstd", "level": "x"}):
+        with pytest.raises(vlcc.ArgumentError, match="bad config for codec 'zstd'"):
+            get_codec(bad)
 
 
 def _index(repo, vid, rank):

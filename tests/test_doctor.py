@@ -54,6 +54,12 @@ def run_and_kill(repo, env, timeout=120):
     return done["committed"][0], done["pending"]
 
 
+def tiers(local):
+    """The process directories of a node-local base (``.vlcc-base`` marks a
+    base vlcc created, engine/local.py)."""
+    return [n for n in os.listdir(local) if not n.startswith(".")]
+
+
 def test_kill_during_async_then_gc_and_doctor_recover(tmp_path):
     repo = str(tmp_path / "repo")
     local = str(tmp_path / "local")
@@ -68,7 +74,7 @@ def test_kill_during_async_then_gc_and_doctor_recover(tmp_path):
     stale_locks = sorted(os.listdir(os.path.join(repo, "locks")))
     assert stale_locks and all(f.startswith("write-") for f in stale_locks)
     assert set(pending) <= set(os.listdir(os.path.join(repo, "data")))
-    assert len(os.listdir(local)) == NRANKS
+    assert len(tiers(local)) == NRANKS
     # a temp file of an interrupted atomic write (a crash inside fsutil.atomic_write)
     tmpf = os.path.join(repo, "versions", f".tmp-{pending[0]}.json-0123456789ab")
     with open(tmpf, "w") as f:
@@ -89,7 +95,7 @@ def test_kill_during_async_then_gc_and_doctor_recover(tmp_path):
     assert sorted(kinds["stale-lock"]) == [f"locks/{f}" for f in stale_locks]
     assert sorted(kinds["orphan-data"]) == sorted(f"data/{vid}" for vid in pending)
     assert kinds["temp-file"] == [os.path.relpath(tmpf, repo)]
-    assert sorted(kinds["local-tier"]) == sorted(os.path.join(local, n) for n in os.listdir(local))
+    assert sorted(kinds["local-tier"]) == sorted(os.path.join(local, n) for n in tiers(local))
     assert kinds["dangling-ref"] == ["tag gone"]
     assert not any(f["removed"] for f in rep["findings"])
     assert tree(repo) + tree(local) == before
@@ -108,7 +114,7 @@ def test_kill_during_async_then_gc_and_doctor_recover(tmp_path):
     # doctor --repair removes what is left (the local tier); the tag stays
     fix = cli("doctor", repo, "--repair", env=env)
     assert fix.returncode == 1 and "removed" in fix.stdout and "report only" in fix.stdout, fix.stdout
-    assert not os.listdir(local)
+    assert not tiers(local)
     assert open(os.path.join(repo, "refs", "tags", "gone")).read() == "00000000deadbeef\n"
     os.unlink(os.path.join(repo, "refs", "tags", "gone"))
     ok = cli("doctor", repo, env=env)

@@ -4,6 +4,7 @@ writers on branches of one repository."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import vlcc
+from mpi4py import MPI
 from vlcc.checkpointer import session
 
 from conftest import SCRIPTS_DIR, _env_without_pmi
@@ -166,7 +168,7 @@ ck.wait()                                   # committed: must survive the kill
 for k in range(1, 4):
     u += 1
     ck.checkpoint(step=k)                   # spilled to the local tier, flushing
-print(os.path.join(local, os.listdir(local)[0]), flush=True)
+print(os.path.join(local, [n for n in os.listdir(local) if n[0] != "."][0]), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)        # mid-flush
 """
 
@@ -364,6 +366,44 @@ def test_buffers_are_faulted_at_register_not_beside_the_first_flush(tmp_path, mo
         assert vlcc.Repository(str(tmp_path / "r")).read("latest", "u").tobytes() == u.tobytes()
 
 
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_shared_scratch_local_dir_keeps_what_vlcc_did_not_make(tmp_path, mode):
+    """local_dir pointed at a shared scratch folder: vlcc removes only the
+    directory it created and marked; unrelated subdirectories (even ones named
+    like a dead vlcc process's, or old and empty) and the folder itself stay."""
+    import socket
+    scratch = tmp_path / "scratch"
+    (scratch / "results").mkdir(parents=True)
+    (scratch / "results" / "keep.txt").write_text("x")
+    (scratch / f"{socket.gethostname()}-999999").mkdir()          # a dead pid's name, unmarked
+    (scratch / "old-empty").mkdir()
+    os.utime(scratch / "old-empty", (0, 0))
+    before = sorted(os.listdir(scratch))
+    u = np.arange(1000.0)
+    with vlcc.Checkpointer(tmp_path / "repo", comm=MPI.COMM_SELF, mode=mode,
+                           local_dir=str(scratch)) as ck:
+        ck.register("u", u)
+        v = ck.checkpoint()
+        mine = [n for n in os.listdir(scratch) if n not in before]
+        assert len(mine) == 1
+        marker = json.load(open(scratch / mine[0] / "owner.json"))
+        assert marker["pid"] == os.getpid() and marker["kind"] == "local"
+        assert marker["repository_id"] == ck.repository.config["repository_id"]
+    assert sorted(os.listdir(scratch)) == before
+    assert (scratch / "results" / "keep.txt").read_text() == "x"
+    assert vlcc.Repository(tmp_path / "repo").read(v, "u").tobytes() == u.tobytes()
+
+
+def test_local_base_vlcc_created_goes_at_close(tmp_path):
+    base = tmp_path / "made-by-vlcc"
+    with vlcc.Checkpointer(tmp_path / "repo", comm=MPI.COMM_SELF, mode="async",
+                           local_dir=str(base)) as ck:
+        ck.register("u", np.arange(10.0))
+        ck.checkpoint()
+        assert (base / ".vlcc-base").exists()
+    assert not base.exists()
+
+
 @pytest.mark.mpi
 @pytest.mark.parametrize("flush_mpi", ["auto", "0"])
 def test_lazy_capture_settle_and_pending_restore(comm, mpi_tmp, monkeypatch, flush_mpi):
@@ -399,3 +439,25 @@ def test_lazy_capture_settle_and_pending_restore(comm, mpi_tmp, monkeypatch, flu
     for k, vid in enumerate(ids):
         assert np.array_equal(repo.read(vid, "a", rank=comm.rank), np.arange(50_000) + comm.rank + k)
         assert np.all(repo.read(vid, "b", rank=comm.rank) == 1 + k)
+
+
+def test_small_local_tier_evicts_promoted_copies_and_loses_no_version(tmp_path, tmpfs):
+    """A 5 MiB node-local tier and 2.1 MB versions: the copies kept after
+    promotion are evicted when the next version needs the room, and a version
+    that still does not fit goes straight to the repository; none is lost."""
+    local = tmpfs.mount("5m")
+    rng = np.random.default_rng(1)
+    u = rng.random(260_000)          # 2.1 MB: two kept copies and a new version do not fit
+    with vlcc.Checkpointer(tmp_path / "repo", comm=MPI.COMM_SELF, mode="async",
+                           local_dir=local) as ck:
+        ck.register("u", u)
+        ids, data = [], []
+        for k in range(6):
+            u[:] = rng.random(u.size)
+            data.append(u.copy())
+            ids.append(ck.checkpoint(step=k).id)
+        ck.wait()
+    repo = vlcc.Repository(tmp_path / "repo")
+    assert [v.id for v in repo.log()] == ids[::-1]
+    for vid, want in zip(ids, data):
+        assert repo.read(vid, "u").tobytes() == want.tobytes()

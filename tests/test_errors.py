@@ -17,6 +17,7 @@ import pytest
 from mpi4py import MPI
 
 import vlcc
+from vlcc.repo import config as vlcc_config
 from vlcc.repo.sealed import seal
 
 SELF = MPI.COMM_SELF
@@ -434,14 +435,14 @@ def test_every_rank_sees_not_found_and_format_errors(comm, mpi_tmp):
     comm.Barrier()
     if comm.rank == 0:
         cfg = json.load(open(os.path.join(path, "vlcc.json")))
-        cfg["format_version"] = 4
+        cfg["format_version"] = 99
         json.dump(cfg, open(os.path.join(path, "vlcc.json"), "w"))
     comm.Barrier()
-    with pytest.raises(vlcc.FormatVersionError, match="format version 4"):
+    with pytest.raises(vlcc.FormatVersionError, match="format version 99"):
         vlcc.Checkpointer(path, comm=comm)
     comm.Barrier()
     if comm.rank == 0:
-        cfg["format_version"] = 3
+        cfg["format_version"] = vlcc_config.FORMAT_VERSION
         json.dump(cfg, open(os.path.join(path, "vlcc.json"), "w"))
     comm.Barrier()
     a[:] = -1

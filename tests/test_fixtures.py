@@ -71,13 +71,23 @@ def test_fixture_reads_bit_exact(fixture_repo):
         assert u.dtype == np.float64 and u.tobytes() == mk.u_global(k).tobytes()
         for r in range(exp["nranks"]):
             assert repo.read(v, "heat/rank_ids", rank=r).tobytes() == mk.rank_ids(r, k).tobytes()
-        assert repo.read(v, "step") == 10 * k
+        assert _value(repo, v, "step") == 10 * k
         p = mk.params(k)
         assert repo.read(v, "params/a").tobytes() == p["a"].tobytes()
         assert repo.read(v, "params/b").tobytes() == p["b"].tobytes()
-        assert repo.read(v, "params/name") == p["name"]
+        assert _value(repo, v, "params/name") == p["name"]
         assert v.providers["u32"]["kind"] == "derived"
     assert repo.verify()["versions"] == 3
+
+
+def _value(repo, v, name):
+    """Formats 1-3 stored values as pickles: refused unless the reader opts in
+    (docs/format.md, threat model); format 4 stores them safely."""
+    if v.providers[name]["dtype"] == "pickle":
+        with pytest.raises(vlcc.UnsafeValueError, match="pickle.*allow_pickle=True"):
+            repo.read(v, name)
+        return repo.read(v, name, allow_pickle=True)
+    return repo.read(v, name)
 
 
 def test_fixture_restores_on_one_rank(fixture_repo):
@@ -93,7 +103,11 @@ def test_fixture_restores_on_one_rank(fixture_repo):
         ck.register("step", vlcc.ValueProvider(lambda: 0, lambda s: got.update(step=s)))
         ck.register_derived("u32", lambda a: a.astype(np.float32), ["heat/u"],
                             recipe={"op": "astype", "dtype": "float32"}, target=u32)
-        v = ck.restore("tag:v1", strict=False)
+        if ck.repository.resolve("tag:v1").providers["step"]["dtype"] == "pickle":
+            with pytest.raises(vlcc.UnsafeValueError, match="'step'.*pickle"):
+                ck.restore("tag:v1", strict=False)
+            assert not got and not u.any()      # refused before anything was modified
+        v = ck.restore("tag:v1", strict=False, allow_pickle=True)
     assert v.id == exp["tags"]["v1"]
     assert u.tobytes() == mk.u_global(1).tobytes()
     assert u32.tobytes() == mk.u_global(1).astype(np.float32).tobytes()

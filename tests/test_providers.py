@@ -195,7 +195,7 @@ class BadCapture:
     ([1, 2], "returned list, expected a dict"),
     ({"a/b": 1}, "must be a non-empty str without '/'"),
     ({"": 1}, "must be a non-empty str"),
-    ({"f": lambda: 1}, "not picklable"),
+    ({"f": lambda: 1}, "obj/f.*builtins.function.*safe value format.*allow_pickle=True"),
     (RuntimeError("sensor offline"), "capturing provider 'obj' failed: RuntimeError: sensor offline"),
 ])
 def test_bad_capture_fails_checkpoint_and_commits_nothing(tmp_path, result, match):

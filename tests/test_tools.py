@@ -17,6 +17,7 @@ import pytest
 import vlcc
 from conftest import run_mpi
 from vlcc.tools.diff import slabs
+from vlcc.tools.export import export as vlcc_export
 
 VLCC = [sys.executable, "-m", "vlcc.cli"]
 
@@ -263,3 +264,27 @@ def test_progress_bar_only_on_a_terminal(runs):
     assert rc == 1 and err == "", err
     r = cli("diff", a, b)                 # stderr a pipe: no bar
     assert "diff heat/u" not in r.stderr
+
+
+def test_export_to_a_full_disk_is_a_storage_error_and_leaves_nothing(tmp_path, tmpfs):
+    """ADIOS2 aborts the process when the disk fills under it: vlcc refuses
+    first (StorageError, exit 5) and removes the partial export."""
+    import subprocess
+    import sys
+    from mpi4py import MPI
+    repo = str(tmp_path / "r")
+    with vlcc.Checkpointer(repo, comm=MPI.COMM_SELF) as ck:
+        ck.register("u", np.random.default_rng(0).random(600_000))     # 4.8 MB, does not fit
+        ck.checkpoint()
+    small = tmpfs.mount("2m")
+    for ext in ("bp", "npz"):
+        out = os.path.join(small, f"out.{ext}")
+        with pytest.raises(vlcc.StorageError, match="no space left"):
+            vlcc_export(repo, out)
+        assert not os.path.exists(out) and not os.listdir(small)
+    r = subprocess.run([sys.executable, "-m", "vlcc.cli", "export", repo, os.path.join(small, "o.bp")],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+                           os.path.abspath(__file__)))))
+    assert r.returncode == 5 and "no space left" in r.stderr, (r.returncode, r.stderr[-1000:])
+    assert not os.listdir(small)

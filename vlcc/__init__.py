@@ -24,7 +24,7 @@ from .errors import (  # noqa: E402
     ArgumentError, BranchMovedError, CollectiveError, CorruptionError, DivergenceError,
     DuplicateProviderError, FormatVersionError, LockBusyError, MissingDependencyError,
     MissingProviderError, NotFoundError, ProviderError, RefExistsError, RepositoryError, ShapeMismatchError,
-    StorageError, VlccError,
+    StorageError, UnsafeValueError, VlccError,
 )
 from ._mpi import MPIUnavailableError  # noqa: E402  (MPI itself is loaded lazily)
 from .repo.manifest import Version  # noqa: E402
@@ -40,5 +40,5 @@ __all__ = [
     "RefExistsError", "ProviderError", "DuplicateProviderError", "MissingProviderError",
     "ShapeMismatchError", "CorruptionError", "CollectiveError", "ArgumentError",
     "LockBusyError", "BranchMovedError", "diff", "DivergenceError", "MPIUnavailableError",
-    "MissingDependencyError",
+    "MissingDependencyError", "UnsafeValueError",
 ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from .commit import checkpoint as _ckpt
 from .commit import refmoves as _refs
-from .comm.protocol import agree, private, release, root_only
+from .comm.protocol import agree, interrupted, private, release, root_only
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
@@ -88,12 +88,13 @@ class Checkpointer:
                  its version of the same step within ``rtol``/``atol``; the first divergence
                  is recorded in the version (``attrs["divergence"]``) and on ``ck.divergence``;
                  ``on_diverge="raise"`` raises vlcc.DivergenceError (vlcc/tools/compare.py).
+    allow_pickle: pickle values the safe format cannot hold, unpickle on restore (trusted only).
     """
 
     def __init__(self, path: str | os.PathLike, comm=None, *, branch: str = "main",
                  mode: str | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  create: bool | None = None, dedup: bool = True, track_dirty: bool = False,
-                 coalesce_below: int = DEFAULT_COALESCE_BELOW,
+                 coalesce_below: int = DEFAULT_COALESCE_BELOW, allow_pickle: bool = False,
                  memory_budget: int | str | None = None, local_dir: str | None = None,
                  if_moved: str = "rebase", compare_to: str | None = None, rtol: float = 0.0,
                  atol: float = 0.0, on_diverge: str = "record", redundancy: str | None = None,
@@ -104,7 +105,7 @@ class Checkpointer:
         paths = RepoPaths(os.path.abspath(os.fspath(path)))
         writer = RankWriter(paths, comm.rank, int(chunk_size), size=comm.size, dedup=dedup,
                             track_dirty=track_dirty, coalesce_below=int(coalesce_below))
-        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(), writer,
+        self._s = s = Session(comm, paths, cfg.mode, int(chunk_size), State(allow_pickle), writer,
                               engine=None, catalog=None, if_moved=if_moved)
         self._closed = False
 
@@ -129,7 +130,7 @@ class Checkpointer:
         from .tools.replay import apply_env
         try:
             s.compare = None if compare_to is None else Comparator(
-                comm, compare_to, rtol=rtol, atol=atol, on_diverge=on_diverge)
+                comm, compare_to, rtol=rtol, atol=atol, on_diverge=on_diverge, allow_pickle=allow_pickle)
             apply_env(self)
         except BaseException:
             self.close()
@@ -151,6 +152,7 @@ class Checkpointer:
         return self
 
     def __exit__(self, *exc) -> None:
+        interrupted(self._s.comm, exc[1])     # SIGINT out of step with the other ranks: end the job
         self.close()
 
     def __repr__(self) -> str:
@@ -239,22 +241,20 @@ class Checkpointer:
         return [Version.from_manifest(d) for d in _ckpt.progress(self._s, block=True)]
 
     def restore(self, version: Version | str | None = None, *, strict: bool = True,
-                atomic: bool | None = None) -> Version:
+                atomic: bool | None = None, allow_pickle: bool | None = None) -> Version:
         """Collectively restore every registered provider from ``version``
-        (default: newest of the current branch; or any spec of
-        vlcc/repo/spec.py: id, ``tag:NAME``, ``step:N``, ...). N→M aware for distributed arrays. With ``strict`` a
-        stored provider that is not registered is an error. The restored
-        version becomes the parent of the next checkpoint.
-
-        All-or-nothing: every rank first reads and checks everything into
+        (default: newest of the current branch; or any spec of vlcc/repo/spec.py:
+        id, ``tag:NAME``, ``step:N``, ...); N→M aware. ``strict``: a stored provider
+        not registered is an error. The restored version is the next parent. All-or-nothing: every rank first reads and checks everything into
         staging memory, and only then copies it in and runs the callbacks (whose
         own errors cannot be undone). ``atomic=False`` reads straight into the
-        arrays (fastest, no second copy of the state; a damaged chunk may leave
-        providers partly restored); ``None`` stages unless that would exceed
-        half the available memory (then direct, with a RuntimeWarning)."""
+        arrays (fastest, no second copy; a damaged chunk may leave providers
+        partly restored); ``None`` stages unless that would exceed half the
+        available memory (then direct, with a RuntimeWarning). ``allow_pickle``
+        (default: the Checkpointer's) unpickles values stored as pickles."""
         self._check_open()
         self._s.engine.settle()        # restore writes into the arrays a lazy capture reads
-        return _restore.restore(self._s, version, strict, atomic)
+        return _restore.restore(self._s, version, strict, atomic, allow_pickle)
 
     def plan(self, versions: Sequence[Version | str | int]) -> list[str]:
         """Collective. Declare the order of the coming restores (versions, ids,

@@ -378,7 +378,7 @@ def cmd_diff(args) -> int:
     if args.c is not None:   # the form `vlcc diff REPO V1 V2` (one repository)
         args.a, args.b = _join(args.a, args.b), _join(args.a, args.c)
     records = diff(args.a, args.b, rtol=args.rtol, atol=args.atol, providers=args.providers,
-                   progress_bar=wanted(args.quiet))
+                   progress_bar=wanted(args.quiet), allow_pickle=args.allow_pickle)
     if args.json:
         json.dump({"a": args.a, "b": args.b, "rtol": args.rtol, "atol": args.atol,
                    "equal": exit_status(records) == 0, "providers": jsonable(records)}, sys.stdout,
@@ -397,7 +397,7 @@ def cmd_export(args) -> int:
     if args.out2 is not None:   # the form `vlcc export REPO VERSION OUT`
         target, out = _join(args.target, args.out), args.out2
     res = export(target, out, providers=args.providers, force=args.force,
-                 progress_bar=wanted(args.quiet))
+                 progress_bar=wanted(args.quiet), allow_pickle=args.allow_pickle)
     if args.json:
         json.dump(res, sys.stdout, indent=1)
         print()
@@ -450,6 +450,13 @@ exit status (every command): 0 ok; 1 the command's "no" (diff: differ; doctor: p
 docs: README.md and docs/ of the vlcc sources (docs/tools.md for diff, export, replay, report)."""
 
 
+def _pickle_flag(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--allow-pickle", action="store_true",
+                   help="unpickle values stored as pickles (formats 1-3, or written with "
+                        "allow_pickle=True): runs code chosen by the repository's writer, "
+                        "so only for repositories you trust (show reads no values)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vlcc", description="Inspect a vlcc checkpoint repository.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -469,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("repo", metavar="REPO", help="REPO or PATH@SPEC")
     s.add_argument("version", nargs="?", default=None, help=f"{FORMS} (default latest)")
     s.add_argument("--json", action="store_true", help="print the whole manifest")
+    _pickle_flag(s)
     s.set_defaults(func=cmd_show)
 
     s = sub.add_parser("resolve", help="print the id a version spec names (Repository.resolve, "
@@ -545,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--providers", "-p", nargs="+", help="names, prefixes or globs to compare")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _pickle_flag(s)
     s.set_defaults(func=cmd_diff)
 
     s = sub.add_parser("export", help="write a version as a plain ADIOS2 BP5 file (or .h5, .npz)")
@@ -557,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", "-f", action="store_true", help="overwrite OUT.bp")
     s.add_argument("--json", action="store_true")
     s.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
+    _pickle_flag(s)
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("replay", help="run a command restoring a version on a new branch",

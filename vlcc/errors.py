@@ -80,6 +80,12 @@ class CorruptionError(VlccError):
     code = Code.ECORRUPT
 
 
+class UnsafeValueError(VlccError):
+    """A stored value is a pickle and the reader did not pass ``allow_pickle=True``
+    (unpickling runs code chosen by whoever wrote the repository)."""
+    code = -3           # VLCC_EINVAL
+
+
 class CollectiveError(VlccError):
     """Raised on a rank whose own work succeeded when another rank failed; the
     message carries the failing rank's error."""
@@ -149,8 +155,8 @@ def missing(module: str, what: str, exc: BaseException | None = None) -> Missing
 _BY_NAME = {c.__name__: c for c in (
     VlccError, RepositoryError, FormatVersionError, StorageError, NotFoundError,
     RefExistsError, ProviderError, DuplicateProviderError, MissingProviderError,
-    ShapeMismatchError, CorruptionError, CollectiveError, ArgumentError, LockBusyError,
-    BranchMovedError, DivergenceError, MissingDependencyError)}
+    ShapeMismatchError, CorruptionError, UnsafeValueError, CollectiveError, ArgumentError,
+    LockBusyError, BranchMovedError, DivergenceError, MissingDependencyError)}
 
 
 def error_class(name: str) -> type[VlccError]:

@@ -5,11 +5,13 @@ everything that touches metadata."""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ArgumentError, VlccError
+from .engine.buffers import available_memory
+from .errors import ArgumentError, StorageError, VlccError
 from .repo import gc as _gc
 from .repo.catalog import Catalog
 from .repo.manifest import Version
@@ -19,6 +21,40 @@ from .repo.records import Kind
 
 if TYPE_CHECKING:
     from .repo.doctor import DoctorReport
+
+
+def _alloc(shape: tuple, dtype: str, what: str) -> np.ndarray:
+    """The array a read returns, or a clear error when it cannot fit in memory
+    (read a distributed provider in parts with ``box=``)."""
+    n = math.prod(shape) * np.dtype(dtype).itemsize
+    avail = available_memory()
+    if n > max(avail, 1 << 30):
+        raise StorageError(f"{what}: {n} bytes do not fit in the {avail} bytes of memory "
+                           f"available (read it in parts with box=(offset, shape))")
+    try:
+        return np.empty(shape, np.dtype(dtype))
+    except MemoryError:
+        raise StorageError(f"{what}: cannot allocate {n} bytes (read it in parts with box=)") from None
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _check_read_args(name, rank, box) -> None:
+    if not isinstance(name, str):
+        raise ArgumentError(f"read: provider name must be a str, got {type(name).__name__}")
+    if rank is not None and not _is_int(rank):
+        raise ArgumentError(f"read: rank must be an int or None, got {rank!r} ({type(rank).__name__})")
+    if box is not None:
+        try:
+            off, shape = box
+            ok = all(_is_int(i) for i in (*off, *shape))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ArgumentError(f"read: box must be (offset, shape), two sequences of ints, "
+                                f"got {box!r}")
 
 
 class Repository(Catalog):
@@ -33,14 +69,19 @@ class Repository(Catalog):
 
     # -- data ---------------------------------------------------------------
     def read(self, version: "Version | str", name: str, rank: int | None = None, *,
-             box: "tuple[tuple[int, ...], tuple[int, ...]] | None" = None):
+             box: "tuple[tuple[int, ...], tuple[int, ...]] | None" = None,
+             allow_pickle: bool = False):
         """A provider's stored content: the global array of a distributed
         provider, rank ``rank``'s array/value of a per-rank one (``rank`` may be
         omitted when all ranks stored the same bytes). ``box=(offset, shape)``
         reads only that sub-box of a distributed provider (only the chunks it
-        needs), so arrays larger than memory can be streamed."""
+        needs), so arrays larger than memory can be streamed. A value stored as a
+        pickle (formats 1-3, or written with ``allow_pickle=True``) raises
+        UnsafeValueError unless ``allow_pickle=True``: unpickling runs code
+        chosen by whoever wrote the repository."""
+        _check_read_args(name, rank, box)
         v = self.resolve(version)
-        r = VersionReader(self.layout, v.manifest)
+        r = VersionReader(self.layout, v.manifest, allow_pickle=allow_pickle)
         try:
             e = r.entry(name)
             if e["kind"] == Kind.DERIVED:
@@ -57,7 +98,7 @@ class Repository(Catalog):
                 if box is None:   # every rank's block, checked before allocating the whole
                     for k in range(r.nranks):
                         r.block(name, k)
-                out = np.empty(shape, np.dtype(e["dtype"]))
+                out = _alloc(shape, e["dtype"], f"provider {name!r} of version {v.id}")
                 return r.read_box(name, out, off) if out.size else out
             if box is not None:
                 raise ArgumentError(f"box= applies to distributed providers; {name!r} of version "
@@ -73,7 +114,8 @@ class Repository(Catalog):
                                 f"not {rank}")
             if e["kind"] == Kind.VALUE:
                 return r.read_value(name, rank, nblocks)
-            out = np.empty(tuple(r.block(name, rank)["shape"]), np.dtype(e["dtype"]))
+            out = _alloc(tuple(r.block(name, rank)["shape"]), e["dtype"],
+                         f"provider {name!r} of version {v.id}, rank {rank}")
             return r.read_array(name, out, rank, nblocks)
         finally:
             r.close()

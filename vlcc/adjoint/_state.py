@@ -70,7 +70,7 @@ def restore(ck, snap: Snapshot) -> None:
               for name, leaf in by_name.items()}
 
     def read(name, out):
-        return copy_leaf(by_name[name], out, "the adjoint's RAM snapshot")
+        return copy_leaf(by_name[name], out, "the adjoint's RAM snapshot", reg.allow_pickle)
 
     for p in reg.restore_order():
         p.check_restore(stored, "the adjoint's RAM snapshot")

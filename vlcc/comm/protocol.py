@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import operator
 import os
+import sys
 import traceback
 from typing import Any, Callable, TypeVar
 
@@ -122,7 +123,46 @@ def _op(comm, name: str):
 
 
 def _reduce(comm, value, name: str):
-    return comm.allreduce(value, op=_op(comm, name))
+    return _comm(comm, lambda: comm.allreduce(value, op=_op(comm, name)))
+
+
+# SIGINT (KeyboardInterrupt) on one rank. Inside a provider's or vlcc's local
+# work it is an error like any other: the agreement tells every rank, all
+# raise, and the ranks leave in step. Anywhere else — inside the MPI call of a
+# collective, or between two collectives — the ranks are out of step: the
+# interrupted one would leave (or run close()'s collectives) while the others
+# wait in the next collective forever. Then the job is ended (MPI_Abort), so
+# SIGINT to one rank ends every rank in bounded time.
+_AGREED = "_vlcc_agreed"
+
+
+def abort_job(comm, why: str) -> None:
+    """End every rank of an MPI job now (MPI_Abort, status 130 as for SIGINT);
+    nothing on one process or without MPI."""
+    inner = getattr(comm, "inner", comm)
+    if not type(inner).__module__.startswith("mpi4py") or comm.size <= 1:
+        return
+    sys.stderr.write(f"[rank {comm.rank}] vlcc: {why}: ending the job (MPI_Abort) so that no "
+                     f"rank waits for this one forever\n")
+    sys.stderr.flush()
+    from .._mpi import load
+    load().COMM_WORLD.Abort(130)
+
+
+def interrupted(comm, exc: BaseException | None) -> None:
+    """Call where a KeyboardInterrupt leaves vlcc's collective code (Checkpointer
+    ``__exit__``): one the agreement did not carry to the other ranks ends the job."""
+    if isinstance(exc, KeyboardInterrupt) and not getattr(exc, _AGREED, False):
+        abort_job(comm, "interrupted (SIGINT) between collectives")
+
+
+def _comm(comm, call: Callable[[], T]) -> T:
+    """The MPI part of a collective: an interrupt here leaves the ranks out of step."""
+    try:
+        return call()
+    except KeyboardInterrupt:
+        abort_job(comm, "interrupted (SIGINT) inside a collective")
+        raise
 
 
 def _run(fn: Callable[[], T]) -> tuple[tuple, BaseException | None]:
@@ -131,6 +171,10 @@ def _run(fn: Callable[[], T]) -> tuple[tuple, BaseException | None]:
     except Exception as exc:  # noqa: BLE001 - every failure must reach the other ranks
         return ("err", type(exc).__name__, str(exc) or traceback.format_exc(limit=1)), exc
     except BaseException as exc:  # KeyboardInterrupt/SystemExit: tell the others, then re-raise
+        try:
+            setattr(exc, _AGREED, True)     # the agreement carries it to every rank
+        except AttributeError:
+            pass
         return ("err", "CollectiveError", f"{type(exc).__name__} on this rank"), exc
 
 
@@ -157,7 +201,7 @@ def gather_decide(comm, local: Callable[[], Any], decide: Callable[[list], T]) -
     failing rank its own exception, the others the same class with the message
     prefixed by the failing rank."""
     payload, own = _run(local)
-    gathered = comm.gather(payload, root=0)
+    gathered = _comm(comm, lambda: comm.gather(payload, root=0))
     out: tuple = ("ok", None)
     if comm.rank == 0:
         failed = [(r, p) for r, p in enumerate(gathered) if p[0] == "err"]
@@ -169,7 +213,7 @@ def gather_decide(comm, local: Callable[[], Any], decide: Callable[[list], T]) -
             out = res if exc is None else ("err", 0, res[1], res[2])
             if exc is not None:
                 own = own or exc
-    out = comm.bcast(out, root=0)
+    out = _comm(comm, lambda: comm.bcast(out, root=0))
     if out[0] == "err" and comm.rank != out[1]:
         own = None  # raise the failing rank's error, not a local side effect
     return _raise(comm, out, own)
@@ -179,7 +223,7 @@ def agree(comm, local: Callable[[], T]) -> T:
     """Run ``local`` on every rank; if it fails anywhere, raise on all ranks."""
     payload, own = _run(local)
     status = None if payload[0] == "ok" else (payload[1], payload[2])
-    statuses = comm.allgather(status)
+    statuses = _comm(comm, lambda: comm.allgather(status))
     for r, s in enumerate(statuses):
         if s is not None:
             if comm.rank == r:
@@ -197,7 +241,7 @@ def from_root(comm, fn: Callable[[], T]) -> T:
     """Run ``fn`` on rank 0 and broadcast its result (or its error): one
     bcast, O(log P) deep (``root_only`` also lets every rank fail first)."""
     payload, own = _run(fn) if comm.rank == 0 else (None, None)
-    out = comm.bcast(payload, root=0)
+    out = _comm(comm, lambda: comm.bcast(payload, root=0))
     if out[0] == "err":
         if comm.rank == 0:
             raise own  # type: ignore[misc]
@@ -209,7 +253,7 @@ def allgather(comm, local: Callable[[], T]) -> list[T]:
     """Run ``local`` on every rank and allgather the results; if it failed on
     any rank, raise on every rank (the contract of ``agree``)."""
     payload, own = _run(local)
-    gathered = comm.allgather(payload)
+    gathered = _comm(comm, lambda: comm.allgather(payload))
     for r, p in enumerate(gathered):
         if p[0] == "err":
             if comm.rank == r:
@@ -287,4 +331,5 @@ def _load_mpi():
     return load()
 
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
+           "abort_job", "interrupted",
            "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange"]

@@ -129,8 +129,10 @@ def issue(s: Session, step, message: str, attrs, threaded: bool,
             raise ProviderError("nothing to checkpoint: no provider is registered")
         if eng.nodes is not None and eng.cfg.node_local:
             stripes(eng.cfg.redundancy, eng.nodes.nnodes)   # enough nodes for the scheme?
-        if step is not None and not isinstance(step, (int, np.integer)):
+        if step is not None and (not isinstance(step, (int, np.integer)) or isinstance(step, bool)):
             raise ArgumentError(f"step must be an int, got {type(step).__name__}")
+        if message is not None and not isinstance(message, str):
+            raise ArgumentError(f"message must be a str, got {type(message).__name__}")
         holder["attrs"] = check_attrs(attrs)
         holder["alloc"] = alloc = eng.allocator(lazy) if is_async else None
         leaves = s.state.capture(copy=is_async, alloc=alloc)

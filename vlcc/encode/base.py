@@ -85,5 +85,7 @@ def get_codec(config) -> Codec:
                         f"blosc2/zstd need the 'compress' extra: pip install 'vlcc[compress]')")
     try:
         return _REGISTRY[cid].from_config(config)
-    except TypeError as exc:
-        raise VlccError(f"bad config for codec {cid!r}: {exc}") from None
+    except VlccError:
+        raise
+    except Exception as exc:   # noqa: BLE001 - the library's own complaint (zstd level 999: ValueError)
+        raise VlccError(f"bad config for codec {cid!r} {config!r}: {exc}") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import blosc2
 import numpy as np
 
+from ..repo.values import VALUE_DTYPES
 from .base import Codec, register_codec
 
 _FILTERS = {"shuffle": blosc2.Filter.SHUFFLE, "bitshuffle": blosc2.Filter.BITSHUFFLE,
@@ -25,7 +26,7 @@ class Blosc2(Codec):
         self._codec = getattr(blosc2.Codec, self.cname.upper())
 
     def for_dtype(self, dtype: str) -> "Blosc2":
-        if self.typesize or dtype == "pickle":
+        if self.typesize or dtype in VALUE_DTYPES:
             return self
         try:
             ts = np.dtype(dtype).itemsize

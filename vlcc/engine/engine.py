@@ -16,6 +16,7 @@ import collections
 import concurrent.futures as cf
 import dataclasses
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -351,7 +352,7 @@ class Engine:
         files under ``layout``; returns its result."""
         if self.store is not None:
             return self._store_node_local(p, write)
-        if self.local is None or not self.cfg.stage_local:
+        if self.local is None or not self.cfg.stage_local or not self._local_room(p):
             res = write(self.persistent)
             self._clean(p)
             return res
@@ -367,6 +368,25 @@ class Engine:
             while len(self._local_kept) > self.KEEP_LOCAL:
                 self.local.evict(self._local_kept.popleft(), self.rank)
         return res
+
+    def _local_room(self, p: Pending) -> bool:
+        """Whether ``p`` fits in the node-local tier, after evicting the
+        promoted copies kept for fast restores if it would not; when it still
+        does not fit it is written straight to the persistent tier (a small
+        tier must not cost versions the repository has room for)."""
+        need = int(p.nbytes) + int(p.nbytes) // 16 + (1 << 20)   # + BP5 metadata and index
+
+        def free() -> int:
+            try:
+                return shutil.disk_usage(self.local.root).free
+            except OSError:
+                return 0
+        if free() >= need:
+            return True
+        with self._lock:
+            while self._local_kept:
+                self.local.evict(self._local_kept.popleft(), self.rank)
+        return free() >= need
 
     def _store_node_local(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
         """Node-local mode: the version's files go to the node's store (encoded

@@ -11,6 +11,7 @@ import itertools
 import mmap
 import os
 import shutil
+import stat
 import weakref
 
 import numpy as np
@@ -19,6 +20,7 @@ from ..errors import CorruptionError, StorageError
 from ..layout.stored import Range, is_lazy, materialize
 from ..repo import space
 from ..repo.checksums import chunk_hash
+from ..repo.fsutil import read_regular
 from . import adios_c, busguard
 
 # Space reserved before ADIOS2 writes (repo/space.py), measured with the PyPI
@@ -360,9 +362,8 @@ def bp5_checksums(path: str) -> dict[str, str]:
     out = {}
     for name in METADATA_FILES:
         p = os.path.join(path, name)
-        if os.path.exists(p):
-            with open(p, "rb") as f:
-                out[name] = chunk_hash(f.read())
+        if os.path.lexists(p):   # a FIFO, device or link here is a CorruptionError, never read
+            out[name] = chunk_hash(read_regular(p, f"BP5 metadata of {path}"))
     return out
 
 
@@ -428,6 +429,41 @@ def _truncate_tree(path: str) -> None:
                 pass
 
 
+_PROBED: dict[tuple, str | None] = {}    # metadata bytes' hash -> why ADIOS2 failed (None: it did not)
+_PROBE_CODE = ("import sys; from vlcc.io import bp5; bp5._PROBING = True; "
+               "bp5.BlockReader(sys.argv[1]).close()")
+_PROBING = False     # set in the probe's child process
+
+
+def probe(path: str, what: str = "") -> None:
+    """Let ADIOS2 parse the BP5 metadata of ``path`` in a child process first,
+    when no checksum vouches for it (format 1, or an index re-sealed without
+    ``bp5``): damaged metadata crashes ADIOS2 (segfault, abort), and a crash
+    there must be a CorruptionError here, not the end of this process. The
+    verdict is cached by the metadata's bytes (one child per distinct file)."""
+    key = tuple(sorted(bp5_checksums(path).items()))
+    if key not in _PROBED:
+        import subprocess
+        import sys
+        pkg = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [pkg] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        for k in [k for k in env if k.startswith(("PMI", "OMPI_", "MPI_", "HYDRA"))]:
+            del env[k]      # the child is no MPI rank
+        try:
+            r = subprocess.run([sys.executable, "-c", _PROBE_CODE, path], env=env,
+                               capture_output=True, timeout=300)
+            _PROBED[key] = (None if r.returncode == 0 else
+                            f"ADIOS2 {'crashed (signal %d)' % -r.returncode if r.returncode < 0 else 'failed'}"
+                            f" parsing its metadata")
+        except subprocess.TimeoutExpired:
+            _PROBED[key] = "ADIOS2 did not finish parsing its metadata"
+    why = _PROBED[key]
+    if why:
+        raise CorruptionError(f"{what}data file {path}: {why} (damaged; this format keeps no "
+                              f"checksum of it)")
+
+
 class BlockReader:
     """Random-access reads of byte ranges of variables in one BP5 file
     (ADIOS2's C API: the GIL is released while bytes move)."""
@@ -444,8 +480,16 @@ class BlockReader:
         self._guard: busguard.Guard | None = None
         if not os.path.isdir(path):
             raise CorruptionError(f"{what}data file {path} is missing")
+        for name in os.listdir(path):   # ADIOS2 and mapped reads would block on a FIFO
+            st = os.lstat(os.path.join(path, name))
+            if not stat.S_ISREG(st.st_mode):
+                raise CorruptionError(f"{what}data file {path}: {name} is not a regular file "
+                                      f"(a link, FIFO or device): not opened")
         if metadata is not None:
             check_metadata(path, metadata, what)
+        # Format 1 (or an index without `bp5`) keeps no checksum of the BP5
+        # metadata: ADIOS2 parses it first in a child process (``probe``).
+        self._unchecked = metadata is None and not _PROBING
         self._vars: dict = {}
         self._what = what  # "version V, provider P, rank R: " prefixed to read errors
         self._engine = None
@@ -456,6 +500,8 @@ class BlockReader:
 
     def _open(self) -> None:
         path, what = self.path, self._what
+        if self._unchecked:
+            probe(path, what)
         self._name = f"vlcc-r-{next(_IO_COUNTER)}".encode()
         L = adios_c.lib()
         self._io = L.adios2_declare_io(adios_c.adios(), self._name)

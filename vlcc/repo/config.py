@@ -9,8 +9,8 @@ import os
 import secrets
 import time
 
-from ..errors import FormatVersionError, RepositoryError
-from .fsutil import atomic_write, makedirs
+from ..errors import FormatVersionError, RepositoryError, VlccError
+from .fsutil import atomic_write, makedirs, read_regular
 from .paths import CONFIG_FILE, RepoPaths
 
 FORMAT_NAME = "vlcc-repository"
@@ -27,10 +27,9 @@ def read_config(paths: RepoPaths) -> dict:
     if not os.path.exists(path):
         raise RepositoryError(f"{paths.root} is not a vlcc repository (no {CONFIG_FILE})")
     try:
-        with open(path, "rb") as f:
-            cfg = json.loads(f.read())
-    except (OSError, ValueError) as exc:
-        raise RepositoryError(f"cannot read repository config {path}: {exc}") from exc
+        cfg = json.loads(read_regular(path, "repository config", limit=1 << 20))
+    except (OSError, ValueError, RecursionError, VlccError) as exc:
+        raise RepositoryError(f"cannot read repository config {path}: {exc}") from None
     if not isinstance(cfg, dict) or cfg.get("format") != FORMAT_NAME:
         raise RepositoryError(f"{path} is not a vlcc repository config")
     fv = cfg.get("format_version")

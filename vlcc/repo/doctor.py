@@ -104,14 +104,14 @@ def local_bases() -> list[tuple[str, bool]]:
 
 
 def _owner(d: str, name: str) -> dict | None:
-    """Who made a local-tier directory: its owner file (pid/host/boot id) when
-    present, else its name ``<host>-<pid>``."""
+    """Who made a local-tier directory: its marker (engine/local.py's
+    write_marker: pid/host/boot id, repository id); None for a directory
+    without one, which is not vlcc's (a shared scratch folder's)."""
     for f in OWNER_FILES:
         doc = locks.read(os.path.join(d, f))    # a lock record (JSON file or, on a full disk, a link)
-        if doc is not None and "pid" in doc:
+        if doc is not None and "pid" in doc and doc.get("kind") == "local":
             return doc
-    host, _, pid = name.rpartition("-")
-    return {"host": host, "pid": int(pid)} if host and pid.isdigit() else None
+    return None
 
 
 def dead_local_tiers(layout: RepoPaths | None = None) -> list[Finding]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 
 from ..errors import ArgumentError, CorruptionError, FormatVersionError, StorageError, VlccError
 from .fsutil import fsync_dir
@@ -73,15 +74,34 @@ def _index_rels(layout: RepoPaths, m: dict) -> list[tuple[str, str]]:
     return list(dict.fromkeys((rel, cs) for _rank, rel, cs in rank_indexes(layout, m)))
 
 
+def _is_real_dir(path: str) -> bool:
+    """A directory, not a symbolic link to one: gc never follows a link out of
+    the repository (a crafted ``data/<id>`` → ``/home`` must not be emptied)."""
+    return os.path.isdir(path) and not os.path.islink(path)
+
+
 def _tree_bytes(path: str) -> int:
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(r, f)) for r, _d, fs in os.walk(path) for f in fs)
+    """Bytes below ``path``, symbolic links counted as links (lstat, never followed)."""
+    try:
+        if not _is_real_dir(path):
+            return os.lstat(path).st_size
+    except FileNotFoundError:
+        return 0
+    n = 0
+    for r, _d, fs in os.walk(path):      # os.walk does not descend into linked directories
+        for f in fs:
+            try:
+                n += os.lstat(os.path.join(r, f)).st_size
+            except FileNotFoundError:
+                pass
+    return n
 
 
 def _remove(path: str) -> int:
+    """Remove ``path``: a link only as a link (its target stays), a directory
+    with rmtree (which removes links inside it without following them)."""
     n = _tree_bytes(path)
-    if os.path.isdir(path):
+    if _is_real_dir(path):
         shutil.rmtree(path)
     else:
         locks.release(path)
@@ -168,9 +188,9 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
         young = set()
         for vid in entries:
             vdir = os.path.join(data, vid)
-            if vid in manifests or not os.path.isdir(vdir) or not unsure:
+            if vid in manifests or not _is_real_dir(vdir) or not unsure:
                 continue
-            if now - os.stat(vdir).st_mtime < grace:
+            if now - os.lstat(vdir).st_mtime < grace:
                 young.add(vid)   # maybe a live writer elsewhere: keep it and what it references
                 for f in _listdir(vdir):
                     if f.endswith(".idx.json"):
@@ -190,6 +210,13 @@ def gc(path: str, *, dry_run: bool = False, grace: float = GRACE_SECONDS,
 
         for vid in entries:
             vdir = os.path.join(data, vid)
+            if os.path.islink(vdir):
+                if vid not in manifests:        # the link goes, never what it points at
+                    drop(vdir, f"data/{vid}")
+                else:
+                    warnings.warn(f"gc: data/{vid} of version {vid} is a symbolic link "
+                                  f"(to {os.readlink(vdir)}): not looked into", stacklevel=2)
+                continue
             if not os.path.isdir(vdir):
                 if is_temp(vid):
                     drop(vdir, f"data/{vid}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 
-from ..errors import CorruptionError, FormatVersionError, StorageError
+from ..errors import CorruptionError, FormatVersionError
 from .checksums import chunk_hash
+from .fsutil import read_regular
 from .records import IndexLeaf
 from .schema import check_index
 from .sealed import unseal
@@ -36,12 +37,11 @@ def load_index(path: str, expected_checksum: str | None, where: str, *, purpose:
     file's ``bp5`` and ``bp5_offsets``). Without ``rank`` the whole document
     (a node index then has no ``leaves``; see ``rank_views``)."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular(path, where)
     except FileNotFoundError:
         raise CorruptionError(f"{where}: missing{purpose}") from None
-    except OSError as exc:  # e.g. a file where a directory should be, EACCES, EIO
-        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from exc
+    except NotADirectoryError:   # a file where a directory should be
+        raise CorruptionError(f"{where}: {path} is not inside a directory") from None
     digest = chunk_hash(raw)
     if expected_checksum is not None and digest != expected_checksum:
         raise CorruptionError(f"{where}: checksum differs from the manifest's")

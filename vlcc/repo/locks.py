@@ -48,8 +48,26 @@ _BOOT = boot_id()
 _HOST = socket.gethostname()
 
 
+def start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat
+    field 22), or None where /proc is not readable: tells a live holder from
+    a new process that reuses a dead holder's pid."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read()
+        return int(stat[stat.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_START = start_ticks(os.getpid())
+_PID_AT_START = os.getpid()    # a fork has another pid and start time
+
+
 def record(kind: str) -> dict:
-    return {"kind": kind, "host": _HOST, "pid": os.getpid(), "boot_id": _BOOT, "time": time.time()}
+    pid = os.getpid()
+    return {"kind": kind, "host": _HOST, "pid": pid, "boot_id": _BOOT, "time": time.time(),
+            "start": _START if pid == _PID_AT_START else start_ticks(pid)}
 
 
 def _link_record(kind: str) -> str:
@@ -156,7 +174,14 @@ def dead_reason(doc: dict) -> str | None:
         pid = int(doc.get("pid", 0))
     except (TypeError, ValueError):
         return None
-    return f"dead pid {pid}" if _pid_gone(pid) else None
+    if _pid_gone(pid):
+        return f"dead pid {pid}"
+    start = doc.get("start")
+    if isinstance(start, int) and pid != os.getpid():
+        now = start_ticks(pid)
+        if now is not None and now != start:
+            return f"dead pid {pid} (the pid now belongs to another process)"
+    return None
 
 
 def stale_reason(path: str, stale: float = STALE_SECONDS) -> str | None:

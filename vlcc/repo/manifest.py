@@ -8,8 +8,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import CorruptionError, FormatVersionError, NotFoundError, StorageError
+from ..errors import CorruptionError, FormatVersionError, NotFoundError
 from . import format1, format2
+from .fsutil import read_regular
 from .schema import check_manifest
 from .sealed import unseal
 from ..repo.records import Kind
@@ -62,8 +63,11 @@ class Version:
         if not self.root:
             raise NotFoundError(f"version {self.id}: decomposition table {rel} needs the repository "
                                 f"path (use Repository.resolve)")
-        with open(os.path.join(self.root, *rel.split("/")), "rb") as f:
-            return f.read()
+        try:
+            return read_regular(os.path.join(self.root, *rel.split("/")),
+                                f"version {self.id}: decomposition table {rel}")
+        except FileNotFoundError:
+            raise CorruptionError(f"version {self.id}: decomposition table {rel} is missing") from None
 
     @classmethod
     def from_manifest(cls, doc: dict, root: str | None = None) -> "Version":
@@ -134,12 +138,9 @@ def rank_indexes(paths, doc: dict) -> list[tuple[int, str, str]]:
     rel = info["table"]
     where = f"version {doc['id']}: rank table {paths.abs(rel)}"
     try:
-        with open(paths.abs(rel), "rb") as f:
-            raw = f.read()
+        raw = read_regular(paths.abs(rel), where)
     except FileNotFoundError:
         raise CorruptionError(f"{where}: missing") from None
-    except OSError as exc:   # a file where a directory should be, EACCES, EIO
-        raise StorageError(f"{where}: cannot read ({exc.strerror or exc})") from None
     size = 16 if doc["vlcc_manifest"] < 4 else _RECORD4
     if chunk_hash(raw) != info["checksum"] or len(raw) != size * nranks(doc):
         raise CorruptionError(f"{where}: checksum mismatch (file modified or truncated)")
@@ -165,8 +166,7 @@ def load_manifest(path: str, vid: str, repo: str) -> dict:
     must exist (else NotFoundError naming ``repo``), hold its seal, be of a
     manifest version this vlcc reads, and name ``vid``."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular(path, f"manifest of version {vid}")
     except FileNotFoundError:
         raise NotFoundError(f"unknown version {vid!r} in repository {repo}") from None
     doc = unseal(raw, f"manifest of version {vid} ({path})")

@@ -17,14 +17,14 @@ _VERSION_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
 def check_ref_name(name: str, kind: str) -> str:
-    if not isinstance(name, str) or not _REF_NAME.match(name) or name.endswith(".lock"):
+    if not isinstance(name, str) or not _REF_NAME.fullmatch(name) or name.endswith(".lock"):
         raise ArgumentError(f"invalid {kind} name {name!r}: use letters, digits, '_', '.', '-' "
                         f"and '/' between parts")
     return name
 
 
 def is_version_id(s: str) -> bool:
-    return bool(_VERSION_ID.match(s))
+    return isinstance(s, str) and bool(_VERSION_ID.fullmatch(s))
 
 
 def new_version_id() -> str:

@@ -4,10 +4,11 @@ version id, replaced by atomic rename (docs/format.md, section 5)."""
 from __future__ import annotations
 
 import os
+import warnings
 
-from ..errors import BranchMovedError, NotFoundError, RefExistsError, StorageError
+from ..errors import BranchMovedError, CorruptionError, NotFoundError, RefExistsError, VlccError
 from . import locks
-from .fsutil import atomic_write, makedirs
+from .fsutil import atomic_write, makedirs, read_regular
 from .paths import RepoPaths, check_ref_name
 
 REF_LOCK_TIMEOUT = 120.0
@@ -15,13 +16,18 @@ REF_LOCK_TIMEOUT = 120.0
 
 def read_ref(paths: RepoPaths, kind: str, name: str) -> str | None:
     check_ref_name(name, kind)
+    path = paths.ref(kind, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+        return None  # only a prefix of other refs' names ('exp' of 'exp/a')
     try:
-        with open(paths.ref(kind, name)) as f:
-            vid = f.read().strip()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None  # absent, or only a prefix of other refs' names ('exp' of 'exp/a')
-    except OSError as exc:
-        raise StorageError(f"cannot read {kind} {name!r} at {paths.ref(kind, name)}: {exc}") from exc
+        raw = read_regular(path, f"{kind} {name!r}", limit=4096)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # absent
+    try:
+        vid = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise CorruptionError(f"{kind} {name!r} ({path}) holds bytes that are not a version id "
+                              f"(not ASCII): repair it with `vlcc branch`/`vlcc tag`, or remove it") from None
     return vid or None
 
 
@@ -33,7 +39,11 @@ def list_refs(paths: RepoPaths, kind: str) -> dict[str, str]:
             if f.startswith(".tmp-") or f.endswith(".lock"):
                 continue
             name = os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
-            vid = read_ref(paths, kind, name)
+            try:
+                vid = read_ref(paths, kind, name)
+            except VlccError as exc:   # one bad ref must not hide the others
+                warnings.warn(f"skipping {kind} {name!r}: {exc}", stacklevel=2)
+                continue
             if vid:
                 out[name] = vid
     return out

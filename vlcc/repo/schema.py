@@ -20,6 +20,7 @@ import re
 import numpy as np
 
 from ..errors import CorruptionError
+from .values import VALUE_DTYPES
 
 _HEX32 = re.compile(r"[0-9a-f]{32}\Z")
 _VID = re.compile(r"[0-9a-f]{16}\Z")
@@ -185,8 +186,9 @@ def _provider(e, p: str, fmt: int, nranks: int, provs: dict) -> None:
         _fail(f"{p}.kind", f"unknown kind {kind[:40]!r} (known: {', '.join(KINDS)})")
     dtype = _key(e, "dtype", p)
     if kind == "value":
-        if dtype != "pickle":
-            _fail(f"{p}.dtype", f"a value is stored as 'pickle', not {str(dtype)[:40]!r}")
+        if dtype not in VALUE_DTYPES:
+            _fail(f"{p}.dtype", f"a value is stored as {' or '.join(map(repr, VALUE_DTYPES))}, "
+                                f"not {str(dtype)[:40]!r}")
     elif kind == "derived":
         if dtype != "recipe":
             _fail(f"{p}.dtype", f"a derived provider has dtype 'recipe', not {str(dtype)[:40]!r}")

@@ -30,6 +30,8 @@ def unseal(raw: bytes, where: str) -> dict:
         doc = json.loads(raw)
     except ValueError as exc:
         raise CorruptionError(f"{where}: truncated or corrupted JSON ({exc})") from exc
+    except RecursionError:
+        raise CorruptionError(f"{where}: JSON nested too deeply (not a vlcc document)") from None
     if not isinstance(doc, dict) or "checksum" not in doc:
         raise CorruptionError(f"{where}: not a sealed vlcc document (no checksum)")
     body = {k: v for k, v in doc.items() if k != "checksum"}

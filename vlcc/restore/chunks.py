@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..engine.buffers import available_memory
 from ..errors import CorruptionError
 from ..io.bp5 import BlockReader
 from ..repo.checksums import chunk_hash, digest_of
@@ -14,6 +15,21 @@ from ..repo.paths import RepoPaths
 from .fetch import ChunkRead, fetch, stream
 from .profile import stage
 from .version_meta import VersionMeta
+
+
+def alloc_bytes(nbytes: int, where: str) -> np.ndarray:
+    """A buffer for one stored block, refused (CorruptionError) when the
+    metadata claims more bytes than this machine could hold: a block was
+    written from one rank's memory, so a claim of 1 TiB is damage or a
+    crafted index, never a reason to allocate or read until memory runs out."""
+    avail = available_memory()
+    if nbytes > max(avail, 1 << 30):
+        raise CorruptionError(f"{where}: the index claims a block of {nbytes} bytes, more than "
+                              f"the {avail} bytes of memory available (damaged or crafted metadata)")
+    try:
+        return np.empty(nbytes, np.uint8)
+    except MemoryError:
+        raise CorruptionError(f"{where}: cannot allocate the {nbytes} bytes the index claims") from None
 
 
 class ChunkReader(VersionMeta):
@@ -95,7 +111,8 @@ class ChunkReader(VersionMeta):
         (``block["pack"]``) is cut out of its rank's pack leaf."""
         if block.get("pack") is not None:
             return self._packed(name, block).copy()
-        buf = np.empty(block["nbytes"], np.uint8)
+        buf = alloc_bytes(block["nbytes"], f"version {self.vid}, provider {name!r}, rank "
+                                           f"{block.get('rank')}")
         if which is None:
             which = range(self.nchunks(name, block))
         self.read_chunks(name, block["rank"], buf, which)
@@ -114,7 +131,7 @@ class ChunkReader(VersionMeta):
             raise CorruptionError(f"{where}: bytes {off}..{off + n} lie outside the pack leaf "
                                   f"{pname!r} of {entry.nbytes} bytes")
         if cached is None:
-            cached = self._packs[key] = (np.empty(entry.nbytes, np.uint8),
+            cached = self._packs[key] = (alloc_bytes(entry.nbytes, f"{where}, pack {pname!r}"),
                                          [False] * len(entry.chunks))
         buf, loaded = cached
         csize = entry.chunk_size

@@ -42,13 +42,17 @@ def _coll(op, comm, fn):
         return op(comm, inside("planning", fn))
 
 
-def restore(s: Session, version, strict: bool, atomic: bool | None = True) -> Version:
+def restore(s: Session, version, strict: bool, atomic: bool | None = True,
+            allow_pickle: bool | None = None) -> Version:
     with stage("planning"):
-        return _restore(s, version, strict, atomic)
+        return _restore(s, version, strict, atomic, allow_pickle)
 
 
-def _restore(s: Session, version, strict: bool, atomic: bool | None) -> Version:
+def _restore(s: Session, version, strict: bool, atomic: bool | None,
+             allow_pickle: bool | None) -> Version:
     eng = s.engine
+    if allow_pickle is None:
+        allow_pickle = s.state.allow_pickle
     spec = version.id if isinstance(version, Version) else version
     pend = {p.vid: p for p in eng.pending}
     target = None
@@ -61,7 +65,7 @@ def _restore(s: Session, version, strict: bool, atomic: bool | None) -> Version:
         # else once it is durable (the pending lists are the same on all ranks).
         if _coll(all_true, s.comm, lambda: fits(s, eng.memory.get(target))):
             return _from_memory(s, target, Version.from_manifest(provisional(pend[target], s.size)),
-                                strict)
+                                strict, allow_pickle)
         progress(s, block=True)
         spec = target
 
@@ -72,7 +76,7 @@ def _restore(s: Session, version, strict: bool, atomic: bool | None) -> Version:
     v = Version.from_manifest(doc, s.paths.root)
     eng.wait_prefetch(v.id)
     if _coll(all_true, s.comm, lambda: fits(s, eng.memory.get(v.id))):
-        return _from_memory(s, v.id, v, strict)
+        return _from_memory(s, v.id, v, strict, allow_pickle)
     eng.memory.record_access(v.id, hit=False)
     complete_from_node_local(s, doc)
     if atomic is None:
@@ -85,7 +89,7 @@ def _restore(s: Session, version, strict: bool, atomic: bool | None) -> Version:
     offsets = {n: p.offset for n, p in s.state.providers.items()
                if isinstance(p, ArrayProvider) and p.kind == Kind.DISTRIBUTED}
     src = DiskSource(s.paths, doc, rank=s.rank, nranks=s.size, offsets=offsets,
-                     faster=eng.faster_layouts)
+                     faster=eng.faster_layouts, allow_pickle=allow_pickle)
     read = Stager(src, bool(atomic), eng.memory)
 
     def check():
@@ -133,8 +137,8 @@ def complete_from_node_local(s: Session, doc: dict) -> dict | None:
     return recover(s.comm, nodes, store, s.paths, doc, where)
 
 
-def _from_memory(s: Session, vid: str, v: Version, strict: bool) -> Version:
-    src = MemorySource(vid, s.engine.memory.get(vid), s.size)
+def _from_memory(s: Session, vid: str, v: Version, strict: bool, allow_pickle: bool) -> Version:
+    src = MemorySource(vid, s.engine.memory.get(vid), s.size, allow_pickle)
     read = Stager(src, True)        # views of the captured leaves: no staging copy
 
     def check_and_stage():

@@ -11,7 +11,6 @@ the geometry."""
 from __future__ import annotations
 
 import bisect
-import pickle
 
 import numpy as np
 import xxhash
@@ -21,14 +20,19 @@ from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces, sub_piece
 from ..redundancy.dedup import StoredChunk
 from ..repo.paths import RepoPaths
+from ..repo.values import decode as decode_value
 from .chunks import ChunkReader
 
 
 class VersionReader(ChunkReader):
     """Reads the stored leaves of one version (a manifest dict) into boxes."""
 
-    def __init__(self, layout: RepoPaths, manifest: dict, faster: list[RepoPaths] | None = None):
+    def __init__(self, layout: RepoPaths, manifest: dict, faster: list[RepoPaths] | None = None,
+                 allow_pickle: bool = False):
         super().__init__(layout, manifest, faster)
+        # Pickled values (formats 1-3, or written with allow_pickle=True) are
+        # refused unless the caller trusts the repository (repo/values.py).
+        self.allow_pickle = allow_pickle
         # When a list: every byte range of a stored tiled piece that is exactly
         # a piece of the box being read (tiles.sub_piece), as StoredChunk, so
         # the next version written from these bytes references them (N→M dedup).
@@ -82,11 +86,8 @@ class VersionReader(ChunkReader):
     def read_value(self, name: str, rank: int, nranks: int):
         block = self.pick_rank_block(name, rank, nranks)
         buf = self.read_block(name, block)
-        try:
-            return pickle.loads(buf.tobytes())
-        except Exception as exc:
-            raise CorruptionError(f"version {self.vid}, provider {name!r}, rank {block['rank']}: "
-                                  f"cannot unpickle value: {exc}") from exc
+        return decode_value(buf, self.entry(name)["dtype"], f"version {self.vid}, provider "
+                            f"{name!r}, rank {block['rank']}", self.allow_pickle)
 
     def read_array(self, name: str, out: np.ndarray, rank: int, nranks: int) -> np.ndarray:
         e = self.entry(name)

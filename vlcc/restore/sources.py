@@ -5,12 +5,11 @@ copy when there is one) or a version held in the engine's memory tier
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 
 from ..errors import ShapeMismatchError
 from ..repo.records import Kind
+from ..repo.values import decode as decode_value
 from ..state.provider import Leaf
 from .reader import VersionReader
 
@@ -32,8 +31,8 @@ class DiskSource:
     """Leaves of one committed version, read from disk for this rank."""
 
     def __init__(self, paths, manifest: dict, *, rank: int, nranks: int, offsets: dict,
-                 faster=None):
-        self.reader = VersionReader(paths, manifest, faster=faster)
+                 faster=None, allow_pickle: bool = False):
+        self.reader = VersionReader(paths, manifest, faster=faster, allow_pickle=allow_pickle)
         self.reader.subranges = []      # N→M: parts of stored tiles that are this rank's pieces
         self.stored = manifest["providers"]
         self.rank, self.nranks, self.offsets = rank, nranks, offsets
@@ -56,10 +55,12 @@ def leaf_view(leaf: Leaf, like: np.ndarray, where: str) -> np.ndarray:
     return src
 
 
-def copy_leaf(leaf: Leaf, out: np.ndarray | None, where: str):
-    """A captured leaf back into ``out`` (an array), or its value (``out`` None)."""
+def copy_leaf(leaf: Leaf, out: np.ndarray | None, where: str, allow_pickle: bool):
+    """A captured leaf back into ``out`` (an array), or its value (``out`` None).
+    A pickled value is decoded only with ``allow_pickle`` (the memory tier
+    also holds values prefetched from disk)."""
     if out is None:
-        return pickle.loads(leaf.data.tobytes())
+        return decode_value(leaf.data, leaf.dtype, f"{where}, provider {leaf.name!r}", allow_pickle)
     np.copyto(out, leaf_view(leaf, out, where))
     return out
 
@@ -67,14 +68,14 @@ def copy_leaf(leaf: Leaf, out: np.ndarray | None, where: str):
 class MemorySource:
     """Leaves of one version held in the memory tier (captured on this rank)."""
 
-    def __init__(self, vid: str, entry, nranks: int):
-        self.entry = entry
+    def __init__(self, vid: str, entry, nranks: int, allow_pickle: bool = False):
+        self.entry, self.allow_pickle = entry, allow_pickle
         self.where = f"version {vid} (memory tier)"
         self.stored = {name: leaf.describe() | {"blocks": [None] * nranks, "replicated": False}
                        for name, leaf in entry.leaves.items()}
 
     def read(self, name: str, out):
-        return copy_leaf(self.entry.leaves[name], out, self.where)
+        return copy_leaf(self.entry.leaves[name], out, self.where, self.allow_pickle)
 
     def view(self, name: str, like: np.ndarray) -> np.ndarray:
         """The captured bytes shaped like ``like``: the staging of an atomic

@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from ..encode import get_codec
-from ..errors import CorruptionError
+from ..errors import CorruptionError, NotFoundError
 from ..io.bp5 import BlockReader
 from ..redundancy.dedup import codec_key
 from ..repo.checksums import chunk_hash, digest_of
@@ -48,12 +48,22 @@ def _verify_all(repo, *, deep: bool) -> dict:
     CorruptionError listing each damaged version and ref, carrying the lists
     (``damaged``, ``intact``, ``damaged_refs``) as attributes."""
     damaged: dict[str, str] = {}           # version id -> first problem found
+    removed: list[str] = []                # pruned (and gc'ed) while this ran: not damage
     loaded = []
+
+    def gone(vid: str) -> bool:
+        if os.path.lexists(repo.layout.manifest(vid)):
+            return False
+        removed.append(vid)
+        return True
     for vid in repo.version_ids():
         try:
             loaded.append(repo.load_version(vid))
+        except NotFoundError:
+            gone(vid)
         except CorruptionError as exc:
-            damaged[vid] = str(exc)
+            if not gone(vid):
+                damaged[vid] = str(exc)
     bad_refs = check_refs(repo)
     out: dict = {"versions": len(loaded) + len(damaged)}
     if deep and not damaged and not bad_refs:
@@ -65,7 +75,8 @@ def _verify_all(repo, *, deep: bool) -> dict:
         try:
             res = _check_versions(repo, [v])
         except CorruptionError as exc:
-            damaged[v.id] = str(exc)
+            if not gone(v.id):
+                damaged[v.id] = str(exc)
             continue
         intact.append(v.id)
         notes.update(res.get("node_local", {}))
@@ -80,8 +91,9 @@ def _verify_all(repo, *, deep: bool) -> dict:
         exc.damaged_refs = sorted(bad_refs)
         exc.intact = sorted(intact)
         exc.problems = dict(damaged) | dict(bad_refs)
+        exc.removed = sorted(removed)
         raise exc
-    out.update(chunks=nchunks, bytes=nbytes, intact=sorted(intact))
+    out.update(chunks=nchunks, bytes=nbytes, intact=sorted(intact), removed=sorted(removed))
     if notes:
         out["node_local"] = notes
     return out

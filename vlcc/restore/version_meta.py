@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 from ..errors import CorruptionError, MissingProviderError, ShapeMismatchError
+from ..repo.fsutil import inside, read_regular
 from ..repo.index import load_index
 from ..repo.manifest import rank_indexes, stored_entry
 from ..repo.paths import RepoPaths
@@ -35,12 +36,15 @@ class VersionMeta:
         self._starts: dict[tuple[int, str], list[int]] = {}   # chunk start offsets per leaf
 
     def path(self, rel: str) -> str:
-        """Absolute path of a repository-relative file on the fastest tier holding it."""
-        for lay in self.faster:
-            p = lay.abs(rel)
-            if os.path.exists(p):
-                return p
-        return self.layout.abs(rel)
+        """Absolute path of a repository-relative file on the fastest tier holding it.
+        A file that a symbolic link leads out of its tier is refused (a crafted
+        repository must not make vlcc read /dev/zero or another user's files)."""
+        lay = next((lay for lay in self.faster if os.path.exists(lay.abs(rel))), self.layout)
+        got = lay.abs(rel)
+        if not inside(lay.root, got):
+            raise CorruptionError(f"version {self.vid}: {got} leads out of {lay.root} "
+                                  f"(a symbolic link): not read")
+        return got
 
     @property
     def nranks(self) -> int:
@@ -141,12 +145,11 @@ class VersionMeta:
         return got
 
     def _read_table(self, rel: str) -> bytes:
+        what = f"version {self.vid}: decomposition table {rel}"
         try:
-            with open(self.layout.abs(rel), "rb") as f:
-                return f.read()
-        except OSError as exc:
-            raise CorruptionError(f"version {self.vid}: decomposition table {rel}: "
-                                  f"{exc.strerror or exc}") from None
+            return read_regular(self.path(rel), what)
+        except FileNotFoundError:
+            raise CorruptionError(f"{what}: missing") from None
 
     def nchunks(self, name: str, block: dict) -> int:
         return len(self.leaf(name, block["rank"]).chunks)

@@ -12,6 +12,19 @@ from .provider import Leaf, Provider, direct
 from ..repo.records import Kind
 
 
+def _ints(xs, what: str, name: str) -> tuple[int, ...]:
+    """A sequence of ints (not floats, strings or bools: ``int("3")`` and
+    ``int(2.7)`` would silently store something else)."""
+    try:
+        items = tuple(xs)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+                                for x in items):
+        raise ProviderError(f"provider {name!r}: {what} must be a sequence of ints, got {xs!r}")
+    return tuple(int(x) for x in items)
+
+
 class ArrayProvider(Provider):
     def __init__(self, array: np.ndarray, *, global_shape: Sequence[int] | None = None,
                  offset: Sequence[int] | None = None, halo: int | Sequence[int] = 0,
@@ -28,7 +41,8 @@ class ArrayProvider(Provider):
         self.name = name
         self.array = array
         nd = array.ndim
-        h = (halo,) * nd if np.isscalar(halo) else tuple(int(x) for x in halo)
+        scalar = isinstance(halo, (int, np.integer)) and not isinstance(halo, (bool, np.bool_))
+        h = (int(halo),) * nd if scalar else _ints(halo, "halo", name)
         if len(h) != nd or any(x < 0 for x in h):
             raise ProviderError(f"provider {name!r}: halo {halo!r} does not fit a {nd}-D array")
         owned = tuple(n - 2 * x for n, x in zip(array.shape, h))
@@ -43,14 +57,19 @@ class ArrayProvider(Provider):
             self.kind = Kind.ARRAY
             self.global_shape = self.offset = None
         else:
-            gs = tuple(int(x) for x in global_shape)
-            off = tuple(int(x) for x in (offset if offset is not None else (0,) * nd))
+            gs = _ints(global_shape, "global_shape", name)
+            off = _ints(offset if offset is not None else (0,) * nd, "offset", name)
             if len(gs) != nd or len(off) != nd:
                 raise ProviderError(f"provider {name!r}: global_shape {gs} / offset {off} must have "
                                     f"{nd} entries like the array")
             if any(o < 0 or o + n > g for o, n, g in zip(off, owned, gs)):
                 raise ProviderError(f"provider {name!r}: owned block at offset {off} with shape {owned} "
                                     f"lies outside the global shape {gs}")
+            if 0 in gs:
+                # its stored tile grid would have an empty extent, which readers reject
+                raise ProviderError(f"provider {name!r}: global_shape {gs} has no elements; a "
+                                    f"distributed array needs at least one (register an empty "
+                                    f"per-rank array instead)")
             self.kind = Kind.DISTRIBUTED
             self.global_shape, self.offset = gs, off
 

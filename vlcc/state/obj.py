@@ -1,6 +1,6 @@
 """Object providers: anything with ``capture() -> dict`` and ``restore(dict)``.
 Each dict entry becomes a leaf ``NAME/KEY``: arrays are stored per rank,
-everything else as a picklable value."""
+everything else as a value (state/value.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import numpy as np
 
 from ..errors import MissingProviderError, ProviderError
 from .provider import Leaf, Provider, direct
-from .value import pickle_bytes
+from .value import value_leaf
 from ..repo.records import Kind
 
 
 class ObjectProvider(Provider):
+    allow_pickle = False     # set by the registry from Checkpointer(allow_pickle=)
+
     def __init__(self, obj, name: str = ""):
         if not (callable(getattr(obj, "capture", None)) and callable(getattr(obj, "restore", None))):
             raise ProviderError(f"provider {name!r}: {type(obj).__name__} has no capture()/restore()")
@@ -35,12 +37,10 @@ class ObjectProvider(Provider):
                 leaves.append(Leaf(name, Kind.ARRAY, data.dtype.str, data.shape, of=self.name,
                                    data=data.reshape(-1).view(np.uint8)))
             else:
-                leaves.append(Leaf(name, Kind.VALUE, "pickle", (), of=self.name,
-                                   data=pickle_bytes(val, f"provider {name!r}")))
+                leaves.append(value_leaf(name, val, self.allow_pickle, of=self.name))
         if not leaves:
             # An empty dict still records that the object was captured.
-            leaves.append(Leaf(self.name, Kind.VALUE, "pickle", (), of=self.name,
-                               data=pickle_bytes({}, self.name)))
+            leaves.append(value_leaf(self.name, {}, self.allow_pickle, of=self.name))
         return leaves
 
     def _mine(self, stored):

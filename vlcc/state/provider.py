@@ -8,7 +8,7 @@ and restore them. Kinds:
   restorable on any rank count (N→M).
 * ``array``: a plain per-rank array; restorable on another rank count only if
   all ranks held identical bytes (replicated).
-* ``value``: a small picklable object (step, RNG state, config), per rank.
+* ``value``: a small Python object (step, RNG state, config), per rank.
 * ``derived``: no bytes; a recipe recomputed from other providers on restore
   (state/derived.py).
 """
@@ -27,7 +27,7 @@ from ..repo.records import Kind
 class Leaf:
     name: str
     kind: str                       # a repo.records.Kind
-    dtype: str                      # numpy dtype str, or "pickle" for values
+    dtype: str                      # numpy dtype str; values: "vlcc-value" or "pickle" (repo/values.py)
     shape: tuple                    # owned local shape (() for values)
     global_shape: tuple | None = None
     offset: tuple | None = None

@@ -19,7 +19,7 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ProviderError(f"invalid provider name {name!r}: use parts of letters, digits, "
                             f"'_', '.', '-' separated by '/', e.g. 'solver/u'")
     return name
@@ -45,8 +45,11 @@ def make_provider(name: str, obj: Any, **kw) -> Provider:
 class State:
     """Registered providers by name, in registration order."""
 
-    def __init__(self):
+    def __init__(self, allow_pickle: bool = False):
         self.providers: dict[str, Provider] = {}
+        # Values the safe format cannot hold are pickled only when the
+        # Checkpointer opted in (repo/values.py).
+        self.allow_pickle = bool(allow_pickle)
 
     def add(self, name: str, obj: Any, **kw) -> Provider:
         check_name(name)
@@ -57,6 +60,8 @@ class State:
                 raise DuplicateProviderError(f"provider {name!r} clashes with registered provider "
                                              f"{other!r}: a name cannot be both a leaf and a group")
         p = make_provider(name, obj, **kw)
+        if isinstance(p, (ValueProvider, ObjectProvider)):
+            p.allow_pickle = self.allow_pickle
         if isinstance(p, DerivedProvider):
             p.bind(self)
         self.providers[name] = p

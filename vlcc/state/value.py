@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from typing import Any, Callable
 
 import numpy as np
@@ -10,19 +9,24 @@ import numpy as np
 from ..errors import MissingProviderError, ProviderError
 from .provider import Leaf, Provider, direct
 from ..repo.records import Kind
+from ..repo.values import encode
 
 
-def pickle_bytes(value: Any, what: str) -> np.ndarray:
-    try:
-        raw = pickle.dumps(value, protocol=5)
-    except Exception as exc:
-        raise ProviderError(f"{what}: value of type {type(value).__name__} is not picklable: {exc}") from exc
-    return np.frombuffer(bytearray(raw), dtype=np.uint8)  # writable: ADIOS2 refuses read-only buffers
+def value_leaf(name: str, value: Any, allow_pickle: bool, of: str | None = None) -> Leaf:
+    """A value's leaf in the safe encoding (repo/values.py), or a pickle
+    when it needs one and ``allow_pickle``."""
+    dtype, data = encode(value, f"provider {name!r}", allow_pickle)
+    return Leaf(name, Kind.VALUE, dtype, (), of=of, data=data)
 
 
 class ValueProvider(Provider):
-    """A picklable value read by ``get()`` at checkpoint and handed to ``set(v)``
-    on restore. ``set`` may be omitted for write-only values (run metadata)."""
+    """A value read by ``get()`` at checkpoint and handed to ``set(v)`` on
+    restore. ``set`` may be omitted for write-only values (run metadata).
+    Stored in the safe value format (None, bool, int, float, complex, str,
+    bytes, containers of them, numpy arrays and scalars; docs/format.md 3.5);
+    anything else needs ``Checkpointer(allow_pickle=True)``."""
+
+    allow_pickle = False     # set by the registry from Checkpointer(allow_pickle=)
 
     def __init__(self, get: Callable[[], Any], set: Callable[[Any], None] | None = None):
         if not callable(get):
@@ -35,8 +39,7 @@ class ValueProvider(Provider):
         return self._get()
 
     def capture(self, copy: bool, alloc=None) -> list[Leaf]:
-        data = pickle_bytes(self._get(), f"provider {self.name!r}")
-        return [Leaf(self.name, Kind.VALUE, "pickle", (), data=data)]
+        return [value_leaf(self.name, self._get(), self.allow_pickle)]
 
     def check_restore(self, stored, where):
         if self.name not in stored:

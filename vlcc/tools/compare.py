@@ -23,7 +23,6 @@ match or the reference stored them replicated."""
 
 from __future__ import annotations
 
-import pickle
 import warnings
 
 import numpy as np
@@ -35,6 +34,7 @@ from ..repository import Repository
 from .diff import jsonable
 from .elementwise import Tally, values_equal
 from .spec import split_target
+from ..repo.values import decode as decode_value
 
 ON_DIVERGE = ("record", "warn", "raise")
 
@@ -43,12 +43,13 @@ class Comparator:
     """Compares the checkpoints of one Checkpointer with a reference run."""
 
     def __init__(self, comm, compare_to: str, *, rtol: float = 0.0, atol: float = 0.0,
-                 on_diverge: str = "record"):
+                 on_diverge: str = "record", allow_pickle: bool = False):
         if on_diverge not in ON_DIVERGE:
             raise VlccError(f"on_diverge must be one of {', '.join(ON_DIVERGE)}, got {on_diverge!r}")
         if not (rtol >= 0 and atol >= 0):
             raise VlccError(f"tolerances must be >= 0, got rtol={rtol}, atol={atol}")
         self.comm, self.rtol, self.atol, self.on_diverge = comm, float(rtol), float(atol), on_diverge
+        self.allow_pickle = allow_pickle
         path, branch = split_target(compare_to)
         self.branch = (branch or "main").removeprefix("branch:")
         self.first: dict | None = None      # first divergence of this run
@@ -144,9 +145,9 @@ class Comparator:
                 out[leaf.name] = {"note": f"per-rank data: the reference wrote it on {nref} ranks "
                                           f"with different content per rank, this run has {size}"}
                 continue
-            y = self.repo.read(v, leaf.name, rank=k)
+            y = self.repo.read(v, leaf.name, rank=k, allow_pickle=self.allow_pickle)
             if leaf.kind == "value":
-                same, mag = values_equal(pickle.loads(leaf.data.tobytes()), y, self.rtol, self.atol)
+                same, mag = values_equal(decode_value(leaf.data, leaf.dtype, leaf.name, self.allow_pickle), y, self.rtol, self.atol)
                 out[leaf.name] = {"differing": int(not same), "max_abs": mag, "max_rel": None,
                                   "order": rank, "index": [rank]} if not same else {}
                 continue

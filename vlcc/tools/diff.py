@@ -40,10 +40,11 @@ SLAB_BYTES = 64 << 20    # per side and slab: bounds diff's memory, not the arra
 
 def diff(a: "str | tuple", b: "str | tuple", *, rtol: float = 0.0, atol: float = 0.0,
          providers: Sequence[str] | None = None, progress_bar: bool = False,
-         slab_bytes: int = SLAB_BYTES) -> list[dict]:
+         slab_bytes: int = SLAB_BYTES, allow_pickle: bool = False) -> list[dict]:
     """Compare version ``a`` with version ``b`` (the reference side for relative
     differences). ``a``/``b``: ``"PATH[@SPEC]"`` or ``(path_or_repo, spec)``.
     ``providers``: names, prefixes (``heat`` selects ``heat/u``) or globs.
+    ``allow_pickle``: unpickle values stored as pickles (trusted repositories only).
     Returns one record per provider (see the module docstring); raises a
     VlccError subclass on bad input. ``exit_status(records)`` gives 0/1."""
     if rtol < 0 or atol < 0 or not all(map(math.isfinite, (rtol, atol))):
@@ -54,7 +55,8 @@ def diff(a: "str | tuple", b: "str | tuple", *, rtol: float = 0.0, atol: float =
     rb, vb = open_target(b)
     names = select(sorted(set(va.providers) | set(vb.providers)), providers,
                    f"{label(ra, va)} or {label(rb, vb)}")
-    return [_one(ra, va, rb, vb, n, rtol, atol, progress_bar, int(slab_bytes)) for n in names]
+    return [_one(ra, va, rb, vb, n, rtol, atol, progress_bar, int(slab_bytes), allow_pickle)
+            for n in names]
 
 
 def exit_status(records: Iterable[dict]) -> int:
@@ -94,7 +96,7 @@ def _tally_record(rec: dict, t: Tally) -> dict:
 
 
 def _one(ra: Repository, va: Version, rb: Repository, vb: Version, name: str,
-         rtol: float, atol: float, bar: bool, slab_bytes: int) -> dict:
+         rtol: float, atol: float, bar: bool, slab_bytes: int, allow_pickle: bool) -> dict:
     ea, eb = va.providers.get(name), vb.providers.get(name)
     if ea is None or eb is None:
         e = ea or eb
@@ -153,7 +155,8 @@ def _one(ra: Repository, va: Version, rb: Repository, vb: Version, name: str,
     # values
     t = Tally(max_abs=None, max_rel=None)
     for ka, kb in pairs:
-        x, y = ra.read(va, name, rank=ka), rb.read(vb, name, rank=kb)
+        x = ra.read(va, name, rank=ka, allow_pickle=allow_pickle)
+        y = rb.read(vb, name, rank=kb, allow_pickle=allow_pickle)
         same, mag = values_equal(x, y, rtol, atol)
         t.elements += 1
         if mag is not None:

@@ -33,8 +33,10 @@ from .spec import label, open_target
 
 
 def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None = None,
-           force: bool = False, progress_bar: bool = False, slab_bytes: int = SLAB_BYTES) -> dict:
+           force: bool = False, progress_bar: bool = False, slab_bytes: int = SLAB_BYTES,
+           allow_pickle: bool = False) -> dict:
     """Write version ``target`` (``PATH[@SPEC]``) to the file ``out``.
+    ``allow_pickle``: unpickle values stored as pickles (trusted repositories only).
     The format follows the extension (``.bp``: ADIOS2 BP5, ``.h5``: HDF5,
     ``.npz``: numpy; tools/sinks.py). Returns what was written: version,
     path, format, variables, attributes, bytes."""
@@ -53,6 +55,7 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
     attributes: list[str] = []
     nbytes = 0
     total = sum(b["nbytes"] for n in names for b in repo.blocks(v, n))
+    _check_space(parent, total, out)
     sink = kind(out)
     try:
         for key, val in _version_attrs(v).items():
@@ -78,7 +81,7 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
                         if vname not in variables:
                             variables.append(vname)
                 elif e["kind"] == "value":
-                    vals = [repo.read(v, name, rank=k) for k in
+                    vals = [repo.read(v, name, rank=k, allow_pickle=allow_pickle) for k in
                             range(1 if e.get("replicated") else v.nranks)]
                     pairs = [(name, vals[0])] if len(vals) == 1 else \
                         [(f"{name}/rank{k}", x) for k, x in enumerate(vals)]
@@ -98,6 +101,20 @@ def export(target: "str | tuple", out: str, *, providers: Sequence[str] | None =
         raise StorageError(f"writing {out}: {exc}") from exc
     return {"version": v.id, "source": label(repo, v), "path": out, "format": type(sink).__name__[:-4],
             "variables": variables, "attributes": attributes, "bytes": nbytes}
+
+
+def _check_space(parent: str, total: int, out: str) -> None:
+    """ADIOS2 aborts the process (SIGABRT) when the disk fills while it
+    writes: refuse up front when the export cannot fit (its logical bytes
+    plus 1% and 1 MiB of metadata)."""
+    try:
+        st = os.statvfs(parent)
+    except OSError:
+        return
+    free, need = st.f_bavail * st.f_frsize, total + total // 100 + (1 << 20)
+    if need > free:
+        raise StorageError(f"cannot write {out}: no space left on device (needs about {need} "
+                           f"bytes, {free} free in {parent})")
 
 
 def _version_attrs(v) -> dict:

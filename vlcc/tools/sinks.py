@@ -53,8 +53,10 @@ class BP5Sink(Sink):
         except Exception as exc:
             raise StorageError(f"cannot create ADIOS2 file {path}: {exc}") from exc
         self.s.begin_step()
+        self.pending = 0
 
     def write(self, name, a, gshape, offset):
+        self.pending += a.nbytes
         self.s.write(name, np.ascontiguousarray(a), list(gshape), list(offset), list(a.shape))
 
     def attr(self, name, value):
@@ -62,6 +64,13 @@ class BP5Sink(Sink):
 
     def close(self):
         if self.s is not None:
+            # ADIOS2 writes the step's buffered bytes at end_step and aborts
+            # the process (SIGABRT) if the disk fills meanwhile: check first
+            # (the export's own space check covers a disk filled by others since).
+            st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+            if self.pending + (1 << 20) > st.f_bavail * st.f_frsize:
+                self.s = None      # dropped unwritten; abort() removes what exists
+                raise StorageError(f"cannot write {self.path}: no space left on device")
             s, self.s = self.s, None
             s.end_step()
             s.close()

@@ -12,7 +12,8 @@ world size (DCP does the N→M mapping from that metadata).
 
 Provider names: ``dcp/t/<fqn>`` (a whole tensor), ``dcp/s/<fqn>/<o0>_<o1>...``
 (a shard at those offsets), ``dcp/b/<fqn>`` (a non-tensor value, pickled by DCP),
-``dcp/metadata`` (DCP's ``Metadata``, on the coordinator rank). Characters
+``dcp/metadata`` (DCP's ``Metadata``, on the coordinator rank; a pickle, as in
+DCP's own format, so ``dcp.load`` trusts the repository like a DCP folder). Characters
 outside ``[A-Za-z0-9_.-]`` in an fqn become ``_``; ``Metadata.storage_data``
 maps every chunk to its provider and rank. Every rank registers every name
 (vlcc versions have the same providers on all ranks): a rank that does not
@@ -159,7 +160,11 @@ class StorageWriter(_Writer):
             md = dataclasses.replace(md, storage_data=storage,
                                      storage_meta=md.storage_meta or self.storage_meta())
 
-        ck = vlcc.Checkpointer(self.path, comm=comm, branch=self.branch, mode="sync", **self.options)
+        # DCP's Metadata is a tree of torch dataclasses that only pickle can
+        # hold (DCP's own FileSystemWriter pickles it too): the one pickled
+        # value of a DCP version, so its repository is trusted like a DCP folder.
+        ck = vlcc.Checkpointer(self.path, comm=comm, branch=self.branch, mode="sync",
+                               **({"allow_pickle": True} | self.options))
         try:
             register_union(ck, comm, mine)
             ck.register(METADATA, vlcc.ValueProvider(get=lambda: md))
@@ -211,7 +216,7 @@ class StorageReader(_Reader):
         if self.metadata is None:
             repo = vlcc.Repository(self.path)
             for r in range(v.nranks):        # held by the coordinator rank of the save
-                md = repo.read(v, METADATA, rank=r)
+                md = repo.read(v, METADATA, rank=r, allow_pickle=True)   # see write_data
                 if md is not None:
                     break
             self.metadata = md

@@ -13,7 +13,8 @@ file (rank 0 the model states, each rank its ZeRO partition) → ``commit``
 
 Provider names: ``ds/<file>/<key.path>`` for every tensor of a file's state
 dict (e.g. ``ds/mp_rank_00_model_states.pt/module.fc.weight``) and
-``dsmeta/<file>`` for the file's structure with the other values. DeepSpeed
+``dsmeta/<file>`` for the file's structure with the other values (a pickle,
+as DeepSpeed's own files are). DeepSpeed
 finds files with ``glob``/``os.path.exists`` under ``save_dir/tag``: each
 rank leaves there a small JSON stub per file naming the vlcc version, which
 ``load`` follows.
@@ -109,8 +110,11 @@ class VlccCheckpointEngine(_Base):
         self.name = "VlccCheckpointEngine"
         self.path = os.path.abspath(os.fspath(path))
         self.ds_engine = engine
+        # dsmeta/<file> holds DeepSpeed's own objects (OrderedDicts, enums, configs,
+        # tensor placeholders) that only pickle can store: a DeepSpeed repository
+        # is trusted like DeepSpeed's torch.load(weights_only=False) of its files.
         self.ck = vlcc.Checkpointer(self.path, comm=resolve_comm(group), branch=branch, mode=mode,
-                                    **options)
+                                    **({"allow_pickle": True} | options))
         self.comm = self.ck.comm
         self._files: dict[str, Any] = {}       # path -> state dict, for the checkpoint being saved
         self._info: Any = None
@@ -185,7 +189,7 @@ class VlccCheckpointEngine(_Base):
                                 f"by another engine that has not called wait() or close(), or "
                                 f"lost in a crash before it was durable)") from None
         key, rank = stub["file"], stub["rank"]
-        tree = repo.read(v, f"dsmeta/{key}", rank=rank)
+        tree = repo.read(v, f"dsmeta/{key}", rank=rank, allow_pickle=True)   # see __init__
 
         def load_tensor(ph: _Tensor) -> torch.Tensor:
             arr = repo.read(v, ph.name, rank=rank)

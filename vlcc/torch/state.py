@@ -148,7 +148,7 @@ def from_plain(obj: Any) -> Any:
 
 
 def meta(tensors: dict[str, torch.Tensor]) -> dict:
-    return {"layout": LAYOUT, "torch": torch.__version__,
+    return {"layout": LAYOUT, "torch": str(torch.__version__),   # a str subclass: stored as str
             "dtypes": {n: dtype_name(t.dtype) for n, t in tensors.items()}}
 
 
