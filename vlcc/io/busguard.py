@@ -4,7 +4,8 @@ CorruptionError, never a SIGBUS that kills the process (issue 32, item 4).
 Touching a mapped page beyond the end of a file raises SIGBUS, and a file can
 be truncated by another process at any moment between a size check and the
 access, so no check before the read closes the window. Instead a small C
-SIGBUS handler (built once with cffi into a cache directory) covers the
+SIGBUS handler (compiled once with the C compiler, ``$CC`` or ``cc``, into
+``VLCC_CACHE_DIR``, default ``~/.cache/vlcc``; loaded with cffi) covers the
 mappings vlcc registers here (``guard``): a fault inside one is answered by
 mapping a zero page over the missing one and counting it (``hits``), so the
 copy or hash that faulted completes; the reader then sees the count (or a
@@ -19,9 +20,10 @@ short read)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
-import sys
+import shlex
+import shutil
+import subprocess
 import tempfile
 import threading
 
@@ -114,6 +116,7 @@ long vlcc_bus_hits(int slot) {
 
 _LOCK = threading.RLock()     # re-entrant: Guard.close may run from a GC finalizer
 _LIB = None
+_FFI = None       # keeps the library loaded
 _TRIED = False
 
 
@@ -124,44 +127,44 @@ def _cache_dir() -> str:
 
 
 def _build():
-    """The compiled handler module: loaded from the cache, built there if missing
-    (in a private temporary directory, then renamed: concurrent ranks are safe)."""
+    """The handler as a plain shared library (only a C compiler needed, no
+    Python headers), loaded with cffi's ABI mode: from the cache, built there
+    if missing (in a private temporary directory, then renamed: concurrent
+    ranks are safe)."""
     from cffi import FFI
-    tag = hashlib.sha256((_CDEF + _SRC + sys.version).encode()).hexdigest()[:16]
-    name = f"_vlcc_busguard_{tag}"
+    tag = hashlib.sha256((_CDEF + _SRC).encode()).hexdigest()[:16]
     d = _cache_dir()
     os.makedirs(d, exist_ok=True)
-    suffix = ".so"
-    import importlib.machinery
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    final = os.path.join(d, name + suffix)
+    final = os.path.join(d, f"libvlcc_busguard_{tag}.so")
     if not os.path.exists(final):
-        ffi = FFI()
-        ffi.cdef(_CDEF)
-        ffi.set_source(name, _SRC)
         tmp = tempfile.mkdtemp(prefix="build-", dir=d)
         try:
-            built = ffi.compile(tmpdir=tmp, verbose=False)
-            os.replace(built, final)
+            src = os.path.join(tmp, "busguard.c")
+            with open(src, "w") as f:
+                f.write(_SRC)
+            out = os.path.join(tmp, "busguard.so")
+            cc = shlex.split(os.environ.get("CC") or "cc")
+            subprocess.run(cc + ["-O2", "-shared", "-fPIC", "-o", out, src],
+                           check=True, capture_output=True, timeout=120)
+            os.replace(out, final)
         finally:
-            import shutil
             shutil.rmtree(tmp, ignore_errors=True)
-    spec = importlib.util.spec_from_file_location(name, final)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    if mod.lib.vlcc_bus_install() != 0:
+    ffi = FFI()
+    ffi.cdef(_CDEF)
+    lib = ffi.dlopen(final)
+    if lib.vlcc_bus_install() != 0:
         raise OSError("sigaction(SIGBUS) failed")
-    return mod.lib
+    return ffi, lib
 
 
 def _lib():
-    global _LIB, _TRIED
+    global _FFI, _LIB, _TRIED
     with _LOCK:
         if not _TRIED:
             _TRIED = True
             if settings.get("VLCC_MAP_READS") != "0":
                 try:
-                    _LIB = _build()
+                    _FFI, _LIB = _build()
                 except Exception:   # noqa: BLE001 - no compiler, no cache dir: unmapped reads
                     _LIB = None
         return _LIB
