@@ -32,7 +32,22 @@ def fixture_repo(request, tmp_path):
 
 
 def test_fixtures_exist():
-    assert "format-v1" in FIXTURES and "format-v2" in FIXTURES and "format-v3" in FIXTURES
+    assert {"format-v1", "format-v2", "format-v3", "format-v4"} <= set(FIXTURES)
+
+
+def test_format_v4_fixture_has_node_files_and_safe_values():
+    """format-v4 (docs/format.md 3.4, 3.5): the two ranks of the fixture's one
+    node share one BP5 directory and one index per version, and its values
+    are in the safe encoding (read without allow_pickle)."""
+    root = os.path.join(HERE, "format-v4")
+    repo = vlcc.Repository(root)
+    for v in repo.log():
+        assert v.manifest["vlcc_manifest"] == 4 and v.nranks == 2
+        files = sorted(os.listdir(os.path.join(root, "data", v.id)))
+        assert files == ["n0.bp", "n0.idx.json", "ranks.bin"], files
+        kinds = {n: p.get("dtype") for n, p in v.manifest["providers"].items() if p.get("kind") == "value"}
+        assert kinds and set(kinds.values()) == {"vlcc-value"}, kinds
+        repo.read(v, "step")          # no UnsafeValueError: nothing pickled
 
 
 def test_format_v3_fixture_is_tiled():
