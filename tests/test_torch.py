@@ -43,6 +43,16 @@ def test_backtrack_repeats_losses_bit_exact(tmp_path):
         assert [train_step(model2, opt2, sched2) for _ in range(5)] == ref
 
 
+def _assert_version_holds(repo_dir, vid, snap_model, snap_opt):
+    """The stored model and optimizer state of ``vid`` equal the snapshots taken at save()."""
+    repo = vlcc.Repository(repo_dir)
+    for n, t in snap_model.items():
+        np.testing.assert_array_equal(repo.read(vid, f"model/{n}"), t.numpy())
+    for i, s in snap_opt.items():
+        for key, t in s.items():
+            np.testing.assert_array_equal(repo.read(vid, f"optim/state/{i}/{key}"), t.numpy())
+
+
 def test_async_capture_is_safe_against_the_next_step(tmp_path):
     model, opt, _ = make(width=64)
     train_step(model, opt)
@@ -59,12 +69,7 @@ def test_async_capture_is_safe_against_the_next_step(tmp_path):
                 for p in model.parameters():
                     p.add_(1.0)
             ck.wait()
-            repo = vlcc.Repository(tmp_path / "r")
-            for n, t in snap_model.items():
-                np.testing.assert_array_equal(repo.read(v.id, f"model/{n}"), t.numpy())
-            for i, s in snap_opt.items():
-                for key, t in s.items():
-                    np.testing.assert_array_equal(repo.read(v.id, f"optim/state/{i}/{key}"), t.numpy())
+            _assert_version_holds(tmp_path / "r", v.id, snap_model, snap_opt)
 
 
 def test_branch_lineage_and_log(tmp_path):
@@ -374,12 +379,7 @@ def test_lazy_capture_waits_before_the_optimizer_step(tmp_path, monkeypatch):
             for p in model.parameters():
                 p.mul_(2.0)
         ck.wait()
-        repo = vlcc.Repository(tmp_path / "r")
-        for n, t in snap.items():
-            np.testing.assert_array_equal(repo.read(v.id, f"model/{n}"), t.numpy())
-        for i, s in snap_opt.items():
-            for k, t in s.items():
-                np.testing.assert_array_equal(repo.read(v.id, f"optim/state/{i}/{k}"), t.numpy())
+        _assert_version_holds(tmp_path / "r", v.id, snap, snap_opt)
 
 
 def test_host_slots_and_stager_on_cpu():
