@@ -306,5 +306,4 @@ class Checkpointer:
         finally:
             self._closed = True
             self._s.engine.close()
-            release(self._s.flush_comm)
-            release(self._s.comm)
+            self._s.release_comms()

@@ -44,7 +44,7 @@ from ..repo.records import ChunkEntry, IndexLeaf, Kind
 from ..repo.sealed import seal
 from ..state.provider import Leaf
 from ..comm.nodes import NodeMap, node_map
-from ..comm.protocol import allgather, any_bits, from_root, gather_decide
+from ..comm.protocol import allgather, any_bits, from_root, gather_decide, release
 
 RAW = {"id": "raw"}
 
@@ -637,6 +637,7 @@ class RankWriter:
         writes (one allgather over the node). The node map and the node
         communicator are made once per communicator."""
         if self._nodes is None or self._nodes[0] is not comm:
+            self.release()
             nm = node_map(comm)
             split = getattr(comm, "Split", None)
             ncomm = split(nm.node, comm.rank) if split is not None and comm.size > 1 else comm
@@ -649,6 +650,13 @@ class RankWriter:
         mine = list(sizes.items())
         per_rank = allgather(ncomm, lambda: (self.rank, mine))
         return NodePlan(nm, ncomm, node_layout(sorted(per_rank)))
+
+    def release(self) -> None:
+        """Free the node communicator made for node files (at close, or when
+        the writer is given another communicator)."""
+        if self._nodes is not None and self._nodes[2] is not self._nodes[0]:
+            release(self._nodes[2])
+        self._nodes = None
 
     def write(self, vid: str) -> dict:
         plan, self._plan = self._plan, None

@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..comm.protocol import release
 from ..engine.engine import Engine
 from ..repo.manifest import Version
 from ..repo.paths import RepoPaths
@@ -64,6 +65,13 @@ class Session:
     last_version = property(lambda self: self._last_version)
 
     # -- lineage moves ---------------------------------------------------------------
+    def release_comms(self) -> None:
+        """At close, after the engine stopped: free the writer's node
+        communicator, the flusher's and vlcc's own duplicate."""
+        self.writer.release()
+        release(self.flush_comm)
+        release(self.comm)
+
     def opened(self, branch: str, head: str | None) -> None:
         """The Checkpointer starts on ``branch`` whose head is ``head``."""
         with self._lock:
