@@ -461,3 +461,33 @@ def test_small_local_tier_evicts_promoted_copies_and_loses_no_version(tmp_path, 
     assert [v.id for v in repo.log()] == ids[::-1]
     for vid, want in zip(ids, data):
         assert repo.read(vid, "u").tobytes() == want.tobytes()
+
+
+def test_failed_flush_is_reported_at_the_next_call_not_at_close(tmp_path, tmpfs):
+    """A repository that fills up under async checkpoints: the flush failure
+    comes out of the next ``checkpoint()`` or ``wait()`` (naming the abandoned
+    version), ``close()`` has nothing left to report, and every version that
+    did commit reads back bit-exact."""
+    root = tmpfs.mount("3m")
+    u = np.zeros(200_000)                 # 1.6 MB of new bytes per version
+    raised, kept = [], {}
+    ck = vlcc.Checkpointer(os.path.join(root, "repo"), comm=MPI.COMM_SELF, mode="async",
+                           local_dir="none")
+    ck.register("u", u)
+    for k in range(4):
+        u[:] = np.random.default_rng(k).random(u.size)
+        try:
+            kept[ck.checkpoint(step=k).id] = u.copy()
+        except vlcc.StorageError as exc:
+            raised.append(str(exc))
+    try:
+        ck.wait()
+    except vlcc.StorageError as exc:
+        raised.append(str(exc))
+    ck.close()                            # nothing pending: nothing to raise here
+    assert raised and all("no space left" in m and "abandoned" in m for m in raised), raised
+    repo = vlcc.Repository(os.path.join(root, "repo"))
+    committed = [v.id for v in repo.log()]
+    assert committed and set(committed) < set(kept)
+    for vid in committed:
+        assert repo.read(vid, "u").tobytes() == kept[vid].tobytes()
