@@ -118,8 +118,11 @@ def complete_from_node_local(s: Session, doc: dict) -> dict | None:
     stores, lost nodes rebuilt from their redundancy (engine/resilience/recover.py).
     The node-local directory: the configured one when given (or written to),
     else the one the writer recorded (``nodelocal.json``)."""
+    # no record: the version was never node-local only (the record is written
+    # before such a version commits), so missing files are damage, reported
+    # as such by the read that follows
     mark = from_root(s.comm, lambda: None if complete(s.paths, doc) else
-                     (read_record(s.paths, doc["id"], NODELOCAL) or {}))
+                     read_record(s.paths, doc["id"], NODELOCAL))
     if mark is None:
         return None
     cfg = s.engine.cfg
