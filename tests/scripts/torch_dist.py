@@ -127,6 +127,8 @@ def phase_save(root):
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     for _ in range(2):
         train_step(ddp, opt, sched)
+    # one file per rank (not node files, format 4): rank_bytes counts what each rank wrote
+    os.environ["VLCC_NODE_FILES"] = "0"
     with vt.Checkpointer(ck_path, model, opt, sched, extra={"phase": "save"}) as ck:
         check(type(ck.core.comm).__name__ == "TorchComm", f"comm is {type(ck.core.comm)}")
         v = ck.save(2, "ddp")
