@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
 import struct
 import subprocess
@@ -188,3 +189,16 @@ def test_crafted_header_claiming_huge_length():
         decode(raw, "vlcc-value", "w")
     with pytest.raises(vlcc.CorruptionError, match="unknown value encoding"):
         decode(raw, "marshal", "w")
+
+
+def test_blocks_decode_by_their_bytes_when_ranks_encoded_differently():
+    """With allow_pickle=True a writer pickles per rank only what needs it, so
+    one provider may hold a safe block on one rank and a pickle on another
+    under rank 0's dtype: each block decodes by its bytes, a pickle only for a
+    reader that opted in."""
+    _d, safe = encode({"a": 1}, "v", allow_pickle=True)
+    pickled = np.frombuffer(pickle.dumps(range(3), protocol=5), np.uint8)
+    assert decode(safe, "pickle", "w", allow_pickle=True) == {"a": 1}
+    assert decode(pickled, "vlcc-value", "w", allow_pickle=True) == range(3)
+    with pytest.raises(vlcc.CorruptionError, match="bad header"):
+        decode(pickled, "vlcc-value", "w")          # never unpickled without the opt-in

@@ -207,7 +207,18 @@ class _Decoder:
 def decode(raw, dtype: str, where: str, allow_pickle: bool = False) -> Any:
     """The value stored as ``raw`` (bytes-like) with leaf dtype ``dtype``.
     Malformed bytes raise CorruptionError; a pickle without ``allow_pickle``
-    raises UnsafeValueError (nothing is unpickled)."""
+    raises UnsafeValueError (nothing is unpickled).
+
+    The leaf dtype is the provider's (rank 0's) in the manifest, but a writer
+    with ``allow_pickle=True`` pickles per rank only the values that need it:
+    each block is therefore decoded by what its bytes are (the safe encoding
+    starts with ``MAGIC``, which no pickle does), and a pickle under a "safe"
+    dtype is taken as one only when the reader opted in too."""
+    head = bytes(memoryview(raw).cast("B")[:len(MAGIC)])
+    if head == MAGIC and dtype == PICKLE:
+        dtype = SAFE
+    elif dtype == SAFE and allow_pickle and head[:1] == b"\x80":   # pickle protocol >= 2
+        dtype = PICKLE
     if dtype == PICKLE:
         if not allow_pickle:
             raise UnsafeValueError(
