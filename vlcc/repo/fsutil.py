@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import stat
@@ -83,8 +82,6 @@ def read_regular(path: str, what: str, limit: int = MAX_METADATA_BYTES) -> bytes
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise
-    except NotADirectoryError:     # a parent is a file (ref 'a/b' beside branch 'a'): no such file
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from None
     except OSError as exc:
         kind = _kind(path)
         if kind:

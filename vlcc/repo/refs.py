@@ -19,6 +19,8 @@ def read_ref(paths: RepoPaths, kind: str, name: str) -> str | None:
     path = paths.ref(kind, name)
     if os.path.isdir(path) and not os.path.islink(path):
         return None  # only a prefix of other refs' names ('exp' of 'exp/a')
+    if not os.path.isdir(os.path.dirname(path)):
+        return None  # a prefix is missing, or is itself a ref ('main/sub' beside 'main')
     try:
         raw = read_regular(path, f"{kind} {name!r}", limit=4096)
     except (FileNotFoundError, NotADirectoryError):
