@@ -42,6 +42,20 @@ def ints(p, n: int, what: str, null_ok: bool = False) -> tuple[int, ...] | None:
     return tuple(int(p[i]) for i in range(n))
 
 
+def check_buffer(where: str, ptr, ptr_name: str, dtype: int, ndim: int, min_ndim: int,
+                 halo: int) -> None:
+    """The checks every C registration of a buffer makes (vlcc_register,
+    VELOC_Mem_protect_dist): a CapiError(EINVAL) prefixed with ``where``."""
+    if is_null(ptr):
+        raise CapiError(C.EINVAL, f"{where}: {ptr_name} is NULL")
+    if dtype not in C.DTYPES:
+        raise CapiError(C.EINVAL, f"{where}: unknown vlcc_dtype {dtype}")
+    if not min_ndim <= ndim <= 32:
+        raise CapiError(C.EINVAL, f"{where}: ndim {ndim} is not in {min_ndim}..32")
+    if halo < 0:
+        raise CapiError(C.EINVAL, f"{where}: negative halo {halo}")
+
+
 def address(p) -> int:
     return int(ffi.cast("uintptr_t", p))
 

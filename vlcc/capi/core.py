@@ -49,16 +49,9 @@ def init(path_p, fcomm, options_p):
 def register(name_p, data, dtype, ndim, shape_p, gshape_p, off_p, halo, flags):
     ck = process.require()
     name = _ffi.string(name_p, "name")
-    if _ffi.is_null(data):
-        raise CapiError(C.EINVAL, f"provider {name!r}: data is NULL")
-    if dtype not in C.DTYPES:
-        raise CapiError(C.EINVAL, f"provider {name!r}: unknown vlcc_dtype {dtype}")
-    if not 0 <= ndim <= 32:
-        raise CapiError(C.EINVAL, f"provider {name!r}: ndim {ndim} is not in 0..32")
+    _ffi.check_buffer(f"provider {name!r}", data, "data", dtype, ndim, 0, halo)
     if flags not in (C.ORDER_C, C.ORDER_F):
         raise CapiError(C.EINVAL, f"provider {name!r}: unknown flags {flags}")
-    if halo < 0:
-        raise CapiError(C.EINVAL, f"provider {name!r}: negative halo {halo}")
     shape = _ffi.ints(shape_p, ndim, f"provider {name!r}: local_shape", null_ok=(ndim == 0)) or ()
     if any(n < 0 for n in shape):
         raise CapiError(C.EINVAL, f"provider {name!r}: negative extent in local_shape {shape}")

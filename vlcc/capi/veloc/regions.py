@@ -40,14 +40,7 @@ def region_protect(i, ptr, count, base_size, name_p):
 def mem_protect_dist(i, ptr, dtype, ndim, shape_p, gshape_p, off_p, halo):
     require()
     check_id(i)
-    if _ffi.is_null(ptr):
-        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): ptr is NULL")
-    if dtype not in C.DTYPES:
-        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): unknown vlcc_dtype {dtype}")
-    if not 1 <= ndim <= 32:
-        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): ndim {ndim} is not in 1..32")
-    if halo < 0:
-        raise CapiError(C.EINVAL, f"VELOC_Mem_protect_dist({i}): negative halo {halo}")
+    _ffi.check_buffer(f"VELOC_Mem_protect_dist({i})", ptr, "ptr", dtype, ndim, 1, halo)
     shape = _ffi.ints(shape_p, ndim, f"VELOC_Mem_protect_dist({i}): local_shape")
     gshape = _ffi.ints(gshape_p, ndim, f"VELOC_Mem_protect_dist({i}): global_shape")
     off = _ffi.ints(off_p, ndim, "offset", null_ok=True) or (0,) * ndim
