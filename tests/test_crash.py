@@ -107,7 +107,9 @@ def test_lock_left_by_a_killed_process_is_broken(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait(timeout=60)
     lock = lay.ref("branch", "main") + ".lock"
-    holder = lambda pid: json.dumps(dict(locks.record("ref"), pid=pid))  # noqa: E731
+    # a record as that pid would write it: its own start time, not ours
+    holder = lambda pid: json.dumps(dict(locks.record("ref"), pid=pid,  # noqa: E731
+                                         start=locks.start_ticks(pid)))
     with open(lock, "w") as f:
         f.write(holder(dead.pid))
     with refs.ref_lock(lay, "branch", "main", timeout=20):
