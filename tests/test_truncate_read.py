@@ -119,3 +119,35 @@ def test_truncated_between_the_phases_of_an_atomic_restore(written, tmp_path):
             ck.restore(vid2)
     assert np.array_equal(ra, a)
     assert not np.array_equal(rb, b)       # what was copied before the error: zeros
+
+
+def test_rewritten_between_the_phases_of_an_atomic_restore(written, tmp_path):
+    """Phase 2 copies straight from the pages phase 1 verified, without a
+    second hash: a data file rewritten in place between the phases (same
+    size) is caught by its changed modification time, naming the file."""
+    src, vid = written
+    repo = str(tmp_path / "r")
+    shutil.copytree(src, repo)
+    a = np.random.default_rng(4).standard_normal(N // 2)
+    b = np.random.default_rng(5).standard_normal(N // 2)
+    with vlcc.Checkpointer(repo) as ck:
+        ck.register("a", a)
+        ck.register("b", b)
+        vid2 = ck.checkpoint(step=2).id
+    target = data_file(repo, vid2)
+
+    def flip(_x):
+        fd = os.open(target, os.O_RDWR)
+        try:
+            at = os.path.getsize(target) - 4096      # inside the last array's bytes
+            (byte,) = os.pread(fd, 1, at)
+            os.pwrite(fd, bytes([byte ^ 0xFF]), at)
+        finally:
+            os.close(fd)
+    ra, rb = np.zeros_like(a), np.zeros_like(b)
+    with vlcc.Checkpointer(repo) as ck:
+        ck.register("a", ra, on_restore=flip)
+        ck.register("b", rb)
+        with pytest.raises(CorruptionError, match=r"data\.0 changed while being restored"):
+            ck.restore(vid2)
+    assert np.array_equal(ra, a)

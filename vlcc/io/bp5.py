@@ -467,6 +467,15 @@ def probe(path: str, what: str = "") -> None:
                               f"checksum of it)")
 
 
+def _stamp(path: str) -> tuple | None:
+    """What changes when a file's bytes do: inode, size, modification time."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class BlockReader:
     """Random-access reads of byte ranges of variables in one BP5 file
     (ADIOS2's C API: the GIL is released while bytes move)."""
@@ -480,6 +489,7 @@ class BlockReader:
         self._offsets = offsets or {}
         self._map: np.ndarray | None = None
         self._mm = None
+        self._stamp: tuple | None = None     # data.0's identity when mapped
         self._guard: busguard.Guard | None = None
         if not os.path.isdir(path):
             raise CorruptionError(f"{what}data file {path} is missing")
@@ -597,6 +607,7 @@ class BlockReader:
             raise CorruptionError(f"{self._what}data file {self.path}: cannot map data.0: "
                                   f"{exc.strerror or exc}") from exc
         arr = np.frombuffer(mm, np.uint8)
+        self._stamp = _stamp(p)
         guard = busguard.Guard(arr.ctypes.data, size)
         if not guard.ok:
             del arr
@@ -643,6 +654,16 @@ class BlockReader:
             except (OSError, ValueError, AttributeError):
                 return done
         return done
+
+    def check_unchanged(self) -> None:
+        """Raise CorruptionError if data.0 was written, replaced or resized
+        since it was mapped (its size, modification time or inode moved):
+        bytes verified through the mapping before are no longer vouched for.
+        A truncation meanwhile is reported as such (``check_intact``)."""
+        self.check_intact()
+        if self._stamp is not None and _stamp(os.path.join(self.path, DATA)) != self._stamp:
+            raise CorruptionError(f"{self._what}data file {self.path}: data.0 changed while "
+                                  f"being restored (written, replaced or resized)")
 
     def check_intact(self) -> None:
         """Raise CorruptionError if data.0 shrank while mapped pages were read

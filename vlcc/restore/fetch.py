@@ -287,7 +287,31 @@ def _check_map(g: list[ChunkRead], src: np.ndarray, where: str, sink, defer: lis
             raise CorruptionError(f"{where}: checksum mismatch in {r.what}")
         raw.append((r, s))
     if raw:
-        defer.append(lambda: _intact(rd, lambda: [_from_map([r], s, where, sink) for r, s in raw]))
+        defer.append(lambda: _place_checked(raw, sink, rd))
+
+
+def _place_checked(raw: list, sink, rd) -> None:
+    """Phase 2 of deferred reads: the chunks verified in place (``raw``: (read,
+    mapped bytes)) copied into their destinations straight from the mapping,
+    whose pages phase 1 faulted in: one copy (a scatter for streamed
+    pieces), no second hash. The mapping is of the very pages phase 1
+    hashed; what could change them meanwhile (a write, a truncation, a
+    replacement of data.0) is caught by ``check_unchanged``, after the
+    copies ran (docs/architecture.md, "One restore")."""
+    try:
+        for r, s in raw:
+            if sink is None:
+                with stage("copy"):
+                    np.copyto(r.buf[r.pos:r.pos + r.nbytes], s)
+                continue
+            step = _slab(r)
+            with stage("scatter"):
+                for o in range(0, r.nbytes, step):
+                    sink(r, s[o:o + step], o)
+    except CorruptionError:
+        rd.check_intact()
+        raise
+    rd.check_unchanged()
 
 
 def _private(g, reader, where, sink, defer, stored=None, where_=None) -> None:

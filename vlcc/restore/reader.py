@@ -16,6 +16,7 @@ import numpy as np
 import xxhash
 
 from ..errors import CorruptionError, ShapeMismatchError
+from ..kernels.copy import assign
 from ..layout.boxes import intersect, local_slices, needed_chunks
 from ..layout.tiles import intersecting, is_contiguous, piece_bounds, pieces, sub_piece
 from ..redundancy.dedup import StoredChunk
@@ -161,8 +162,8 @@ class VersionReader(ChunkReader):
             which = needed_chunks(bshape, dtype.itemsize, sub_off, ishape, csize) if bshape else [0]
             buf = self.block_bytes(name, block, which)
         src = buf.view(dtype).reshape(bshape)
-        self._put(lambda: out.__setitem__(local_slices(ioff, ishape, out_off),
-                                          src[local_slices(ioff, ishape, boff)]))
+        self._put(lambda: assign(out[local_slices(ioff, ishape, out_off)],
+                                 src[local_slices(ioff, ishape, boff)]))
 
     def _fill_tiled(self, name, dtype, block, entry, out, out_off, out_shape, inter) -> None:
         """Fill the part ``inter`` of ``out`` from a block stored on the global
@@ -208,7 +209,8 @@ class VersionReader(ChunkReader):
             if got is not None:
                 sub_off, sub_shp = got
                 src = data.view(dtype).reshape(pshape)
-                out[local_slices(sub_off, sub_shp, out_off)] = src[local_slices(sub_off, sub_shp, po)]
+                assign(out[local_slices(sub_off, sub_shp, out_off)],
+                       src[local_slices(sub_off, sub_shp, po)])
             sub = subs.get(k)
             if sub is not None:          # hashed here, verified bytes in cache
                 s, n, h = sub
