@@ -31,6 +31,14 @@ class Catalog:
             v = self._cache[vid] = Version.from_manifest(doc, self.path)
         return v
 
+    def remember(self, doc: dict) -> Version:
+        """The manifest this process just committed (the very document it
+        wrote, not to be changed afterwards): resolving it next (a restore
+        right after a checkpoint) need not read, unseal and check it again,
+        which for 10,000 providers cost rank 0 ~0.4 s per restore."""
+        v = self._cache[doc["id"]] = Version.from_manifest(doc, self.path)
+        return v
+
     def load_version(self, vid: str) -> Version:
         """The version with the exact id ``vid`` (its manifest loaded and checked:
         ``CorruptionError`` when damaged); cached."""

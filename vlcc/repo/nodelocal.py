@@ -34,14 +34,16 @@ def read_record(paths: RepoPaths, vid: str, name: str) -> dict | None:
     return doc if isinstance(doc, dict) else None
 
 
-def complete_on(paths: RepoPaths, vid: str, nranks: int) -> bool:
+def complete_on(paths: RepoPaths, vid: str, nranks: int, doc: dict | None = None) -> bool:
     """Is every rank's index file of the version on the persistent tier? (A
-    rank's index is copied after its data file, so then its files are all there.)"""
+    rank's index is copied after its data file, so then its files are all there.)
+    ``doc``: the version's manifest when the caller holds it (else read)."""
     if all(os.path.exists(paths.abs(paths.rel_index_file(vid, r))) for r in range(nranks)):
         return True
     # format 4 node files (section 3.4): the rank table names each rank's index
     try:
-        doc = load_manifest(paths.manifest(vid), vid, paths.root)
+        if doc is None:
+            doc = load_manifest(paths.manifest(vid), vid, paths.root)
         if doc.get("vlcc_manifest", 1) < 4:
             return False
         rels = {rel for _r, rel, _c in rank_indexes(paths, doc)}

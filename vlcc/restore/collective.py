@@ -121,8 +121,10 @@ def complete_from_node_local(s: Session, doc: dict) -> dict | None:
     # no record: the version was never node-local only (the record is written
     # before such a version commits), so missing files are damage, reported
     # as such by the read that follows
-    mark = from_root(s.comm, lambda: None if complete(s.paths, doc) else
-                     read_record(s.paths, doc["id"], NODELOCAL))
+    def node_local_only():     # (the record first: one stat for an ordinary version)
+        rec = read_record(s.paths, doc["id"], NODELOCAL)
+        return None if rec is None or complete(s.paths, doc) else rec
+    mark = from_root(s.comm, node_local_only)
     if mark is None:
         return None
     cfg = s.engine.cfg

@@ -38,7 +38,7 @@ from .store import NodeStore, copy_file, digest, write_file
 
 def complete(paths: RepoPaths, manifest: dict) -> bool:
     """Is the version complete on the persistent tier (every rank's index there)?"""
-    return complete_on(paths, manifest["id"], int(manifest["nranks"]))
+    return complete_on(paths, manifest["id"], int(manifest["nranks"]), manifest)
 
 
 def _inventory(nmap: NodeMap, store: NodeStore | None, vid: str):
