@@ -13,7 +13,9 @@ Two paths, per BP5 file (measured, see benchmarks/bench_restore.py):
   readahead hints (the kernel's fault readahead measured best). The
   mapping is guarded (io/busguard.py): a file truncated meanwhile is a
   CorruptionError, not SIGBUS. Deferred reads (atomic restores, ``defer``)
-  hash the chunks in place first and copy them later, hashing again;
+  hash the chunks in place first and copy them later straight from the
+  same mapped pages, the file checked unchanged afterwards
+  (``_place_checked``);
 * **ADIOS2** (older files): back-to-back raw chunks of one variable whose
   destinations are back to back are read by ONE ADIOS2 call straight into
   the destination, in groups of at most ``GROUP_BYTES``; when the process
@@ -124,9 +126,9 @@ def fetch(reads: list[ChunkRead], reader: Callable[[str], object],
     With ``defer`` (a list), the destinations are not touched: every chunk is
     verified now (in place in the page cache when the file is mapped, else
     read into private memory), and the copies into the destinations are
-    appended to ``defer`` as callables (each verifying again what it copies
-    out of the page cache: a file changed since is still caught, though
-    after earlier copies ran)."""
+    appended to ``defer`` as callables (copying out of the pages verified
+    now; a file changed since is still caught, though after earlier
+    copies ran: ``_place_checked``)."""
     _run(reads, reader, where, None, defer)
 
 

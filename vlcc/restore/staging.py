@@ -3,9 +3,11 @@
 Arrays read from disk are not staged (``Stager.deferred``): phase 1 verifies
 every chunk an array needs where it lies (in the page cache, through the
 file's mapping: no copy), and phase 2 copies the verified bytes into the
-application's array in one pass that hashes them again (a file changed
-between the phases is then caught, but after the arrays copied before it
-were written: the price of skipping a staging copy of every byte; damage
+application's array straight from the pages phase 1 verified (a file
+changed between the phases — written, truncated, replaced — is caught by
+its modification time, size or inode, but after the arrays copied before
+the check were written: the price of skipping a staging copy and a
+second hash of every byte; damage
 present when the restore starts is always found before any array is
 touched). Chunks that cannot be checked in place (files without recorded
 offsets, encoded chunks) are read into private memory in phase 1.
