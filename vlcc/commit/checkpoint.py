@@ -292,8 +292,9 @@ def commit_version(s: Session, pend: Pending, results: list[dict]) -> dict:
                      and not os.path.exists(s.paths.manifest(parent))):
             doc["rebased_from"] = parent
             doc["parent"] = head
-        atomic_write(s.paths.manifest(pend.vid), seal(doc))
-        s.catalog.remember(dict(doc))      # as written (ref_error below is not on disk)
+        raw = seal(doc)
+        atomic_write(s.paths.manifest(pend.vid), raw)
+        s.catalog.remember(dict(doc), raw)     # as written (ref_error below is not on disk)
         try:
             refs.write_branch(s.paths, pend.branch, pend.vid)
         except StorageError as exc:
