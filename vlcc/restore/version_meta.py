@@ -32,6 +32,7 @@ class VersionMeta:
         self._meta: dict[str, dict | None] = {}  # BP5 file -> its metadata checksums
         self._offsets: dict[str, dict | None] = {}  # BP5 file -> where its variables are in data.0
         self._boxes: dict[str, tuple] = {}
+        self._entries: dict[str, object] = {}   # provider -> its format's typed entry record
         self._index: dict[int, dict] = {}
         self._starts: dict[tuple[int, str], list[int]] = {}   # chunk start offsets per leaf
 
@@ -113,7 +114,8 @@ class VersionMeta:
         """The block ``rank`` stored of leaf ``name``: rank, shape, nbytes,
         digest, offset (distributed), pack (coalesced). Format 1 keeps it in
         the manifest, format 2 in that rank's index."""
-        stored = stored_entry(self.entry(name), self.nranks)
+        e = self.entry(name)
+        stored = self._stored(name, e)
         if stored.blocks_in_manifest:
             b = stored.block(rank)
         else:
@@ -123,9 +125,17 @@ class VersionMeta:
                                       f"leaf has no block record in the rank index")
             b = {"rank": rank, "nbytes": leaf.nbytes, **leaf.block}
         # core hook (issue 10): the block against the manifest's dtype and decomposition
-        check_block(f"version {self.vid}, provider {name!r}, rank {rank}", self.entry(name), b,
-                    self._box_of(name, rank))
+        check_block(f"version {self.vid}, provider {name!r}, rank {rank}", e, b,
+                    self._box_of(name, rank) if e["kind"] == "distributed" else None)
         return b
+
+    def _stored(self, name: str, e: dict | None = None):
+        """The typed record of provider ``name``'s manifest entry (made once)."""
+        got = self._entries.get(name)
+        if got is None:
+            got = self._entries[name] = stored_entry(self.entry(name) if e is None else e,
+                                                     self.nranks)
+        return got
 
     def _box_of(self, name: str, rank: int):
         if self.entry(name)["kind"] != "distributed":
@@ -134,13 +144,13 @@ class VersionMeta:
         return offs[rank], shps[rank]
 
     def nblocks(self, name: str) -> int:
-        return stored_entry(self.entry(name), self.nranks).nblocks
+        return self._stored(name).nblocks
 
     def boxes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(offsets, shapes) of every rank's block of distributed leaf ``name``."""
         got = self._boxes.get(name)
         if got is None:
-            _ranks, *got = stored_entry(self.entry(name), self.nranks).boxes(self._read_table)
+            _ranks, *got = self._stored(name).boxes(self._read_table)
             self._boxes[name] = got = tuple(got)
         return got
 
