@@ -424,11 +424,14 @@ def flush(s: Session, pend: Pending, store) -> dict:
     try:
         # The parent was flushed (and committed) by this thread before, or
         # is an older committed version: its chunk table is exact.
-        # Straight to the repository (no node-local staging, which promotes
-        # per-rank files): the write is collective here too, so node files
+        # The write is collective here too, so the ranks of a node share files
+        # (docs/format.md, 3.4), wherever the tier they write to is shared by
+        # the node (repository, node store, stage)
         pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves,
-                                     nodes=s.engine.writes_direct)
+                                     nodes=s.engine.node_files_ok)
         pend.replicated = pend.plan.replicated
+        if s.engine.stage is not None:   # a node's ranks stage one file: all or none
+            pend.staged = all(allgather(fc, lambda: s.engine.stage_room(pend)))
     except BaseException:
         s.writer.abort()
         raise
@@ -439,7 +442,7 @@ def flush(s: Session, pend: Pending, store) -> dict:
         res, own = None, exc
     if s.engine.store is not None:     # node-local mode: encode, before the commit
         try:
-            protect_node_local(s, fc, pend, own)
+            protect_node_local(s, fc, pend, own, None if res is None else res.get("node"))
         except Exception as exc:   # noqa: BLE001 - raised on every rank alike
             own = own or exc
 
@@ -468,6 +471,11 @@ def node_local_nodes(comm, cfg, flush_comm):
     (MPI below MPI_THREAD_MULTIPLE, e.g. a C program's MPI_Init) the
     application's thread encodes at the next collective call."""
     if not cfg.node_local:
+        if flush_comm is not None and cfg.local_dir and cfg.stage_local and cfg.mode == "async":
+            # versions staged through local_dir: the node's ranks share a stage
+            # directory and write node files there (engine.Engine.stage)
+            from ..comm.nodes import node_map
+            return node_map(comm)
         return None
     if cfg.redundancy.kind != "none" and comm.size > 1 \
             and not hasattr(getattr(comm, "inner", comm), "Isend"):
@@ -477,7 +485,8 @@ def node_local_nodes(comm, cfg, flush_comm):
     return node_map(comm)
 
 
-def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None) -> None:
+def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None,
+                       node: int | None = None) -> None:
     """Collective on the flusher's communicator: encode the version's node-local
     files under the redundancy scheme; a version that is not persisted gets
     ``data/<V>/nodelocal.json`` in the repository (rank 0), so readers can
@@ -485,7 +494,7 @@ def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None) 
     from ..engine.resilience.protect import protect
     from ..repo.nodelocal import NODELOCAL, record_rel
     eng = s.engine
-    own = failed if failed is not None else eng.own_files(pend.vid)
+    own = failed if failed is not None else eng.own_files(pend.vid, node)
     doc = protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own)
     if not pend.persist:
         def mark():

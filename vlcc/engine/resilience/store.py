@@ -34,9 +34,14 @@ def digest(buf) -> str:
 
 
 class NodeStore:
-    def __init__(self, node_dir: str, repo_root: str):
+    """``kind``: ``"store"`` (node-local redundancy, outlives the process) or
+    ``"stage"`` (``local_dir`` staging with node files: the directory the
+    ranks of a node share while they write a version's node files, promoted
+    by the node leader; its versions are removed at close)."""
+
+    def __init__(self, node_dir: str, repo_root: str, kind: str = "store"):
         self.node_dir = node_dir
-        self.root = os.path.join(node_dir, f"vlcc-store-{store_key(repo_root)}")
+        self.root = os.path.join(node_dir, f"vlcc-{kind}-{store_key(repo_root)}")
         self.layout = RepoPaths(self.root)
         self.repo_root = repo_root
 
@@ -67,6 +72,30 @@ class NodeStore:
         if os.path.exists(self.layout.abs(idx)):
             out.append(idx)
         return out
+
+    def node_files(self, vid: str, node: int) -> list[str]:
+        """Repository-relative files of node ``node``'s node file of ``vid``
+        here (docs/format.md, 3.4), sorted, the node index last; [] when the
+        node wrote none."""
+        out = []
+        bp = self.layout.rel_node_data_file(vid, node)
+        top = self.layout.abs(bp)
+        for d, _dirs, files in os.walk(top):
+            _dirs.sort()
+            for f in sorted(files):
+                out.append(bp + "/" + os.path.relpath(os.path.join(d, f), top).replace(os.sep, "/"))
+        idx = self.layout.rel_node_index_file(vid, node)
+        if os.path.exists(self.layout.abs(idx)):
+            out.append(idx)
+        return out
+
+    def files_of(self, vid: str, rank: int, node: int | None, leader: bool) -> list[str]:
+        """What rank ``rank`` is responsible for of ``vid`` here: with node
+        files (``node`` not None) the node leader the node's files, the other
+        ranks nothing; else the rank's own files."""
+        if node is None:
+            return self.rank_files(vid, rank)
+        return self.node_files(vid, node) if leader else []
 
     def describe(self, rels: list[str]) -> list[list]:
         """``[rel, size, None]`` of each file (the node leader fills in the
@@ -103,10 +132,11 @@ class NodeStore:
                 break
         return out
 
-    def promote(self, persistent: RepoPaths, vid: str, rank: int) -> None:
-        """Copy rank ``rank``'s files of ``vid`` to the persistent tier, durably,
-        the index last."""
-        for rel in self.rank_files(vid, rank):
+    def promote(self, persistent: RepoPaths, vid: str, rank: int, node: int | None = None,
+                leader: bool = False) -> None:
+        """Copy rank ``rank``'s files of ``vid`` (``files_of``) to the persistent
+        tier, durably, the index last."""
+        for rel in self.files_of(vid, rank, node, leader):
             copy_file(self.layout.abs(rel), persistent.abs(rel))
         d = persistent.data_dir(vid)
         if os.path.isdir(d):
@@ -159,13 +189,20 @@ class NodeStore:
                 fsync_dir(d)
 
     # -- eviction ----------------------------------------------------------------------------
-    def evict(self, vid: str, rank: int, leader: bool) -> None:
+    def evict(self, vid: str, rank: int, leader: bool, node: int | None = None) -> None:
         d = self.layout.data_dir(vid)
         shutil.rmtree(self.layout.abs(self.layout.rel_data_file(vid, rank)), ignore_errors=True)
         try:
             os.unlink(self.layout.abs(self.layout.rel_index_file(vid, rank)))
         except OSError:
             pass
+        if leader and node is not None:
+            shutil.rmtree(self.layout.abs(self.layout.rel_node_data_file(vid, node)),
+                          ignore_errors=True)
+            try:
+                os.unlink(self.layout.abs(self.layout.rel_node_index_file(vid, node)))
+            except OSError:
+                pass
         if leader:
             shutil.rmtree(self.red_dir(vid), ignore_errors=True)
         for p in (d, self.red_dir(vid)):
