@@ -230,8 +230,9 @@ def test_files_per_version_in_every_mode(mpi_tmp, monkeypatch, layout, wmode):
     want_u, want_own = u.copy(), own.copy()
     if "stage" in wmode or "store" in wmode:   # the node-local tier holds node files too
         import glob
-        kind = "stage" if "stage" in wmode else "store"
-        held = glob.glob(os.path.join(local, "node-*", f"vlcc-{kind}-*", "data", v2.id, "*.json"))
+        # stage: the node leaders' process directories; store: the node stores
+        tier = "*" if "stage" in wmode else os.path.join("node-*", "vlcc-store-*")
+        held = glob.glob(os.path.join(local, tier, "data", v2.id, "*.json"))
         held = sorted(os.path.basename(f) for f in held)
         assert held == [f"n{k}.idx.json" for k in range(nnodes)], held
         assert not [f for f in held if f.startswith("r")], held

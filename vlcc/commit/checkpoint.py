@@ -21,6 +21,7 @@ raised on all, and every path releases the writer lock."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import os
 import shutil
@@ -192,10 +193,14 @@ def prepare(s: Session, pend: Pending, threaded: bool) -> None:
             s.compare.check(pend)
         if not threaded:            # else the flusher prepares (see flush)
             # sync: the write is collective too, so a node's ranks share files
-            # (docs/format.md, 3.4); async: each rank's flusher writes alone
+            # (docs/format.md, 3.4); async: each rank's flusher writes its range
+            # of the node file alone and ``progress`` completes it (finish_node)
+            eng = s.engine
             pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves,
-                                         nodes=s.mode != "async")
+                                         nodes=s.mode != "async" or eng.node_files_ok)
             pend.replicated = pend.plan.replicated
+            if s.mode == "async" and eng.stage is not None:   # a node stages one file: all or none
+                pend.staged = all(allgather(s.comm, lambda: eng.stage_room(pend)))
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
             s.writer.abort()
@@ -313,7 +318,7 @@ def progress(s: Session, block: bool) -> list[dict]:
     pend = list(eng.pending)
     if s.flush_comm is not None:
         return _progress_threaded(s, block)
-    limit = _protect_flushed(s, block) if eng.store is not None else None
+    limit = _complete_flushed(s, block)
 
     def decide(all_):
         k = min(len(done) for done, _ in all_)
@@ -335,23 +340,65 @@ def progress(s: Session, block: bool) -> list[dict]:
     return docs
 
 
-def _protect_flushed(s: Session, block: bool) -> int:
-    """Without the flusher's MPI: encode, on the application's thread, the
-    leading pending versions every rank has flushed to its node store; returns
-    how many are encoded (so may be committed). A failure abandons every
-    pending version on every rank (as a failed flush does)."""
+def _complete_flushed(s: Session, block: bool) -> int:
+    """Without the flusher's MPI, on the application's thread, for the leading
+    pending versions every rank has flushed: complete their node files (the
+    leader of each node places data.0 and writes the node index:
+    ``rankwrite.finish_node``, node collective), encode them under the
+    node-local redundancy (node store), and hand their promotion to the
+    persistent tier back to the flusher thread. Returns how many are complete
+    on every rank (so may be committed). A failure abandons every pending
+    version on every rank (as a failed flush does)."""
+    from .rankwrite import finish_node
     eng = s.engine
     pend = list(eng.pending)
     counts = allgather(s.comm, lambda: len(eng.flushed_prefix(block)[0]))
     k = min(counts)
-    try:
-        for p in pend[:k]:
-            if not p.protected:
-                protect_node_local(s, s.comm, p, None)
-                p.protected = True
-    except Exception as exc:   # noqa: BLE001 - the same on every rank (collective)
-        _abandon(s, pend, [], None, f"node-local redundancy: {type(exc).__name__}: {exc}")
-    return k
+    err = None
+    for p in pend[:k]:
+        if p.finish is not None and not isinstance(p.finish, str):
+            try:
+                res = p.future.result()
+                res["index_checksum"] = finish_node(p.finish)   # (the commit's gather sends it)
+                p.finish = "done"
+            except Exception as exc:   # noqa: BLE001 - agreed on every rank below
+                err = f"version {p.vid}: node file: {type(exc).__name__}: {exc}"
+                break
+    errs = [e for e in allgather(s.comm, lambda: err) if e]   # (node collectives fail per node)
+    if errs:
+        _abandon(s, pend, [], None, errs[0])
+    if eng.store is not None:
+        try:
+            for p in pend[:k]:
+                if not p.protected:
+                    protect_node_local(s, s.comm, p, None, p.future.result().get("node"))
+                    p.protected = True
+        except Exception as exc:   # noqa: BLE001 - the same on every rank (collective)
+            _abandon(s, pend, [], None, f"node-local redundancy: {type(exc).__name__}: {exc}")
+    if eng.shared is None:
+        return k
+    # node files completed here are promoted by the flusher thread; a version
+    # commits once every rank's promotion is done
+    done, err = 0, None
+    for p in pend[:k]:
+        if p.finish is not None:
+            eng.promote_later(p, p.future.result().get("node"))
+    for p in pend[:k]:
+        if p.promoted is not None:
+            if block:
+                cf.wait([p.promoted])
+            if not p.promoted.done():
+                break
+            exc = p.promoted.exception()
+            if exc is not None:
+                err = f"version {p.vid}: promotion: {type(exc).__name__}: {exc}"
+                break
+        done += 1
+    got = allgather(s.comm, lambda: (done, err))
+    errs = [e for _d, e in got if e]
+    if errs:
+        _abandon(s, pend, [], None, errs[0])
+    return min(d for d, _e in got)
 
 
 def _progress_threaded(s: Session, block: bool) -> list[dict]:
@@ -419,7 +466,7 @@ def flush(s: Session, pend: Pending, store) -> dict:
     prepare (hash, dedup agreement), write, then commit, all collective on
     the flusher's communicator; returns the committed manifest."""
     if s.flush_comm is None:
-        return store(lambda lay: flush_write(s, lay, pend))
+        return store(lambda lay: flush_write(s, lay, pend, defer=True))
     fc = s.flush_comm        # a QuietComm: slower ranks are awaited asleep, not spinning
     try:
         # The parent was flushed (and committed) by this thread before, or
@@ -471,7 +518,7 @@ def node_local_nodes(comm, cfg, flush_comm):
     (MPI below MPI_THREAD_MULTIPLE, e.g. a C program's MPI_Init) the
     application's thread encodes at the next collective call."""
     if not cfg.node_local:
-        if flush_comm is not None and cfg.local_dir and cfg.stage_local and cfg.mode == "async":
+        if cfg.local_dir and cfg.stage_local and cfg.mode == "async":
             # versions staged through local_dir: the node's ranks share a stage
             # directory and write node files there (engine.Engine.stage)
             from ..comm.nodes import node_map
@@ -483,6 +530,14 @@ def node_local_nodes(comm, cfg, flush_comm):
                             f"it needs an mpi4py communicator, not {type(comm).__name__}")
     from ..comm.nodes import node_map
     return node_map(comm)
+
+
+def attach_stage(comm, engine) -> None:
+    """Collective at open: the ranks of a node that stage versions through
+    ``local_dir`` share the node leader's local tier directory (node files)."""
+    if engine.wants_stage:
+        roots = allgather(comm, lambda: engine.local.root)
+        engine.attach_stage(roots[engine.nodes.leader(engine.nodes.node)])
 
 
 def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None,
@@ -507,10 +562,12 @@ def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None,
         agree(fc, mark)
 
 
-def flush_write(s: Session, paths, pend: Pending) -> dict:
-    """Runs in the engine's flusher thread: no MPI here."""
+def flush_write(s: Session, paths, pend: Pending, defer: bool = False) -> dict:
+    """Runs in the engine's flusher thread; ``defer``: no MPI here (a node
+    file is completed by ``progress``)."""
     from .rankwrite import write_rank
-    res = write_rank(paths, pend.vid, s.rank, pend.plan)
+    res = write_rank(paths, pend.vid, s.rank, pend.plan, defer=defer)
+    pend.finish = res.pop("finish", None)
     s.writer.note_written(pend.vid, pend.plan)
     pend.leaves = []   # the memory tier holds them for restore
     pend.plan = None

@@ -56,6 +56,8 @@ class Pending:
     persist: bool = True            # copied to the persistent tier before it commits
     protected: bool = False         # node-local redundancy encoded (application's thread)
     staged: bool = False            # written through the node-shared stage (agreed by the flush)
+    finish: object = None           # a node file written without MPI, completed later (NodeFinish)
+    promoted: cf.Future | None = field(default=None, repr=False)   # its promotion, after that
     future: cf.Future | None = field(default=None, repr=False)
     copied: cf.Future | None = field(default=None, repr=False)   # lazy capture copies
 
@@ -205,14 +207,13 @@ class Engine:
         # node-local mode: versions go to this node's store, which outlives the process
         self.store = NodeStore(nodes.local_dir(cfg.local_dir), persistent.root).open() \
             if cfg.node_local and nodes is not None else None
-        # local_dir staging with a flusher that runs collectives: the ranks of a
-        # node write one node file (docs/format.md, 3.4) into a directory they
-        # share, and the node leader promotes it (O(nodes) files per version in
-        # the repository, as a direct write has); the per-process tier below
-        # then only takes spills
-        self.stage = NodeStore(nodes.local_dir(cfg.local_dir), persistent.root, "stage").open() \
-            if (self.store is None and nodes is not None and cfg.local_dir and cfg.stage_local
-                and cfg.mode == "async") else None
+        # local_dir staging: the ranks of a node write one node file
+        # (docs/format.md, 3.4) into a directory they share, the node leader's
+        # process directory of the local tier (``attach_stage``), and the
+        # leader promotes it: O(nodes) files per version in the repository, as
+        # a direct write has. The leader's directory goes with the leader
+        # (removed at close, reclaimed after a kill, as any process directory).
+        self.stage: NodeStore | None = None
         self.persisted: dict[str, bool] = {}    # versions of this session: persisted or not
         self._last_persist = time.time()
         self.persistent = persistent
@@ -237,6 +238,18 @@ class Engine:
     @property
     def faster_layouts(self) -> list[RepoPaths]:
         return [t.layout for t in (self.store, self.stage, self.local) if t is not None]
+
+    @property
+    def wants_stage(self) -> bool:
+        """Are versions staged through ``local_dir`` in node files (the engine
+        needs its node leader's directory: ``attach_stage``)?"""
+        return (self.store is None and self.nodes is not None and self.local is not None
+                and self.cfg.stage_local and self.cfg.mode == "async")
+
+    def attach_stage(self, root: str) -> None:
+        """Stage versions in ``root``, the local tier directory of this rank's
+        node leader (the same for every rank of the node)."""
+        self.stage = NodeStore.at(root, self.persistent.root)
 
     @property
     def shared(self) -> NodeStore | None:
@@ -411,10 +424,30 @@ class Engine:
             return res
         res = write(self.stage.layout)
         self._clean(p)
-        node = res.get("node")
-        self.stage.promote(self.persistent, p.vid, self.rank, node, self.nodes.is_leader)
-        self._keep(self.stage, p.vid, node, set())
+        if p.finish is None:      # else the node file is completed first (``promote_later``)
+            self._promote(p, res.get("node"))
         return res
+
+    def _promote(self, p: Pending, node: int | None) -> None:
+        """Copy ``p``'s files from the node-shared tier to the persistent one
+        (stage; node store when ``p.persist``) and keep them there."""
+        if self.stage is not None:
+            if p.staged:
+                self.stage.promote(self.persistent, p.vid, self.rank, node, self.nodes.is_leader)
+                self._keep(self.stage, p.vid, node, set())
+            return
+        if p.persist:
+            self.store.promote(self.persistent, p.vid, self.rank, node, self.nodes.is_leader)
+        # never evict a version still pending (not yet encoded/committed: without
+        # the flusher's MPI the application's thread encodes it later)
+        self._keep(self.store, p.vid, node, {q.vid for q in list(self.pending)} - {p.vid})
+
+    def promote_later(self, p: Pending, node: int | None) -> None:
+        """The flusher calls no MPI: ``p``'s node file was completed on the
+        application's thread; its promotion runs on the flusher thread
+        (``p.promoted``), overlapped with the application."""
+        if p.promoted is None:
+            p.promoted = self._flusher.submit(self._promote, p, node)
 
     def _keep(self, store: NodeStore, vid: str, node: int | None, busy: set,
               keep: int | None = None) -> None:
@@ -458,12 +491,8 @@ class Engine:
         persistent tier too when ``p.persist``."""
         res = write(self.store.layout)
         self._clean(p)
-        node = res.get("node")
-        if p.persist:
-            self.store.promote(self.persistent, p.vid, self.rank, node, self.nodes.is_leader)
-        # never evict a version still pending (not yet encoded/committed: without
-        # the flusher's MPI the application's thread encodes it later)
-        self._keep(self.store, p.vid, node, {q.vid for q in list(self.pending)} - {p.vid})
+        if p.finish is None:      # else the node file is completed first (``promote_later``)
+            self._promote(p, res.get("node"))
         return res
 
     def own_files(self, vid: str, node: int | None = None) -> list[str]:

@@ -34,16 +34,23 @@ def digest(buf) -> str:
 
 
 class NodeStore:
-    """``kind``: ``"store"`` (node-local redundancy, outlives the process) or
-    ``"stage"`` (``local_dir`` staging with node files: the directory the
-    ranks of a node share while they write a version's node files, promoted
-    by the node leader; its versions are removed at close)."""
+    """A node's store of one repository; ``NodeStore.at(root)``: the same
+    interface over the stage (engine.Engine.stage: a node leader's local
+    tier directory, where the node's ranks write node files to promote)."""
 
-    def __init__(self, node_dir: str, repo_root: str, kind: str = "store"):
+    def __init__(self, node_dir: str, repo_root: str):
         self.node_dir = node_dir
-        self.root = os.path.join(node_dir, f"vlcc-{kind}-{store_key(repo_root)}")
+        self.root = os.path.join(node_dir, f"vlcc-store-{store_key(repo_root)}")
         self.layout = RepoPaths(self.root)
         self.repo_root = repo_root
+
+    @classmethod
+    def at(cls, root: str, repo_root: str) -> "NodeStore":
+        """A store at ``root`` itself (the stage: a node leader's local tier directory)."""
+        self = cls.__new__(cls)
+        self.node_dir, self.root, self.repo_root = os.path.dirname(root), root, repo_root
+        self.layout = RepoPaths(root)
+        return self
 
     def open(self) -> "NodeStore":
         """Create the directory (and its marker) if missing."""
