@@ -264,3 +264,25 @@ def test_files_per_version_in_every_mode(mpi_tmp, monkeypatch, layout, wmode):
         if "store" not in wmode:   # node-local only versions reference nothing
             assert 0 < du[v2.id]["new_chunk_bytes"] <= 1024 * comm.size, du[v2.id]
     _on_root(comm, check)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flush_mpi", ["1", "0"])
+def test_sigkill_mid_stage_or_promote_leaves_previous_versions_intact(monkeypatch, tmp_path,
+                                                                      flush_mpi):
+    """Async versions staged through a local_dir as node files (one node of 2
+    ranks), the flusher with and without MPI: kills at random moments (mid
+    write, mid promotion, mid completion of the node file) leave every listed
+    version restorable bit-exact and no partial version listed."""
+    import crash_harness as ct
+    monkeypatch.setenv("VLCC_NODE_FILES", "1")
+    monkeypatch.setenv("VLCC_MODE", "async")
+    monkeypatch.setenv("VLCC_LOCAL_DIR", str(tmp_path / "local"))
+    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
+    seed = random.SystemRandom().randrange(2 ** 32)
+    lines: list[str] = []
+    results = ct.run_trials(6, seed, nranks=2, nbytes=1 << 20, jitter=0.05, max_commits=2,
+                            echo=lines.append)
+    line, ok = ct.summary(results)
+    assert ok, "\n".join([f"seed {seed}", *lines, line])
+    assert sum(r["versions"] for r in results) > 0
