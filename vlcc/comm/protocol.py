@@ -278,13 +278,14 @@ _PIECE = 1 << 30     # bytes per point-to-point message (counts stay below 2**31
 _TAG = 0x7C1C
 
 
-def exchange(comm, local: Callable[[], dict]) -> dict:
+def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | None = None) -> dict:
     """Sparse all-to-all of byte buffers, error-agreeing: ``local()`` returns
     ``{destination rank: [uint8 arrays]}``; every rank gets back
     ``{source rank: [uint8 arrays]}`` in the order they were sent. One
     allgather of the sizes (a failing ``local`` raises on every rank and
     nothing is sent), then point-to-point messages on ``comm`` (used for the
-    node-local tier's partner copies and parity, engine/resilience/)."""
+    node-local tier's partner copies and parity, engine/resilience/).
+    ``clock(phase)``: charged "read" once ``local`` is done, "send" at the end."""
     import numpy as np
     held: dict = {}
 
@@ -296,10 +297,14 @@ def exchange(comm, local: Callable[[], dict]) -> dict:
             held[int(d)] = [np.ascontiguousarray(b).view(np.uint8).reshape(-1) for b in bufs]
         return {d: [b.nbytes for b in bufs] for d, bufs in held.items()}
     plan = allgather(comm, sizes)
+    if clock is not None:
+        clock("read")          # (``local`` made the buffers: e.g. read them from files)
     out: dict = {}
     if comm.rank in held:
         out[comm.rank] = held.pop(comm.rank)
     if not held and not any(comm.rank in p for r, p in enumerate(plan) if r != comm.rank):
+        if clock is not None:
+            clock("send")
         return out
     inner = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
     if not hasattr(inner, "Isend"):
@@ -323,6 +328,8 @@ def exchange(comm, local: Callable[[], dict]) -> dict:
     testall = _load_mpi().Request.Testall
     while not testall(reqs):
         os.sched_yield()
+    if clock is not None:
+        clock("send")
     return out
 
 

@@ -21,6 +21,24 @@ from ...comm.protocol import agree, allgather, exchange
 from .codes import Scheme, code_for, segment_counts, stripes
 from .store import NodeStore
 
+# Seconds per phase of this rank's last ``protect`` (benchmarks/bench_redundancy.py
+# prints them): describe (allgather of file tables), read (the leader reads and
+# hashes its node's segments), send (segments to the encoders), encode,
+# forward (rs: parity shares 2..m to their nodes), digests, write (shares and
+# layout, durable, agreed). Wall time on this rank, waits for others included.
+LAST: dict[str, float] = {}
+
+
+class _Clock:
+    def __init__(self):
+        self.t = time.perf_counter()
+        self.acc: dict[str, float] = {}
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.acc[phase] = self.acc.get(phase, 0.0) + now - self.t
+        self.t = now
+
 
 def plan(scheme: Scheme, nmap: NodeMap, tables: list[list]) -> dict:
     """The layout document of a version from every rank's file table (index = rank):
@@ -57,7 +75,9 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             raise own
         return store.describe(own)
     t0 = time.perf_counter()
+    clock = _Clock()
     tables = allgather(comm, describe)
+    clock("describe")
     doc = plan(scheme, nmap, tables)
     doc["version"] = vid
     sts = doc["stripes"]
@@ -79,7 +99,7 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
                     out.setdefault(leader[st["parity"][0]], []).append(
                         segment(store, doc, node, seg, st["length"], hashers))
         return out
-    got = exchange(comm, data_out) if sts else {}
+    got = exchange(comm, data_out, clock) if sts else {}
     # the shares of every stripe this node encodes, in stripe order
     queues = {src: list(bufs) for src, bufs in got.items()}
     mine: list[tuple[int, int, np.ndarray]] = []      # (stripe, q, share) kept here
@@ -92,7 +112,9 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             if st["parity"][0] != me:
                 continue
             blocks = [queues[leader[node]].pop(0) for node, _ in st["data"]]
-            shares = code_for(scheme, len(blocks), len(st["parity"])).encode(blocks)
+            # the received segments are ours: xor accumulates into the first
+            shares = code_for(scheme, len(blocks), len(st["parity"])).encode(blocks, consume=True)
+            clock("encode")
             for q, (node, share) in enumerate(zip(st["parity"], shares)):
                 if node == me:
                     mine.append((j, q, share))
@@ -101,6 +123,7 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
         return out
     # shares 1..m-1 go on to their nodes (rs only: with m = 1 nothing is sent)
     more = exchange(comm, encode_out) if scheme.m > 1 else encode_out()
+    clock("forward")
     if me is not None:
         queues = {src: list(bufs) for src, bufs in more.items()}
         for j, st in enumerate(sts):
@@ -113,6 +136,7 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
         for n in range(nmap.nnodes):
             for f, d in zip(doc["nodes"][n]["files"], sums[leader[n]]):
                 f[2] = d
+    clock("digests")
     doc["encode_seconds"] = time.perf_counter() - t0
 
     def write():
@@ -122,6 +146,9 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             store.write_layout(vid, doc)
             store.fsync(vid)
     agree(comm, write)
+    clock("write")
+    LAST.clear()
+    LAST.update(clock.acc)
     return doc
 
 

@@ -124,8 +124,9 @@ class NodeStore:
         """Bytes ``[start, start+n)`` of the concatenation of ``table``'s files in a
         buffer of ``max(n, size)`` bytes, zero past the files' end (padding);
         ``hashers[rel]`` (if given) is updated with each file's bytes read."""
-        out = np.zeros(max(n, size), np.uint8)
+        out = np.empty(max(n, size), np.uint8)
         pos = 0
+        filled = 0
         for rel, size, _d in table:
             lo, hi = max(start, pos), min(start + n, pos + size)
             if lo < hi:
@@ -134,9 +135,11 @@ class NodeStore:
                     f.readinto(memoryview(out[lo - start:hi - start]))
                 if hashers is not None:
                     hashers[rel].update(out[lo - start:hi - start])
+                filled = hi - start
             pos += size
             if pos >= start + n:
                 break
+        out[filled:] = 0          # past the files' end: padding (only that is zeroed)
         return out
 
     def promote(self, persistent: RepoPaths, vid: str, rank: int, node: int | None = None,
