@@ -550,16 +550,16 @@ def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None,
     from ..repo.nodelocal import NODELOCAL, record_rel
     eng = s.engine
     own = failed if failed is not None else eng.own_files(pend.vid, node)
-    doc = protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own)
-    if not pend.persist:
-        def mark():
-            if s.rank == 0:
-                makedirs(s.paths.data_dir(pend.vid))
-                atomic_write(s.paths.abs(record_rel(pend.vid, NODELOCAL)), json.dumps({
-                    "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
-                    "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
-                }, sort_keys=True).encode())
-        agree(fc, mark)
+
+    def mark(doc):
+        # agreed with protect's last step (one collective less per version)
+        if s.rank == 0 and not pend.persist:
+            makedirs(s.paths.data_dir(pend.vid))
+            atomic_write(s.paths.abs(record_rel(pend.vid, NODELOCAL)), json.dumps({
+                "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
+                "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
+            }, sort_keys=True).encode())
+    protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own, also=mark)
 
 
 def flush_write(s: Session, paths, pend: Pending, defer: bool = False) -> dict:

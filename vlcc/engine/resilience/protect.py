@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import xxhash
 
 from ...comm.nodes import NodeMap
 from ...comm.protocol import agree, allgather, exchange
@@ -22,10 +21,10 @@ from .codes import Scheme, code_for, segment_counts, stripes
 from .store import NodeStore
 
 # Seconds per phase of this rank's last ``protect`` (benchmarks/bench_redundancy.py
-# prints them): describe (allgather of file tables), read (the leader reads and
-# hashes its node's segments), send (segments to the encoders), encode,
-# forward (rs: parity shares 2..m to their nodes), digests, write (shares and
-# layout, durable, agreed). Wall time on this rank, waits for others included.
+# prints them): describe (file tables and digests, allgather), read (the leader
+# maps its node's segments), send (segments to the encoders), encode, forward
+# (rs: parity shares 2..m to their nodes), write (shares and layout, durable,
+# agreed). Wall time on this rank, waits for others included.
 LAST: dict[str, float] = {}
 
 
@@ -57,23 +56,26 @@ def plan(scheme: Scheme, nmap: NodeMap, tables: list[list]) -> dict:
                          "length": max([seglen[n] for n, _ in st.data] + [0])} for st in sts]}
 
 
-def segment(store: NodeStore, doc: dict, node: int, seg: int, length: int,
-            hashers: dict | None = None) -> np.ndarray:
+def segment(store: NodeStore, doc: dict, node: int, seg: int, length: int) -> np.ndarray:
     """Segment ``seg`` of ``node``'s files (read from ``store``), zero-padded to
-    ``length``; ``hashers``: per file, fed the bytes read (segments in order)."""
+    ``length`` (read-only: a view of a mapping where it can be)."""
     n = doc["seglen"][node]
-    return store.read_range(doc["nodes"][node]["files"], seg * n, n, size=length, hashers=hashers)
+    return store.read_range(doc["nodes"][node]["files"], seg * n, n, size=length)
 
 
 def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
-            own: list[str] | Exception) -> dict:
+            own: list[str] | Exception, also=None) -> dict:
     """Collective: encode version ``vid``'s node-local files under ``scheme``.
     ``own``: this rank's repository-relative files in ``store`` (or the error
-    its write failed with: raised on every rank). Returns the layout document."""
+    its write failed with: raised on every rank). ``also(doc)``: more work
+    of this rank agreed with the last step (e.g. rank 0's nodelocal.json).
+    Returns the layout document."""
     def describe():
         if isinstance(own, BaseException):
             raise own
-        return store.describe(own)
+        # hashed now, through a mapping (xxh3 runs at memory speed): the
+        # digests travel with this allgather instead of a collective of their own
+        return store.describe(own, hashed=scheme.kind != "none")
     t0 = time.perf_counter()
     clock = _Clock()
     tables = allgather(comm, describe)
@@ -84,11 +86,6 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
     leader = {n: nmap.leader(n) for n in range(nmap.nnodes)}
     me = nmap.node if nmap.is_leader else None
 
-    # the leader hashes its node's files as it reads them into segments (in
-    # order): one pass, and the other ranks of the node read nothing back
-    hashers = {f[0]: xxhash.xxh3_128() for f in doc["nodes"][me]["files"]} \
-        if me is not None and sts else None
-
     def data_out():
         out: dict = {}
         if me is None:
@@ -97,7 +94,7 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             for node, seg in st["data"]:
                 if node == me:
                     out.setdefault(leader[st["parity"][0]], []).append(
-                        segment(store, doc, node, seg, st["length"], hashers))
+                        segment(store, doc, node, seg, st["length"]))
         return out
     got = exchange(comm, data_out, clock) if sts else {}
     # the shares of every stripe this node encodes, in stripe order
@@ -130,13 +127,6 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             for q, node in enumerate(st["parity"]):
                 if node == me and q > 0:
                     mine.append((j, q, queues[leader[st["parity"][0]]].pop(0)))
-    if sts:        # every node's file digests into the (shared) layout
-        sums = allgather(comm, lambda: None if hashers is None else
-                         [hashers[f[0]].hexdigest() for f in doc["nodes"][me]["files"]])
-        for n in range(nmap.nnodes):
-            for f, d in zip(doc["nodes"][n]["files"], sums[leader[n]]):
-                f[2] = d
-    clock("digests")
     doc["encode_seconds"] = time.perf_counter() - t0
 
     def write():
@@ -145,6 +135,8 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
                 store.write_share(vid, j, q, share)
             store.write_layout(vid, doc)
             store.fsync(vid)
+        if also is not None:
+            also(doc)
     agree(comm, write)
     clock("write")
     LAST.clear()

@@ -12,6 +12,7 @@ it outlives the process: a restart finds it (docs/format.md,
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import shutil
 
@@ -104,10 +105,14 @@ class NodeStore:
             return self.rank_files(vid, rank)
         return self.node_files(vid, node) if leader else []
 
-    def describe(self, rels: list[str]) -> list[list]:
-        """``[rel, size, None]`` of each file (the node leader fills in the
-        xxh3-128 as it reads the files for encoding: protect.py)."""
-        return [[rel, os.path.getsize(self.layout.abs(rel)), None] for rel in rels]
+    def describe(self, rels: list[str], hashed: bool = True) -> list[list]:
+        """``[rel, size, xxh3-128]`` of each file (the hash ``None`` unless
+        ``hashed``), hashed through a mapping: no copy of the bytes."""
+        out = []
+        for rel in rels:
+            with _mapped(self.layout.abs(rel)) as buf:
+                out.append([rel, len(buf), digest(buf) if hashed else None])
+        return out
 
     def has_files(self, table: list[list]) -> bool:
         """Are all files of ``table`` here with their recorded sizes?"""
@@ -119,24 +124,31 @@ class NodeStore:
                 return False
         return True
 
-    def read_range(self, table: list[list], start: int, n: int, size: int = 0,
-                   hashers: dict | None = None) -> np.ndarray:
+    def read_range(self, table: list[list], start: int, n: int, size: int = 0) -> np.ndarray:
         """Bytes ``[start, start+n)`` of the concatenation of ``table``'s files in a
-        buffer of ``max(n, size)`` bytes, zero past the files' end (padding);
-        ``hashers[rel]`` (if given) is updated with each file's bytes read."""
-        out = np.empty(max(n, size), np.uint8)
+        buffer of ``max(n, size)`` bytes, zero past the files' end (padding).
+        A range inside one file needing no padding is a read-only view of
+        a mapping of that file (sent or encoded without a copy: most of a
+        node's bytes are its data.0); else the bytes are copied."""
+        want = max(n, size)
+        pos = 0
+        for rel, fsize, _d in table:
+            if pos <= start and start + want <= pos + fsize and fsize:
+                with open(self.layout.abs(rel), "rb") as f:
+                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                return np.frombuffer(mm, np.uint8, want, start - pos)
+            pos += fsize
+        out = np.empty(want, np.uint8)
         pos = 0
         filled = 0
-        for rel, size, _d in table:
-            lo, hi = max(start, pos), min(start + n, pos + size)
+        for rel, fsize, _d in table:
+            lo, hi = max(start, pos), min(start + n, pos + fsize)
             if lo < hi:
                 with open(self.layout.abs(rel), "rb") as f:
                     f.seek(lo - pos)
                     f.readinto(memoryview(out[lo - start:hi - start]))
-                if hashers is not None:
-                    hashers[rel].update(out[lo - start:hi - start])
                 filled = hi - start
-            pos += size
+            pos += fsize
             if pos >= start + n:
                 break
         out[filled:] = 0          # past the files' end: padding (only that is zeroed)
@@ -220,6 +232,25 @@ class NodeStore:
                 os.rmdir(p)
             except OSError:
                 pass
+
+
+class _mapped:
+    """A read-only mapping of a whole file as a buffer (b"" when empty)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.mm = None
+
+    def __enter__(self):
+        with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                return b""
+            self.mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return self.mm
+
+    def __exit__(self, *exc):
+        if self.mm is not None:
+            self.mm.close()
 
 
 def copy_file(src: str, dst: str) -> None:
