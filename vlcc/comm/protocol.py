@@ -333,10 +333,62 @@ def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | Non
     return out
 
 
+def exchange_planned(comm, local: Callable[[], dict], sizes: dict,
+                     clock: Callable[[str], None] | None = None) -> tuple[dict, Exception | None]:
+    """``exchange`` without its collective, when every rank knows every
+    message in advance: ``sizes[(src, dst)]`` lists the byte counts rank
+    ``src`` sends to ``dst``, in order (the same dict on every rank).
+    ``local()`` returns ``{dst: [uint8 arrays]}`` matching them. A failing
+    ``local`` does not stop the messages: this rank sends zeros of the
+    agreed sizes and returns the error, which the caller must carry into its
+    next collective (so no rank waits for a message that never comes).
+    Returns ``({src: [arrays]}, error or None)``."""
+    import numpy as np
+    me = comm.rank
+    err = None
+    try:
+        held = {int(d): [np.ascontiguousarray(b).view(np.uint8).reshape(-1) for b in bufs]
+                for d, bufs in (local() or {}).items()}
+        for (src, dst), ns in sizes.items():
+            if src == me and [b.nbytes for b in held.get(dst, [])] != list(ns):
+                raise ValueError(f"exchange: rank {me} would send {[b.nbytes for b in held.get(dst, [])]} "
+                                 f"bytes to rank {dst}, {list(ns)} agreed")
+    except Exception as exc:   # noqa: BLE001 - returned, for the caller's next collective
+        err = exc
+        held = {dst: [np.zeros(n, np.uint8) for n in ns] for (src, dst), ns in sizes.items()
+                if src == me}
+    if clock is not None:
+        clock("read")
+    out: dict = {}
+    if me in held:
+        out[me] = held.pop(me)
+    reqs = []
+    inner = getattr(comm, "inner", comm)
+    for (src, dst), ns in sizes.items():
+        if dst != me or src == me or not ns:
+            continue
+        bufs = out[src] = [np.empty(n, np.uint8) for n in ns]
+        for b in bufs:
+            for lo in range(0, b.nbytes, _PIECE):
+                reqs.append(inner.Irecv(b[lo:lo + _PIECE], source=src, tag=_TAG))
+    for dst, bufs in held.items():
+        for b in bufs:
+            for lo in range(0, b.nbytes, _PIECE):
+                reqs.append(inner.Isend(b[lo:lo + _PIECE], dest=dst, tag=_TAG))
+    if reqs:
+        testall = _load_mpi().Request.Testall
+        while not testall(reqs):
+            os.sched_yield()
+    if clock is not None:
+        clock("send")
+    return out, err
+
+
 def _load_mpi():
     from .._mpi import load
     return load()
 
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
            "abort_job", "interrupted",
-           "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange"]
+           "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange",
+           "exchange_planned"]

@@ -487,15 +487,19 @@ def flush(s: Session, pend: Pending, store) -> dict:
         res, own = store(lambda lay: flush_write(s, lay, pend)), None
     except Exception as exc:   # noqa: BLE001 - carried into the commit collective
         res, own = None, exc
+    finish = None
     if s.engine.store is not None:     # node-local mode: encode, before the commit
         try:
-            protect_node_local(s, fc, pend, own, None if res is None else res.get("node"))
+            finish = protect_node_local(s, fc, pend, own, None if res is None else res.get("node"),
+                                        defer=True)
         except Exception as exc:   # noqa: BLE001 - raised on every rank alike
             own = own or exc
 
     def local():
         if own is not None:
             raise own
+        if finish is not None:
+            finish()        # protect's last step (shares, layout): agreed by this gather
         return res
 
     try:
@@ -541,11 +545,13 @@ def attach_stage(comm, engine) -> None:
 
 
 def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None,
-                       node: int | None = None) -> None:
+                       node: int | None = None, defer: bool = False):
     """Collective on the flusher's communicator: encode the version's node-local
     files under the redundancy scheme; a version that is not persisted gets
     ``data/<V>/nodelocal.json`` in the repository (rank 0), so readers can
-    say where its data are."""
+    say where its data are. ``defer``: returns protect's last step (write
+    the shares and layout, the record) for the caller's next collective to
+    run and agree on (the commit's gather); else None."""
     from ..engine.resilience.protect import protect
     from ..repo.nodelocal import NODELOCAL, record_rel
     eng = s.engine
@@ -559,7 +565,8 @@ def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None,
                 "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
                 "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
             }, sort_keys=True).encode())
-    protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own, also=mark)
+    return protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own, also=mark,
+                   defer=defer)[1]
 
 
 def flush_write(s: Session, paths, pend: Pending, defer: bool = False) -> dict:

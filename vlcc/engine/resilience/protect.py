@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ...comm.nodes import NodeMap
-from ...comm.protocol import agree, allgather, exchange
+from ...comm.protocol import agree, allgather, exchange_planned
 from .codes import Scheme, code_for, segment_counts, stripes
 from .store import NodeStore
 
@@ -64,12 +64,16 @@ def segment(store: NodeStore, doc: dict, node: int, seg: int, length: int) -> np
 
 
 def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
-            own: list[str] | Exception, also=None) -> dict:
+            own: list[str] | Exception, also=None, defer: bool = False):
     """Collective: encode version ``vid``'s node-local files under ``scheme``.
     ``own``: this rank's repository-relative files in ``store`` (or the error
     its write failed with: raised on every rank). ``also(doc)``: more work
     of this rank agreed with the last step (e.g. rank 0's nodelocal.json).
-    Returns the layout document."""
+    Returns ``(layout document, None)``; with ``defer`` ``(document,
+    write)``: the last step (write the shares and the layout, raise an
+    error of an earlier step) is the caller's to run inside its next
+    collective, which must raise it on every rank (the commit's gather).
+    Collectives: one allgather (describe), then point-to-point only."""
     def describe():
         if isinstance(own, BaseException):
             raise own
@@ -86,6 +90,16 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
     leader = {n: nmap.leader(n) for n in range(nmap.nnodes)}
     me = nmap.node if nmap.is_leader else None
 
+    # every message's size is known from the layout: no collective to agree on them
+    data_sizes: dict = {}
+    for st in sts:
+        for node, _seg in st["data"]:
+            data_sizes.setdefault((leader[node], leader[st["parity"][0]]), []).append(st["length"])
+    fwd_sizes: dict = {}
+    for st in sts:
+        for node in st["parity"][1:]:
+            fwd_sizes.setdefault((leader[st["parity"][0]], leader[node]), []).append(st["length"])
+
     def data_out():
         out: dict = {}
         if me is None:
@@ -96,13 +110,16 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
                     out.setdefault(leader[st["parity"][0]], []).append(
                         segment(store, doc, node, seg, st["length"]))
         return out
-    got = exchange(comm, data_out, clock) if sts else {}
+    # (an error here is carried into the last step: every message is sent anyway)
+    got, err = exchange_planned(comm, data_out, data_sizes, clock) if sts else ({}, None)
     # the shares of every stripe this node encodes, in stripe order
     queues = {src: list(bufs) for src, bufs in got.items()}
     mine: list[tuple[int, int, np.ndarray]] = []      # (stripe, q, share) kept here
 
     def encode_out():
         out: dict = {}
+        if err is not None:
+            raise err           # (zeros are sent instead)
         if me is None:
             return out
         for j, st in enumerate(sts):
@@ -119,9 +136,16 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
                     out.setdefault(leader[node], []).append(share)
         return out
     # shares 1..m-1 go on to their nodes (rs only: with m = 1 nothing is sent)
-    more = exchange(comm, encode_out) if scheme.m > 1 else encode_out()
+    if scheme.m > 1:
+        more, err2 = exchange_planned(comm, encode_out, fwd_sizes)
+    else:
+        try:
+            more, err2 = encode_out(), None
+        except Exception as exc:   # noqa: BLE001 - carried into the last step
+            more, err2 = {}, exc
+    err = err or err2
     clock("forward")
-    if me is not None:
+    if me is not None and err is None:
         queues = {src: list(bufs) for src, bufs in more.items()}
         for j, st in enumerate(sts):
             for q, node in enumerate(st["parity"]):
@@ -130,6 +154,8 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
     doc["encode_seconds"] = time.perf_counter() - t0
 
     def write():
+        if err is not None:
+            raise err
         if me is not None:
             for j, q, share in mine:
                 store.write_share(vid, j, q, share)
@@ -137,11 +163,13 @@ def protect(comm, nmap: NodeMap, store: NodeStore, vid: str, scheme: Scheme,
             store.fsync(vid)
         if also is not None:
             also(doc)
+        clock("write")
+        LAST.clear()
+        LAST.update(clock.acc)
+    if defer:
+        return doc, write
     agree(comm, write)
-    clock("write")
-    LAST.clear()
-    LAST.update(clock.acc)
-    return doc
+    return doc, None
 
 
 __all__ = ["plan", "protect", "segment"]
