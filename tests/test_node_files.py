@@ -173,9 +173,16 @@ def test_sigkill_mid_write_leaves_previous_versions_intact(monkeypatch):
     """Kills at random moments of a 2-rank job writing node files (one node
     of 2 ranks): every listed version restores bit-exact, nothing committed
     is lost, no partial version is listed (tests/crash_harness.py)."""
+    _crash_trials(monkeypatch, {"VLCC_MODE": "sync"})
+
+
+def _crash_trials(monkeypatch, env: dict) -> None:
+    """6 SIGKILL trials of a 2-rank job writing node files under ``env``
+    (tests/crash_harness.py); fails naming the seed and each trial."""
     import crash_harness as ct
     monkeypatch.setenv("VLCC_NODE_FILES", "1")
-    monkeypatch.setenv("VLCC_MODE", "sync")
+    for k, val in env.items():
+        monkeypatch.setenv(k, val)
     seed = random.SystemRandom().randrange(2 ** 32)
     lines: list[str] = []
     results = ct.run_trials(6, seed, nranks=2, nbytes=1 << 20, jitter=0.05, max_commits=2,
@@ -274,15 +281,5 @@ def test_sigkill_mid_stage_or_promote_leaves_previous_versions_intact(monkeypatc
     ranks), the flusher with and without MPI: kills at random moments (mid
     write, mid promotion, mid completion of the node file) leave every listed
     version restorable bit-exact and no partial version listed."""
-    import crash_harness as ct
-    monkeypatch.setenv("VLCC_NODE_FILES", "1")
-    monkeypatch.setenv("VLCC_MODE", "async")
-    monkeypatch.setenv("VLCC_LOCAL_DIR", str(tmp_path / "local"))
-    monkeypatch.setenv("VLCC_FLUSH_MPI", flush_mpi)
-    seed = random.SystemRandom().randrange(2 ** 32)
-    lines: list[str] = []
-    results = ct.run_trials(6, seed, nranks=2, nbytes=1 << 20, jitter=0.05, max_commits=2,
-                            echo=lines.append)
-    line, ok = ct.summary(results)
-    assert ok, "\n".join([f"seed {seed}", *lines, line])
-    assert sum(r["versions"] for r in results) > 0
+    _crash_trials(monkeypatch, {"VLCC_MODE": "async", "VLCC_LOCAL_DIR": str(tmp_path / "local"),
+                                "VLCC_FLUSH_MPI": flush_mpi})

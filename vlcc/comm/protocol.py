@@ -309,11 +309,26 @@ def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | Non
     inner = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
     if not hasattr(inner, "Isend"):
         raise ValueError("exchange: point-to-point messages need an mpi4py communicator")
+    incoming = {src: p[comm.rank] for src, p in enumerate(plan)
+                if src != comm.rank and comm.rank in p}
+    # every rank has passed the allgather above (asleep, on a QuietComm): the
+    # transfers progress at once
+    _transfer(inner, incoming, held, out)
+    if clock is not None:
+        clock("send")
+    return out
+
+
+def _transfer(inner, incoming: dict, held: dict, out: dict) -> None:
+    """Point-to-point: receive ``incoming[src]`` (byte counts) from each
+    ``src`` into new buffers ``out[src]``, send ``held[dst]`` to each ``dst``.
+    Polling with sleeps here cost ~10x (MPICH moves a large message in
+    pieces, one per progress call); a blocking Waitall spins, taking the
+    core from co-located ranks: test and yield."""
+    import numpy as np
     reqs = []
-    for src, p in enumerate(plan):
-        if src == comm.rank or comm.rank not in p:
-            continue
-        bufs = out[src] = [np.empty(n, np.uint8) for n in p[comm.rank]]
+    for src, ns in incoming.items():
+        bufs = out[src] = [np.empty(n, np.uint8) for n in ns]
         for b in bufs:
             for lo in range(0, b.nbytes, _PIECE):
                 reqs.append(inner.Irecv(b[lo:lo + _PIECE], source=src, tag=_TAG))
@@ -321,16 +336,10 @@ def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | Non
         for b in bufs:
             for lo in range(0, b.nbytes, _PIECE):
                 reqs.append(inner.Isend(b[lo:lo + _PIECE], dest=dst, tag=_TAG))
-    # every rank has passed the allgather above (asleep, on a QuietComm): the
-    # transfers progress at once. Polling with sleeps here cost ~10x (MPICH
-    # moves a large message in pieces, one per progress call); a blocking
-    # Waitall spins, taking the core from co-located ranks: test and yield.
-    testall = _load_mpi().Request.Testall
-    while not testall(reqs):
-        os.sched_yield()
-    if clock is not None:
-        clock("send")
-    return out
+    if reqs:
+        testall = _load_mpi().Request.Testall
+        while not testall(reqs):
+            os.sched_yield()
 
 
 def exchange_planned(comm, local: Callable[[], dict], sizes: dict,
@@ -362,23 +371,9 @@ def exchange_planned(comm, local: Callable[[], dict], sizes: dict,
     out: dict = {}
     if me in held:
         out[me] = held.pop(me)
-    reqs = []
-    inner = getattr(comm, "inner", comm)
-    for (src, dst), ns in sizes.items():
-        if dst != me or src == me or not ns:
-            continue
-        bufs = out[src] = [np.empty(n, np.uint8) for n in ns]
-        for b in bufs:
-            for lo in range(0, b.nbytes, _PIECE):
-                reqs.append(inner.Irecv(b[lo:lo + _PIECE], source=src, tag=_TAG))
-    for dst, bufs in held.items():
-        for b in bufs:
-            for lo in range(0, b.nbytes, _PIECE):
-                reqs.append(inner.Isend(b[lo:lo + _PIECE], dest=dst, tag=_TAG))
-    if reqs:
-        testall = _load_mpi().Request.Testall
-        while not testall(reqs):
-            os.sched_yield()
+    _transfer(getattr(comm, "inner", comm),
+              {src: ns for (src, dst), ns in sizes.items() if dst == me and src != me and ns},
+              held, out)
     if clock is not None:
         clock("send")
     return out, err

@@ -69,30 +69,24 @@ class NodeStore:
         """Repository-relative files rank ``rank`` wrote for ``vid`` here, sorted,
         the index file last (a copy made in this order is complete once the
         index exists)."""
-        out = []
-        bp = self.layout.rel_data_file(vid, rank)
-        top = self.layout.abs(bp)
-        for d, _dirs, files in os.walk(top):
-            _dirs.sort()
-            for f in sorted(files):
-                out.append(bp + "/" + os.path.relpath(os.path.join(d, f), top).replace(os.sep, "/"))
-        idx = self.layout.rel_index_file(vid, rank)
-        if os.path.exists(self.layout.abs(idx)):
-            out.append(idx)
-        return out
+        return self._files(self.layout.rel_data_file(vid, rank),
+                           self.layout.rel_index_file(vid, rank))
 
     def node_files(self, vid: str, node: int) -> list[str]:
         """Repository-relative files of node ``node``'s node file of ``vid``
         here (docs/format.md, 3.4), sorted, the node index last; [] when the
         node wrote none."""
+        return self._files(self.layout.rel_node_data_file(vid, node),
+                           self.layout.rel_node_index_file(vid, node))
+
+    def _files(self, bp: str, idx: str) -> list[str]:
+        """The files of BP5 directory ``bp`` here, sorted, then index ``idx`` if present."""
         out = []
-        bp = self.layout.rel_node_data_file(vid, node)
         top = self.layout.abs(bp)
         for d, _dirs, files in os.walk(top):
             _dirs.sort()
             for f in sorted(files):
                 out.append(bp + "/" + os.path.relpath(os.path.join(d, f), top).replace(os.sep, "/"))
-        idx = self.layout.rel_node_index_file(vid, node)
         if os.path.exists(self.layout.abs(idx)):
             out.append(idx)
         return out
