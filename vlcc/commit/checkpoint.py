@@ -320,6 +320,19 @@ def progress(s: Session, block: bool) -> list[dict]:
         return _progress_threaded(s, block)
     limit = _complete_flushed(s, block)
 
+    def local():
+        done, err = eng.flushed_prefix(block)
+        # node files promoted without flusher MPI: every rank's range is copied
+        # (agreed by _complete_flushed); the leaders complete them before the
+        # commit, and a failure is carried by this gather
+        for i, p in enumerate(pend[:min(limit, len(done))]):
+            if p.finish is not None and not p.rest_done:
+                try:
+                    eng.promote_rest(p, done[i].get("node"))
+                except Exception as exc:   # noqa: BLE001 - the gather raises it on every rank
+                    return done[:i], f"version {p.vid}: promotion: {type(exc).__name__}: {exc}"
+        return done, err
+
     def decide(all_):
         k = min(len(done) for done, _ in all_)
         if limit is not None:
@@ -333,7 +346,7 @@ def progress(s: Session, block: bool) -> list[dict]:
                 break
         errs = [f"rank {r}: {e}" for r, (_, e) in enumerate(all_) if e]
         return docs, errs, moved
-    docs, errs, moved = gather_decide(s.comm, lambda: eng.flushed_prefix(block), decide)
+    docs, errs, moved = gather_decide(s.comm, local, decide)
     _accept(s, docs)
     if errs or moved:
         _abandon(s, pend, docs, moved, errs[0] if errs else None)
@@ -575,6 +588,10 @@ def flush_write(s: Session, paths, pend: Pending, defer: bool = False) -> dict:
     from .rankwrite import write_rank
     res = write_rank(paths, pend.vid, s.rank, pend.plan, defer=defer)
     pend.finish = res.pop("finish", None)
+    node = pend.plan.node
+    if node is not None:      # what this rank copies of the node file at promotion
+        pend.node_range = node.layout.range_of(s.rank)
+        pend.node_comm = None if defer else node.comm
     s.writer.note_written(pend.vid, pend.plan)
     pend.leaves = []   # the memory tier holds them for restore
     pend.plan = None

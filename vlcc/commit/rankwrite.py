@@ -27,7 +27,8 @@ from ..encode.raw import Raw
 from .. import settings
 from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
-from ..io.nodefile import NodeLayout, node_layout, node_var, place_data, write_metadata, write_range
+from ..io.nodefile import (NodeLayout, node_layout, node_tmp_rel, node_var, place_data,
+                           write_metadata, write_range)
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
 from ..layout.stored import Chain, TileMajor, is_lazy
@@ -455,7 +456,7 @@ def _write_own_file(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own:
 def _node_tmp(layout: RepoPaths, vid: str, node: int) -> str:
     """data.0 of a node file while its ranks write it (``.tmp-``: never read,
     removed by gc after a crash)."""
-    return layout.abs(f"data/{vid}/.tmp-n{node}.data.0")
+    return layout.abs(node_tmp_rel(vid, node))
 
 
 def _write_node_part(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own: dict,

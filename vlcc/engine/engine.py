@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import StorageError
 from ..repo.paths import RepoPaths
 from ..comm.nodes import NodeMap
+from ..comm.protocol import agree
 from .buffers import mapped, spare_cpu
 from .config import EngineConfig
 from .local import LocalTier
@@ -58,6 +59,9 @@ class Pending:
     staged: bool = False            # written through the node-shared stage (agreed by the flush)
     finish: object = None           # a node file written without MPI, completed later (NodeFinish)
     promoted: cf.Future | None = field(default=None, repr=False)   # its promotion, after that
+    node_range: tuple | None = None  # node files: this rank's (start, nbytes) of the node's data.0
+    node_comm: object = None        # ... and the node communicator (flusher with MPI)
+    rest_done: bool = False         # node files: the leader's part of the promotion is done
     future: cf.Future | None = field(default=None, repr=False)
     copied: cf.Future | None = field(default=None, repr=False)   # lazy capture copies
 
@@ -430,17 +434,32 @@ class Engine:
 
     def _promote(self, p: Pending, node: int | None) -> None:
         """Copy ``p``'s files from the node-shared tier to the persistent one
-        (stage; node store when ``p.persist``) and keep them there."""
-        if self.stage is not None:
-            if p.staged:
-                self.stage.promote(self.persistent, p.vid, self.rank, node, self.nodes.is_leader)
-                self._keep(self.stage, p.vid, node, set())
-            return
-        if p.persist:
-            self.store.promote(self.persistent, p.vid, self.rank, node, self.nodes.is_leader)
+        (stage; node store when ``p.persist``) and keep them there. Node
+        files: every rank copies its range of the node's data.0, then (node
+        collective, with the flusher's MPI) the leader the rest; without it
+        the leader's part runs at the next collective call (``promote_rest``)."""
+        tier = self.shared
+        if p.staged if self.stage is not None else p.persist:
+            if node is None:
+                tier.promote(self.persistent, p.vid, self.rank)
+            else:
+                copy = lambda: tier.promote_range(self.persistent, p.vid, node, p.node_range)  # noqa: E731
+                if p.node_comm is None:
+                    copy()
+                else:
+                    agree(p.node_comm, copy)          # every range durable, or raise on the node
+                    self.promote_rest(p, node)
         # never evict a version still pending (not yet encoded/committed: without
         # the flusher's MPI the application's thread encodes it later)
-        self._keep(self.store, p.vid, node, {q.vid for q in list(self.pending)} - {p.vid})
+        self._keep(tier, p.vid, node, {q.vid for q in list(self.pending)} - {p.vid})
+
+    def promote_rest(self, p: Pending, node: int | None) -> None:
+        """The node leader's part of a node file's promotion (see ``_promote``)."""
+        if (node is not None and not p.rest_done and self.shared is not None
+                and self.nodes.is_leader
+                and (p.staged if self.stage is not None else p.persist)):
+            self.shared.promote_rest(self.persistent, p.vid, node)
+        p.rest_done = True
 
     def promote_later(self, p: Pending, node: int | None) -> None:
         """The flusher calls no MPI: ``p``'s node file was completed on the
