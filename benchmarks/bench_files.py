@@ -14,6 +14,9 @@ the same run (issue 28, part B).
     docs/format.md 3.4 (per node: a BP5 directory of 4 files and an index;
     per version: ranks.bin and the manifest); the goal is ≤ 2 files per node
     + O(1).
+(c) ``--modes N``: the async write modes at N ranks (straight to the
+    repository, staged through a local_dir, staged without flusher MPI):
+    files per version and time to committed, node files vs per-rank files.
 Prints ratios and a final SUMMARY line; no thresholds."""
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def worker(repo: str, steps: int, mib: float) -> None:
         comm.Barrier()
         t = time.perf_counter()
         vid = ck.checkpoint(step=k).id
+        if ck.stats.get("pending"):
+            ck.wait()             # async: the time to committed
         comm.Barrier()
         times.append(time.perf_counter() - t)
     ck.close()
@@ -87,10 +92,22 @@ def worker(repo: str, steps: int, mib: float) -> None:
                                       "bytes": n * 8 * comm.size}), flush=True)
 
 
-def run(nranks: int, node_files: bool, steps: int, mib: float, per_node: int = 2) -> dict:
+# (c) the async write modes (docs/architecture.md, "Files per version in every mode"):
+# environment of each; "LOCAL" is replaced by a node-local directory of the run
+MODES = {
+    "async-direct": {"VLCC_MODE": "async", "VLCC_LOCAL_STAGE": "0"},
+    "async-stage": {"VLCC_MODE": "async", "VLCC_LOCAL_DIR": "LOCAL"},
+    "async-stage-funneled": {"VLCC_MODE": "async", "VLCC_LOCAL_DIR": "LOCAL", "VLCC_FLUSH_MPI": "0"},
+}
+
+
+def run(nranks: int, node_files: bool, steps: int, mib: float, per_node: int = 2,
+        extra: dict | None = None) -> dict:
     d = tempfile.mkdtemp(prefix="vlcc-bench-files-", dir=os.environ.get("VLCC_BENCH_DIR"))
     env = dict(os.environ, VLCC_NODE_FILES="1" if node_files else "0", BENCH_PER_NODE=str(per_node),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    for k, v in (extra or {}).items():
+        env[k] = os.path.join(d, "local") if v == "LOCAL" else v
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-n", str(nranks), sys.executable, "-m", "mpi4py", os.path.abspath(__file__),
            "--worker", os.path.join(d, "repo"), "--steps", str(steps), "--mib", str(mib)]
@@ -112,6 +129,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--many", default="8,4", type=lambda x: tuple(int(v) for v in x.split(",")) if x else None,
                     help="RANKS,PER_NODE of an extra small-data run ('' to skip)")
+    ap.add_argument("--modes", default="", help="also the async write modes at this many ranks "
+                    "(e.g. 3), time to committed, node files vs per rank")
     ap.add_argument("--worker", default=None)
     a = ap.parse_args()
     if a.worker:
@@ -137,6 +156,17 @@ def main() -> None:
               f"{rank['median'] * 1e3:.1f} ms (ratio {node['median'] / rank['median']:.2f})")
         parts.append(f"P={n}/{per} per node: files {node['files']} vs {rank['files']}, write time "
                      f"ratio {node['median'] / rank['median']:.2f}")
+    if a.modes:
+        n = int(a.modes)
+        for name, extra in MODES.items():
+            node = run(n, True, a.steps, a.mib, extra=extra)
+            rank = run(n, False, a.steps, a.mib, extra=extra)
+            print(f"{name}, {n} ranks, {a.mib:g} MiB/rank: files per version {node['files']} "
+                  f"(node files) vs {rank['files']} (per rank); to committed "
+                  f"{node['median'] * 1e3:.1f} vs {rank['median'] * 1e3:.1f} ms "
+                  f"(ratio {node['median'] / rank['median']:.2f})")
+            parts.append(f"{name} P={n}: files {node['files']} vs {rank['files']}, time ratio "
+                         f"{node['median'] / rank['median']:.2f}")
     s = simulated()
     print(f"simulated {s['ranks']:,} ranks, {s['per_node']} per node ({s['nodes']} nodes): "
           f"{s['files_node']:,} files per version vs {s['files_rank']:,} per rank "

@@ -49,8 +49,10 @@ def encode_costs(comm, base: str, local: str, mib: float, rounds: int) -> dict:
         cks[red] = ck = vlcc.Checkpointer(repo, comm, mode="async", local_dir=local,
                                           redundancy=red, persist="never", group_size=comm.size)
         ck.register("u", u, global_shape=(n * comm.size,), offset=(n * comm.rank,))
+    from vlcc.engine.resilience import protect
     total = {r: [] for r in SCHEMES}
     call = {r: [] for r in SCHEMES}
+    phases = {r: [] for r in SCHEMES}      # per round: max over ranks of each protect phase
     for i in range(rounds + 1):
         order = SCHEMES[i % len(SCHEMES):] + SCHEMES[:i % len(SCHEMES)]
         for red in order:
@@ -66,12 +68,18 @@ def encode_costs(comm, base: str, local: str, mib: float, rounds: int) -> dict:
             if i:                                # the first round is a warm-up
                 call[red].append(comm.allreduce(t1 - t0, op=_max()))
                 total[red].append(t2 - t0)
+                got = comm.gather(dict(protect.LAST))
+                if comm.rank == 0:
+                    phases[red].append({k: max(g.get(k, 0.0) for g in got)
+                                        for k in set().union(*got)})
     for ck in cks.values():
         ck.close()
     med = statistics.median
     return {r: {"total": med(total[r]), "call": med(call[r]),
                 "ratio": med(a / b for a, b in zip(total[r], total["none"])),
-                "call_ratio": med(a / b for a, b in zip(call[r], call["none"]))}
+                "call_ratio": med(a / b for a, b in zip(call[r], call["none"])),
+                "phases": {k: med(p.get(k, 0.0) for p in phases[r])
+                           for k in set().union(*phases[r])} if phases[r] else {}}
             for r in SCHEMES}
 
 
@@ -107,8 +115,9 @@ def rebuild_cost(comm, base: str, local: str, mib: float, red: str) -> dict:
     read = 0.0
     if comm.rank == 0:
         d = os.path.join(repo, "data", v.id)
-        files = [os.path.join(d, f"r{lost}.idx.json")]
-        for dp, _ds, fs in os.walk(os.path.join(d, f"r{lost}.bp")):
+        # the lost node's file (format 4 node files: node index = rank here)
+        files = [os.path.join(d, f"n{lost}.idx.json")]
+        for dp, _ds, fs in os.walk(os.path.join(d, f"n{lost}.bp")):
             files += [os.path.join(dp, f) for f in fs]
         for p in files:          # cold: the written (fsynced) pages leave the page cache
             fd = os.open(p, os.O_RDONLY)
@@ -153,6 +162,11 @@ def report(res: dict, ranks: int, mib: float) -> list[str]:
         e = enc[red]
         out.append(f"  {red:<8} to committed {e['total'] * 1e3:8.1f} ms ({e['ratio']:.2f}x)"
                    f"   in checkpoint() {e['call'] * 1e3:7.1f} ms ({e['call_ratio']:.2f}x)")
+        if e.get("phases") and red != "none":
+            out.append("           protect, ms (median of the slowest rank per round): " + ", ".join(
+                f"{k} {e['phases'][k] * 1e3:.1f}" for k in
+                ("describe", "read", "send", "encode", "forward", "digests", "write")
+                if k in e["phases"]))
     out.append("rebuild of one lost node (restart):")
     for red, r in res["rebuild"].items():
         out.append(f"  {red:<8} rebuild {r['rebuild'] * 1e3:7.1f} ms  whole recovery "

@@ -173,3 +173,37 @@ def test_core_collectives_go_through_the_protocol():
                         and n.func.attr in raw and "comm" in ast.unparse(n.func.value).lower()):
                     bad.append(f"{rel}:{n.lineno}: {ast.unparse(n.func)}")
     assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("fail", [None, "local", "size"])
+def test_exchange_planned_sends_every_message_even_after_a_failure(comm, fail):
+    """Rank r sends r+1 buffers to rank (r+1) % size with sizes every rank
+    knows. A failing local() (or one that offers other sizes than agreed)
+    on the last rank: its messages are sent as zeros, it gets the error back,
+    nobody hangs, and the error can be agreed at the next collective."""
+    n = comm.size
+    sizes = {(r, (r + 1) % n): [100 * (k + 1) for k in range(r + 1)] for r in range(n)}
+    me, dst = comm.rank, (comm.rank + 1) % n
+
+    def local():
+        if fail == "local" and me == n - 1:
+            raise vlcc.StorageError("boom on the last rank")
+        bad = fail == "size" and me == n - 1
+        return {dst: [np.full(s + bad, me + 1, np.uint8) for s in sizes[(me, dst)]]}
+    out, err = protocol.exchange_planned(comm, local, sizes)
+    src = (me - 1) % n
+    got = out[src]
+    assert [b.nbytes for b in got] == sizes[(src, dst if n == 1 else me)]
+    failed_src = fail is not None and src == n - 1
+    assert all((b == (0 if failed_src else src + 1)).all() for b in got)
+    assert (err is not None) == (fail is not None and me == n - 1)
+    with pytest.raises((vlcc.VlccError, ValueError)) if fail else _nothing():
+        protocol.agree(comm, lambda: (_ for _ in ()).throw(err) if err else None)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

@@ -121,10 +121,13 @@ def test_spill_to_local_tier_and_restore_bit_exact(comm, mpi_tmp, monkeypatch):
 
 
 @pytest.mark.mpi
-def test_async_flush_failure_on_one_rank_raises_on_all(comm, mpi_tmp):
+def test_async_flush_failure_on_one_rank_raises_on_all(comm, mpi_tmp, monkeypatch):
     """The last rank's flush fails (its node-local directory is replaced by a
     file): every rank raises at its next collective call, the versions
-    committed before stay intact, and checkpointing works again after."""
+    committed before stay intact, and checkpointing works again after. (One
+    simulated node per rank: versions are staged in the node leader's
+    directory, here the rank's own.)"""
+    monkeypatch.setenv("VLCC_NODE_ID", str(comm.rank))
     u = np.full(500, comm.rank, dtype=np.int64)
     path = os.path.join(mpi_tmp, "r")
     with vlcc.Checkpointer(path, comm=comm, mode="async",
@@ -133,6 +136,7 @@ def test_async_flush_failure_on_one_rank_raises_on_all(comm, mpi_tmp):
         good = ck.checkpoint(step=0).id
         ck.wait()
         root = session(ck).engine.local.root
+        assert session(ck).engine.stage.root == root
         if comm.rank == comm.size - 1:
             import shutil
             shutil.rmtree(root)

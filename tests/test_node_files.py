@@ -173,9 +173,16 @@ def test_sigkill_mid_write_leaves_previous_versions_intact(monkeypatch):
     """Kills at random moments of a 2-rank job writing node files (one node
     of 2 ranks): every listed version restores bit-exact, nothing committed
     is lost, no partial version is listed (tests/crash_harness.py)."""
+    _crash_trials(monkeypatch, {"VLCC_MODE": "sync"})
+
+
+def _crash_trials(monkeypatch, env: dict) -> None:
+    """6 SIGKILL trials of a 2-rank job writing node files under ``env``
+    (tests/crash_harness.py); fails naming the seed and each trial."""
     import crash_harness as ct
     monkeypatch.setenv("VLCC_NODE_FILES", "1")
-    monkeypatch.setenv("VLCC_MODE", "sync")
+    for k, val in env.items():
+        monkeypatch.setenv(k, val)
     seed = random.SystemRandom().randrange(2 ** 32)
     lines: list[str] = []
     results = ct.run_trials(6, seed, nranks=2, nbytes=1 << 20, jitter=0.05, max_commits=2,
@@ -183,3 +190,96 @@ def test_sigkill_mid_write_leaves_previous_versions_intact(monkeypatch):
     line, ok = ct.summary(results)
     assert ok, "\n".join([f"seed {seed}", *lines, line])
     assert sum(r["versions"] for r in results) > 0
+
+
+# Every write mode (docs/architecture.md, "Files per version in every mode"):
+# (mode, extra Checkpointer keywords, environment). "stage": versions go
+# through a local_dir given by the user; "store": node-local mode (the node
+# stores of engine/resilience/, here persist="never": the repository gets the
+# files only when a restore completes the version from the stores);
+# "-funneled": the flusher calls no MPI (VLCC_FLUSH_MPI=0).
+WRITE_MODES = {
+    "sync": ("sync", {}, {"VLCC_LOCAL_STAGE": "0"}),
+    "async-direct": ("async", {}, {"VLCC_LOCAL_STAGE": "0"}),
+    "async-stage": ("async", {"local": True}, {}),
+    "async-store": ("async", {"local": True, "persist": "never"}, {}),
+    "async-direct-funneled": ("async", {}, {"VLCC_LOCAL_STAGE": "0", "VLCC_FLUSH_MPI": "0"}),
+    "async-stage-funneled": ("async", {"local": True}, {"VLCC_FLUSH_MPI": "0"}),
+    "async-store-funneled": ("async", {"local": True, "persist": "never"}, {"VLCC_FLUSH_MPI": "0"}),
+}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("wmode", sorted(WRITE_MODES))
+@pytest.mark.parametrize("layout", ["pairs", "one"])
+def test_files_per_version_in_every_mode(mpi_tmp, monkeypatch, layout, wmode):
+    """Each write mode leaves O(nodes) files per version in the repository:
+    one node file (BP5 directory of 4 files) and one node index per node,
+    plus ranks.bin; two versions (the second dedups against the first and
+    changes one chunk) restore bit-exact, also on a new Checkpointer."""
+    from mpi4py import MPI
+    comm = MPI.COMM_WORLD
+    mode, kw, env = WRITE_MODES[wmode]
+    monkeypatch.delenv("VLCC_LOCAL_DIR", raising=False)
+    for k, val in env.items():
+        monkeypatch.setenv(k, val)
+    kw = dict(kw)
+    local = os.path.join(mpi_tmp, "local")
+    if kw.pop("local", False):
+        kw["local_dir"] = local
+    repo = os.path.join(mpi_tmp, "repo")
+    nnodes = len({LAYOUTS[layout](r) for r in range(comm.size)})
+    ck, u, own = _make(repo, comm, 0, layout, monkeypatch, mode=mode, **kw)
+    v1 = ck.checkpoint(step=1)
+    u[0, 0] += 1
+    v2 = ck.checkpoint(step=2)
+    ck.wait()
+    want_u, want_own = u.copy(), own.copy()
+    if "stage" in wmode or "store" in wmode:   # the node-local tier holds node files too
+        import glob
+        # stage: the node leaders' process directories; store: the node stores
+        tier = "*" if "stage" in wmode else os.path.join("node-*", "vlcc-store-*")
+        held = glob.glob(os.path.join(local, tier, "data", v2.id, "*.json"))
+        held = sorted(os.path.basename(f) for f in held)
+        assert held == [f"n{k}.idx.json" for k in range(nnodes)], held
+        assert not [f for f in held if f.startswith("r")], held
+    ck.close()
+    comm.Barrier()
+    # a new Checkpointer restores both (completing store versions from the node stores)
+    ck, u, own = _make(repo, comm, 0, layout, monkeypatch, mode=mode, **kw)
+    ck.restore(v1.id)
+    rows = _rows(comm.rank, comm.size)
+    assert np.array_equal(u, _global(0)[rows[0]:rows[-1] + 1])
+    ck.restore(v2.id)
+    assert np.array_equal(u, want_u) and np.array_equal(own, want_own)
+    ck.close()
+    comm.Barrier()
+
+    def check():
+        extra = {"nodelocal.json", "rebuilt.json"}
+        for v in (v1, v2):
+            files = [f for f in _files(repo, v.id) if f.split("/")[-1] not in extra]
+            stray = [f for f in files if ".tmp" in f or f.split("/")[2].startswith("r")
+                     and f.split("/")[2] != "ranks.bin"]
+            assert not stray, (wmode, files)
+            n_idx = len([f for f in files if f.endswith(".idx.json")])
+            assert n_idx == nnodes, (wmode, files)
+            assert len(files) <= 5 * nnodes + 1, (wmode, files)
+        assert len(_files(repo, v1.id)) >= 4 + 1 + 1
+        assert sorted(vlcc.Repository(repo).verify()["intact"]) == sorted([v1.id, v2.id])
+        du = {d["id"]: d for d in vlcc.Repository(repo).du()["versions"]}
+        if "store" not in wmode:   # node-local only versions reference nothing
+            assert 0 < du[v2.id]["new_chunk_bytes"] <= 1024 * comm.size, du[v2.id]
+    _on_root(comm, check)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flush_mpi", ["1", "0"])
+def test_sigkill_mid_stage_or_promote_leaves_previous_versions_intact(monkeypatch, tmp_path,
+                                                                      flush_mpi):
+    """Async versions staged through a local_dir as node files (one node of 2
+    ranks), the flusher with and without MPI: kills at random moments (mid
+    write, mid promotion, mid completion of the node file) leave every listed
+    version restorable bit-exact and no partial version listed."""
+    _crash_trials(monkeypatch, {"VLCC_MODE": "async", "VLCC_LOCAL_DIR": str(tmp_path / "local"),
+                                "VLCC_FLUSH_MPI": flush_mpi})

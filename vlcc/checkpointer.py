@@ -121,6 +121,7 @@ class Checkpointer:
             nodes = _ckpt.node_local_nodes(comm, cfg, s.flush_comm)
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
                                                   lambda p, store: _ckpt.flush(s, p, store), nodes))
+            _ckpt.attach_stage(comm, s.engine)
         except BaseException:
             release(s.flush_comm)
             release(comm)

@@ -278,13 +278,14 @@ _PIECE = 1 << 30     # bytes per point-to-point message (counts stay below 2**31
 _TAG = 0x7C1C
 
 
-def exchange(comm, local: Callable[[], dict]) -> dict:
+def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | None = None) -> dict:
     """Sparse all-to-all of byte buffers, error-agreeing: ``local()`` returns
     ``{destination rank: [uint8 arrays]}``; every rank gets back
     ``{source rank: [uint8 arrays]}`` in the order they were sent. One
     allgather of the sizes (a failing ``local`` raises on every rank and
     nothing is sent), then point-to-point messages on ``comm`` (used for the
-    node-local tier's partner copies and parity, engine/resilience/)."""
+    node-local tier's partner copies and parity, engine/resilience/).
+    ``clock(phase)``: charged "read" once ``local`` is done, "send" at the end."""
     import numpy as np
     held: dict = {}
 
@@ -296,19 +297,38 @@ def exchange(comm, local: Callable[[], dict]) -> dict:
             held[int(d)] = [np.ascontiguousarray(b).view(np.uint8).reshape(-1) for b in bufs]
         return {d: [b.nbytes for b in bufs] for d, bufs in held.items()}
     plan = allgather(comm, sizes)
+    if clock is not None:
+        clock("read")          # (``local`` made the buffers: e.g. read them from files)
     out: dict = {}
     if comm.rank in held:
         out[comm.rank] = held.pop(comm.rank)
     if not held and not any(comm.rank in p for r, p in enumerate(plan) if r != comm.rank):
+        if clock is not None:
+            clock("send")
         return out
     inner = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
     if not hasattr(inner, "Isend"):
         raise ValueError("exchange: point-to-point messages need an mpi4py communicator")
+    incoming = {src: p[comm.rank] for src, p in enumerate(plan)
+                if src != comm.rank and comm.rank in p}
+    # every rank has passed the allgather above (asleep, on a QuietComm): the
+    # transfers progress at once
+    _transfer(inner, incoming, held, out)
+    if clock is not None:
+        clock("send")
+    return out
+
+
+def _transfer(inner, incoming: dict, held: dict, out: dict) -> None:
+    """Point-to-point: receive ``incoming[src]`` (byte counts) from each
+    ``src`` into new buffers ``out[src]``, send ``held[dst]`` to each ``dst``.
+    Polling with sleeps here cost ~10x (MPICH moves a large message in
+    pieces, one per progress call); a blocking Waitall spins, taking the
+    core from co-located ranks: test and yield."""
+    import numpy as np
     reqs = []
-    for src, p in enumerate(plan):
-        if src == comm.rank or comm.rank not in p:
-            continue
-        bufs = out[src] = [np.empty(n, np.uint8) for n in p[comm.rank]]
+    for src, ns in incoming.items():
+        bufs = out[src] = [np.empty(n, np.uint8) for n in ns]
         for b in bufs:
             for lo in range(0, b.nbytes, _PIECE):
                 reqs.append(inner.Irecv(b[lo:lo + _PIECE], source=src, tag=_TAG))
@@ -316,14 +336,47 @@ def exchange(comm, local: Callable[[], dict]) -> dict:
         for b in bufs:
             for lo in range(0, b.nbytes, _PIECE):
                 reqs.append(inner.Isend(b[lo:lo + _PIECE], dest=dst, tag=_TAG))
-    # every rank has passed the allgather above (asleep, on a QuietComm): the
-    # transfers progress at once. Polling with sleeps here cost ~10x (MPICH
-    # moves a large message in pieces, one per progress call); a blocking
-    # Waitall spins, taking the core from co-located ranks: test and yield.
-    testall = _load_mpi().Request.Testall
-    while not testall(reqs):
-        os.sched_yield()
-    return out
+    if reqs:
+        testall = _load_mpi().Request.Testall
+        while not testall(reqs):
+            os.sched_yield()
+
+
+def exchange_planned(comm, local: Callable[[], dict], sizes: dict,
+                     clock: Callable[[str], None] | None = None) -> tuple[dict, Exception | None]:
+    """``exchange`` without its collective, when every rank knows every
+    message in advance: ``sizes[(src, dst)]`` lists the byte counts rank
+    ``src`` sends to ``dst``, in order (the same dict on every rank).
+    ``local()`` returns ``{dst: [uint8 arrays]}`` matching them. A failing
+    ``local`` does not stop the messages: this rank sends zeros of the
+    agreed sizes and returns the error, which the caller must carry into its
+    next collective (so no rank waits for a message that never comes).
+    Returns ``({src: [arrays]}, error or None)``."""
+    import numpy as np
+    me = comm.rank
+    err = None
+    try:
+        held = {int(d): [np.ascontiguousarray(b).view(np.uint8).reshape(-1) for b in bufs]
+                for d, bufs in (local() or {}).items()}
+        for (src, dst), ns in sizes.items():
+            if src == me and [b.nbytes for b in held.get(dst, [])] != list(ns):
+                raise ValueError(f"exchange: rank {me} would send {[b.nbytes for b in held.get(dst, [])]} "
+                                 f"bytes to rank {dst}, {list(ns)} agreed")
+    except Exception as exc:   # noqa: BLE001 - returned, for the caller's next collective
+        err = exc
+        held = {dst: [np.zeros(n, np.uint8) for n in ns] for (src, dst), ns in sizes.items()
+                if src == me}
+    if clock is not None:
+        clock("read")
+    out: dict = {}
+    if me in held:
+        out[me] = held.pop(me)
+    _transfer(getattr(comm, "inner", comm),
+              {src: ns for (src, dst), ns in sizes.items() if dst == me and src != me and ns},
+              held, out)
+    if clock is not None:
+        clock("send")
+    return out, err
 
 
 def _load_mpi():
@@ -332,4 +385,5 @@ def _load_mpi():
 
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
            "abort_job", "interrupted",
-           "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange"]
+           "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange",
+           "exchange_planned"]

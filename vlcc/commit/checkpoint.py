@@ -21,6 +21,7 @@ raised on all, and every path releases the writer lock."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import os
 import shutil
@@ -192,10 +193,14 @@ def prepare(s: Session, pend: Pending, threaded: bool) -> None:
             s.compare.check(pend)
         if not threaded:            # else the flusher prepares (see flush)
             # sync: the write is collective too, so a node's ranks share files
-            # (docs/format.md, 3.4); async: each rank's flusher writes alone
+            # (docs/format.md, 3.4); async: each rank's flusher writes its range
+            # of the node file alone and ``progress`` completes it (finish_node)
+            eng = s.engine
             pend.plan = s.writer.prepare(s.comm, pend.dedup_parent, pend.leaves,
-                                         nodes=s.mode != "async")
+                                         nodes=s.mode != "async" or eng.node_files_ok)
             pend.replicated = pend.plan.replicated
+            if s.mode == "async" and eng.stage is not None:   # a node stages one file: all or none
+                pend.staged = all(allgather(s.comm, lambda: eng.stage_room(pend)))
     except BaseException:
         if not threaded:            # (the flusher owns the writer's plan state)
             s.writer.abort()
@@ -315,7 +320,20 @@ def progress(s: Session, block: bool) -> list[dict]:
     pend = list(eng.pending)
     if s.flush_comm is not None:
         return _progress_threaded(s, block)
-    limit = _protect_flushed(s, block) if eng.store is not None else None
+    limit = _complete_flushed(s, block)
+
+    def local():
+        done, err = eng.flushed_prefix(block)
+        # node files promoted without flusher MPI: every rank's range is copied
+        # (agreed by _complete_flushed); the leaders complete them before the
+        # commit, and a failure is carried by this gather
+        for i, p in enumerate(pend[:min(limit, len(done))]):
+            if p.finish is not None and not p.rest_done:
+                try:
+                    eng.promote_rest(p, done[i].get("node"))
+                except Exception as exc:   # noqa: BLE001 - the gather raises it on every rank
+                    return done[:i], f"version {p.vid}: promotion: {type(exc).__name__}: {exc}"
+        return done, err
 
     def decide(all_):
         k = min(len(done) for done, _ in all_)
@@ -330,30 +348,72 @@ def progress(s: Session, block: bool) -> list[dict]:
                 break
         errs = [f"rank {r}: {e}" for r, (_, e) in enumerate(all_) if e]
         return docs, errs, moved
-    docs, errs, moved = gather_decide(s.comm, lambda: eng.flushed_prefix(block), decide)
+    docs, errs, moved = gather_decide(s.comm, local, decide)
     _accept(s, docs)
     if errs or moved:
         _abandon(s, pend, docs, moved, errs[0] if errs else None)
     return docs
 
 
-def _protect_flushed(s: Session, block: bool) -> int:
-    """Without the flusher's MPI: encode, on the application's thread, the
-    leading pending versions every rank has flushed to its node store; returns
-    how many are encoded (so may be committed). A failure abandons every
-    pending version on every rank (as a failed flush does)."""
+def _complete_flushed(s: Session, block: bool) -> int:
+    """Without the flusher's MPI, on the application's thread, for the leading
+    pending versions every rank has flushed: complete their node files (the
+    leader of each node places data.0 and writes the node index:
+    ``rankwrite.finish_node``, node collective), encode them under the
+    node-local redundancy (node store), and hand their promotion to the
+    persistent tier back to the flusher thread. Returns how many are complete
+    on every rank (so may be committed). A failure abandons every pending
+    version on every rank (as a failed flush does)."""
+    from .rankwrite import finish_node
     eng = s.engine
     pend = list(eng.pending)
     counts = allgather(s.comm, lambda: len(eng.flushed_prefix(block)[0]))
     k = min(counts)
-    try:
-        for p in pend[:k]:
-            if not p.protected:
-                protect_node_local(s, s.comm, p, None)
-                p.protected = True
-    except Exception as exc:   # noqa: BLE001 - the same on every rank (collective)
-        _abandon(s, pend, [], None, f"node-local redundancy: {type(exc).__name__}: {exc}")
-    return k
+    err = None
+    for p in pend[:k]:
+        if p.finish is not None and not isinstance(p.finish, str):
+            try:
+                res = p.future.result()
+                res["index_checksum"] = finish_node(p.finish)   # (the commit's gather sends it)
+                p.finish = "done"
+            except Exception as exc:   # noqa: BLE001 - agreed on every rank below
+                err = f"version {p.vid}: node file: {type(exc).__name__}: {exc}"
+                break
+    errs = [e for e in allgather(s.comm, lambda: err) if e]   # (node collectives fail per node)
+    if errs:
+        _abandon(s, pend, [], None, errs[0])
+    if eng.store is not None:
+        try:
+            for p in pend[:k]:
+                if not p.protected:
+                    protect_node_local(s, s.comm, p, None, p.future.result().get("node"))
+                    p.protected = True
+        except Exception as exc:   # noqa: BLE001 - the same on every rank (collective)
+            _abandon(s, pend, [], None, f"node-local redundancy: {type(exc).__name__}: {exc}")
+    if eng.shared is None:
+        return k
+    # node files completed here are promoted by the flusher thread; a version
+    # commits once every rank's promotion is done
+    done, err = 0, None
+    for p in pend[:k]:
+        if p.finish is not None:
+            eng.promote_later(p, p.future.result().get("node"))
+    for p in pend[:k]:
+        if p.promoted is not None:
+            if block:
+                cf.wait([p.promoted])
+            if not p.promoted.done():
+                break
+            exc = p.promoted.exception()
+            if exc is not None:
+                err = f"version {p.vid}: promotion: {type(exc).__name__}: {exc}"
+                break
+        done += 1
+    got = allgather(s.comm, lambda: (done, err))
+    errs = [e for _d, e in got if e]
+    if errs:
+        _abandon(s, pend, [], None, errs[0])
+    return min(d for d, _e in got)
 
 
 def _progress_threaded(s: Session, block: bool) -> list[dict]:
@@ -421,16 +481,19 @@ def flush(s: Session, pend: Pending, store) -> dict:
     prepare (hash, dedup agreement), write, then commit, all collective on
     the flusher's communicator; returns the committed manifest."""
     if s.flush_comm is None:
-        return store(lambda lay: flush_write(s, lay, pend))
+        return store(lambda lay: flush_write(s, lay, pend, defer=True))
     fc = s.flush_comm        # a QuietComm: slower ranks are awaited asleep, not spinning
     try:
         # The parent was flushed (and committed) by this thread before, or
         # is an older committed version: its chunk table is exact.
-        # Straight to the repository (no node-local staging, which promotes
-        # per-rank files): the write is collective here too, so node files
+        # The write is collective here too, so the ranks of a node share files
+        # (docs/format.md, 3.4), wherever the tier they write to is shared by
+        # the node (repository, node store, stage)
         pend.plan = s.writer.prepare(fc, pend.dedup_parent, pend.leaves,
-                                     nodes=s.engine.writes_direct)
+                                     nodes=s.engine.node_files_ok)
         pend.replicated = pend.plan.replicated
+        if s.engine.stage is not None:   # a node's ranks stage one file: all or none
+            pend.staged = all(allgather(fc, lambda: s.engine.stage_room(pend)))
     except BaseException:
         s.writer.abort()
         raise
@@ -439,15 +502,19 @@ def flush(s: Session, pend: Pending, store) -> dict:
         res, own = store(lambda lay: flush_write(s, lay, pend)), None
     except Exception as exc:   # noqa: BLE001 - carried into the commit collective
         res, own = None, exc
+    finish = None
     if s.engine.store is not None:     # node-local mode: encode, before the commit
         try:
-            protect_node_local(s, fc, pend, own)
+            finish = protect_node_local(s, fc, pend, own, None if res is None else res.get("node"),
+                                        defer=True)
         except Exception as exc:   # noqa: BLE001 - raised on every rank alike
             own = own or exc
 
     def local():
         if own is not None:
             raise own
+        if finish is not None:
+            finish()        # protect's last step (shares, layout): agreed by this gather
         return res
 
     try:
@@ -470,6 +537,11 @@ def node_local_nodes(comm, cfg, flush_comm):
     (MPI below MPI_THREAD_MULTIPLE, e.g. a C program's MPI_Init) the
     application's thread encodes at the next collective call."""
     if not cfg.node_local:
+        if cfg.local_dir and cfg.stage_local and cfg.mode == "async":
+            # versions staged through local_dir: the node's ranks share a stage
+            # directory and write node files there (engine.Engine.stage)
+            from ..comm.nodes import node_map
+            return node_map(comm)
         return None
     if cfg.redundancy.kind != "none" and comm.size > 1 \
             and not hasattr(getattr(comm, "inner", comm), "Isend"):
@@ -479,31 +551,49 @@ def node_local_nodes(comm, cfg, flush_comm):
     return node_map(comm)
 
 
-def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None) -> None:
+def attach_stage(comm, engine) -> None:
+    """Collective at open: the ranks of a node that stage versions through
+    ``local_dir`` share the node leader's local tier directory (node files)."""
+    if engine.wants_stage:
+        roots = allgather(comm, lambda: engine.local.root)
+        engine.attach_stage(roots[engine.nodes.leader(engine.nodes.node)])
+
+
+def protect_node_local(s: Session, fc, pend: Pending, failed: Exception | None,
+                       node: int | None = None, defer: bool = False):
     """Collective on the flusher's communicator: encode the version's node-local
     files under the redundancy scheme; a version that is not persisted gets
     ``data/<V>/nodelocal.json`` in the repository (rank 0), so readers can
-    say where its data are."""
+    say where its data are. ``defer``: returns protect's last step (write
+    the shares and layout, the record) for the caller's next collective to
+    run and agree on (the commit's gather); else None."""
     from ..engine.resilience.protect import protect
     from ..repo.nodelocal import NODELOCAL, record_rel
     eng = s.engine
-    own = failed if failed is not None else eng.own_files(pend.vid)
-    doc = protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own)
-    if not pend.persist:
-        def mark():
-            if s.rank == 0:
-                makedirs(s.paths.data_dir(pend.vid))
-                atomic_write(s.paths.abs(record_rel(pend.vid, NODELOCAL)), json.dumps({
-                    "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
-                    "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
-                }, sort_keys=True).encode())
-        agree(fc, mark)
+    own = failed if failed is not None else eng.own_files(pend.vid, node)
+
+    def mark(doc):
+        # agreed with protect's last step (one collective less per version)
+        if s.rank == 0 and not pend.persist:
+            makedirs(s.paths.data_dir(pend.vid))
+            atomic_write(s.paths.abs(record_rel(pend.vid, NODELOCAL)), json.dumps({
+                "version": pend.vid, "scheme": doc["scheme"], "local_dir": eng.cfg.local_dir,
+                "nodes": [{"label": n["label"], "ranks": n["ranks"]} for n in doc["nodes"]],
+            }, sort_keys=True).encode())
+    return protect(fc, eng.nodes, eng.store, pend.vid, eng.cfg.redundancy, own, also=mark,
+                   defer=defer)[1]
 
 
-def flush_write(s: Session, paths, pend: Pending) -> dict:
-    """Runs in the engine's flusher thread: no MPI here."""
+def flush_write(s: Session, paths, pend: Pending, defer: bool = False) -> dict:
+    """Runs in the engine's flusher thread; ``defer``: no MPI here (a node
+    file is completed by ``progress``)."""
     from .rankwrite import write_rank
-    res = write_rank(paths, pend.vid, s.rank, pend.plan)
+    res = write_rank(paths, pend.vid, s.rank, pend.plan, defer=defer)
+    pend.finish = res.pop("finish", None)
+    node = pend.plan.node
+    if node is not None:      # what this rank copies of the node file at promotion
+        pend.node_range = node.layout.range_of(s.rank)
+        pend.node_comm = None if defer else node.comm
     s.writer.note_written(pend.vid, pend.plan)
     pend.leaves = []   # the memory tier holds them for restore
     pend.plan = None

@@ -27,7 +27,8 @@ from ..encode.raw import Raw
 from .. import settings
 from ..errors import StorageError, storage_error
 from ..io.bp5 import BlockWriter, bp5_checksums
-from ..io.nodefile import NodeLayout, node_layout, node_var, place_data, write_metadata, write_range
+from ..io.nodefile import (NodeLayout, node_layout, node_tmp_rel, node_var, place_data,
+                           write_metadata, write_range)
 from ..layout.chunking import chunk_bounds
 from ..layout.coalesce import Packed, coalesce
 from ..layout.stored import Chain, TileMajor, is_lazy
@@ -275,13 +276,36 @@ class NodePlan:
         return self.nodes.is_leader
 
 
-def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
+@dataclass
+class NodeFinish:
+    """A node file whose ranks wrote their ranges without MPI (async, the
+    flusher calling no MPI): ``finish_node`` completes it, collectively over
+    the node, on the application's thread (docs/format.md, 3.4)."""
+    layout: RepoPaths
+    vid: str
+    node: NodePlan
+    part: dict                      # this rank's index (as the node index holds it)
+    offsets: dict | None            # the leader: where ADIOS2 put each variable
+
+
+def finish_node(fin: NodeFinish) -> str:
+    """Collective over the node (application's thread): the leader places the
+    node's data.0 and writes the node index from every rank's part. Returns
+    the node index's checksum (the rank table's record)."""
+    return gather_decide(fin.node.comm, lambda: fin.part,
+                         lambda parts: _write_node_index(fin.layout, fin.vid, fin.node, parts,
+                                                         fin.offsets))
+
+
+def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, defer: bool = False) -> dict:
     """Store this rank's part of version ``vid`` as prepared in ``plan``;
     without an ``assignment`` (dedup off: no agreement between ranks) this
     rank writes every chunk it offers. Returns what the manifest needs:
     per-leaf nbytes/digest, the index file and its checksum, and write
     statistics. With ``plan.node`` (node files) this is collective over the
-    node: the leader writes the node's metadata and index."""
+    node: the leader writes the node's metadata and index; with ``defer`` it
+    calls no MPI: the result's ``"finish"`` (a ``NodeFinish``) completes the
+    node file later and gives the index checksum."""
     if plan.assignment is None:
         offers = [{"codecs": [], "chunks": []}] * rank + [plan.offer]
         plan.assignment = assign_owners(offers)[rank]
@@ -289,7 +313,7 @@ def write_rank(layout: RepoPaths, vid: str, rank: int, plan: RankPlan) -> dict:
     own = _owned(plan)
     index = _index_doc(layout, vid, rank, plan)
     if plan.node is not None:
-        return _write_node_part(layout, vid, rank, plan, own, index)
+        return _write_node_part(layout, vid, rank, plan, own, index, defer)
     written = _write_own_file(layout, vid, rank, plan, own, index) if own else 0
     stats = index["stats"] = _stats(plan, own, written)
     raw = seal(dict(index, leaves={n: e.to_json() for n, e in index["leaves"].items()}))
@@ -432,11 +456,11 @@ def _write_own_file(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own:
 def _node_tmp(layout: RepoPaths, vid: str, node: int) -> str:
     """data.0 of a node file while its ranks write it (``.tmp-``: never read,
     removed by gc after a crash)."""
-    return layout.abs(f"data/{vid}/.tmp-n{node}.data.0")
+    return layout.abs(node_tmp_rel(vid, node))
 
 
 def _write_node_part(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own: dict,
-                     index: dict) -> dict:
+                     index: dict, defer: bool = False) -> dict:
     """Node files: write this rank's range of the node's data.0, then (node
     collective) the leader writes the node's BP5 metadata and the node
     index holding every rank's index. An error anywhere on the node is
@@ -469,6 +493,12 @@ def _write_node_part(layout: RepoPaths, vid: str, rank: int, plan: RankPlan, own
             raise err
         return part
 
+    if defer:
+        local()
+        _done(plan, index)
+        return {"node": node.node, "host": os.uname().nodename,
+                "logical_bytes": plan.stats["logical_bytes"], "stats": index["stats"],
+                "finish": NodeFinish(layout, vid, node, part, offsets)}
     checksum = gather_decide(node.comm, local,
                              lambda parts: _write_node_index(layout, vid, node, parts, offsets))
     _done(plan, index)
@@ -507,14 +537,19 @@ def planned_table(layout: RepoPaths, vid: str, plan: RankPlan) -> ChunkTable:
     the plan is agreed, so a version captured while ``vid`` is still being
     flushed dedups against it instead of writing its chunks again."""
     table = ChunkTable()
+    node = plan.node
     for lp in plan.leaves:
         for (_start, length), h, (kind, ref) in zip(lp.bounds, lp.hashes, lp.where):
             if kind == "ref":
                 table.add(ref)
             else:
                 owner, var, off, stored, cfg, _w = plan.assignment[ref]
-                table.add(StoredChunk(layout.rel_data_file(vid, owner), var, off, stored,
-                                      int(length), h, cfg))
+                if node is None:
+                    rel = layout.rel_data_file(vid, owner)
+                else:   # node files (3.4): the owner's node's file, the owner's variable
+                    rel, var = layout.rel_node_data_file(vid, node.nodes.node_of[owner]), \
+                        node_var(owner, var)
+                table.add(StoredChunk(rel, var, off, stored, int(length), h, cfg))
     return table
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import StorageError
 from ..repo.paths import RepoPaths
 from ..comm.nodes import NodeMap
+from ..comm.protocol import agree
 from .buffers import mapped, spare_cpu
 from .config import EngineConfig
 from .local import LocalTier
@@ -55,6 +56,12 @@ class Pending:
     dedup_parent: str | None = None  # the version whose chunks this one may reference
     persist: bool = True            # copied to the persistent tier before it commits
     protected: bool = False         # node-local redundancy encoded (application's thread)
+    staged: bool = False            # written through the node-shared stage (agreed by the flush)
+    finish: object = None           # a node file written without MPI, completed later (NodeFinish)
+    promoted: cf.Future | None = field(default=None, repr=False)   # its promotion, after that
+    node_range: tuple | None = None  # node files: this rank's (start, nbytes) of the node's data.0
+    node_comm: object = None        # ... and the node communicator (flusher with MPI)
+    rest_done: bool = False         # node files: the leader's part of the promotion is done
     future: cf.Future | None = field(default=None, repr=False)
     copied: cf.Future | None = field(default=None, repr=False)   # lazy capture copies
 
@@ -204,6 +211,13 @@ class Engine:
         # node-local mode: versions go to this node's store, which outlives the process
         self.store = NodeStore(nodes.local_dir(cfg.local_dir), persistent.root).open() \
             if cfg.node_local and nodes is not None else None
+        # local_dir staging: the ranks of a node write one node file
+        # (docs/format.md, 3.4) into a directory they share, the node leader's
+        # process directory of the local tier (``attach_stage``), and the
+        # leader promotes it: O(nodes) files per version in the repository, as
+        # a direct write has. The leader's directory goes with the leader
+        # (removed at close, reclaimed after a kill, as any process directory).
+        self.stage: NodeStore | None = None
         self.persisted: dict[str, bool] = {}    # versions of this session: persisted or not
         self._last_persist = time.time()
         self.persistent = persistent
@@ -227,7 +241,25 @@ class Engine:
 
     @property
     def faster_layouts(self) -> list[RepoPaths]:
-        return ([self.store.layout] if self.store else []) + ([self.local.layout] if self.local else [])
+        return [t.layout for t in (self.store, self.stage, self.local) if t is not None]
+
+    @property
+    def wants_stage(self) -> bool:
+        """Are versions staged through ``local_dir`` in node files (the engine
+        needs its node leader's directory: ``attach_stage``)?"""
+        return (self.store is None and self.nodes is not None and self.local is not None
+                and self.cfg.stage_local and self.cfg.mode == "async")
+
+    def attach_stage(self, root: str) -> None:
+        """Stage versions in ``root``, the local tier directory of this rank's
+        node leader (the same for every rank of the node)."""
+        self.stage = NodeStore.at(root, self.persistent.root)
+
+    @property
+    def shared(self) -> NodeStore | None:
+        """The node-shared directory a flush writes node files into (node store
+        or stage), or None."""
+        return self.store if self.store is not None else self.stage
 
     def persist_due(self) -> bool:
         """Rank 0, at a version's capture: is this one copied to the persistent tier
@@ -344,14 +376,30 @@ class Engine:
     @property
     def writes_direct(self) -> bool:
         """Does a flush write straight into the repository (no node-local tier
-        in between, whose files are per rank)?"""
+        in between)?"""
         return self.store is None and (self.local is None or not self.cfg.stage_local)
+
+    @property
+    def node_files_ok(self) -> bool:
+        """May a collective flush write node files (docs/format.md, 3.4)? Yes
+        when it writes straight to the repository or into a directory the
+        ranks of a node share (node store, stage); not into the per-process
+        local tier."""
+        return self.writes_direct or self.shared is not None
+
+    def stage_room(self, p: Pending) -> bool:
+        """Does ``p`` fit in the stage (after evicting kept versions)? The
+        flush agrees on it over all ranks: the ranks of a node write one
+        file, so either all stage or none."""
+        return self._local_room(p, self.stage.root)
 
     def _store(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
         """Write ``p`` through the tiers: ``write(layout)`` writes this rank's
         files under ``layout``; returns its result."""
         if self.store is not None:
             return self._store_node_local(p, write)
+        if self.stage is not None:
+            return self._store_staged(p, write)
         if self.local is None or not self.cfg.stage_local or not self._local_room(p):
             res = write(self.persistent)
             self._clean(p)
@@ -369,23 +417,91 @@ class Engine:
                 self.local.evict(self._local_kept.popleft(), self.rank)
         return res
 
-    def _local_room(self, p: Pending) -> bool:
+    def _store_staged(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
+        """``local_dir`` staging through the node-shared stage: the node's
+        ranks write (node files, when the plan has them), then the leader
+        copies the node file to the persistent tier (every rank its own files
+        without node files). ``p.staged`` is the flush's agreed room check."""
+        if not p.staged:
+            res = write(self.persistent)
+            self._clean(p)
+            return res
+        res = write(self.stage.layout)
+        self._clean(p)
+        if p.finish is None:      # else the node file is completed first (``promote_later``)
+            self._promote(p, res.get("node"))
+        return res
+
+    def _promote(self, p: Pending, node: int | None) -> None:
+        """Copy ``p``'s files from the node-shared tier to the persistent one
+        (stage; node store when ``p.persist``) and keep them there. Node
+        files: every rank copies its range of the node's data.0, then (node
+        collective, with the flusher's MPI) the leader the rest; without it
+        the leader's part runs at the next collective call (``promote_rest``)."""
+        tier = self.shared
+        if p.staged if self.stage is not None else p.persist:
+            if node is None:
+                tier.promote(self.persistent, p.vid, self.rank)
+            else:
+                copy = lambda: tier.promote_range(self.persistent, p.vid, node, p.node_range)  # noqa: E731
+                if p.node_comm is None:
+                    copy()
+                else:
+                    agree(p.node_comm, copy)          # every range durable, or raise on the node
+                    self.promote_rest(p, node)
+        # never evict a version still pending (not yet encoded/committed: without
+        # the flusher's MPI the application's thread encodes it later)
+        self._keep(tier, p.vid, node, {q.vid for q in list(self.pending)} - {p.vid})
+
+    def promote_rest(self, p: Pending, node: int | None) -> None:
+        """The node leader's part of a node file's promotion (see ``_promote``)."""
+        if (node is not None and not p.rest_done and self.shared is not None
+                and self.nodes.is_leader
+                and (p.staged if self.stage is not None else p.persist)):
+            self.shared.promote_rest(self.persistent, p.vid, node)
+        p.rest_done = True
+
+    def promote_later(self, p: Pending, node: int | None) -> None:
+        """The flusher calls no MPI: ``p``'s node file was completed on the
+        application's thread; its promotion runs on the flusher thread
+        (``p.promoted``), overlapped with the application."""
+        if p.promoted is None:
+            p.promoted = self._flusher.submit(self._promote, p, node)
+
+    def _keep(self, store: NodeStore, vid: str, node: int | None, busy: set,
+              keep: int | None = None) -> None:
+        """Keep ``vid`` in ``store``; evict the oldest kept versions beyond
+        ``keep`` (never one in ``busy``)."""
+        keep = self.cfg.keep_local if keep is None else keep
+        with self._lock:
+            self._local_kept.append((vid, node))
+            while len(self._local_kept) > keep and self._local_kept[0][0] not in busy:
+                old, onode = self._local_kept.popleft()
+                store.evict(old, self.rank, self.nodes.is_leader, onode)
+
+    def _local_room(self, p: Pending, root: str | None = None) -> bool:
         """Whether ``p`` fits in the node-local tier, after evicting the
         promoted copies kept for fast restores if it would not; when it still
         does not fit it is written straight to the persistent tier (a small
         tier must not cost versions the repository has room for)."""
         need = int(p.nbytes) + int(p.nbytes) // 16 + (1 << 20)   # + BP5 metadata and index
 
+        root = root or self.local.root
+
         def free() -> int:
             try:
-                return shutil.disk_usage(self.local.root).free
+                return shutil.disk_usage(root).free
             except OSError:
                 return 0
         if free() >= need:
             return True
         with self._lock:
             while self._local_kept:
-                self.local.evict(self._local_kept.popleft(), self.rank)
+                old = self._local_kept.popleft()
+                if self.stage is not None:
+                    self.stage.evict(old[0], self.rank, self.nodes.is_leader, old[1])
+                else:
+                    self.local.evict(old, self.rank)
         return free() >= need
 
     def _store_node_local(self, p: Pending, write: Callable[[RepoPaths], dict]) -> dict:
@@ -394,20 +510,14 @@ class Engine:
         persistent tier too when ``p.persist``."""
         res = write(self.store.layout)
         self._clean(p)
-        if p.persist:
-            self.store.promote(self.persistent, p.vid, self.rank)
-        with self._lock:
-            self._local_kept.append(p.vid)
-            # never a version still pending (not yet encoded/committed: without the
-            # flusher's MPI the application's thread encodes it later)
-            busy = {q.vid for q in list(self.pending)} - {p.vid}
-            while len(self._local_kept) > self.cfg.keep_local and self._local_kept[0] not in busy:
-                self.store.evict(self._local_kept.popleft(), self.rank, self.nodes.is_leader)
+        if p.finish is None:      # else the node file is completed first (``promote_later``)
+            self._promote(p, res.get("node"))
         return res
 
-    def own_files(self, vid: str) -> list[str]:
-        """This rank's files of ``vid`` in the node store (what protect encodes)."""
-        return self.store.rank_files(vid, self.rank)
+    def own_files(self, vid: str, node: int | None = None) -> list[str]:
+        """This rank's files of ``vid`` in the node store (what protect encodes):
+        with node files (``node``) the leader's are the node's, the others none."""
+        return self.store.files_of(vid, self.rank, node, self.nodes.is_leader)
 
     def _clean(self, p: Pending) -> None:
         if p.spilled:
@@ -486,5 +596,12 @@ class Engine:
         self._prefetcher.shutdown(wait=True, cancel_futures=True)
         self._flusher.shutdown(wait=True)
         self.memory.clear()
+        if self.stage is not None:
+            # the stage is a cache of persisted versions: this process's go with it
+            # (a killed job's stay there, as a node store's do)
+            with self._lock:
+                while self._local_kept:
+                    vid, node = self._local_kept.popleft()
+                    self.stage.evict(vid, self.rank, self.nodes.is_leader, node)
         if self.local is not None:
             self.local.destroy()

@@ -43,6 +43,21 @@ class NodeLayout:
     def nbytes(self) -> int:
         return sum(n for _v, n in self.variables)
 
+    def range_of(self, rank: int) -> tuple[int, int] | None:
+        """(start, nbytes) of ``rank``'s range of data.0 (its pad included), or
+        None when the rank writes nothing."""
+        start = self.start.get(rank)
+        if start is None:
+            return None
+        after = [s for s in self.start.values() if s > start]
+        return start, (min(after) if after else self.nbytes) - start
+
+
+def node_tmp_rel(vid: str, node: int) -> str:
+    """data.0 of node file ``node`` of ``vid`` while its ranks write (or copy)
+    their ranges (``.tmp-``: never read, removed by gc after a crash)."""
+    return f"data/{vid}/.tmp-n{node}.data.0"
+
 
 def node_layout(per_rank: list[tuple[int, list[tuple[str, int]]]]) -> NodeLayout:
     """The layout of a node file from what each rank of the node writes:

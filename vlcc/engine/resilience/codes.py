@@ -140,7 +140,8 @@ class Code:
     def __init__(self, k: int, m: int):
         self.k, self.m = k, m
 
-    def encode(self, blocks: list[np.ndarray]) -> list[np.ndarray]:
+    def encode(self, blocks: list[np.ndarray], consume: bool = False) -> list[np.ndarray]:
+        """``consume``: the caller gives the blocks up (they may be overwritten)."""
         raise NotImplementedError
 
     def decode(self, shares: dict[int, np.ndarray]) -> list[np.ndarray]:
@@ -154,7 +155,7 @@ class Code:
 class CopyCode(Code):
     """The partner copy: one data block, one identical parity block."""
 
-    def encode(self, blocks):
+    def encode(self, blocks, consume=False):
         return [blocks[0]]
 
     def decode(self, shares):
@@ -163,10 +164,12 @@ class CopyCode(Code):
 
 
 class XorCode(Code):
-    """One parity block, the XOR of the ``k`` data blocks (numpy, in place)."""
+    """One parity block, the XOR of the ``k`` data blocks (numpy, in place).
+    ``consume=True``: the blocks are the caller's to overwrite (received
+    buffers): the parity is accumulated into the first one, no copy."""
 
-    def encode(self, blocks):
-        par = blocks[0].copy()
+    def encode(self, blocks, consume: bool = False):
+        par = blocks[0] if consume else blocks[0].copy()
         for b in blocks[1:]:
             np.bitwise_xor(par, b, out=par)
         return [par]
@@ -190,7 +193,7 @@ class ReedSolomonCode(Code):
         self._enc = zfec.Encoder(k, k + m)
         self._dec = zfec.Decoder(k, k + m)
 
-    def encode(self, blocks):
+    def encode(self, blocks, consume=False):
         out = self._enc.encode(tuple(blocks), tuple(range(self.k, self.k + self.m)))
         return [np.frombuffer(b, np.uint8) for b in out]
 
