@@ -95,28 +95,39 @@ def test_truncated_while_read_in_another_process(written, tmp_path, how):
         assert "data.0" in out or "truncated" in out or "checksum" in out, out
 
 
+def two_arrays(tmp_path, src: str, seed: int):
+    """A copy of the fixture repository plus a version holding two arrays in
+    one data file: (repo, version, a, b, data file)."""
+    repo = str(tmp_path / "r")
+    shutil.copytree(src, repo)
+    a = np.random.default_rng(seed).standard_normal(N // 2)
+    b = np.random.default_rng(seed + 1).standard_normal(N // 2)
+    with vlcc.Checkpointer(repo) as ck:
+        ck.register("a", a)
+        ck.register("b", b)
+        vid = ck.checkpoint(step=2).id
+    return repo, vid, a, b, data_file(repo, vid)
+
+
+def restore_with(repo: str, vid: str, a, b, damage, match: str):
+    """Restore ``vid`` with ``damage`` done by the first array's on_restore
+    (phase 2, before the second array is copied): the error matches
+    ``match``; returns the two targets."""
+    ra, rb = np.zeros_like(a), np.zeros_like(b)
+    with vlcc.Checkpointer(repo) as ck:
+        ck.register("a", ra, on_restore=lambda _x: damage())
+        ck.register("b", rb)
+        with pytest.raises(CorruptionError, match=match):
+            ck.restore(vid)
+    return ra, rb
+
+
 def test_truncated_between_the_phases_of_an_atomic_restore(written, tmp_path):
     """Phase 1 verified every chunk in place; a truncation before phase 2
     copies them is caught while copying (the documented trade-off of the
     restore without a staging copy: arrays copied before it stay copied)."""
-    src, vid = written
-    repo = str(tmp_path / "r")
-    shutil.copytree(src, repo)
-    # two arrays in one data file: the first one's on_restore (phase 2)
-    # truncates the file before the second one is copied
-    a = np.random.default_rng(2).standard_normal(N // 2)
-    b = np.random.default_rng(3).standard_normal(N // 2)
-    with vlcc.Checkpointer(repo) as ck:
-        ck.register("a", a)
-        ck.register("b", b)
-        vid2 = ck.checkpoint(step=2).id
-    target = data_file(repo, vid2)
-    ra, rb = np.zeros_like(a), np.zeros_like(b)
-    with vlcc.Checkpointer(repo) as ck:
-        ck.register("a", ra, on_restore=lambda _x: os.truncate(target, 4096))
-        ck.register("b", rb)
-        with pytest.raises(CorruptionError, match="truncated"):
-            ck.restore(vid2)
+    repo, vid2, a, b, target = two_arrays(tmp_path, written[0], 2)
+    ra, rb = restore_with(repo, vid2, a, b, lambda: os.truncate(target, 4096), "truncated")
     assert np.array_equal(ra, a)
     assert not np.array_equal(rb, b)       # what was copied before the error: zeros
 
@@ -125,18 +136,9 @@ def test_rewritten_between_the_phases_of_an_atomic_restore(written, tmp_path):
     """Phase 2 copies straight from the pages phase 1 verified, without a
     second hash: a data file rewritten in place between the phases (same
     size) is caught by its changed modification time, naming the file."""
-    src, vid = written
-    repo = str(tmp_path / "r")
-    shutil.copytree(src, repo)
-    a = np.random.default_rng(4).standard_normal(N // 2)
-    b = np.random.default_rng(5).standard_normal(N // 2)
-    with vlcc.Checkpointer(repo) as ck:
-        ck.register("a", a)
-        ck.register("b", b)
-        vid2 = ck.checkpoint(step=2).id
-    target = data_file(repo, vid2)
+    repo, vid2, a, b, target = two_arrays(tmp_path, written[0], 4)
 
-    def flip(_x):
+    def flip():
         fd = os.open(target, os.O_RDWR)
         try:
             at = os.path.getsize(target) - 4096      # inside the last array's bytes
@@ -144,10 +146,5 @@ def test_rewritten_between_the_phases_of_an_atomic_restore(written, tmp_path):
             os.pwrite(fd, bytes([byte ^ 0xFF]), at)
         finally:
             os.close(fd)
-    ra, rb = np.zeros_like(a), np.zeros_like(b)
-    with vlcc.Checkpointer(repo) as ck:
-        ck.register("a", ra, on_restore=flip)
-        ck.register("b", rb)
-        with pytest.raises(CorruptionError, match=r"data\.0 changed while being restored"):
-            ck.restore(vid2)
+    ra, _rb = restore_with(repo, vid2, a, b, flip, r"data\.0 changed while being restored")
     assert np.array_equal(ra, a)
