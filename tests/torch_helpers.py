@@ -55,9 +55,9 @@ def hold_flushes(monkeypatch):
     gate = threading.Event()
     real = commit.flush_write
 
-    def held(s, paths, pend):
+    def held(s, paths, pend, **kw):
         gate.wait(60)
-        return real(s, paths, pend)
+        return real(s, paths, pend, **kw)
     monkeypatch.setattr(commit, "flush_write", held)
     return gate
 

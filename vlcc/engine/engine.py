@@ -255,6 +255,23 @@ class Engine:
         node leader (the same for every rank of the node)."""
         self.stage = NodeStore.at(root, self.persistent.root)
 
+    def drop_local(self, vid: str) -> None:
+        """Remove this process's node-local copy of committed version ``vid``
+        (VELOC_Cleanup): its per-rank files in its local tier, or, staged in
+        node files, its part of the node's stage (the node leader removes the
+        node file itself). The repository keeps the version."""
+        with self._lock:
+            kept = [k for k in self._local_kept if (k[0] if isinstance(k, tuple) else k) == vid]
+            for k in kept:
+                self._local_kept.remove(k)
+        if self.stage is not None:
+            node = next((k[1] for k in kept if isinstance(k, tuple)), None)
+            if node is None and self.nodes is not None:
+                node = self.nodes.node
+            self.stage.evict(vid, self.rank, self.nodes is not None and self.nodes.is_leader, node)
+        elif self.local is not None:
+            self.local.evict(vid, self.rank)
+
     @property
     def shared(self) -> NodeStore | None:
         """The node-shared directory a flush writes node files into (node store

@@ -106,4 +106,4 @@ def cleanup(name_p):
         return
     for v in versions:
         if v.branch == branch and v.id not in busy:
-            local.evict(v.id, ck.rank)
+            eng.drop_local(v.id)
