@@ -62,3 +62,18 @@ def test_misaligned_rule(dmis, expect):
     assert misaligned(dst, src) is expect
     # short runs go through glibc's vector loop: never misaligned
     assert not misaligned(dst[:, :1024], src[:, :1024])
+
+
+@pytest.mark.parametrize("mis", [0, 8, 16, 48])
+def test_assign_3d_boxes(mis):
+    # a 3-D piece into a box of a larger array: leading axes that merge
+    # (whole middle extent) and that do not (a sub-range of it)
+    src = _at(6 * 5 * 700 * 8, 0).view(np.float64).reshape(6, 5, 700)
+    src[...] = np.random.default_rng(mis).standard_normal(src.shape)
+    for mid in (slice(0, 5), slice(2, 7)):
+        big = _at(6 * 9 * 900 * 8, mis).view(np.float64).reshape(6, 9, 900)
+        big[...] = 0
+        want = big.copy()
+        want[:, mid, 100:800] = src
+        assign(big[:, mid, 100:800], src)
+        assert np.array_equal(big, want)
