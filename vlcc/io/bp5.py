@@ -606,6 +606,9 @@ class BlockReader:
         except OSError as exc:
             raise CorruptionError(f"{self._what}data file {self.path}: cannot map data.0: "
                                   f"{exc.strerror or exc}") from exc
+        except ValueError as exc:    # shrank between fstat and mmap: truncated meanwhile
+            raise CorruptionError(f"{self._what}data file {self.path}: data.0 was truncated "
+                                  f"while being mapped ({exc})") from exc
         arr = np.frombuffer(mm, np.uint8)
         self._stamp = _stamp(p)
         guard = busguard.Guard(arr.ctypes.data, size)
