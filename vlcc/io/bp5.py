@@ -599,7 +599,8 @@ class BlockReader:
         p = os.path.join(self.path, DATA)
         try:
             with open(p, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
+                st = os.fstat(f.fileno())
+                size = st.st_size
                 if not size:
                     return np.empty(0, np.uint8)
                 mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
@@ -610,7 +611,8 @@ class BlockReader:
             raise CorruptionError(f"{self._what}data file {self.path}: data.0 was truncated "
                                   f"while being mapped ({exc})") from exc
         arr = np.frombuffer(mm, np.uint8)
-        self._stamp = _stamp(p)
+        # the identity of the file actually mapped (not a second look by path)
+        self._stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         guard = busguard.Guard(arr.ctypes.data, size)
         if not guard.ok:
             del arr
