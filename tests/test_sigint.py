@@ -6,6 +6,7 @@ MPI_Abort. Real mpiexec -n 3, real signals; a hang fails by timeout."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,3 +68,48 @@ def test_sigint_to_one_rank_ends_the_job(tmp_path, trial):
     assert p.returncode != 0, err[-2000:]
     assert "KeyboardInterrupt" in err or "SIGINT" in err, err[-2000:]
     vlcc.Repository(repo).verify()                # committed versions stay intact
+
+
+_NESTED = r"""
+import os, signal, sys
+from mpi4py import MPI
+from vlcc.comm import protocol
+comm = MPI.COMM_WORLD.Dup()
+inner = MPI.COMM_WORLD.Dup()
+
+def local():
+    protocol.agree(inner, lambda: 1)
+    if comm.rank == 1:
+        os.kill(os.getpid(), signal.SIGINT)    # between two nested collectives
+        sum(range(100_000))                      # (Python would raise here, skipping the next one)
+    protocol.agree(inner, lambda: 2)
+    return comm.rank
+
+try:
+    protocol.agree(comm, local)
+except KeyboardInterrupt:
+    print(f"rank {comm.rank}: KeyboardInterrupt.", flush=True)
+    sys.exit(0)
+except Exception as exc:
+    print(f"rank {comm.rank}: {type(exc).__name__}: {exc}.", flush=True)
+    sys.exit(0)
+print(f"rank {comm.rank}: no error.", flush=True)
+"""
+
+
+def test_sigint_between_nested_collectives_is_agreed(tmp_path):
+    """A SIGINT landing in a local part between two nested collectives (a
+    node's gather inside an agreed write) does not make the interrupted rank
+    skip the second one: it is raised on every rank at the outer agreement.
+    Before, the other ranks waited in the nested collective forever."""
+    script = tmp_path / "nested.py"
+    script.write_text(_NESTED)
+    env = dict(_env_without_pmi(), PYTHONPATH=ROOT)
+    p = subprocess.run([MPIEXEC, "-n", "3", sys.executable, str(script)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    # (the launcher may join the ranks' lines: each ends with a period)
+    said = dict(re.findall(r"rank (\d): ([^.]*)\.", p.stdout))
+    assert said == {"0": "CollectiveError: rank 1: KeyboardInterrupt on this rank",
+                    "1": "KeyboardInterrupt",
+                    "2": "CollectiveError: rank 1: KeyboardInterrupt on this rank"}, p.stdout

@@ -14,9 +14,12 @@ a torch.distributed adapter all plug in here.
 
 from __future__ import annotations
 
+import functools
 import operator
 import os
+import signal
 import sys
+import threading
 import traceback
 from typing import Any, Callable, TypeVar
 
@@ -126,14 +129,62 @@ def _reduce(comm, value, name: str):
     return _comm(comm, lambda: comm.allreduce(value, op=_op(comm, name)))
 
 
-# SIGINT (KeyboardInterrupt) on one rank. Inside a provider's or vlcc's local
-# work it is an error like any other: the agreement tells every rank, all
-# raise, and the ranks leave in step. Anywhere else — inside the MPI call of a
-# collective, or between two collectives — the ranks are out of step: the
-# interrupted one would leave (or run close()'s collectives) while the others
-# wait in the next collective forever. Then the job is ended (MPI_Abort), so
-# SIGINT to one rank ends every rank in bounded time.
+# SIGINT (KeyboardInterrupt) on one rank. Python raises it at whatever line
+# the main thread is running; inside vlcc's collective code that leaves the
+# ranks out of step: an interrupted rank that skips a nested collective (a
+# node's gather inside the write of an agreed local part) or leaves a
+# collective early makes the others wait forever (a hang seen 1 in ~30 runs of
+# tests/test_sigint.py). So while the main thread is inside a collective of
+# this module, vlcc's SIGINT handler only notes the signal; the outermost
+# collective's local part then fails with it on that rank (the agreement
+# carries it to every rank, all raise together), or, if it came during the
+# MPI part, it is raised as the collective returns: between collectives,
+# where ``interrupted`` ends the job (MPI_Abort) if it leaves a Checkpointer
+# with-block unagreed. Outside collectives the handler raises at once, as
+# Python's own does. A handler the application installed is left alone.
 _AGREED = "_vlcc_agreed"
+_MAIN = threading.main_thread()
+_SIG = {"depth": 0, "runs": 0, "deferred": False}
+
+
+def _on_sigint(signum, frame):
+    if _SIG["depth"] > 0:
+        _SIG["deferred"] = True      # raised at the next point where the ranks agree
+        return
+    raise KeyboardInterrupt
+
+
+def _collective(fn: Callable[..., T]) -> Callable[..., T]:
+    """Mark a public collective of this module: on the main thread, SIGINT is
+    deferred while it (and what it calls) runs (see above)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if threading.current_thread() is not _MAIN:
+            return fn(*args, **kwargs)
+        if _SIG["depth"] == 0 and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)   # behaves as Python's outside collectives
+        _SIG["depth"] += 1
+        try:
+            out = fn(*args, **kwargs)
+        finally:
+            _SIG["depth"] -= 1
+        if _SIG["depth"] == 0 and _SIG["deferred"]:
+            _SIG["deferred"] = False
+            raise KeyboardInterrupt("SIGINT during a collective")
+        return out
+    return wrapper
+
+
+def _take_deferred() -> KeyboardInterrupt | None:
+    """The interrupt noted before the end of an outermost local part (one not
+    inside another collective's local part: every rank is at the same
+    agreement), on the main thread."""
+    if _SIG["deferred"] and _SIG["runs"] == 0 and threading.current_thread() is _MAIN:
+        _SIG["deferred"] = False
+        exc = KeyboardInterrupt("SIGINT (raised where every rank learns of it)")
+        setattr(exc, _AGREED, True)
+        return exc
+    return None
 
 
 def abort_job(comm, why: str) -> None:
@@ -145,6 +196,11 @@ def abort_job(comm, why: str) -> None:
     sys.stderr.write(f"[rank {comm.rank}] vlcc: {why}: ending the job (MPI_Abort) so that no "
                      f"rank waits for this one forever\n")
     sys.stderr.flush()
+    # the launcher forwards this rank's output through a pipe that MPI_Abort's
+    # tear-down races with: give it a moment, or the only line saying why the
+    # job ended is lost (seen in 4 of 60 runs)
+    import time
+    time.sleep(0.25)
     from .._mpi import load
     load().COMM_WORLD.Abort(130)
 
@@ -157,7 +213,8 @@ def interrupted(comm, exc: BaseException | None) -> None:
 
 
 def _comm(comm, call: Callable[[], T]) -> T:
-    """The MPI part of a collective: an interrupt here leaves the ranks out of step."""
+    """The MPI part of a collective: an interrupt here (an application's own
+    SIGINT handler, or a thread other than the main one) leaves the ranks out of step."""
     try:
         return call()
     except KeyboardInterrupt:
@@ -166,16 +223,26 @@ def _comm(comm, call: Callable[[], T]) -> T:
 
 
 def _run(fn: Callable[[], T]) -> tuple[tuple, BaseException | None]:
+    main = threading.current_thread() is _MAIN
+    if main:
+        _SIG["runs"] += 1
     try:
-        return ("ok", fn()), None
-    except Exception as exc:  # noqa: BLE001 - every failure must reach the other ranks
-        return ("err", type(exc).__name__, str(exc) or traceback.format_exc(limit=1)), exc
-    except BaseException as exc:  # KeyboardInterrupt/SystemExit: tell the others, then re-raise
+        res, exc = ("ok", fn()), None
+    except Exception as exc_:  # noqa: BLE001 - every failure must reach the other ranks
+        res, exc = ("err", type(exc_).__name__, str(exc_) or traceback.format_exc(limit=1)), exc_
+    except BaseException as exc_:  # KeyboardInterrupt/SystemExit: tell the others, then re-raise
         try:
-            setattr(exc, _AGREED, True)     # the agreement carries it to every rank
+            setattr(exc_, _AGREED, True)     # the agreement carries it to every rank
         except AttributeError:
             pass
-        return ("err", "CollectiveError", f"{type(exc).__name__} on this rank"), exc
+        res, exc = ("err", "CollectiveError", f"{type(exc_).__name__} on this rank"), exc_
+    finally:
+        if main:
+            _SIG["runs"] -= 1
+    late = _take_deferred()
+    if late is not None:
+        return ("err", "CollectiveError", "KeyboardInterrupt on this rank"), late
+    return res, exc
 
 
 def _raise(comm, out: tuple, own: BaseException | None):
@@ -193,6 +260,7 @@ def _raise(comm, out: tuple, own: BaseException | None):
     raise exc_cls(f"{prefix}{cls}: {msg}")
 
 
+@_collective
 def gather_decide(comm, local: Callable[[], Any], decide: Callable[[list], T]) -> T:
     """Run ``local`` on every rank, gather the results on rank 0, run ``decide``
     there on the list of results (index = rank) and broadcast its return value.
@@ -219,6 +287,7 @@ def gather_decide(comm, local: Callable[[], Any], decide: Callable[[list], T]) -
     return _raise(comm, out, own)
 
 
+@_collective
 def agree(comm, local: Callable[[], T]) -> T:
     """Run ``local`` on every rank; if it fails anywhere, raise on all ranks."""
     payload, own = _run(local)
@@ -232,11 +301,13 @@ def agree(comm, local: Callable[[], T]) -> T:
     return payload[1]
 
 
+@_collective
 def root_only(comm, fn: Callable[[], T]) -> T:
     """Run ``fn`` on rank 0 only and broadcast its result (or its error) to all."""
     return gather_decide(comm, lambda: None, lambda _results: fn())
 
 
+@_collective
 def from_root(comm, fn: Callable[[], T]) -> T:
     """Run ``fn`` on rank 0 and broadcast its result (or its error): one
     bcast, O(log P) deep (``root_only`` also lets every rank fail first)."""
@@ -249,6 +320,7 @@ def from_root(comm, fn: Callable[[], T]) -> T:
     return out[1]
 
 
+@_collective
 def allgather(comm, local: Callable[[], T]) -> list[T]:
     """Run ``local`` on every rank and allgather the results; if it failed on
     any rank, raise on every rank (the contract of ``agree``)."""
@@ -262,12 +334,14 @@ def allgather(comm, local: Callable[[], T]) -> list[T]:
     return [p[1] for p in gathered]
 
 
+@_collective
 def all_true(comm, local: Callable[[], bool]) -> bool:
     """Collective AND of ``local()`` (an exception anywhere is raised everywhere)."""
     ok = agree(comm, lambda: bool(local()))
     return bool(_reduce(comm, int(ok), "min"))
 
 
+@_collective
 def any_bits(comm, bits: int) -> int:
     """Collective OR of an integer bit set: one fixed-size reduction, O(log P)
     deep (e.g. "which leaves differ from rank 0's" for replication)."""
@@ -278,6 +352,7 @@ _PIECE = 1 << 30     # bytes per point-to-point message (counts stay below 2**31
 _TAG = 0x7C1C
 
 
+@_collective
 def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | None = None) -> dict:
     """Sparse all-to-all of byte buffers, error-agreeing: ``local()`` returns
     ``{destination rank: [uint8 arrays]}``; every rank gets back
@@ -342,6 +417,7 @@ def _transfer(inner, incoming: dict, held: dict, out: dict) -> None:
             os.sched_yield()
 
 
+@_collective
 def exchange_planned(comm, local: Callable[[], dict], sizes: dict,
                      clock: Callable[[str], None] | None = None) -> tuple[dict, Exception | None]:
     """``exchange`` without its collective, when every rank knows every
