@@ -20,7 +20,7 @@ every phase (capture, data write, fsync, manifest, ref move).
     -> one line per trial, then `committed-intact: K/T` and a summary line
 
 The trial engine (the job, the kill, the check) is tests/crash_harness.py,
-shared with the test suite (tests/test_crash.py); this file is the benchmark's
+shared with the test suite (tests/commit/test_crash.py); this file is the benchmark's
 command line around it.
 """
 

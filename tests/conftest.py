@@ -145,7 +145,7 @@ def tmpfs(tmp_path):
 # (data/<id>/r<rank>.bp, r<rank>.idx.json): they check the per-rank layout,
 # which format 4 keeps for ranks writing alone (docs/format.md, 3.4), so they
 # run with VLCC_NODE_FILES=0. Node files are the default everywhere else and
-# tests/test_node_files.py checks them (files, dedup, N→M, verify, gc, crash).
+# tests/commit/test_node_files.py checks them (files, dedup, N→M, verify, gc, crash).
 PER_RANK_FILE_TESTS = {
     "test_bp5_layout", "test_coalesce", "test_codecs", "test_dedup", "test_doctor",
     "test_format_v2", "test_gc", "test_integrity", "test_malformed", "test_restore_atomic",

@@ -17,7 +17,7 @@ extra delay of up to ``jitter`` seconds (about one checkpoint), so kills land in
 every phase (capture, data write, fsync, manifest, ref move).
 
 This file is also the job: ``python -m mpi4py tests/crash_harness.py --worker
-REPO ...``. tests/test_crash.py drives it; benchmarks/crash_trials.py
+REPO ...``. tests/commit/test_crash.py drives it; benchmarks/crash_trials.py
 (``--trials 100``) reuses it.
 """
 

@@ -4,7 +4,7 @@
  *   mpiexec -n 2 ./regions_veloc veloc.cfg        # VELOC_Init on MPI_COMM_WORLD
  *   ./regions_veloc veloc.cfg --single 7          # VELOC_Init_single(7, ...): no MPI at all
  *
- * Prints "what|result" lines (rank 0) that tests/test_capi_veloc_regions.py checks:
+ * Prints "what|result" lines (rank 0) that tests/capi/test_capi_veloc_regions.py checks:
  * checkpoint "alpha" stores the regions protected under "alpha", checkpoint "beta" (no
  * region of its own) the unnamed ones; Checkpoint_finished is polled until this rank's
  * writes are done; after Mem_clear/Region_clear nothing is left to checkpoint; restarts

@@ -1,4 +1,4 @@
-"""Helper for tests/test_doctor.py (runs under mpiexec -n N python -m mpi4py,
+"""Helper for tests/repo/test_doctor.py (runs under mpiexec -n N python -m mpi4py,
 and is killed with SIGKILL by the test).
 
     async_kill.py REPO   async mode: one committed version (printed as

@@ -1,4 +1,4 @@
-"""Helper for tests/test_coalesce.py and tests/test_derived.py (runs under
+"""Helper for tests/layout/test_coalesce.py and tests/state/test_derived.py (runs under
 mpiexec -n N python -m mpi4py).
 
     coalesce_nm.py REPO write    on N ranks: a small 2-D distributed array

@@ -1,4 +1,4 @@
-"""Helper for tests/test_concurrent.py (runs under mpiexec -n N python -m mpi4py).
+"""Helper for tests/repo/test_concurrent.py (runs under mpiexec -n N python -m mpi4py).
 
     concurrent_writer.py REPO JOB N MODE IF_MOVED OUT [GO]
 

@@ -1,4 +1,4 @@
-"""Helper for tests/test_dedup.py (runs under mpiexec -n N python -m mpi4py).
+"""Helper for tests/redundancy/test_dedup.py (runs under mpiexec -n N python -m mpi4py).
 
     dedup_kpct.py REPO write K SEED   on N ranks: v1 = base field, v2 = K % of
         its chunks changed; tags v1/v2; prints JSON {"v1":..., "v2":..., "changed": n}

@@ -1,4 +1,4 @@
-"""Helper for tests/test_tiled_chunks.py (runs under mpiexec -n K python -m mpi4py).
+"""Helper for tests/layout/test_tiled_chunks.py (runs under mpiexec -n K python -m mpi4py).
 
     nm_dedup.py REPO write SPLIT     checkpoint the fields, split over the job's ranks
     nm_dedup.py REPO restart SPLIT   restore the newest version (N→M), check it

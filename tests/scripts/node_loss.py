@@ -1,5 +1,5 @@
 """A job on simulated nodes (VLCC_NODE_ID = rank * NODES // size) with a
-protected node-local tier, for tests/test_node_loss.py.
+protected node-local tier, for tests/engine/test_node_loss.py.
 
 write REPO LOCAL REDUNDANCY NODES STEPS KILL_NODE: checkpoint steps 1..STEPS
 (persist="never"), wait for the last to commit, print it, then the ranks of

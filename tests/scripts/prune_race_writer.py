@@ -1,4 +1,4 @@
-"""Helper for tests/test_concurrent.py (runs under mpiexec -n 1 python -m mpi4py).
+"""Helper for tests/repo/test_concurrent.py (runs under mpiexec -n 1 python -m mpi4py).
 
     prune_race_writer.py REPO MODE ROUNDS OUT COUNTER
 

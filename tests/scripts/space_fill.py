@@ -1,4 +1,4 @@
-"""Helper for tests/test_space.py (runs under mpiexec -n N python -m mpi4py).
+"""Helper for tests/repo/test_space.py (runs under mpiexec -n N python -m mpi4py).
 
     space_fill.py REPO MNT base     two versions on a small tmpfs mounted at MNT:
         v1 (a distributed array u, a large per-rank array big, a value) and

@@ -1,4 +1,4 @@
-"""Phases of the 2-process vlcc.torch test (tests/test_torch_dist.py).
+"""Phases of the 2-process vlcc.torch test (tests/torch/test_torch_dist.py).
 
   save   (torchrun, 2 ranks, gloo): first rank 0 alone writes a Checkpointer
          version and a DCP checkpoint as one process would (no collectives);

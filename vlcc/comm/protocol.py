@@ -134,7 +134,7 @@ def _reduce(comm, value, name: str):
 # ranks out of step: an interrupted rank that skips a nested collective (a
 # node's gather inside the write of an agreed local part) or leaves a
 # collective early makes the others wait forever (a hang seen 1 in ~30 runs of
-# tests/test_sigint.py). So while the main thread is inside a collective of
+# tests/comm/test_sigint.py). So while the main thread is inside a collective of
 # this module, vlcc's SIGINT handler only notes the signal; the outermost
 # collective's local part then fails with it on that rank (the agreement
 # carries it to every rank, all raise together), or, if it came during the

@@ -29,7 +29,7 @@ from . import adios_c, busguard
 # also writes profiling.json (~1.5 KiB; the Profile parameter does not stop
 # it) through a truncating ofstream, so it cannot be preallocated, and on a
 # disk another rank just filled its write aborted the process (seen in
-# tests/test_space.py): it is pointed at /dev/null before close and the link
+# tests/repo/test_space.py): it is pointed at /dev/null before close and the link
 # removed after (no reader needs it). A placeholder holds CLOSE_MARGIN from
 # before open until after close; it is released *before* close only when
 # the preallocation failed, to give the metadata of a close without data room.
@@ -50,7 +50,7 @@ def _reservations(nbytes: int, nvars: int) -> dict[str, int]:
 _IO_COUNTER = itertools.count()
 
 # Where BP5 puts each variable's bytes in data.0 (ADIOS2 2.10-2.12, measured
-# in tests/test_bp5_layout.py): puts smaller than MinDeferredSize are copied
+# in tests/io/test_bp5_layout.py): puts smaller than MinDeferredSize are copied
 # into ADIOS2's buffer as they come, larger ones are written from the
 # caller's memory at close, after all the small ones; each group in put order,
 # back to back (uint8: no padding). The parameter is set explicitly so the
@@ -346,7 +346,7 @@ def place_node_data(path: str, data_file: str, offsets: dict[str, int], sizes: d
                             raise StorageError(
                                 f"node data file {path}: ADIOS2 places variable {var!r} "
                                 f"elsewhere than vlcc wrote it (an ADIOS2 with another BP5 "
-                                f"layout; tests/test_bp5_layout.py)")
+                                f"layout; tests/io/test_bp5_layout.py)")
         finally:
             os.close(fd)
     except (CorruptionError, OSError) as exc:

@@ -10,10 +10,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TESTS_DIR
 
 pytest.importorskip("torch")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 SCRIPT = os.path.join(HERE, "scripts", "torch_dist.py")
 TIMEOUT = 300
 

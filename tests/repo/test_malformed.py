@@ -28,8 +28,9 @@ import vlcc
 from vlcc.errors import CorruptionError, FormatVersionError, MissingProviderError, VlccError
 from vlcc.repo.checksums import chunk_hash
 from vlcc.repo.sealed import seal
+from conftest import TESTS_DIR
 
-HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+HERE = os.path.join(TESTS_DIR, "fixtures")
 TRIALS = 200
 # a clear error for a well-formed edit: the provider really is gone, the version is foreign
 CLEAR = (CorruptionError, FormatVersionError, MissingProviderError)
@@ -151,7 +152,7 @@ class Fixture:
 
     def _read_all(self, repo, name):
         # the fixtures of formats 1-3 store pickled values: trusted here (what is
-        # tested is damaged metadata; refusing pickles is tests/test_values.py)
+        # tested is damaged metadata; refusing pickles is tests/repo/test_values.py)
         e = repo.resolve(self.vid).providers.get(name)
         if e is None:
             return repo.read(self.vid, name)     # MissingProviderError

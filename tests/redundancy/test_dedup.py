@@ -14,6 +14,7 @@ import vlcc
 from vlcc.kernels.dirty import dirty_chunks
 from vlcc.redundancy.dirty import ChunkHasher
 from mpi_helpers import index, load_module, on_root
+from conftest import TESTS_DIR
 
 CHUNK = 4096
 
@@ -40,7 +41,7 @@ def test_k_percent_changed_stores_only_those_chunks(tmp_path, mpirun, n, m):
     repo = str(tmp_path / "repo")
     k, seed = 10, 7 + n
     out = json.loads(mpirun(n, "dedup_kpct.py", repo, "write", k, seed).stdout.strip().splitlines()[-1])
-    kp = load_module(os.path.join(os.path.dirname(__file__), "scripts", "dedup_kpct.py"), "kpct")
+    kp = load_module(os.path.join(TESTS_DIR, "scripts", "dedup_kpct.py"), "kpct")
     tile_bytes = kp.TILE * 8
     # v1 stores every byte once; v2 exactly the changed tiles (both pieces of a
     # tile cut by a block boundary changed)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import vlcc
-from conftest import run_mpi
+from conftest import TESTS_DIR, run_mpi
 from vlcc.tools.diff import slabs
 from vlcc.tools.export import export as vlcc_export
 
@@ -147,7 +147,7 @@ def test_replay_keeps_main_and_graph(runs, tmp_path):
     start = [v for v in repo.log(branch="main") if v.step == 1][0]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_", "MPIR_"))}
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    script = os.path.join(os.path.dirname(__file__), "scripts", "tools_run.py")
+    script = os.path.join(TESTS_DIR, "scripts", "tools_run.py")
     r = subprocess.run([*VLCC, "replay", f"{a}@{start.id}", "--", mpiexec, "-n", "3",
                         sys.executable, "-m", "mpi4py", script, a, "12", "0"],
                        capture_output=True, text=True, timeout=180, env=env)
@@ -205,7 +205,7 @@ def test_help_epilog():
 def test_readme_example_resumes(tmp_path, monkeypatch):
     """The README's Python example, run on 2 then 3 ranks: the second run
     resumes from the stored step (no step twice on main) and prints once."""
-    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+    with open(os.path.join(TESTS_DIR, "..", "README.md")) as f:
         code = re.search(r"```python\n(.*?)```", f.read(), re.S).group(1)
     script = tmp_path / "solver.py"
     script.write_text(code)
@@ -284,7 +284,6 @@ def test_export_to_a_full_disk_is_a_storage_error_and_leaves_nothing(tmp_path, t
         assert not os.path.exists(out) and not os.listdir(small)
     r = subprocess.run([sys.executable, "-m", "vlcc.cli", "export", repo, os.path.join(small, "o.bp")],
                        capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
-                           os.path.abspath(__file__)))))
+                       env=dict(os.environ, PYTHONPATH=os.path.dirname(TESTS_DIR)))
     assert r.returncode == 5 and "no space left" in r.stderr, (r.returncode, r.stderr[-1000:])
     assert not os.listdir(small)

@@ -20,9 +20,10 @@ from mpi4py import MPI
 import vlcc
 from vlcc.repo.checksums import chunk_hash
 from vlcc.repo.sealed import seal
+from conftest import TESTS_DIR
 
 SELF = MPI.COMM_SELF
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(TESTS_DIR)
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "format-v3")
 
 

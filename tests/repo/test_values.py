@@ -19,9 +19,10 @@ from mpi4py import MPI
 import vlcc
 from vlcc.cli import EXIT_ERROR
 from vlcc.repo.values import MAX_DEPTH, decode, encode
+from conftest import TESTS_DIR
 
 SELF = MPI.COMM_SELF
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(TESTS_DIR)
 
 SAMPLES = [
     None, True, False, 0, -7, 2 ** 200, -(2 ** 70), 1.5, -0.0, float("inf"), float("-inf"),

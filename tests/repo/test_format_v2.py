@@ -16,6 +16,7 @@ import pytest
 import vlcc
 from vlcc.repo import locks, refs
 from vlcc.repo.paths import RepoPaths
+from conftest import TESTS_DIR
 
 
 def _self():
@@ -215,7 +216,7 @@ def test_version_repr_is_short(tmp_path):
 # -- old repositories ------------------------------------------------------------------------
 def test_writing_into_a_format_1_repository_upgrades_it(tmp_path):
     import shutil
-    src = os.path.join(os.path.dirname(__file__), "fixtures", "format-v1")
+    src = os.path.join(TESTS_DIR, "fixtures", "format-v1")
     path = str(tmp_path / "r")
     shutil.copytree(src, path)
     u = np.zeros((6, 5))

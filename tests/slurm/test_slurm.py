@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 
 import vlcc
+from conftest import TESTS_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(TESTS_DIR)
 CLUSTER = os.path.join(ROOT, "slurm", "local", "cluster.sh")
 EXAMPLES = os.path.join(ROOT, "slurm", "examples")
 SCRIPTS = os.path.join(ROOT, "tests", "scripts")

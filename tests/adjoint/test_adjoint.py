@@ -17,11 +17,12 @@ import pytest
 
 import vlcc
 from vlcc.adjoint import Adjoint, AdjointArgumentError
+from conftest import TESTS_DIR
 
 cs = pytest.importorskip("checkpoint_schedules")   # installed by make setup (extra "adjoint")
 optimal = cs.optimal_steps_binomial
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(TESTS_DIR).parent
 NL = 6       # points per rank
 
 

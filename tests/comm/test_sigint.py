@@ -15,9 +15,9 @@ import time
 import pytest
 
 import vlcc
-from conftest import MPIEXEC, _env_without_pmi
+from conftest import TESTS_DIR, MPIEXEC, _env_without_pmi
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(TESTS_DIR)
 
 _JOB = r"""
 import os, sys

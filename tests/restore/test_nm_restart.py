@@ -11,8 +11,9 @@ import pytest
 
 import vlcc
 from mpi_helpers import load_module
+from conftest import TESTS_DIR
 
-SCRIPTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
+SCRIPTS_DIR = os.path.join(TESTS_DIR, "scripts")
 SCRIPT = "nm_write_read.py"
 
 

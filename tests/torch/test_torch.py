@@ -15,6 +15,7 @@ import vlcc  # noqa: E402
 import vlcc.torch as vt  # noqa: E402
 from torch_helpers import (frozen_finetune, hold_flushes, index_bytes, make, same_tensors, train_step,  # noqa: E402
                            version_bytes)
+from conftest import TESTS_DIR  # noqa: E402
 
 
 def test_backtrack_repeats_losses_bit_exact(tmp_path):
@@ -292,7 +293,7 @@ def _deepspeed_roundtrip(engine, step, vds, repo, save_dir):
 def test_backtrack_example_runs(tmp_path, monkeypatch, capsys):
     """examples/ai/backtrack.py end to end (in this process: torch is imported)."""
     import importlib.util
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    path = os.path.join(os.path.dirname(TESTS_DIR),
                         "examples", "ai", "backtrack.py")
     spec = importlib.util.spec_from_file_location("backtrack_example", path)
     mod = importlib.util.module_from_spec(spec)

@@ -1,7 +1,7 @@
 """Round trip of every provider kind on the communicator's rank count (1, 2, 3, ...).
 
 Run serially with ``pytest --with-mpi`` and under
-``mpiexec -n N python -m pytest --with-mpi --only-mpi tests/test_roundtrip_mpi.py``.
+``mpiexec -n N python -m pytest --with-mpi --only-mpi tests/state/test_roundtrip_mpi.py``.
 Every expectation is derived from ``comm.size``; comparisons are bit-exact
 (bytes, so NaN payloads and -0.0 count)."""
 

@@ -17,8 +17,9 @@ from vlcc.layout.tiles import intersecting, piece_bounds, pieces, tile_shape
 from vlcc.repo.paths import RepoPaths
 from vlcc.restore.reader import VersionReader
 from mpi_helpers import load_module
+from conftest import TESTS_DIR
 
-SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts")
+SCRIPTS = os.path.join(TESTS_DIR, "scripts")
 nd = load_module(os.path.join(SCRIPTS, "nm_dedup.py"), "nm_dedup")
 
 

@@ -13,8 +13,9 @@ import pytest
 
 import vlcc
 from mpi_helpers import load_module
+from conftest import TESTS_DIR
 
-HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+HERE = os.path.join(TESTS_DIR, "fixtures")
 FIXTURES = sorted(d for d in os.listdir(HERE) if d.startswith("format-v"))
 
 
