@@ -265,3 +265,17 @@ def test_settings_table_is_the_documented_one():
     for text in _sources().values():
         used |= set(re.findall(r"settings\.(?:get|flag|is_set)\(\s*\"(VLCC_\w+)\"", text))
     assert used <= set(SETTINGS), used - set(SETTINGS)
+
+
+def test_tests_mirror_the_package_tree():
+    """tests/<package>/ holds the tests of vlcc/<package>/ (issue 31); only
+    helpers, scripts, fixtures and project-wide checks live elsewhere."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    helpers = {"scripts", "fixtures", "__pycache__"}
+    packages = {d for d in os.listdir(ROOT) if os.path.isdir(os.path.join(ROOT, d))
+                and os.path.exists(os.path.join(ROOT, d, "__init__.py"))}
+    subdirs = {d for d in os.listdir(tests) if os.path.isdir(os.path.join(tests, d))} - helpers
+    assert subdirs <= packages, f"test folders without a vlcc package: {sorted(subdirs - packages)}"
+    assert len(subdirs) >= 10, sorted(subdirs)
+    for d in subdirs:
+        assert any(f.startswith("test_") for f in os.listdir(os.path.join(tests, d))), d
