@@ -228,6 +228,57 @@ def test_capi_api_modules_import_only_its_bottom():
     assert not bad, "\n".join(bad)
 
 
+# -- collectives: only comm/ calls a communicator ---------------------------------------
+# Every collective goes through comm/protocol.py (error-agreeing: an exception on
+# one rank is raised on every rank, nobody hangs). A call ``x.bcast(...)`` (or any
+# name below) outside comm/ is a raw collective. torch/comm.py implements a
+# communicator on torch.distributed: the one exception. ``scatter`` and ``reduce``
+# are also matplotlib's and functools': those count when the receiver names a comm;
+# ``protocol.allgather(comm, ...)`` is the protocol itself.
+COLLECTIVES = {"allreduce", "Allreduce", "bcast", "Bcast", "allgather", "Allgather", "Allgatherv",
+               "gather", "Gather", "Gatherv", "Barrier", "barrier", "Ibarrier", "Split",
+               "Split_type", "Dup", "alltoall", "Alltoall", "Scatter", "Reduce"}
+AMBIGUOUS = {"scatter", "reduce"}
+COMM_IMPLEMENTATIONS = {os.path.join("torch", "comm.py")}
+
+
+def raw_collectives(sources: dict[str, str]) -> list[str]:
+    bad = []
+    for rel, text in sources.items():
+        if _package(rel) == "comm" or rel in COMM_IMPLEMENTATIONS:
+            continue
+        for n in ast.walk(ast.parse(text, rel)):
+            if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)):
+                continue
+            name, receiver = n.func.attr, ast.unparse(n.func.value)
+            if receiver.split(".")[-1] == "protocol":      # protocol.allgather(comm, ...)
+                continue
+            if name in COLLECTIVES or (name in AMBIGUOUS
+                                       and "comm" in receiver.lower()):
+                bad.append(f"{rel}:{n.lineno}: {ast.unparse(n.func)}")
+    return bad
+
+
+def test_collectives_go_through_the_protocol():
+    bad = raw_collectives(_sources())
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("planted", [
+    "def f(ck):\n    return ck.comm.bcast(1, root=0)\n",
+    "def f(self):\n    self.comm.Barrier()\n",
+    "def f(c, MPI):\n    return c.allreduce(1, op=MPI.MAX)\n",
+    "def f(comm):\n    return comm.reduce(1, root=0)\n",
+])
+@pytest.mark.parametrize("where", [os.path.join("slurm", "planted.py"), os.path.join("torch", "union.py"),
+                                   os.path.join("commit", "planted.py")])
+def test_raw_collective_is_caught(planted, where):
+    sources = _sources()
+    sources[where] = sources.get(where, "") + "\n\n" + planted
+    bad = raw_collectives(sources)
+    assert len(bad) == 1 and bad[0].startswith(where + ":"), bad
+
+
 # -- settings: one table -----------------------------------------------------------------
 def _env_reads(tree):
     """Names of VLCC_* variables read from the environment directly."""

@@ -149,32 +149,6 @@ def test_ref_and_restore_call_sites_fail_on_all_ranks(comm, mpi_tmp):
         assert np.array_equal(u, np.arange(4.0) + comm.rank)
 
 
-def test_core_collectives_go_through_the_protocol():
-    """No module of the core (repo/ … restore/, the public layer, capi/, cli)
-    calls a communicator's collective itself: every one goes through
-    comm/protocol.py, whose calls the tests above make fail on one rank. The
-    feature packages (adjoint/, torch/, slurm/) agree on errors their own way."""
-    import ast
-    import os
-    root = os.path.dirname(vlcc.__file__)
-    raw = {"gather", "bcast", "allgather", "allreduce", "Barrier", "barrier", "Allreduce",
-           "Bcast", "Gather", "Allgather", "alltoall", "scatter", "reduce"}
-    features = {"comm", "adjoint", "torch", "slurm"}
-    bad = []
-    for dirpath, _dirs, files in os.walk(root):
-        for f in files:
-            rel = os.path.relpath(os.path.join(dirpath, f), root)
-            if not f.endswith(".py") or rel.split(os.sep)[0] in features:
-                continue
-            with open(os.path.join(dirpath, f)) as fh:
-                tree = ast.parse(fh.read())
-            for n in ast.walk(tree):
-                if (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-                        and n.func.attr in raw and "comm" in ast.unparse(n.func.value).lower()):
-                    bad.append(f"{rel}:{n.lineno}: {ast.unparse(n.func)}")
-    assert not bad, "\n".join(bad)
-
-
 @pytest.mark.parametrize("fail", [None, "local", "size"])
 def test_exchange_planned_sends_every_message_even_after_a_failure(comm, fail):
     """Rank r sends r+1 buffers to rank (r+1) % size with sizes every rank

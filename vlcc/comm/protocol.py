@@ -6,7 +6,7 @@ Every collective operation of vlcc is built from these functions so that
 
 The communicator needs only (docs/architecture.md, "Communicators"):
 ``rank``, ``size``, ``gather(obj, root=0)``, ``bcast(obj, root=0)``,
-``allgather(obj)``, ``allreduce(obj, op)`` with ``op`` "min" or "bor" given as
+``allgather(obj)``, ``allreduce(obj, op)`` with ``op`` "min", "max" or "bor" given as
 the matching ``mpi4py.MPI`` op (or the strings, for stand-ins without MPI), and
 optionally ``Dup()``/``Free()``. An mpi4py communicator, a serial stand-in or
 a torch.distributed adapter all plug in here.
@@ -118,8 +118,8 @@ def _op(comm, name: str):
     if type(comm).__module__.startswith("mpi4py"):
         from .._mpi import load
         mpi = load()
-        return {"min": mpi.MIN, "bor": mpi.BOR}[name]
-    return {"min": min, "bor": operator.or_}[name]
+        return {"min": mpi.MIN, "max": mpi.MAX, "bor": mpi.BOR}[name]
+    return {"min": min, "max": max, "bor": operator.or_}[name]
 
 
 def _reduce(comm, value, name: str):
@@ -274,6 +274,12 @@ def any_bits(comm, bits: int) -> int:
     return int(_reduce(comm, int(bits), "bor"))
 
 
+def max_int(comm, value: int) -> int:
+    """Collective maximum of an integer: one fixed-size reduction, O(log P)
+    deep (e.g. "the signal any rank received" for slurm/preemption.py)."""
+    return int(_reduce(comm, int(value), "max"))
+
+
 _PIECE = 1 << 30     # bytes per point-to-point message (counts stay below 2**31)
 _TAG = 0x7C1C
 
@@ -384,6 +390,6 @@ def _load_mpi():
     return load()
 
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
-           "abort_job", "interrupted",
+           "max_int", "abort_job", "interrupted",
            "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange",
            "exchange_planned"]
