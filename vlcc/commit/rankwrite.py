@@ -575,9 +575,8 @@ def replication(comm, plan: RankPlan) -> dict[str, bool]:
     names = sorted(shapes)
     mine = [(plan.digests[n], shapes[n]) for n in names]
     ref = from_root(comm, lambda: mine)
-    bits = sum(1 << i for i, (a, b) in enumerate(zip(mine, ref)) if a != b) \
-        if len(ref) == len(mine) else (1 << len(names)) - 1
-    differ = any_bits(comm, bits)
+    differ = any_bits(comm, lambda: sum(1 << i for i, (a, b) in enumerate(zip(mine, ref)) if a != b)
+                      if len(ref) == len(mine) else (1 << len(names)) - 1)
     return {n: not (differ >> i) & 1 for i, n in enumerate(names)}
 
 
