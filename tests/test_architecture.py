@@ -281,7 +281,11 @@ def test_raw_collective_is_caught(planted, where):
 
 # -- settings: one table -----------------------------------------------------------------
 def _env_reads(tree):
-    """Names of VLCC_* variables read from the environment directly."""
+    """Names of VLCC_* variables read from the environment directly (also
+    through a module constant: ``NAME = "VLCC_X"; os.environ.get(NAME)``)."""
+    consts = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+              and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+              for t in n.targets if isinstance(t, ast.Name)}
     for n in ast.walk(tree):
         text = None
         if isinstance(n, ast.Call) and ast.unparse(n.func) in ("os.environ.get", "os.getenv"):
@@ -290,6 +294,8 @@ def _env_reads(tree):
             text = n.slice
         elif isinstance(n, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in n.comparators):
             text = n.left
+        if isinstance(text, ast.Name) and text.id in consts:
+            text = ast.Constant(consts[text.id])
         if isinstance(text, ast.Constant) and str(text.value).startswith("VLCC_"):
             yield n.lineno, text.value
 
@@ -301,8 +307,9 @@ def test_vlcc_variables_are_read_through_settings_only():
             continue
         bad += [f"{rel}:{line}: {name}" for line, name in _env_reads(ast.parse(text))]
     assert not bad, "\n".join(bad)
-    planted = ast.parse("import os\nx = os.environ.get('VLCC_MODE')\ny = 'VLCC_X' in os.environ\n")
-    assert [n for _l, n in _env_reads(planted)] == ["VLCC_MODE", "VLCC_X"]
+    planted = ast.parse("import os\nx = os.environ.get('VLCC_MODE')\ny = 'VLCC_X' in os.environ\n"
+                        "E = 'VLCC_Y'\nz = os.environ.get(E, '1')\n")
+    assert sorted(n for _l, n in _env_reads(planted)) == ["VLCC_MODE", "VLCC_X", "VLCC_Y"]
 
 
 def test_settings_table_is_the_documented_one():
@@ -316,3 +323,19 @@ def test_settings_table_is_the_documented_one():
     for text in _sources().values():
         used |= set(re.findall(r"settings\.(?:get|flag|is_set)\(\s*\"(VLCC_\w+)\"", text))
     assert used <= set(SETTINGS), used - set(SETTINGS)
+
+
+def test_every_vlcc_name_in_the_source_is_a_setting():
+    """Any ``VLCC_*`` name written in vlcc/ (however it reaches the environment)
+    is in the settings table, hence documented, unless it is a name of the C
+    header (return codes, dtypes: include/vlcc.h) or libvlcc's build macro."""
+    import re
+    from vlcc.settings import SETTINGS
+    with open(os.path.join(os.path.dirname(ROOT), "include", "vlcc.h")) as f:
+        c_names = set(re.findall(r"\bVLCC_\w+", f.read())) | {"VLCC_PYTHON_EXE"}
+    used = {}
+    for rel, text in _sources().items():
+        for name in re.findall(r"\bVLCC_[A-Z0-9_]*[A-Z0-9]\b", text):
+            used.setdefault(name, rel)
+    missing = {n: rel for n, rel in used.items() if n not in SETTINGS and n not in c_names}
+    assert not missing, missing

@@ -164,13 +164,10 @@ class RankPlan:
     node: "NodePlan | None" = None                # node files (format 3.4); None: own file
 
 
-NODE_FILES_ENV = "VLCC_NODE_FILES"
-
-
 def node_files_enabled() -> bool:
     """Node files (docs/format.md, 3.4) unless ``VLCC_NODE_FILES=0`` (one
     file per rank, as format 3 wrote: for comparisons and as a way out)."""
-    return os.environ.get(NODE_FILES_ENV, "1").strip().lower() not in ("0", "no", "off", "false")
+    return settings.flag("VLCC_NODE_FILES")
 
 
 def _leaf_codec(leaf: Leaf, codecs) -> Codec | None:
