@@ -14,7 +14,8 @@ import time
 import pytest
 
 import vlcc
-from conftest import MPIEXEC, _env_without_pmi
+from conftest import MPIEXEC
+from vlcc._mpi import without_launcher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +46,7 @@ def test_sigint_to_one_rank_ends_the_job(tmp_path, trial):
     script.write_text(_JOB)
     repo, pids = tmp_path / "r", tmp_path / "pids"
     pids.mkdir()
-    env = dict(_env_without_pmi(), PYTHONPATH=ROOT)
+    env = dict(without_launcher(), PYTHONPATH=ROOT)
     p = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, str(script), str(repo), str(pids)],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
