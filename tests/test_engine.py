@@ -496,3 +496,22 @@ def test_failed_flush_is_reported_at_the_next_call_not_at_close(tmp_path, tmpfs)
     assert committed and set(committed) < set(kept)
     for vid in committed:
         assert repo.read(vid, "u").tobytes() == kept[vid].tobytes()
+
+
+def test_size_pool_takes_by_size_and_drops_the_oldest():
+    """engine/buffers.SizePool, the one free list of buffers by size: exact
+    sizes, newest of a size first, ``keep`` drops the oldest, bytes counted."""
+    from vlcc.engine.buffers import SizePool
+    a, b, c = np.zeros(8, np.uint8), np.zeros(16, np.uint8), np.zeros(8, np.uint8)
+    pool = SizePool(keep=2)
+    pool.give(a)
+    pool.give(b)
+    pool.give(b)                                 # the same buffer twice is held once
+    assert pool.nbytes == 24 and len(pool) == 2 and pool.take(4) is None
+    pool.give(c)                                 # full: a, the oldest, is dropped
+    assert sorted(pool.sizes()) == [8, 16] and pool.take(8) is c and pool.take(8) is None
+    pool = SizePool()
+    for buf in (a, b, c):
+        pool.give(buf)
+    assert pool.take(8) is c and pool.drop_largest() == 16 and pool.nbytes == 8
+    assert pool.drop_largest() == 8 and pool.drop_largest() == 0 and len(pool) == 0
