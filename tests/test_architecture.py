@@ -248,6 +248,11 @@ def raw_collectives(sources: dict[str, str]) -> list[str]:
         if _package(rel) == "comm" or rel in COMM_IMPLEMENTATIONS:
             continue
         for n in ast.walk(ast.parse(text, rel)):
+            if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "getattr"
+                    and len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
+                    and n.args[1].value in COLLECTIVES):      # split = getattr(comm, "Split")
+                bad.append(f"{rel}:{n.lineno}: {ast.unparse(n)}")
+                continue
             if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)):
                 continue
             name, receiver = n.func.attr, ast.unparse(n.func.value)
@@ -269,6 +274,7 @@ def test_collectives_go_through_the_protocol():
     "def f(self):\n    self.comm.Barrier()\n",
     "def f(c, MPI):\n    return c.allreduce(1, op=MPI.MAX)\n",
     "def f(comm):\n    return comm.reduce(1, root=0)\n",
+    "def f(comm):\n    split = getattr(comm, 'Split', None)\n",
 ])
 @pytest.mark.parametrize("where", [os.path.join("slurm", "planted.py"), os.path.join("torch", "union.py"),
                                    os.path.join("commit", "planted.py")])

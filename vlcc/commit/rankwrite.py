@@ -44,7 +44,7 @@ from ..repo.paths import RepoPaths
 from ..repo.records import ChunkEntry, IndexLeaf, Kind
 from ..repo.sealed import seal
 from ..state.provider import Leaf
-from ..comm.nodes import NodeMap, node_map
+from ..comm.nodes import NodeMap, node_comm, node_map
 from ..comm.protocol import allgather, any_bits, from_root, gather_decide, release
 
 RAW = {"id": "raw"}
@@ -670,9 +670,7 @@ class RankWriter:
         if self._nodes is None or self._nodes[0] is not comm:
             self.release()
             nm = node_map(comm)
-            split = getattr(comm, "Split", None)
-            ncomm = split(nm.node, comm.rank) if split is not None and comm.size > 1 else comm
-            self._nodes = (comm, nm, ncomm)
+            self._nodes = (comm, nm, node_comm(comm, nm))
         _c, nm, ncomm = self._nodes
         sizes: dict[str, int] = {}
         for _o, var, off, stored, _cfg, writes in plan.assignment:
