@@ -412,6 +412,7 @@ def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | Non
     node-local tier's partner copies and parity, engine/resilience/).
     ``clock(phase)``: charged "read" once ``local`` is done, "send" at the end."""
     import numpy as np
+    local = _local(comm, "exchange", local)
     held: dict = {}
 
     def sizes():
@@ -478,6 +479,7 @@ def exchange_planned(comm, local: Callable[[], dict], sizes: dict,
     next collective (so no rank waits for a message that never comes).
     Returns ``({src: [arrays]}, error or None)``."""
     import numpy as np
+    local = _local(comm, "exchange_planned", local)
     me = comm.rank
     err = None
     try:
