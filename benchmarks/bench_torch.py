@@ -309,9 +309,8 @@ def main():
             if n == 1:
                 run(argparse.Namespace(**vars(a) | {"dir": d}), out)
             else:
-                env = dict(os.environ, OMP_NUM_THREADS="1")
-                for k in [k for k in env if k.startswith(("PMI_", "PMIX_", "HYDRA_", "OMPI_"))]:
-                    del env[k]
+                from vlcc._mpi import without_launcher
+                env = dict(without_launcher(), OMP_NUM_THREADS="1")
                 cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                        "--nproc-per-node", str(n), os.path.abspath(__file__), "--child",
                        "--out", out, "--dir", d] + [

@@ -18,6 +18,8 @@ import tempfile
 
 import pytest
 
+from vlcc._mpi import without_launcher
+
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS_DIR = os.path.join(TESTS_DIR, "scripts")
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
@@ -70,13 +72,6 @@ def _force_rmtree(path: str) -> None:
     shutil.rmtree(path, onerror=onerror)
 
 
-def _env_without_pmi() -> dict:
-    """The environment for a nested mpiexec: drop the PMI/Hydra variables of a
-    surrounding MPI launch so the child job gets its own process manager."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
-
-
 def run_mpi(nprocs: int, script: str, *args: str, timeout: float = DEFAULT_TIMEOUT,
             check: bool = True) -> subprocess.CompletedProcess:
     """Run ``tests/scripts/SCRIPT`` on ``nprocs`` ranks under ``python -m mpi4py``
@@ -85,7 +80,7 @@ def run_mpi(nprocs: int, script: str, *args: str, timeout: float = DEFAULT_TIMEO
     path = script if os.path.isabs(script) else os.path.join(SCRIPTS_DIR, script)
     cmd = [MPIEXEC, "-n", str(nprocs), sys.executable, "-m", "mpi4py", path, *map(str, args)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env_without_pmi(), start_new_session=True)
+                            env=without_launcher(), start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

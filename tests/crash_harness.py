@@ -46,6 +46,7 @@ try:
 except ImportError:
     sys.path.insert(0, ROOT)
     import vlcc
+from vlcc._mpi import without_launcher  # noqa: E402 - vlcc found above
 
 _A = np.uint64(0x9E3779B97F4A7C15)
 _B = np.uint64(0xD1B54A32D192ED03)
@@ -105,8 +106,7 @@ def worker(repo: str, total_bytes: int, steps: int, resume: bool) -> int:
 
 def _env() -> dict:
     """Environment for a nested mpiexec: without the variables of a surrounding MPI launch."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
+    return without_launcher()
 
 
 def job_cmd(nranks: int, repo: str, total_bytes: int, steps: int = 0,

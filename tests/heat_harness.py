@@ -20,6 +20,7 @@ try:
 except ImportError:
     sys.path.insert(0, ROOT)
     import vlcc
+from vlcc._mpi import without_launcher  # noqa: E402 - vlcc found above
 
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), "mpiexec")
 TIMEOUT = 300  # seconds for any one mpiexec run: a hang fails, it does not block
@@ -32,8 +33,7 @@ def heat_cmd(nranks: int, *args: str) -> list[str]:
 
 def job_env() -> dict:
     """The environment for our mpiexec: without the variables of a surrounding MPI launch."""
-    return {k: v for k, v in os.environ.items()
-            if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
+    return without_launcher()
 
 
 def run_heat(nranks: int, *args: str, timeout: float = TIMEOUT) -> str:

@@ -228,9 +228,70 @@ def test_capi_api_modules_import_only_its_bottom():
     assert not bad, "\n".join(bad)
 
 
+# -- collectives: only comm/ calls a communicator ---------------------------------------
+# Every collective goes through comm/protocol.py (error-agreeing: an exception on
+# one rank is raised on every rank, nobody hangs). A call ``x.bcast(...)`` (or any
+# name below) outside comm/ is a raw collective. torch/comm.py implements a
+# communicator on torch.distributed: the one exception. ``scatter`` and ``reduce``
+# are also matplotlib's and functools': those count when the receiver names a comm;
+# ``protocol.allgather(comm, ...)`` is the protocol itself.
+COLLECTIVES = {"allreduce", "Allreduce", "bcast", "Bcast", "allgather", "Allgather", "Allgatherv",
+               "gather", "Gather", "Gatherv", "Barrier", "barrier", "Ibarrier", "Split",
+               "Split_type", "Dup", "alltoall", "Alltoall", "Scatter", "Reduce"}
+AMBIGUOUS = {"scatter", "reduce"}
+COMM_IMPLEMENTATIONS = {os.path.join("torch", "comm.py")}
+
+
+def raw_collectives(sources: dict[str, str]) -> list[str]:
+    bad = []
+    for rel, text in sources.items():
+        if _package(rel) == "comm" or rel in COMM_IMPLEMENTATIONS:
+            continue
+        for n in ast.walk(ast.parse(text, rel)):
+            if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "getattr"
+                    and len(n.args) > 1 and isinstance(n.args[1], ast.Constant)
+                    and n.args[1].value in COLLECTIVES):      # split = getattr(comm, "Split")
+                bad.append(f"{rel}:{n.lineno}: {ast.unparse(n)}")
+                continue
+            if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)):
+                continue
+            name, receiver = n.func.attr, ast.unparse(n.func.value)
+            if receiver.split(".")[-1] == "protocol":      # protocol.allgather(comm, ...)
+                continue
+            if name in COLLECTIVES or (name in AMBIGUOUS
+                                       and "comm" in receiver.lower()):
+                bad.append(f"{rel}:{n.lineno}: {ast.unparse(n.func)}")
+    return bad
+
+
+def test_collectives_go_through_the_protocol():
+    bad = raw_collectives(_sources())
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("planted", [
+    "def f(ck):\n    return ck.comm.bcast(1, root=0)\n",
+    "def f(self):\n    self.comm.Barrier()\n",
+    "def f(c, MPI):\n    return c.allreduce(1, op=MPI.MAX)\n",
+    "def f(comm):\n    return comm.reduce(1, root=0)\n",
+    "def f(comm):\n    split = getattr(comm, 'Split', None)\n",
+])
+@pytest.mark.parametrize("where", [os.path.join("slurm", "planted.py"), os.path.join("torch", "union.py"),
+                                   os.path.join("commit", "planted.py")])
+def test_raw_collective_is_caught(planted, where):
+    sources = _sources()
+    sources[where] = sources.get(where, "") + "\n\n" + planted
+    bad = raw_collectives(sources)
+    assert len(bad) == 1 and bad[0].startswith(where + ":"), bad
+
+
 # -- settings: one table -----------------------------------------------------------------
 def _env_reads(tree):
-    """Names of VLCC_* variables read from the environment directly."""
+    """Names of VLCC_* variables read from the environment directly (also
+    through a module constant: ``NAME = "VLCC_X"; os.environ.get(NAME)``)."""
+    consts = {t.id: n.value.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+              and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+              for t in n.targets if isinstance(t, ast.Name)}
     for n in ast.walk(tree):
         text = None
         if isinstance(n, ast.Call) and ast.unparse(n.func) in ("os.environ.get", "os.getenv"):
@@ -239,6 +300,8 @@ def _env_reads(tree):
             text = n.slice
         elif isinstance(n, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in n.comparators):
             text = n.left
+        if isinstance(text, ast.Name) and text.id in consts:
+            text = ast.Constant(consts[text.id])
         if isinstance(text, ast.Constant) and str(text.value).startswith("VLCC_"):
             yield n.lineno, text.value
 
@@ -250,8 +313,9 @@ def test_vlcc_variables_are_read_through_settings_only():
             continue
         bad += [f"{rel}:{line}: {name}" for line, name in _env_reads(ast.parse(text))]
     assert not bad, "\n".join(bad)
-    planted = ast.parse("import os\nx = os.environ.get('VLCC_MODE')\ny = 'VLCC_X' in os.environ\n")
-    assert [n for _l, n in _env_reads(planted)] == ["VLCC_MODE", "VLCC_X"]
+    planted = ast.parse("import os\nx = os.environ.get('VLCC_MODE')\ny = 'VLCC_X' in os.environ\n"
+                        "E = 'VLCC_Y'\nz = os.environ.get(E, '1')\n")
+    assert sorted(n for _l, n in _env_reads(planted)) == ["VLCC_MODE", "VLCC_X", "VLCC_Y"]
 
 
 def test_settings_table_is_the_documented_one():
@@ -279,3 +343,19 @@ def test_tests_mirror_the_package_tree():
     assert len(subdirs) >= 10, sorted(subdirs)
     for d in subdirs:
         assert any(f.startswith("test_") for f in os.listdir(os.path.join(tests, d))), d
+
+
+def test_every_vlcc_name_in_the_source_is_a_setting():
+    """Any ``VLCC_*`` name written in vlcc/ (however it reaches the environment)
+    is in the settings table, hence documented, unless it is a name of the C
+    header (return codes, dtypes: include/vlcc.h) or libvlcc's build macro."""
+    import re
+    from vlcc.settings import SETTINGS
+    with open(os.path.join(os.path.dirname(ROOT), "include", "vlcc.h")) as f:
+        c_names = set(re.findall(r"\bVLCC_\w+", f.read())) | {"VLCC_PYTHON_EXE"}
+    used = {}
+    for rel, text in _sources().items():
+        for name in re.findall(r"\bVLCC_[A-Z0-9_]*[A-Z0-9]\b", text):
+            used.setdefault(name, rel)
+    missing = {n: rel for n, rel in used.items() if n not in SETTINGS and n not in c_names}
+    assert not missing, missing

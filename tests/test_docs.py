@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from vlcc._mpi import without_launcher
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 DOCS = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
@@ -116,8 +118,7 @@ def _scratch(tmp_path) -> str:
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "HYDRA_", "MPIR_", "OMPI_", "PMIX_"))}
+    env = without_launcher()
     env["PATH"] = BIN + os.pathsep + env.get("PATH", "/usr/bin:/bin")
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["VIRTUAL_ENV"] = os.path.dirname(BIN)

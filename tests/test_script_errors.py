@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from vlcc._mpi import without_launcher
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 SCRIPTS = sorted(p for d in ("benchmarks", "examples/*", "slurm/examples")
@@ -18,7 +20,7 @@ SCRIPTS = sorted(p for d in ("benchmarks", "examples/*", "slurm/examples")
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_", "MPIR_"))}
+    env = without_launcher()
     env["PYTHONPATH"] = ROOT
     return env
 

@@ -24,6 +24,21 @@ INSTALL_ROUTES = (
 # Set by a launcher in every rank it starts: then COMM_WORLD, not a one-rank stand-in, is meant.
 LAUNCHER_ENV = ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE",
                 "OMPI_COMM_WORLD_RANK", "MPI_LOCALNRANKS", "MPI_LOCALRANKID", "HYDRA_CONTROL_FD")
+# Every variable a launcher sets for its ranks starts with one of these (MPICH's hydra,
+# PMI/PMIx, Open MPI, the MPIR debugger interface): the one list of what
+# without_launcher strips.
+LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_", "MPI_LOCALNRANKS",
+                     "MPI_LOCALRANKID")
+assert all(k.startswith(LAUNCHER_PREFIXES) for k in LAUNCHER_ENV)
+
+
+def without_launcher(env=None, also: tuple = ()) -> dict:
+    """A copy of ``env`` (default: this process's environment) without the
+    launcher's variables (``LAUNCHER_PREFIXES``, and the prefixes in ``also``,
+    e.g. ``("SLURM_",)``): a child started from a rank is no rank of this job
+    (it runs alone, or under its own mpiexec)."""
+    env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if not k.startswith(LAUNCHER_PREFIXES + tuple(also))}
 
 
 class MPIUnavailableError(VlccError):

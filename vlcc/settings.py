@@ -44,6 +44,8 @@ TABLE = (
             "`$XDG_CACHE_HOME/vlcc` or `~/.cache/vlcc`)"),
     Setting("VLCC_GATHER_MAX", None, "bytes of a new gather buffer (default: an eighth of "
             "MemAvailable; above it the flush reads pieces in place)"),
+    Setting("VLCC_NODE_FILES", "1", "`0`: one data file per rank instead of one per node (format "
+            "3's layout, docs/format.md 3.4; for comparisons and as a way out)"),
     Setting("VLCC_NODE_ID", None, "an integer node id per rank: simulates nodes on one machine "
             "(comm/nodes.py)"),
     Setting("VLCC_RESTORE", None, "`vlcc replay`: the version a new Checkpointer starts from"),

@@ -15,7 +15,8 @@ import time
 import pytest
 
 import vlcc
-from conftest import TESTS_DIR, MPIEXEC, _env_without_pmi
+from conftest import TESTS_DIR, MPIEXEC
+from vlcc._mpi import without_launcher
 
 ROOT = os.path.dirname(TESTS_DIR)
 
@@ -46,7 +47,7 @@ def test_sigint_to_one_rank_ends_the_job(tmp_path, trial):
     script.write_text(_JOB)
     repo, pids = tmp_path / "r", tmp_path / "pids"
     pids.mkdir()
-    env = dict(_env_without_pmi(), PYTHONPATH=ROOT)
+    env = dict(without_launcher(), PYTHONPATH=ROOT)
     p = subprocess.Popen([MPIEXEC, "-n", "3", sys.executable, str(script), str(repo), str(pids)],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -104,7 +105,7 @@ def test_sigint_between_nested_collectives_is_agreed(tmp_path):
     Before, the other ranks waited in the nested collective forever."""
     script = tmp_path / "nested.py"
     script.write_text(_NESTED)
-    env = dict(_env_without_pmi(), PYTHONPATH=ROOT)
+    env = dict(without_launcher(), PYTHONPATH=ROOT)
     p = subprocess.run([MPIEXEC, "-n", "3", sys.executable, str(script)], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr[-2000:]

@@ -16,7 +16,8 @@ import vlcc
 from mpi4py import MPI
 from vlcc.checkpointer import session
 
-from conftest import SCRIPTS_DIR, _env_without_pmi
+from conftest import SCRIPTS_DIR
+from vlcc._mpi import without_launcher
 
 
 def _block(comm, gshape):
@@ -200,7 +201,7 @@ def test_kill_during_spill_then_next_start_reclaims_local_tier(tmp_path):
     leaves no directory behind (also with the default /dev/shm location)."""
     repo, shm = str(tmp_path / "r"), tmp_path / "shm"
     dead_base = shm / f"vlcc-{os.getuid()}-jobA"
-    env = dict(_env_without_pmi(), VLCC_LOCAL_BUDGET="64MiB")
+    env = dict(without_launcher(), VLCC_LOCAL_BUDGET="64MiB")
     p = subprocess.run([sys.executable, "-c", _KILLED, repo, str(dead_base)], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == -9, p.stderr[-2000:]
@@ -317,7 +318,7 @@ def test_concurrent_writers_on_branches(tmp_path):
     script = os.path.join(SCRIPTS_DIR, "engine_writer.py")
     procs = [subprocess.Popen([sys.executable, script, repo_path, f"w{i}", "20", str(i)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env_without_pmi())
+                              env=without_launcher())
              for i in range(8)]
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -495,3 +496,22 @@ def test_failed_flush_is_reported_at_the_next_call_not_at_close(tmp_path, tmpfs)
     assert committed and set(committed) < set(kept)
     for vid in committed:
         assert repo.read(vid, "u").tobytes() == kept[vid].tobytes()
+
+
+def test_size_pool_takes_by_size_and_drops_the_oldest():
+    """engine/buffers.SizePool, the one free list of buffers by size: exact
+    sizes, newest of a size first, ``keep`` drops the oldest, bytes counted."""
+    from vlcc.engine.buffers import SizePool
+    a, b, c = np.zeros(8, np.uint8), np.zeros(16, np.uint8), np.zeros(8, np.uint8)
+    pool = SizePool(keep=2)
+    pool.give(a)
+    pool.give(b)
+    pool.give(b)                                 # the same buffer twice is held once
+    assert pool.nbytes == 24 and len(pool) == 2 and pool.take(4) is None
+    pool.give(c)                                 # full: a, the oldest, is dropped
+    assert sorted(pool.sizes()) == [8, 16] and pool.take(8) is c and pool.take(8) is None
+    pool = SizePool()
+    for buf in (a, b, c):
+        pool.give(buf)
+    assert pool.take(8) is c and pool.drop_largest() == 16 and pool.nbytes == 8
+    assert pool.drop_largest() == 8 and pool.drop_largest() == 0 and len(pool) == 0

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 import vlcc
-from conftest import MPIEXEC, SCRIPTS_DIR, _env_without_pmi
+from conftest import MPIEXEC, SCRIPTS_DIR
+from vlcc._mpi import without_launcher
 
 TIMEOUT = 240
 
@@ -36,7 +37,7 @@ def _start(nprocs: int, script: str, *args) -> subprocess.Popen:
     cmd = [MPIEXEC, "-n", str(nprocs), sys.executable, "-m", "mpi4py",
            os.path.join(SCRIPTS_DIR, script), *map(str, args)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env_without_pmi(), start_new_session=True)
+                            env=without_launcher(), start_new_session=True)
 
 
 def _finish(procs: list[subprocess.Popen], timeout: float = TIMEOUT) -> None:

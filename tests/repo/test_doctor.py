@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 import vlcc
-from conftest import MPIEXEC, SCRIPTS_DIR, _env_without_pmi
+from conftest import MPIEXEC, SCRIPTS_DIR
+from vlcc._mpi import without_launcher
 
 NRANKS = 2
 N = 200_000     # as in tests/scripts/async_kill.py
@@ -65,7 +66,7 @@ def test_kill_during_async_then_gc_and_doctor_recover(tmp_path):
     local = str(tmp_path / "local")
     # VLCC_FLUSH_MPI=0: flushed versions wait for the application's next call
     # to commit (with the flusher committing, none would stay pending)
-    env = dict(_env_without_pmi(), VLCC_LOCAL_DIR=local, VLCC_FLUSH_MPI="0")
+    env = dict(without_launcher(), VLCC_LOCAL_DIR=local, VLCC_FLUSH_MPI="0")
     v1, pending = run_and_kill(repo, env)
     r = vlcc.Repository(repo)
     assert [v.id for v in r.log()] == [v1]

@@ -25,6 +25,7 @@ import pytest
 
 import vlcc
 from conftest import TESTS_DIR
+from vlcc._mpi import without_launcher
 
 ROOT = os.path.dirname(TESTS_DIR)
 CLUSTER = os.path.join(ROOT, "slurm", "local", "cluster.sh")
@@ -232,8 +233,7 @@ def test_preemption_serial_without_mpi(tmp_path):
         "        if step == 2: os.kill(os.getpid(), signal.SIGTERM)\n"
         "        if pre.should_stop(): pre.checkpoint_and_requeue(step)\n"
         "print('not reached')\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SLURM_", "PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
+    env = without_launcher(also=("SLURM_",))
     repo = str(tmp_path / "r")
     r = subprocess.run([sys.executable, "-c", code, repo], env=env, capture_output=True,
                        text=True, timeout=120)

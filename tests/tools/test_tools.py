@@ -18,6 +18,7 @@ import vlcc
 from conftest import TESTS_DIR, run_mpi
 from vlcc.tools.diff import slabs
 from vlcc.tools.export import export as vlcc_export
+from vlcc._mpi import without_launcher
 
 VLCC = [sys.executable, "-m", "vlcc.cli"]
 
@@ -145,7 +146,7 @@ def test_replay_keeps_main_and_graph(runs, tmp_path):
     repo = vlcc.Repository(a)
     head = repo.branches()["main"]
     start = [v for v in repo.log(branch="main") if v.step == 1][0]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "HYDRA_", "MPIR_"))}
+    env = without_launcher()
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     script = os.path.join(TESTS_DIR, "scripts", "tools_run.py")
     r = subprocess.run([*VLCC, "replay", f"{a}@{start.id}", "--", mpiexec, "-n", "3",

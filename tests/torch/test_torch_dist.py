@@ -12,6 +12,8 @@ import sys
 import pytest
 from conftest import TESTS_DIR
 
+from vlcc._mpi import without_launcher
+
 pytest.importorskip("torch")
 
 HERE = TESTS_DIR
@@ -21,8 +23,7 @@ TIMEOUT = 300
 
 def _env():
     # a surrounding mpiexec must not leak into the torchrun children
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PMI_", "PMIX_", "HYDRA_", "MPIR_", "OMPI_"))}
+    env = without_launcher()
     env["OMP_NUM_THREADS"] = "1"
     return env
 

@@ -17,6 +17,7 @@ import time
 from typing import Callable
 
 from . import schedules
+from ..comm import protocol
 from .errors import AdjointArgumentError, AdjointError
 from .executor import Executor
 from .online import OnlineRevolve
@@ -164,13 +165,11 @@ class Adjoint:
 
     def _agree(self, err, what: str) -> None:
         """Every rank learns whether any rank failed; all raise if one did."""
-        comm = self.ck.comm
-        if comm.size > 1:
-            msg = None if err is None else f"{type(err).__name__}: {err}"
-            allmsg = comm.allgather(msg)
-            bad = [(r, m) for r, m in enumerate(allmsg) if m is not None]
-        else:
-            bad = [] if err is None else [(0, f"{type(err).__name__}: {err}")]
+        # The error was caught where it happened (any BaseException, so a
+        # KeyboardInterrupt is agreed on too): the allgather carries its text.
+        msg = None if err is None else f"{type(err).__name__}: {err}"
+        bad = [(r, m) for r, m in enumerate(protocol.allgather(self.ck.comm, lambda: msg))
+               if m is not None]
         if not bad:
             return
         self._abort()

@@ -19,6 +19,7 @@ import secrets
 import numpy as np
 
 from . import _state
+from ..comm import protocol
 from ..engine.buffers import SizePool
 from .errors import AdjointError
 
@@ -82,7 +83,7 @@ class DiskStore:
 
     def __init__(self, ck, limit: int | None, keep: bool = False, prefetch: bool = True):
         self.ck, self.limit, self.keep, self.prefetch = ck, limit, keep, prefetch
-        run = ck.comm.bcast(secrets.token_hex(4) if ck.comm.rank == 0 else None, root=0)
+        run = protocol.from_root(ck.comm, lambda: secrets.token_hex(4))
         self.branch = f"adjoint/{run}"
         self._vids: dict[int, list] = {}           # n -> [version id, refs]
         self.written: list[str] = []               # every version this run wrote
@@ -159,14 +160,10 @@ class DiskStore:
             return
         ck = self.ck
         ck.wait()
-        err = None
-        if ck.comm.rank == 0:
-            try:
-                _state.remove_versions(ck.path, self.branch, list(self.written))
-            except Exception as exc:          # noqa: BLE001 - reported on every rank below
-                err = f"{type(exc).__name__}: {exc}"
-        err = ck.comm.bcast(err, root=0)
-        if err:
+        try:
+            protocol.from_root(ck.comm, lambda: _state.remove_versions(
+                ck.path, self.branch, list(self.written)))
+        except Exception as exc:              # raised on every rank by from_root
             raise AdjointError(f"adjoint: removing the snapshots of {self.branch} from {ck.path} "
-                               f"failed: {err}")
+                               f"failed: {type(exc).__name__}: {exc}") from exc
         self.written.clear()

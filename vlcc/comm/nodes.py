@@ -96,6 +96,15 @@ def _own_key(comm, shm_key: str) -> tuple[bool, str]:
     return False, shm_key
 
 
+def node_comm(comm, nm: NodeMap):
+    """Collective over ``comm``: the communicator of this rank's node (an MPI
+    Split by node, ranks in ``comm``'s order), or ``comm`` itself where it has
+    one rank or cannot split. Free it with ``protocol.release`` unless it is
+    ``comm``."""
+    split = getattr(comm, "Split", None)
+    return split(nm.node, comm.rank) if split is not None and comm.size > 1 else comm
+
+
 def node_map(comm) -> NodeMap:
     """Collective over ``comm``: group its ranks by node. Raises on every rank
     when ``VLCC_NODE_ID`` is malformed, or set on some ranks and not others."""

@@ -6,7 +6,7 @@ Every collective operation of vlcc is built from these functions so that
 
 The communicator needs only (docs/architecture.md, "Communicators"):
 ``rank``, ``size``, ``gather(obj, root=0)``, ``bcast(obj, root=0)``,
-``allgather(obj)``, ``allreduce(obj, op)`` with ``op`` "min" or "bor" given as
+``allgather(obj)``, ``allreduce(obj, op)`` with ``op`` "min", "max" or "bor" given as
 the matching ``mpi4py.MPI`` op (or the strings, for stand-ins without MPI), and
 optionally ``Dup()``/``Free()``. An mpi4py communicator, a serial stand-in or
 a torch.distributed adapter all plug in here.
@@ -14,6 +14,7 @@ a torch.distributed adapter all plug in here.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
 import os
@@ -121,8 +122,8 @@ def _op(comm, name: str):
     if type(comm).__module__.startswith("mpi4py"):
         from .._mpi import load
         mpi = load()
-        return {"min": mpi.MIN, "bor": mpi.BOR}[name]
-    return {"min": min, "bor": operator.or_}[name]
+        return {"min": mpi.MIN, "max": mpi.MAX, "bor": mpi.BOR}[name]
+    return {"min": min, "max": max, "bor": operator.or_}[name]
 
 
 def _reduce(comm, value, name: str):
@@ -145,6 +146,7 @@ def _reduce(comm, value, name: str):
 _AGREED = "_vlcc_agreed"
 _MAIN = threading.main_thread()
 _SIG = {"depth": 0, "runs": 0, "deferred": False}
+_WRAPPER_CODE = None      # the code object of _collective's wrappers (one for all)
 
 
 def _on_sigint(signum, frame):
@@ -172,6 +174,8 @@ def _collective(fn: Callable[..., T]) -> Callable[..., T]:
             _SIG["deferred"] = False
             raise KeyboardInterrupt("SIGINT during a collective")
         return out
+    global _WRAPPER_CODE
+    _WRAPPER_CODE = wrapper.__code__
     return wrapper
 
 
@@ -260,6 +264,97 @@ def _raise(comm, out: tuple, own: BaseException | None):
     raise exc_cls(f"{prefix}{cls}: {msg}")
 
 
+# -- fault injection: a test hook, inert unless a test arms it ------------------------
+_HERE = os.path.abspath(__file__)
+_VLCC = os.path.dirname(os.path.dirname(_HERE))
+_FORWARDS: set = set()
+
+
+def forwards(fn):
+    """Mark ``fn`` as a pass-through to a protocol function (``fn(op, comm,
+    local)``): the call site :class:`Fault` names is the line that called
+    ``fn``, not the line inside it."""
+    _FORWARDS.add(fn.__code__)
+    return fn
+
+
+class Fault:
+    """Make the local part of one protocol call fail on one rank, as if the
+    caller's own code had raised at its end (tests/comm/test_collectives.py sweeps
+    every call site of commit/, restore/ and checkpointer.py with it). The
+    local part runs first, so collectives nested in it (a node's) are
+    entered by every rank as without the fault: each is a site of its own.
+
+    A call site is ``(path relative to vlcc/, line)`` of the call of a
+    protocol function (the first frame outside this module and outside
+    :func:`forwards` functions; protocol functions calling each other count
+    once). ``armed(site, rank, nth)``: the ``nth`` call from ``site`` raises
+    ``exc`` in its local part on the rank whose rank in that call's
+    communicator is ``rank`` (``from_root``/``root_only`` run their local part
+    on rank 0 only). ``recording()``: ``calls`` lists ``(site, function)``
+    of every call, in order. Inert (one attribute test per call) otherwise."""
+
+    def __init__(self):
+        self.active = False
+        self.calls: list | None = None
+        self.fired = 0
+        self._target = None
+        self._seen = 0
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def recording(self):
+        self.calls, self.active = [], True
+        try:
+            yield self.calls
+        finally:
+            self.active, self.calls = False, None
+
+    @contextlib.contextmanager
+    def armed(self, site: tuple, rank: int, nth: int = 1, exc: BaseException | None = None):
+        self._target = (tuple(site), int(rank), int(nth), exc)
+        self._seen = self.fired = 0
+        self.calls, self.active = [], True
+        try:
+            yield self
+        finally:
+            self.active, self._target, self.calls = False, None, None
+
+    def _hook(self, comm, name: str, local: Callable):
+        caller = sys._getframe(3)    # _hook < _local < the protocol function < its caller
+        while caller.f_code is _WRAPPER_CODE:        # (_collective's wrapper between them)
+            caller = caller.f_back
+        if caller.f_code.co_filename == _HERE:      # nested: counted at the outer call
+            return local
+        while caller.f_code in _FORWARDS and caller.f_back is not None:
+            caller = caller.f_back
+        path = os.path.abspath(caller.f_code.co_filename)
+        site = (os.path.relpath(path, _VLCC), caller.f_lineno)
+        with self._lock:
+            if self.calls is not None:
+                self.calls.append((site, name))
+            if self._target is None or self._target[0] != site or self._target[1] != comm.rank:
+                return local
+            self._seen += 1
+            if self._seen != self._target[2]:
+                return local
+        exc = self._target[3] or RuntimeError(f"injected fault at {site[0]}:{site[1]} ({name})")
+
+        def failing():
+            local()       # its own collectives (a node's, say) run on every rank as usual
+            with self._lock:
+                self.fired += 1
+            raise exc
+        return failing
+
+
+FAULT = Fault()
+
+
+def _local(comm, name: str, local: Callable) -> Callable:
+    return local if not FAULT.active else FAULT._hook(comm, name, local)
+
+
 @_collective
 def gather_decide(comm, local: Callable[[], Any], decide: Callable[[list], T]) -> T:
     """Run ``local`` on every rank, gather the results on rank 0, run ``decide``
@@ -268,7 +363,7 @@ def gather_decide(comm, local: Callable[[], Any], decide: Callable[[list], T]) -
     If ``local`` fails on any rank, or ``decide`` fails, every rank raises: the
     failing rank its own exception, the others the same class with the message
     prefixed by the failing rank."""
-    payload, own = _run(local)
+    payload, own = _run(_local(comm, "gather_decide", local))
     gathered = _comm(comm, lambda: comm.gather(payload, root=0))
     out: tuple = ("ok", None)
     if comm.rank == 0:
@@ -290,7 +385,7 @@ def gather_decide(comm, local: Callable[[], Any], decide: Callable[[list], T]) -
 @_collective
 def agree(comm, local: Callable[[], T]) -> T:
     """Run ``local`` on every rank; if it fails anywhere, raise on all ranks."""
-    payload, own = _run(local)
+    payload, own = _run(_local(comm, "agree", local))
     status = None if payload[0] == "ok" else (payload[1], payload[2])
     statuses = _comm(comm, lambda: comm.allgather(status))
     for r, s in enumerate(statuses):
@@ -304,6 +399,7 @@ def agree(comm, local: Callable[[], T]) -> T:
 @_collective
 def root_only(comm, fn: Callable[[], T]) -> T:
     """Run ``fn`` on rank 0 only and broadcast its result (or its error) to all."""
+    fn = _local(comm, "root_only", fn)
     return gather_decide(comm, lambda: None, lambda _results: fn())
 
 
@@ -311,6 +407,7 @@ def root_only(comm, fn: Callable[[], T]) -> T:
 def from_root(comm, fn: Callable[[], T]) -> T:
     """Run ``fn`` on rank 0 and broadcast its result (or its error): one
     bcast, O(log P) deep (``root_only`` also lets every rank fail first)."""
+    fn = _local(comm, "from_root", fn)
     payload, own = _run(fn) if comm.rank == 0 else (None, None)
     out = _comm(comm, lambda: comm.bcast(payload, root=0))
     if out[0] == "err":
@@ -324,7 +421,7 @@ def from_root(comm, fn: Callable[[], T]) -> T:
 def allgather(comm, local: Callable[[], T]) -> list[T]:
     """Run ``local`` on every rank and allgather the results; if it failed on
     any rank, raise on every rank (the contract of ``agree``)."""
-    payload, own = _run(local)
+    payload, own = _run(_local(comm, "allgather", local))
     gathered = _comm(comm, lambda: comm.allgather(payload))
     for r, p in enumerate(gathered):
         if p[0] == "err":
@@ -337,15 +434,48 @@ def allgather(comm, local: Callable[[], T]) -> list[T]:
 @_collective
 def all_true(comm, local: Callable[[], bool]) -> bool:
     """Collective AND of ``local()`` (an exception anywhere is raised everywhere)."""
+    local = _local(comm, "all_true", local)
     ok = agree(comm, lambda: bool(local()))
     return bool(_reduce(comm, int(ok), "min"))
 
 
 @_collective
-def any_bits(comm, bits: int) -> int:
+def any_bits(comm, bits: int | Callable[[], int]) -> int:
     """Collective OR of an integer bit set: one fixed-size reduction, O(log P)
-    deep (e.g. "which leaves differ from rank 0's" for replication)."""
-    return int(_reduce(comm, int(bits), "bor"))
+    deep (e.g. "which leaves differ from rank 0's" for replication).
+    ``bits`` may be a function computing it: an exception there is raised on
+    every rank (a flag bit in the same reduction; a second collective, only
+    then, says which rank failed and why)."""
+    value, own = _flagged(_local(comm, "any_bits", bits if callable(bits) else lambda: bits))
+    out = int(_reduce(comm, (value << 1) | (own is not None), "bor"))
+    return _unflag(comm, out & 1, own, out >> 1)
+
+
+@_collective
+def max_int(comm, value: int | Callable[[], int]) -> int:
+    """Collective maximum of an integer: one reduction, O(log P) deep (e.g.
+    "the signal any rank received" for slurm/preemption.py); ``value`` may be
+    a function, its exception raised on every rank (as :func:`any_bits`)."""
+    v, own = _flagged(_local(comm, "max_int", value if callable(value) else lambda: value))
+    failed, out = _reduce(comm, (int(own is not None), v), "max")
+    return _unflag(comm, failed, own, out)
+
+
+def _flagged(local: Callable[[], int]) -> tuple[int, BaseException | None]:
+    """``local()`` as an int, or 0 and the exception it raised."""
+    payload, own = _run(lambda: int(local()))
+    return (payload[1] if own is None else 0), own
+
+
+def _unflag(comm, failed, own: BaseException | None, out) -> int:
+    if failed:      # every rank knows that one failed: one more collective says which and why
+        agree(comm, lambda: _throw(own))
+    return int(out)
+
+
+def _throw(exc: BaseException | None) -> None:
+    if exc is not None:
+        raise exc
 
 
 _PIECE = 1 << 30     # bytes per point-to-point message (counts stay below 2**31)
@@ -362,6 +492,7 @@ def exchange(comm, local: Callable[[], dict], clock: Callable[[str], None] | Non
     node-local tier's partner copies and parity, engine/resilience/).
     ``clock(phase)``: charged "read" once ``local`` is done, "send" at the end."""
     import numpy as np
+    local = _local(comm, "exchange", local)
     held: dict = {}
 
     def sizes():
@@ -429,6 +560,7 @@ def exchange_planned(comm, local: Callable[[], dict], sizes: dict,
     next collective (so no rank waits for a message that never comes).
     Returns ``({src: [arrays]}, error or None)``."""
     import numpy as np
+    local = _local(comm, "exchange_planned", local)
     me = comm.rank
     err = None
     try:
@@ -460,6 +592,6 @@ def _load_mpi():
     return load()
 
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
-           "abort_job", "interrupted",
+           "max_int", "abort_job", "interrupted", "Fault", "FAULT", "forwards",
            "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange",
            "exchange_planned"]

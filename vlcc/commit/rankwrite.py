@@ -44,7 +44,7 @@ from ..repo.paths import RepoPaths
 from ..repo.records import ChunkEntry, IndexLeaf, Kind
 from ..repo.sealed import seal
 from ..state.provider import Leaf
-from ..comm.nodes import NodeMap, node_map
+from ..comm.nodes import NodeMap, node_comm, node_map
 from ..comm.protocol import allgather, any_bits, from_root, gather_decide, release
 
 RAW = {"id": "raw"}
@@ -164,13 +164,10 @@ class RankPlan:
     node: "NodePlan | None" = None                # node files (format 3.4); None: own file
 
 
-NODE_FILES_ENV = "VLCC_NODE_FILES"
-
-
 def node_files_enabled() -> bool:
     """Node files (docs/format.md, 3.4) unless ``VLCC_NODE_FILES=0`` (one
     file per rank, as format 3 wrote: for comparisons and as a way out)."""
-    return os.environ.get(NODE_FILES_ENV, "1").strip().lower() not in ("0", "no", "off", "false")
+    return settings.flag("VLCC_NODE_FILES")
 
 
 def _leaf_codec(leaf: Leaf, codecs) -> Codec | None:
@@ -575,9 +572,8 @@ def replication(comm, plan: RankPlan) -> dict[str, bool]:
     names = sorted(shapes)
     mine = [(plan.digests[n], shapes[n]) for n in names]
     ref = from_root(comm, lambda: mine)
-    bits = sum(1 << i for i, (a, b) in enumerate(zip(mine, ref)) if a != b) \
-        if len(ref) == len(mine) else (1 << len(names)) - 1
-    differ = any_bits(comm, bits)
+    differ = any_bits(comm, lambda: sum(1 << i for i, (a, b) in enumerate(zip(mine, ref)) if a != b)
+                      if len(ref) == len(mine) else (1 << len(names)) - 1)
     return {n: not (differ >> i) & 1 for i, n in enumerate(names)}
 
 
@@ -674,9 +670,7 @@ class RankWriter:
         if self._nodes is None or self._nodes[0] is not comm:
             self.release()
             nm = node_map(comm)
-            split = getattr(comm, "Split", None)
-            ncomm = split(nm.node, comm.rank) if split is not None and comm.size > 1 else comm
-            self._nodes = (comm, nm, ncomm)
+            self._nodes = (comm, nm, node_comm(comm, nm))
         _c, nm, ncomm = self._nodes
         sizes: dict[str, int] = {}
         for _o, var, off, stored, _cfg, writes in plan.assignment:

@@ -79,51 +79,94 @@ def available_memory() -> int:
 
 
 class SizePool:
-    """Free flat buffers kept for reuse, taken back by exact size: the adjoint's
-    RAM snapshots (adjoint/storage.py) and the flush's gather buffers
-    (commit/rankwrite.py). ``keep``: at most that many buffers (the oldest is
-    dropped), None: no bound. Thread-safe. (The memory tier's own pool is
-    tied to its byte budget: engine/memory.py.)"""
+    """Free flat buffers kept for reuse, taken back by exact size: the memory
+    tier's pool (engine/memory.py, which bounds it by its byte budget; restore
+    staging shares it), the adjoint's RAM snapshots (adjoint/storage.py) and
+    the flush's gather buffers (commit/rankwrite.py). ``keep``: at most that
+    many buffers (the oldest is dropped), None: no bound. ``take``, ``give``
+    and dropping one are O(1) (a dict per size, insertion-ordered: the newest
+    buffer of a size is taken first, its pages are the likeliest still
+    mapped). Thread-safe; ``nbytes`` is the bytes held."""
 
     def __init__(self, keep: int | None = None):
         self.keep = keep
-        self._free: list[np.ndarray] = []
+        self._by_size: dict[int, dict[int, np.ndarray]] = {}
+        self._order: dict[int, int] = {}          # id(buffer) -> size, oldest first
+        self.nbytes = 0
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._order)
 
     def take(self, nbytes: int) -> np.ndarray | None:
         with self._lock:
-            for i, b in enumerate(self._free):
-                if b.nbytes == nbytes:
-                    return self._free.pop(i)
-        return None
+            bufs = self._by_size.get(nbytes)
+            if not bufs:
+                return None
+            key, buf = bufs.popitem()
+            self._forget(key, nbytes, bufs)
+            return buf
 
     def give(self, buf: np.ndarray) -> None:
         with self._lock:
-            if self.keep is not None and len(self._free) >= self.keep:
-                self._free.pop(0)
-            self._free.append(buf)
+            if id(buf) in self._order:     # given twice: held once
+                return
+            if self.keep is not None and len(self._order) >= self.keep:
+                self._drop(next(iter(self._order)))
+            self._add(buf)
 
     def reserve(self, nbytes: int, make) -> None:
         """Add ``make()`` (a new buffer of ``nbytes``) unless one of that size is
         free or the pool is full; ``make`` runs outside the lock."""
         with self._lock:
-            if self.full() or any(b.nbytes == nbytes for b in self._free):
+            if self.full() or self._by_size.get(nbytes):
                 return
         b = make()
         with self._lock:
             if not self.full():
-                self._free.append(b)
+                self._add(b)
+
+    def drop_largest(self) -> int:
+        """Release one buffer of the largest size held; its size (0: empty)."""
+        with self._lock:
+            if not self._by_size:
+                return 0
+            size = max(self._by_size)
+            self._drop(next(iter(self._by_size[size])))
+            return size
 
     def full(self) -> bool:
-        return self.keep is not None and len(self._free) >= self.keep
+        return self.keep is not None and len(self._order) >= self.keep
 
     def sizes(self) -> list[int]:
         with self._lock:
-            return [b.nbytes for b in self._free]
+            return list(self._order.values())
 
     def clear(self) -> None:
         with self._lock:
-            self._free.clear()
+            self._by_size.clear()
+            self._order.clear()
+            self.nbytes = 0
+
+    def _add(self, buf: np.ndarray) -> None:
+        key = id(buf)
+        if key in self._order:
+            return
+        self._by_size.setdefault(buf.nbytes, {})[key] = buf
+        self._order[key] = buf.nbytes
+        self.nbytes += buf.nbytes
+
+    def _drop(self, key: int) -> None:
+        size = self._order[key]
+        bufs = self._by_size[size]
+        del bufs[key]
+        self._forget(key, size, bufs)
+
+    def _forget(self, key: int, size: int, bufs: dict) -> None:
+        del self._order[key]
+        if not bufs:
+            del self._by_size[size]
+        self.nbytes -= size
 
 
 def spare_cpu() -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .buffers import mapped, recyclable
+from .buffers import SizePool, mapped, recyclable
 
 
 @dataclass
@@ -56,8 +56,7 @@ class MemoryTier:
         self._prefetched: set[str] = set()
         # Buffers of evicted captures, by size, for the next capture: reusing
         # them avoids page faults (and THP compaction) on every checkpoint.
-        self._free: dict[int, list[np.ndarray]] = {}
-        self.pool_bytes = 0
+        self._free = SizePool()           # bounded here: used + pool_bytes <= budget
 
     # -- schedule -----------------------------------------------------------------
     def set_plan(self, vids: list[str]) -> None:
@@ -103,6 +102,11 @@ class MemoryTier:
         return clean[0]  # OrderedDict order = least recently used first
 
     # -- buffer pool ------------------------------------------------------------------
+    @property
+    def pool_bytes(self) -> int:
+        """Bytes of free buffers held for reuse (counted against the budget)."""
+        return self._free.nbytes
+
     def take(self, nbytes: int) -> np.ndarray | None:
         """A recycled flat uint8 buffer of exactly ``nbytes`` bytes, or None.
 
@@ -113,10 +117,9 @@ class MemoryTier:
         12x the copy itself)."""
         with self._cv:
             while True:
-                lst = self._free.get(nbytes)
-                if lst:
-                    self.pool_bytes -= nbytes
-                    return lst.pop()
+                buf = self._free.take(nbytes)
+                if buf is not None:
+                    return buf
                 if self.used + nbytes <= self.budget or not self._evict_one():
                     return None
 
@@ -137,11 +140,7 @@ class MemoryTier:
                     self._recycle(e)
                     self.stats.evictions += 1
                     self._cv.notify_all()
-                    lst = self._free.get(nbytes)
-                    if lst:
-                        self.pool_bytes -= nbytes
-                        return lst.pop()
-                    return None
+                    return self._free.take(nbytes)
             return None
 
     def has_clean(self) -> bool:
@@ -166,8 +165,7 @@ class MemoryTier:
         with self._cv:
             if self.used + self.pool_bytes + nbytes > self.budget:
                 return False
-            self._free.setdefault(nbytes, []).append(buf)
-            self.pool_bytes += nbytes
+            self._free.give(buf)
             self.stats.prefaulted += nbytes
             return True
 
@@ -177,24 +175,19 @@ class MemoryTier:
         with self._cv:
             if (recyclable(buf) and buf.nbytes
                     and self.used + self.pool_bytes + buf.nbytes <= self.budget):
-                self._free.setdefault(buf.nbytes, []).append(buf)
-                self.pool_bytes += buf.nbytes
+                self._free.give(buf)
 
     def _recycle(self, e: Entry) -> None:
         for leaf in e.leaves.values():
             d = getattr(leaf, "data", None)
             if (getattr(leaf, "pooled", False) and recyclable(d)
                     and self.used + self.pool_bytes + d.nbytes <= self.budget):
-                self._free.setdefault(d.nbytes, []).append(d)
-                self.pool_bytes += d.nbytes
+                self._free.give(d)
 
     def _shrink_pool(self, need: int) -> None:
         """Release pooled buffers until ``need`` more bytes fit in the budget."""
-        for size in sorted(self._free, reverse=True):
-            lst = self._free[size]
-            while lst and self.used + self.pool_bytes + need > self.budget:
-                lst.pop()
-                self.pool_bytes -= size
+        while self.used + self.pool_bytes + need > self.budget and self._free.drop_largest():
+            pass
 
     def _evict_one(self, protect=None) -> bool:
         v = self._victim(protect)
@@ -272,6 +265,5 @@ class MemoryTier:
         with self._cv:
             self._entries.clear()
             self._free.clear()
-            self.pool_bytes = 0
             self.used = 0
             self._cv.notify_all()

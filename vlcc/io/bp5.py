@@ -449,10 +449,9 @@ def probe(path: str, what: str = "") -> None:
         import subprocess
         import sys
         pkg = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        from .._mpi import without_launcher
+        env = dict(without_launcher(), PYTHONPATH=os.pathsep.join(     # the child is no MPI rank
             [pkg] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-        for k in [k for k in env if k.startswith(("PMI", "OMPI_", "MPI_", "HYDRA"))]:
-            del env[k]      # the child is no MPI rank
         try:
             r = subprocess.run([sys.executable, "-c", _PROBE_CODE, path], env=env,
                                capture_output=True, timeout=300)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..commit.checkpoint import progress
 from ..commit.manifest import provisional
-from ..comm.protocol import agree, all_true, allgather, from_root, root_only
+from ..comm.protocol import agree, all_true, allgather, forwards, from_root, root_only
 from ..engine.resilience.recover import complete, recover
 from ..repo.nodelocal import NODELOCAL, read_record
 from ..commit.session import Session
@@ -36,6 +36,7 @@ from .sources import DiskSource, MemorySource
 from .staging import Stager, stage_fits, staging_bytes, warn_direct
 
 
+@forwards
 def _coll(op, comm, fn):
     """A collective of comm/protocol.py; its local part ``fn`` profiled apart."""
     with stage("collectives"):

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..engine.buffers import available_memory
 from ..state.array import ArrayProvider
+from ..units import human_bytes
 from .profile import stage
 
 
@@ -112,6 +113,6 @@ def stage_fits(providers, pooled: int = 0) -> bool:
 
 def warn_direct(where: str, nbytes: int) -> None:
     warnings.warn(f"restoring {where} straight into the application's arrays (atomic=False): "
-                  f"staging {nbytes / 2**20:.0f} MiB would exceed half of the available memory, "
+                  f"staging {human_bytes(nbytes)} would exceed half of the available memory, "
                   f"so a failure while reading may leave providers partly restored "
                   f"(restore(..., atomic=True) forces staging)", RuntimeWarning, stacklevel=4)

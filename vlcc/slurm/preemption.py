@@ -15,6 +15,7 @@ import sys
 import threading
 from typing import Any, Iterable
 
+from ..comm import protocol
 from ..errors import VlccError
 from .env import requeue_job
 
@@ -52,16 +53,6 @@ def _signum(sig: str | int) -> int:
         return int(_signal.Signals[name])
     except KeyError:
         raise VlccError(f"Preemption: unknown signal {sig!r} (use names such as 'USR1', 'TERM')") from None
-
-
-def _allmax(comm, value: int) -> int:
-    """The maximum of ``value`` over the ranks: one allreduce on an mpi4py communicator;
-    other communicators (vlcc's one-rank stand-in for serial runs without MPI) only
-    promise mpi4py's object collectives, so no MPI op is imported for them."""
-    if type(comm).__module__.startswith("mpi4py"):
-        from mpi4py import MPI
-        return comm.allreduce(value, op=MPI.MAX)
-    return max(comm.allgather(value))
 
 
 class Preemption:
@@ -103,7 +94,7 @@ class Preemption:
         """Collective: True on every rank if any rank has received one of the
         signals. Call it at a safe point (a step boundary), on all ranks."""
         mine = self.received[0] if self.received else 0
-        got = _allmax(self.comm, mine)
+        got = protocol.max_int(self.comm, mine)
         if got and self.stop_signal is None:
             self.stop_signal = got
         return bool(got)
@@ -127,10 +118,9 @@ class Preemption:
         v = ck.checkpoint(step=step, message=message, attrs=attrs)
         ck.wait()
         # Nobody requeues before every rank is past the checkpoint (requeue makes
-        # SLURM signal, then kill, the whole job).
-        self.comm.Barrier()
-        res = requeue_job() if self.comm.rank == 0 else None
-        outcome, reason = self.comm.bcast(res, root=0)
+        # SLURM signal, then kill, the whole job): root_only gathers from every
+        # rank before rank 0 runs it, and a failure there is raised on all ranks.
+        outcome, reason = protocol.root_only(self.comm, requeue_job)
         ok = outcome == "requeued"
         if self.comm.rank == 0 and outcome == "ending":
             print(f"vlcc.slurm: checkpointed {v.id} at step {step}; {reason}",

@@ -23,47 +23,18 @@ of the public ``vlcc.Checkpointer``.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 import vlcc
 from .. import settings
-from ..errors import VlccError, error_class
+from ..comm import protocol
+from ..errors import VlccError
 from . import state as S
 from .comm import resolve_comm
 from .tensors import DeviceStager, HostSlot, host_slot
-
-
-def _agree(comm, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` on every rank; a failure on any rank raises on all."""
-    try:
-        out, err = fn(), None
-    except Exception as exc:   # noqa: BLE001 - every failure must reach the other ranks
-        out, err = None, exc
-    statuses = comm.allgather(None if err is None else (type(err).__name__, str(err)))
-    for r, s in enumerate(statuses):
-        if s is not None:
-            if err is not None:
-                raise err
-            prefix = "" if comm.size == 1 else f"rank {r}: "
-            raise error_class(s[0])(f"{prefix}{s[1]}")
-    return out
-
-
-def _root(comm, fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` on rank 0 and broadcast its result (or its error) to all."""
-    try:
-        res = ("ok", fn()) if comm.rank == 0 else None
-    except Exception as exc:   # noqa: BLE001
-        res = ("err", type(exc).__name__, str(exc), exc)
-    out = comm.bcast(res if res is None or res[0] == "ok" else res[:3], root=0)
-    if out[0] == "ok":
-        return out[1]
-    if comm.rank == 0:
-        raise res[3]
-    raise error_class(out[1])(f"rank 0: {out[2]}")
 
 
 def default_budget(model: torch.nn.Module | None, optimizer: Any) -> int:
@@ -262,7 +233,7 @@ class Checkpointer:
             if self.optimizer is not None and S.PARAM_GROUPS in v.providers:
                 groups = S.from_plain(repo.read(v, S.PARAM_GROUPS, rank=0))
             return v.manifest, groups
-        doc, groups = _root(self.comm, look)
+        doc, groups = protocol.from_root(self.comm, look)
         return vlcc.Version.from_manifest(doc), groups
 
     def load(self, spec: Any = "latest") -> vlcc.Version:
@@ -289,7 +260,7 @@ class Checkpointer:
                 if what is not None and name not in stored:
                     raise vlcc.MissingProviderError(f"{where} stores no {name!r} (given to the "
                                                     f"Checkpointer)")
-        _agree(self.comm, check)
+        protocol.agree(self.comm, check)
 
         buffers = S.staging_buffers(stored) if self.optimizer is not None else {}
         wanted: dict[str, Any] = {n: s.array for n, s in model_slots.items()} | buffers

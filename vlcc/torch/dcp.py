@@ -43,6 +43,7 @@ from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
 
 import vlcc
+from ..comm import protocol
 from ..errors import RepositoryError, VlccError
 from .comm import resolve_comm
 from .tensors import as_numpy, from_numpy
@@ -127,38 +128,46 @@ class StorageWriter(_Writer):
         items and commit one vlcc version; the future is complete on return."""
         comm = resolve_comm(self.group)
         mine: dict[str, Any] = {}
-        results, descs = [], []
-        for item in plan.items:
-            data = planner.resolve_data(item)
-            if item.type == WriteItemType.BYTE_IO:
-                name = provider_name(item.index, item.type)
-                raw = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data)
-                mine[name] = raw
-                descs.append((name, "bytes", None))
-                size = len(raw)
-            else:
-                name = provider_name(item.index, item.type)
-                t = data.detach()
-                if t.device.type != "cpu":
-                    t = t.to("cpu")
-                t = t.contiguous()
-                arr = as_numpy(t)
-                mine[name] = arr
-                descs.append((name, "tensor", arr.dtype.str))
-                size = arr.nbytes
-            results.append(WriteResult(index=item.index, size_in_bytes=size,
-                                       storage_data=(name, comm.rank)))
-        everyone = comm.allgather((descs, plan))   # small: item descriptions only
-        md = getattr(planner, "metadata", None) if self.is_coordinator else None
-        if self.is_coordinator and not isinstance(md, Metadata):
-            md = _global_metadata([p for _, p in everyone])
-        if md is not None:
-            storage = {}
-            for rank, (ds, p) in enumerate(everyone):
-                for item, (name, _, _) in zip(p.items, ds):
-                    storage[item.index] = (name, rank)
-            md = dataclasses.replace(md, storage_data=storage,
-                                     storage_meta=md.storage_meta or self.storage_meta())
+        results = []
+
+        def items():
+            descs = []
+            for item in plan.items:
+                data = planner.resolve_data(item)
+                if item.type == WriteItemType.BYTE_IO:
+                    name = provider_name(item.index, item.type)
+                    raw = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data)
+                    mine[name] = raw
+                    descs.append((name, "bytes", None))
+                    size = len(raw)
+                else:
+                    name = provider_name(item.index, item.type)
+                    t = data.detach()
+                    if t.device.type != "cpu":
+                        t = t.to("cpu")
+                    t = t.contiguous()
+                    arr = as_numpy(t)
+                    mine[name] = arr
+                    descs.append((name, "tensor", arr.dtype.str))
+                    size = arr.nbytes
+                results.append(WriteResult(index=item.index, size_in_bytes=size,
+                                           storage_data=(name, comm.rank)))
+            return descs, plan
+        everyone = protocol.allgather(comm, items)   # small: item descriptions only
+
+        def metadata():
+            md = getattr(planner, "metadata", None) if self.is_coordinator else None
+            if self.is_coordinator and not isinstance(md, Metadata):
+                md = _global_metadata([p for _, p in everyone])
+            if md is not None:
+                storage = {}
+                for rank, (ds, p) in enumerate(everyone):
+                    for item, (name, _, _) in zip(p.items, ds):
+                        storage[item.index] = (name, rank)
+                md = dataclasses.replace(md, storage_data=storage,
+                                         storage_meta=md.storage_meta or self.storage_meta())
+            return md
+        md = protocol.agree(comm, metadata)     # the coordinator's failure is everyone's
 
         # DCP's Metadata is a tree of torch dataclasses that only pickle can
         # hold (DCP's own FileSystemWriter pickles it too): the one pickled

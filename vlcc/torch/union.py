@@ -14,22 +14,29 @@ from typing import Any
 import numpy as np
 
 import vlcc
+from ..comm import protocol
 
 
 def register_union(ck: vlcc.Checkpointer, comm: Any, mine: dict[str, Any]) -> dict[str, int]:
     """Collective. Register on ``ck`` every name any rank has in ``mine``
     (numpy arrays or picklable values); returns ``{name: holder rank}`` (the
     lowest rank holding it)."""
-    descs = [(n, v.dtype.str if isinstance(v, np.ndarray) else None) for n, v in mine.items()]
-    holders: dict[str, int] = {}
-    for rank, ds in enumerate(comm.allgather(descs)):
-        for name, dtype in ds:
-            if name in holders:
-                continue
-            holders[name] = rank
-            if dtype is None:
-                ck.register(name, vlcc.ValueProvider(get=lambda n=name: mine.get(n)))
-            else:
-                arr = mine.get(name)
-                ck.register(name, arr if isinstance(arr, np.ndarray) else np.empty(0, np.dtype(dtype)))
-    return holders
+    everyone = protocol.allgather(comm, lambda: [
+        (n, v.dtype.str if isinstance(v, np.ndarray) else None) for n, v in mine.items()])
+
+    def register() -> dict[str, int]:
+        holders: dict[str, int] = {}
+        for rank, ds in enumerate(everyone):
+            for name, dtype in ds:
+                if name in holders:
+                    continue
+                holders[name] = rank
+                if dtype is None:
+                    ck.register(name, vlcc.ValueProvider(get=lambda n=name: mine.get(n)))
+                else:
+                    arr = mine.get(name)
+                    ck.register(name, arr if isinstance(arr, np.ndarray) else np.empty(0, np.dtype(dtype)))
+        return holders
+    # a registration refused on one rank is raised on all: the next collective
+    # (the checkpoint) must not find that rank gone
+    return protocol.agree(comm, register)
