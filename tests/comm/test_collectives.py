@@ -328,7 +328,6 @@ def _target(fn: str, ranks: list[int]) -> int:
     return 0 if fn in ("from_root", "root_only") else ranks[-1]
 
 
-@pytest.mark.mpi(min_size=2)
 # Open bug (see the closing note of issues 27-32): with the flusher thread's own
 # collectives, a fault injected while a version is in flight can leave the
 # application thread and the flusher one collective apart (the sweep hung in 2
@@ -339,6 +338,7 @@ def _target(fn: str, ranks: list[int]) -> int:
 FLUSHER_MPI = {"async", "async-local", "async-node-local"}
 
 
+@pytest.mark.mpi(min_size=2)
 @pytest.mark.parametrize("config", sorted(set(SWEEP) - FLUSHER_MPI))
 def test_a_fault_at_any_call_site_fails_every_rank(mpi_tmp, config, monkeypatch):
     from mpi4py import MPI
