@@ -122,7 +122,9 @@ class Checkpointer:
             s.engine = agree(comm, lambda: Engine(cfg, paths, comm.rank,
                                                   lambda p, store: _ckpt.flush(s, p, store), nodes))
             _ckpt.attach_stage(comm, s.engine)
+            _ckpt.bind_flusher(s)
         except BaseException:
+            s.writer.release()
             release(s.flush_comm)
             release(comm)
             raise

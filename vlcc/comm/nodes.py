@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from .. import settings
 from ..errors import ArgumentError
-from .protocol import allgather
+from .protocol import allgather, created
 
 NODE_ENV = "VLCC_NODE_ID"
 
@@ -78,9 +78,11 @@ def _shared_memory_key(comm) -> str:
         return socket.gethostname()
     from .._mpi import load
     mpi = load()
+    created("Split_type")
     shm = split(mpi.COMM_TYPE_SHARED)
     try:
-        first = shm.allreduce(comm.rank, op=mpi.MIN)
+        # (an allgather: mpi4py's pickled allreduce would Dup ``shm`` first)
+        first = min(shm.allgather(comm.rank))
     finally:
         shm.Free()
     return f"{socket.gethostname()}#{first}"
@@ -102,7 +104,10 @@ def node_comm(comm, nm: NodeMap):
     one rank or cannot split. Free it with ``protocol.release`` unless it is
     ``comm``."""
     split = getattr(comm, "Split", None)
-    return split(nm.node, comm.rank) if split is not None and comm.size > 1 else comm
+    if split is None or comm.size <= 1:
+        return comm
+    created("Split")
+    return split(nm.node, comm.rank)
 
 
 def node_map(comm) -> NodeMap:

@@ -6,10 +6,16 @@ Every collective operation of vlcc is built from these functions so that
 
 The communicator needs only (docs/architecture.md, "Communicators"):
 ``rank``, ``size``, ``gather(obj, root=0)``, ``bcast(obj, root=0)``,
-``allgather(obj)``, ``allreduce(obj, op)`` with ``op`` "min", "max" or "bor" given as
-the matching ``mpi4py.MPI`` op (or the strings, for stand-ins without MPI), and
-optionally ``Dup()``/``Free()``. An mpi4py communicator, a serial stand-in or
-a torch.distributed adapter all plug in here.
+``allgather(obj)``, ``allreduce(obj, op)`` with ``op`` "min", "max" or "bor"
+(stand-ins without MPI: a Python function), and optionally ``Dup()``/``Free()``.
+An mpi4py communicator, a serial stand-in or a torch.distributed adapter all
+plug in here. On an mpi4py communicator the reductions are MPI's own
+(``Allreduce`` of int64 words, :func:`_mpi_reduce`), never mpi4py's pickled
+``allreduce``: that one duplicates the communicator at its first call, and such
+a hidden ``MPI_Comm_dup`` on the flusher thread, beside the application
+thread's collectives, deadlocked MPICH (1 async run in ~10 at 3 ranks).
+vlcc creates communicators on the application's thread only
+(:func:`created`).
 """
 
 from __future__ import annotations
@@ -29,11 +35,29 @@ from ..errors import error_class
 T = TypeVar("T")
 
 
+# Communicators made on one of vlcc's own threads (flusher, prefetcher, capture):
+# (thread name, what). Must stay empty (tests check it): MPICH allocates a new
+# communicator's context id with an agreement over the ranks that, run on two
+# threads of a process at once, left ranks one message apart (a hang).
+OFF_THREAD: list[tuple[str, str]] = []
+
+
+def created(what: str) -> None:
+    """Note that a communicator is being made (``what``); one made on a vlcc
+    background thread is recorded in :data:`OFF_THREAD`."""
+    name = threading.current_thread().name
+    if name.startswith("vlcc-"):
+        OFF_THREAD.append((name, what))
+
+
 def private(comm):
     """vlcc's own duplicate of the user's communicator (so its messages never
     match the application's); a communicator without ``Dup`` is used as is."""
     dup = getattr(comm, "Dup", None)
-    return dup() if dup is not None else comm
+    if dup is None:
+        return comm
+    created("Dup")
+    return dup()
 
 
 def release(comm) -> None:
@@ -109,25 +133,54 @@ class QuietComm:
         quiet_barrier(self.inner)
         return self.inner.allgather(obj)
 
-    def allreduce(self, obj, op=None):
+    def Allreduce(self, sendbuf, recvbuf, op):      # noqa: N802 - mpi4py's name
         quiet_barrier(self.inner)
-        return self.inner.allreduce(obj, op=op)
+        return self.inner.Allreduce(sendbuf, recvbuf, op)
 
 
-def _op(comm, name: str):
-    """The reduction op for ``comm``: mpi4py's for an mpi4py communicator,
-    else a Python binary function (the serial stand-in ignores it, the
-    torch.distributed adapter applies it)."""
-    comm = getattr(comm, "inner", comm)          # a QuietComm: its MPI communicator
-    if type(comm).__module__.startswith("mpi4py"):
-        from .._mpi import load
-        mpi = load()
-        return {"min": mpi.MIN, "max": mpi.MAX, "bor": mpi.BOR}[name]
-    return {"min": min, "max": max, "bor": operator.or_}[name]
+def _is_mpi(comm) -> bool:
+    return type(getattr(comm, "inner", comm)).__module__.startswith("mpi4py")
+
+
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _mpi_reduce(comm, value, name: str):
+    """``value`` (an int, or a tuple of ints reduced elementwise) reduced over
+    an mpi4py communicator by ``MPI_Allreduce`` of int64 words. "min"/"max"
+    take int64 values; "bor" any non-negative int: one word, and only when
+    some rank's value is wider, a second reduction of as many words as the
+    widest needs."""
+    import numpy as np
+    from .._mpi import load
+    mpi = load()
+    op = {"min": mpi.MIN, "max": mpi.MAX, "bor": mpi.BOR}[name]
+    if name != "bor":
+        vals = list(value) if isinstance(value, tuple) else [value]
+        out = np.empty(len(vals), np.int64)
+        comm.Allreduce(np.array(vals, np.int64), out, op)
+        res = tuple(int(x) for x in out)
+        return res if isinstance(value, tuple) else res[0]
+    v = int(value)
+    words = max(1, (v.bit_length() + 62) // 63)       # 63 bits per word, the top one: "wider"
+    first = np.array([(v & ((1 << 63) - 1)) | ((words > 1) << 63)], np.uint64)
+    out = np.empty(1, np.uint64)
+    comm.Allreduce(first, out, op)
+    if not int(out[0]) >> 63:
+        return int(out[0])
+    n = np.empty(1, np.int64)
+    comm.Allreduce(np.array([words], np.int64), n, mpi.MAX)
+    mine = np.array([(v >> (63 * i)) & ((1 << 63) - 1) for i in range(int(n[0]))], np.uint64)
+    got = np.empty_like(mine)
+    comm.Allreduce(mine, got, op)
+    return sum(int(w) << (63 * i) for i, w in enumerate(got))
 
 
 def _reduce(comm, value, name: str):
-    return _comm(comm, lambda: comm.allreduce(value, op=_op(comm, name)))
+    if _is_mpi(comm):
+        return _comm(comm, lambda: _mpi_reduce(comm, value, name))
+    fn = {"min": min, "max": max, "bor": operator.or_}[name]
+    return _comm(comm, lambda: comm.allreduce(value, op=fn))
 
 
 # SIGINT (KeyboardInterrupt) on one rank. Python raises it at whatever line
@@ -446,7 +499,12 @@ def any_bits(comm, bits: int | Callable[[], int]) -> int:
     ``bits`` may be a function computing it: an exception there is raised on
     every rank (a flag bit in the same reduction; a second collective, only
     then, says which rank failed and why)."""
-    value, own = _flagged(_local(comm, "any_bits", bits if callable(bits) else lambda: bits))
+    def nonneg():
+        v = int(bits() if callable(bits) else bits)
+        if v < 0:
+            raise ValueError(f"any_bits: a bit set is a non-negative int, got {v}")
+        return v
+    value, own = _flagged(_local(comm, "any_bits", nonneg))
     out = int(_reduce(comm, (value << 1) | (own is not None), "bor"))
     return _unflag(comm, out & 1, own, out >> 1)
 
@@ -456,7 +514,12 @@ def max_int(comm, value: int | Callable[[], int]) -> int:
     """Collective maximum of an integer: one reduction, O(log P) deep (e.g.
     "the signal any rank received" for slurm/preemption.py); ``value`` may be
     a function, its exception raised on every rank (as :func:`any_bits`)."""
-    v, own = _flagged(_local(comm, "max_int", value if callable(value) else lambda: value))
+    def int64():
+        v = int(value() if callable(value) else value)
+        if not _I64[0] <= v <= _I64[1]:
+            raise ValueError(f"max_int: {v} does not fit in 64 bits")
+        return v
+    v, own = _flagged(_local(comm, "max_int", int64))
     failed, out = _reduce(comm, (int(own is not None), v), "max")
     return _unflag(comm, failed, own, out)
 
@@ -594,4 +657,4 @@ def _load_mpi():
 __all__ = ["gather_decide", "agree", "root_only", "from_root", "allgather", "all_true", "any_bits",
            "max_int", "abort_job", "interrupted", "Fault", "FAULT", "forwards",
            "private", "release", "threads_ok", "quiet_barrier", "QuietComm", "exchange",
-           "exchange_planned"]
+           "exchange_planned", "created", "OFF_THREAD"]

@@ -57,6 +57,15 @@ def flusher_comm(comm, cfg):
     return None
 
 
+def bind_flusher(s: Session) -> None:
+    """Collective at open: the communicators the flusher thread will use
+    (its node communicator for node files) are made now, on the
+    application's thread: a communicator made on the flusher beside the
+    application's collectives could hang MPICH (comm/protocol.created)."""
+    if s.flush_comm is not None and s.engine.node_files_ok:
+        s.writer.bind_nodes(s.flush_comm, s.engine.nodes)
+
+
 def registered(s: Session, provider) -> None:
     """A provider was registered: in async mode fault in its capture buffer in
     the background, so the first checkpoint copies into mapped pages."""

@@ -667,10 +667,7 @@ class RankWriter:
         """Collective: this node's file layout from what each of its ranks
         writes (one allgather over the node). The node map and the node
         communicator are made once per communicator."""
-        if self._nodes is None or self._nodes[0] is not comm:
-            self.release()
-            nm = node_map(comm)
-            self._nodes = (comm, nm, node_comm(comm, nm))
+        self.bind_nodes(comm)
         _c, nm, ncomm = self._nodes
         sizes: dict[str, int] = {}
         for _o, var, off, stored, _cfg, writes in plan.assignment:
@@ -679,6 +676,16 @@ class RankWriter:
         mine = list(sizes.items())
         per_rank = allgather(ncomm, lambda: (self.rank, mine))
         return NodePlan(nm, ncomm, node_layout(sorted(per_rank)))
+
+    def bind_nodes(self, comm, nm: NodeMap | None = None) -> None:
+        """Collective over ``comm`` (on first use with it): the node map
+        (``nm`` if known) and the node communicator of node files written
+        over ``comm``. The flusher's are made when the Checkpointer opens, on
+        the application's thread (comm/protocol.created)."""
+        if self._nodes is None or self._nodes[0] is not comm:
+            self.release()
+            nm = nm or node_map(comm)
+            self._nodes = (comm, nm, node_comm(comm, nm))
 
     def release(self) -> None:
         """Free the node communicator made for node files (at close, or when
