@@ -16,7 +16,7 @@ import numpy as np
 
 from .commit import checkpoint as _ckpt
 from .commit import refmoves as _refs
-from .comm.protocol import agree, interrupted, private, release, root_only
+from .comm.protocol import agree, interrupted, private, root_only
 from .commit.rankwrite import RankWriter
 from .commit.session import Session
 from .encode import get_codec
@@ -124,9 +124,7 @@ class Checkpointer:
             _ckpt.attach_stage(comm, s.engine)
             _ckpt.bind_flusher(s)
         except BaseException:
-            s.writer.release()
-            release(s.flush_comm)
-            release(comm)
+            s.release_comms()
             raise
         # core hook (tools): reference-run comparison and `vlcc replay` (vlcc/tools/).
         from .tools.compare import Comparator
