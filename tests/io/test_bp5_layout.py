@@ -209,3 +209,29 @@ def test_lazy_tile_major_bytes_are_written_as_gathered(tmp_path, monkeypatch, di
                 got = np.empty(ref.size, np.uint8)
                 rd.read_into(var, 0, got)
                 assert np.array_equal(got, ref), (name, var)
+
+
+def test_reading_leaves_no_profile_in_tmp(tmp_path):
+    """ADIOS2 2.12's BP5 reader writes /tmp/<file>_<pid>_profiling.json at
+    every close (no parameter stops it); the reader removes it, and so does
+    a restore through ADIOS2 in an MPI job."""
+    arrs = _vars()
+    path = tmp_path / "p.bp"
+    _write(path, arrs)
+    with bp5.BlockReader(str(path)) as rd:
+        got = np.empty(arrs["v0"].size, np.uint8)
+        rd.read_into("v0", 0, got)
+        assert np.array_equal(got, arrs["v0"])
+    assert not os.path.exists(bp5.read_profile(str(path)))
+    # the file ADIOS2 names is the one removed (the name is not a guess)
+    lib = bp5.adios_c.lib()
+    io = lib.adios2_declare_io(bp5.adios_c.adios(), b"vlcc-test-profile")
+    lib.adios2_set_engine(io, b"BP5")
+    eng = lib.adios2_open(io, os.fsencode(str(path)), bp5.adios_c.MODE_READ_RANDOM)
+    lib.adios2_close(eng)
+    res = bp5.adios_c.ffi.new("int *")
+    lib.adios2_remove_io(res, bp5.adios_c.adios(), b"vlcc-test-profile")
+    try:
+        assert os.path.exists(bp5.read_profile(str(path)))
+    finally:
+        bp5._remove_read_profile(str(path))

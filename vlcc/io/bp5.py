@@ -466,6 +466,22 @@ def probe(path: str, what: str = "") -> None:
                               f"checksum of it)")
 
 
+def read_profile(path: str) -> str:
+    """Where ADIOS2 2.12's BP5 reader writes its profile when it closes
+    ``path``: ``/tmp/<file name>_<pid in hex>_profiling.json``, always (no
+    parameter turns it off; BP5Reader::FlushProfiler)."""
+    return f"/tmp/{os.path.basename(os.path.normpath(path))}_{os.getpid():x}_profiling.json"
+
+
+def _remove_read_profile(path: str) -> None:
+    # one file per data file name and process, left in /tmp by every reading
+    # process (2,600 after one run of the test suite): nothing reads it
+    try:
+        os.unlink(read_profile(path))
+    except OSError:
+        pass
+
+
 def _stamp(path: str) -> tuple | None:
     """What changes when a file's bytes do: inode, size, modification time."""
     try:
@@ -688,6 +704,7 @@ class BlockReader:
             adios_c.lib().adios2_close(self._engine)
             self._engine = None
             self._drop()
+            _remove_read_profile(self.path)
 
     def __enter__(self):
         return self
