@@ -143,11 +143,52 @@ class Saver:
             self.ck.close()
 
 
+def background_cpu() -> float:
+    """CPU seconds used so far by this process's vlcc threads (flusher,
+    capture, prefetch), from /proc (0 where there is none)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for t in __import__("threading").enumerate():
+        if t.name.startswith("vlcc-") and t.native_id:
+            try:
+                with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / tick    # utime + stime
+            except OSError:
+                pass
+    return total
+
+
+def floor_cpu(state: dict) -> tuple[float, float]:
+    """The least CPU an asynchronous checkpoint of ``state`` costs a rank, in
+    this run: copy every byte once (into a preallocated, faulted buffer, as
+    vlcc's recycled capture buffers are) and hash it once (xxh3-128, as
+    vlcc's dedup does); seconds (best of 3)."""
+    import numpy as np
+    import xxhash
+    arrs = [t.detach().reshape(-1).view(torch.uint8).numpy() for t in state.values()]
+    dst = [np.empty_like(a) for a in arrs]
+    for d in dst:
+        d[:] = 0
+    copy = hsh = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for d, a in zip(dst, arrs):
+            np.copyto(d, a)
+        copy = min(copy, time.perf_counter() - t)
+        t = time.perf_counter()
+        for d in dst:
+            xxhash.xxh3_128_digest(d)
+        hsh = min(hsh, time.perf_counter() - t)
+    return copy, hsh
+
+
 def loop(step, steps: int, every: int, saver: Saver | None):
     """Time of ``steps`` training steps with a save every ``every`` (slowest
-    rank), the blocking time of each save, and the drain time after."""
+    rank), the blocking time of each save, the drain time after, and the CPU
+    seconds vlcc's background threads used (the slowest rank's)."""
     blocks = []
     barrier()
+    cpu0 = background_cpu()
     t0 = time.perf_counter()
     for s in range(1, steps + 1):
         step()
@@ -159,8 +200,9 @@ def loop(step, steps: int, every: int, saver: Saver | None):
     if saver is not None:
         saver.drain()
     t2 = time.perf_counter()
+    cpu = background_cpu() - cpu0
     barrier()
-    return slowest(t1 - t0), [slowest(b) for b in blocks], slowest(t2 - t1)
+    return slowest(t1 - t0), [slowest(b) for b in blocks], slowest(t2 - t1), slowest(cpu)
 
 
 def profile_vlcc(ck: vt.Checkpointer, step, reps: int = 3) -> dict:
@@ -179,6 +221,15 @@ def profile_vlcc(ck: vt.Checkpointer, step, reps: int = 3) -> dict:
     out = io.StringIO()
     pstats.Stats(pr, stream=out).sort_stats("cumulative").print_stats(18)
     return {"profile": out.getvalue()}
+
+
+def saver_state(model, opt) -> dict:
+    """Every tensor of the training state (model, then Adam's moments)."""
+    out = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, st in opt.state_dict()["state"].items():
+        out.update({f"optim.{i}.{k}": v for k, v in st.items()
+                    if isinstance(v, torch.Tensor) and v.numel() > 1})
+    return out
 
 
 def run(a, out_json: str) -> None:
@@ -209,10 +260,10 @@ def run(a, out_json: str) -> None:
     for m in METHODS:
         d = os.path.join(root, m.replace("+", "_"))
         saver = Saver(m, d, model, opt, pg)
-        t, blocks, drain = loop(step, a.steps, a.every, saver)
+        t, blocks, drain, cpu = loop(step, a.steps, a.every, saver)
         barrier()
         res["methods"][m] = {"loop": t, "block": statistics.median(blocks), "first_block": blocks[0],
-                             "drain": drain}
+                             "drain": drain, "bg_cpu": cpu / len(blocks)}
         if m == "vlcc" and a.profile:
             res["profile"] = profile_vlcc(saver.ck, step)["profile"]
         saver.close()
@@ -222,6 +273,7 @@ def run(a, out_json: str) -> None:
         if rank() == 0:
             shutil.rmtree(d, ignore_errors=True)
     bases.append(loop(step, a.steps, a.every, None)[0])
+    res["floor"] = [slowest(x) for x in floor_cpu({k: v for k, v in saver_state(model, opt).items()})]
     res["base"] = statistics.mean(bases)
     res["bases"] = bases
     res["step_seconds"] = res["base"] / a.steps
@@ -278,6 +330,13 @@ def report(r: dict, a) -> None:
               f"{e['drain']:8.2f} {r['full'][m] / 2**20:11.1f} "
               f"{r['frozen'][m] / 2**20:13.1f}")
     print(f"  vlcc first save (memory-tier buffers allocated): {M['vlcc']['first_block']:.3f} s")
+    interval = a.every * r["step_seconds"]
+    copy, hsh = r["floor"]
+    print(f"  CPU per checkpoint per rank: vlcc's threads {M['vlcc']['bg_cpu']:.3f} s "
+          f"({100 * M['vlcc']['bg_cpu'] / interval:.1f}% of the {interval:.2f} s between two); "
+          f"floor (copy {copy:.3f} s + xxh3 {hsh:.3f} s of the state, this run) "
+          f"{copy + hsh:.3f} s = {100 * (copy + hsh) / interval:.1f}%. Without a free core "
+          f"(n={n} on {os.cpu_count()} CPUs) this CPU is taken from training.")
     if "profile" in r:
         print(r["profile"])
 
