@@ -147,7 +147,7 @@ _I64 = (-(1 << 63), (1 << 63) - 1)
 
 def _mpi_reduce(comm, value, name: str):
     """``value`` (an int, or a tuple of ints reduced elementwise) reduced over
-    an mpi4py communicator by ``MPI_Allreduce`` of int64 words. "min"/"max"
+    an mpi4py communicator by ``MPI_Allreduce`` of 64-bit words. "min"/"max"
     take int64 values; "bor" any non-negative int: one word, and only when
     some rank's value is wider, a second reduction of as many words as the
     widest needs."""
@@ -247,8 +247,7 @@ def _take_deferred() -> KeyboardInterrupt | None:
 def abort_job(comm, why: str) -> None:
     """End every rank of an MPI job now (MPI_Abort, status 130 as for SIGINT);
     nothing on one process or without MPI."""
-    inner = getattr(comm, "inner", comm)
-    if not type(inner).__module__.startswith("mpi4py") or comm.size <= 1:
+    if not _is_mpi(comm) or comm.size <= 1:
         return
     sys.stderr.write(f"[rank {comm.rank}] vlcc: {why}: ending the job (MPI_Abort) so that no "
                      f"rank waits for this one forever\n")
