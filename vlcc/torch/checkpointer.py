@@ -15,7 +15,9 @@ of the public ``vlcc.Checkpointer``.
 * Collectives go through ``group``: a torch.distributed process group (under
   ``torchrun``, no MPI), an mpi4py communicator (under ``mpiexec``), or none
   (one process). Identical DDP replicas are stored once (cross-rank dedup),
-  and unchanged tensors (frozen layers) add no bytes to a version.
+  and unchanged tensors (frozen layers) add no bytes to a version. With
+  ``replicated=True`` (the default for a DDP-wrapped model) each rank also
+  copies and hashes only its ~1/N share of them (``replicas.py``).
 * ``load()`` checks names, shapes and dtypes against the stored version on
   every rank before anything is modified.
 """
@@ -32,6 +34,7 @@ import vlcc
 from .. import settings
 from ..comm import protocol
 from ..errors import VlccError
+from . import replicas as R
 from . import state as S
 from .comm import resolve_comm
 from .tensors import DeviceStager, HostSlot, host_slot
@@ -68,6 +71,14 @@ class Checkpointer:
                 (the world group when torch.distributed is initialized, else
                 ``MPI.COMM_WORLD`` under mpiexec, else this process alone).
     branch:     branch to write to (default ``"main"``).
+    replicated: model and optimizer state are the same on every rank (DDP):
+                each tensor is captured, hashed and written by one rank
+                (balanced by bytes) instead of by all, and stored as a
+                distributed array of its real shape. Checked at the first
+                save and whenever the tensors change (a differing tensor
+                fails the save on every rank). None (default): True when
+                ``model`` is a ``DistributedDataParallel`` and the group has
+                more than one rank.
     **options:  passed to ``vlcc.Checkpointer`` (``memory_budget``, ``local_dir``,
                 ``chunk_size``, ``dedup``, ...). ``memory_budget`` defaults to
                 room for two versions of the state (:func:`default_budget`).
@@ -76,7 +87,7 @@ class Checkpointer:
     def __init__(self, path: str | os.PathLike, model: torch.nn.Module | None = None,
                  optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
                  extra: dict | None = None, mode: str = "async", group: Any = None, *,
-                 branch: str = "main", **options: Any):
+                 branch: str = "main", replicated: bool | None = None, **options: Any):
         if model is None and optimizer is None and scheduler is None and extra is None:
             raise VlccError("vlcc.torch.Checkpointer: give at least one of model, optimizer, "
                             "scheduler, extra")
@@ -90,6 +101,10 @@ class Checkpointer:
                                       mode=mode, **options)
         self.comm = self.core.comm   # the core's private duplicate; all our collectives use it
         self.rank, self.size = self.core.rank, self.core.size
+        if replicated is None:
+            replicated = isinstance(model, torch.nn.parallel.DistributedDataParallel)
+        self.replicated = bool(replicated)
+        self._split = R.Split(self.rank, self.size) if self.replicated and self.size > 1 else None
         self._slots: dict[str, HostSlot] = {}
         self._registered: dict[str, Any] = {}     # name -> the object registered in the core
         self._staged: dict[str, Any] = {}
@@ -106,7 +121,8 @@ class Checkpointer:
             self._hook = optimizer.register_step_pre_hook(self._before_step)
         # Register what exists now: the core faults in capture buffers for it in
         # the background, so the first save copies into mapped memory.
-        self._sync({n: sl.array for n, sl in self._live_slots().items()} | self._values)
+        arrays = {n: sl.array for n, sl in self._live_slots().items()}
+        self._sync((self._split.layout(arrays) if self._split else arrays) | self._values)
 
     def _before_step(self, *_args) -> None:
         if not self._closed:
@@ -183,7 +199,10 @@ class Checkpointer:
                 continue
             if cur is not None:
                 self.core.unregister(name)
-            self.core.register(name, obj)
+            if isinstance(obj, R.Block):
+                obj.register(self.core, name)
+            else:
+                self.core.register(name, obj)
             self._registered[name] = obj
 
     def _live_slots(self) -> dict[str, HostSlot]:
@@ -202,8 +221,14 @@ class Checkpointer:
         self._check_open("save")
         self.core.settle()         # the previous lazy capture may still read the pinned mirrors
         slots = self._live_slots()
-        self._stager.to_host(list(slots.values()))
-        self._sync({n: s.array for n, s in slots.items()} | self._values)
+        arrays = {n: s.array for n, s in slots.items()}
+        if self._split is None:
+            self._stager.to_host(list(slots.values()))
+        else:   # device tensors: only this rank's share, but all of them for a check
+            check = self._split.needs_check(arrays)
+            self._stager.to_host([s for n, s in slots.items() if check or self._split.owned(n)])
+            arrays = self._split.registrations(self.comm, arrays)
+        self._sync(arrays | self._values)
         return self.core.checkpoint(step=step, message=message or "", attrs=attrs,
                                     lazy=self._lazy_names(slots))
 
@@ -263,7 +288,11 @@ class Checkpointer:
         protocol.agree(self.comm, check)
 
         buffers = S.staging_buffers(stored) if self.optimizer is not None else {}
-        wanted: dict[str, Any] = {n: s.array for n, s in model_slots.items()} | buffers
+        # a tensor stored split (replicated=True) is a distributed array: every
+        # rank reads the whole of it
+        wanted: dict[str, Any] = {n: R.whole(a) if stored[n]["kind"] == "distributed" else a
+                                  for n, a in ({n: s.array for n, s in model_slots.items()}
+                                               | buffers).items()}
         for name, vp in self._values.items():
             if name == S.RNG and not (v.nranks == self.size or stored.get(S.RNG, {}).get("replicated")):
                 continue   # per-rank RNG streams do not map onto another world size

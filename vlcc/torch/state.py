@@ -153,6 +153,10 @@ def meta(tensors: dict[str, torch.Tensor]) -> dict:
 
 
 def _stored_shape(e: dict) -> tuple:
+    """The tensor's shape: a split replica (``replicated=True``) is a
+    distributed array of the tensor's shape, otherwise rank 0's block."""
+    if e.get("kind") == "distributed":
+        return tuple(e["global_shape"])
     return stored_entry(e, 0).block_shape
 
 
@@ -203,7 +207,7 @@ def check_optimizer(stored: dict, optimizer: torch.optim.Optimizer, groups: list
                                          f"the optimizer has {nparams}")
     flat = [p for g in optimizer.param_groups for p in g["params"]]
     for n, e in stored.items():
-        if n.startswith(OPTIM_STATE) and e["kind"] == "array":
+        if n.startswith(OPTIM_STATE) and e["kind"] in ("array", "distributed"):
             i, key = n[len(OPTIM_STATE):].split("/", 1)
             shp = _stored_shape(e)
             if shp and shp != tuple(flat[int(i)].shape) and key in ("exp_avg", "exp_avg_sq",
@@ -216,7 +220,7 @@ def staging_buffers(stored: dict) -> dict[str, np.ndarray]:
     """Fresh host arrays for the stored optimizer tensors (restored into, then
     handed to ``optimizer.load_state_dict``; the optimizer may keep them)."""
     return {n: np.empty(_stored_shape(e), np.dtype(e["dtype"])) for n, e in stored.items()
-            if n.startswith(OPTIM_STATE) and e["kind"] == "array"}
+            if n.startswith(OPTIM_STATE) and e["kind"] in ("array", "distributed")}
 
 
 def optimizer_state_dict(buffers: dict[str, np.ndarray], scalars: dict, groups: list[dict],
