@@ -235,3 +235,16 @@ def test_reading_leaves_no_profile_in_tmp(tmp_path):
         assert os.path.exists(bp5.read_profile(str(path)))
     finally:
         bp5._remove_read_profile(str(path))
+
+
+def test_node_layout_check_samples_first_last_and_between():
+    """place_node_data checks at most 16 variables of a node file: the first,
+    the last and evenly spaced ones, each once, in order."""
+    items = [f"v{i}" for i in range(450)]
+    got = bp5._sample(items, 16)
+    assert len(got) == len(set(got)) == 16
+    assert got[0] == "v0" and got[-1] == "v449"
+    assert [items.index(x) for x in got] == sorted(items.index(x) for x in got)
+    gaps = np.diff([items.index(x) for x in got])
+    assert gaps.max() - gaps.min() <= 1
+    assert bp5._sample(items[:10], 16) == items[:10]

@@ -323,13 +323,27 @@ class BlockWriter:
             self._release_placeholder()
 
 
+_PROBE_VARS = 16
+
+
+def _sample(items: list, k: int) -> list:
+    """At most ``k`` of ``items``: the first, the last and evenly spaced
+    ones between, in order."""
+    if len(items) <= k:
+        return items
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)]
+
+
 def place_node_data(path: str, data_file: str, offsets: dict[str, int], sizes: dict[str, int]) -> None:
     """A node file (docs/format.md, 3.4) whose metadata a ``BlockWriter`` with
     ``data_file`` wrote: move ``data_file`` (every rank's range written) into
     place as data.0 and check the layout through ADIOS2's reader. Without
     the bytes (they stayed with the ranks) the check compares each
     variable's first and last bytes as ADIOS2 reads them with the bytes at
-    vlcc's offset."""
+    vlcc's offset, on a sample of the variables (the first, the last and
+    evenly spaced ones, at most ``_PROBE_VARS``): a layout other than vlcc's
+    model moves every variable after the first difference, and reading all
+    of them cost ~60 ms per version of ~450 variables on the node leader."""
     final = os.path.join(path, DATA)
     os.replace(data_file, final)
     os.truncate(final, sum(sizes.values()))     # the last rank's O_DIRECT padding
@@ -337,7 +351,8 @@ def place_node_data(path: str, data_file: str, offsets: dict[str, int], sizes: d
         fd = os.open(final, os.O_RDONLY)
         try:
             with BlockReader(path, metadata=bp5_checksums(path)) as rd:   # just written here
-                for var, n in sizes.items():
+                for var in _sample(list(sizes), _PROBE_VARS):
+                    n = sizes[var]
                     k = min(_PROBE, n)
                     got = np.empty(k, np.uint8)
                     for at in (0, n - k):
