@@ -6,6 +6,8 @@
          (cross-rank dedup, load on 2 ranks repeats the losses), DCP save of a
          DTensor sharded over 2 ranks, and both 1-process checkpoints loaded
          on 2 ranks (1 → 2)
+         the same through replicated=True (the default for a DDP model: each
+         tensor written by one rank, the shares balanced),
          and DeepSpeed ZeRO-1 (one optimizer partition file per rank) through
          vlcc.torch.deepspeed, loaded back bit-exact
   load1  (1 process, no process group): the 2-rank versions loaded on 1 process (2 → 1)
@@ -148,6 +150,25 @@ def phase_save(root):
     if dist.get_rank() == 0:
         torch.save({"vid": v.id, "state": saved, "losses": ref}, os.path.join(root, "expect_ck.pt"))
 
+    # replicated=True, the default for a DDP-wrapped model: each tensor written by one rank
+    rep = os.path.join(root, "rep")
+    with vt.Checkpointer(rep, ddp, opt, sched) as ck:
+        check(ck.replicated, "a DDP model is replicated by default")
+        v = ck.save(5, "ddp split")
+        saved = {n: t.clone() for n, t in ddp.state_dict().items()}
+        ref = [train_step(ddp, opt, sched) for _ in range(3)]
+        ck.load(v.id)
+        check(same_tensors(ddp.state_dict(), saved), "replicated: parameters differ after load")
+        check([train_step(ddp, opt, sched) for _ in range(3)] == ref, "replicated: losses differ")
+    man = vlcc.Repository(rep).resolve(v.id)
+    check(all(e["kind"] == "distributed" for n, e in man.providers.items()
+              if n.startswith(("model/", "optim/state/")) and not n.endswith("/step")),
+          "replicated tensors are stored as distributed arrays")
+    b0, b1 = rank_bytes(rep, v.id, 0), rank_bytes(rep, v.id, 1)
+    check(min(b0, b1) > 0.5 * max(b0, b1), f"replicated: shares not balanced (rank 0 {b0}, rank 1 {b1})")
+    if dist.get_rank() == 0:
+        torch.save({"vid": v.id, "state": saved}, os.path.join(root, "expect_rep.pt"))
+
     # DCP: a tensor sharded over the ranks, each rank writes its rows
     full = torch.arange(48, dtype=torch.float32).reshape(12, 4)
     w = vt.StorageWriter(os.path.join(root, "dcp"), message="2 ranks")
@@ -168,6 +189,13 @@ def phase_load1(root):
         check(extra == {"phase": "save"}, f"extra {extra}")
         got = [train_step(model, opt, sched) for _ in range(3)]
         check(got == expect["losses"], f"2 → 1: losses {got} vs {expect['losses']}")
+    # the 2-rank split replicas (saved from a DDP wrapper: keys "module.*") on one process
+    rep = torch.load(os.path.join(root, "expect_rep.pt"))
+    holder = torch.nn.Module()
+    holder.module, _o = make(width=1024, seed=9)[:2]
+    with vt.Checkpointer(os.path.join(root, "rep"), holder, _o) as ck:
+        ck.load(rep["vid"])
+    check(same_tensors(holder.state_dict(), rep["state"]), "replicated 2 → 1: parameters differ")
     target = {"w": torch.zeros(12, 4), "step": 0}
     dcp.load(target, storage_reader=vt.StorageReader(os.path.join(root, "dcp")))
     check(torch.equal(target["w"], torch.arange(48, dtype=torch.float32).reshape(12, 4)),

@@ -225,9 +225,9 @@ class Checkpointer:
         if self._split is None:
             self._stager.to_host(list(slots.values()))
         else:   # device tensors: only this rank's share, but all of them for a check
-            check = self._split.needs_check(arrays)
+            check = self._split.stale(self.comm, arrays)
             self._stager.to_host([s for n, s in slots.items() if check or self._split.owned(n)])
-            arrays = self._split.registrations(self.comm, arrays)
+            arrays = self._split.registrations(self.comm, arrays, check)
         self._sync(arrays | self._values)
         return self.core.checkpoint(step=step, message=message or "", attrs=attrs,
                                     lazy=self._lazy_names(slots))

@@ -107,15 +107,19 @@ class Split:
         self._plan(arrays)
         return {n: self._blocks.get(n, a) for n, a in arrays.items()}
 
-    def needs_check(self, arrays: dict[str, np.ndarray]) -> bool:
-        return self._plan(arrays) != self._verified
-
-    def registrations(self, comm, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Collective when the tensors changed since the last check (see the
-        module docstring), local otherwise: name -> what to register (a
-        :class:`Block` for split tensors, the array itself otherwise)."""
+    def stale(self, comm, arrays: dict[str, np.ndarray]) -> bool:
+        """Collective (one small reduction): must the replicas be checked
+        before this save? Yes on every rank if the tensors changed on any
+        (agreed, so no rank enters the check alone)."""
         key = self._plan(arrays)
-        if key != self._verified:
+        return bool(protocol.any_bits(comm, int(key != self._verified)))
+
+    def registrations(self, comm, arrays: dict[str, np.ndarray], check: bool) -> dict[str, Any]:
+        """name -> what to register (a :class:`Block` for split tensors, the
+        array itself otherwise); collective with ``check`` (every rank passes
+        what :meth:`stale` returned): the replicas are compared first."""
+        key = self._plan(arrays)
+        if check:
             check_identical(comm, arrays)
             self._verified = key
         return self.layout(arrays)
