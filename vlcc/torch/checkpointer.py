@@ -104,7 +104,7 @@ class Checkpointer:
         if replicated is None:
             replicated = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         self.replicated = bool(replicated)
-        self._split = R.Split(self.rank, self.size) if self.replicated and self.size > 1 else None
+        self._split = R.Shares(self.rank, self.size) if self.replicated and self.size > 1 else None
         self._slots: dict[str, HostSlot] = {}
         self._registered: dict[str, Any] = {}     # name -> the object registered in the core
         self._staged: dict[str, Any] = {}

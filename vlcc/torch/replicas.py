@@ -74,7 +74,7 @@ def empty(a: np.ndarray) -> Block:
     return Block(a[:0], tuple(a.shape))
 
 
-class Split:
+class Shares:
     """The ownership plan of one rank, cached while the tensors stay the same
     (the Block objects too: the core keeps a registration whose object is
     unchanged, so a steady-state save registers nothing)."""
