@@ -41,6 +41,19 @@ def version_bytes(repo_path: str, vid: str) -> int:
     return total
 
 
+def rank_bytes(repo: str, vid: str, rank: int) -> int:
+    """Bytes rank ``rank`` wrote for a version: its own files ``r<rank>.*``
+    under data/<id>/ (one file per rank: ``VLCC_NODE_FILES=0``)."""
+    total = 0
+    top = os.path.join(repo, "data", vid)
+    for root, _d, files in os.walk(top):
+        for f in files:
+            p = os.path.join(root, f)
+            if os.path.relpath(p, top).startswith(f"r{rank}."):
+                total += os.path.getsize(p)
+    return total
+
+
 def same_tensors(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

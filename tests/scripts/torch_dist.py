@@ -25,22 +25,12 @@ import torch.distributed.checkpoint as dcp
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import vlcc  # noqa: E402
 import vlcc.torch as vt  # noqa: E402
-from torch_helpers import make, same_tensors, train_step  # noqa: E402
+from torch_helpers import make, rank_bytes, same_tensors, train_step  # noqa: E402
 
 
 def check(cond, what):
     if not cond:
         raise AssertionError(what)
-
-
-def rank_bytes(repo: str, vid: str, rank: int) -> int:
-    total = 0
-    for root, _d, files in os.walk(os.path.join(repo, "data", vid)):
-        for f in files:
-            p = os.path.join(root, f)
-            if os.path.relpath(p, os.path.join(repo, "data", vid)).startswith(f"r{rank}."):
-                total += os.path.getsize(p)
-    return total
 
 
 def sharded(shape):

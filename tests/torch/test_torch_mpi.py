@@ -98,18 +98,13 @@ def test_replicated_tensors_are_captured_once(comm, mpi_tmp, mode):
 def test_replicated_shares_are_balanced(comm, mpi_tmp, monkeypatch):
     """Each rank writes about 1/N of the replicated state (one file per rank
     here, VLCC_NODE_FILES=0), not rank 0 all of it."""
-    from torch_helpers import version_bytes
+    from torch_helpers import rank_bytes, version_bytes
     monkeypatch.setenv("VLCC_NODE_FILES", "0")
     model, opt, sched = make(width=256)
     train_step(model, opt, sched)
     with vt.Checkpointer(mpi_tmp, model, opt, sched, mode="sync", group=comm, replicated=True) as ck:
         v = ck.save(1)
-    import os
-    per_rank = [0] * comm.size
-    for root, _d, files in os.walk(os.path.join(mpi_tmp, "data", v.id)):
-        for f in files:
-            if f.startswith("r") and f[1:].split(".")[0].isdigit():
-                per_rank[int(f[1:].split(".")[0])] += os.path.getsize(os.path.join(root, f))
+    per_rank = [rank_bytes(mpi_tmp, v.id, r) for r in range(comm.size)]
     total = version_bytes(mpi_tmp, v.id)
     largest = max(t.numel() * t.element_size() for t in model.state_dict().values())
     assert sum(per_rank) <= total

@@ -77,8 +77,8 @@ class Checkpointer:
                 distributed array of its real shape. Checked at the first
                 save and whenever the tensors change (a differing tensor
                 fails the save on every rank). None (default): True when
-                ``model`` is a ``DistributedDataParallel`` and the group has
-                more than one rank.
+                ``model`` is a ``DistributedDataParallel``. One rank has
+                nothing to split: per-rank capture as with False.
     **options:  passed to ``vlcc.Checkpointer`` (``memory_budget``, ``local_dir``,
                 ``chunk_size``, ``dedup``, ...). ``memory_budget`` defaults to
                 room for two versions of the state (:func:`default_budget`).
@@ -104,7 +104,7 @@ class Checkpointer:
         if replicated is None:
             replicated = isinstance(model, torch.nn.parallel.DistributedDataParallel)
         self.replicated = bool(replicated)
-        self._split = R.Shares(self.rank, self.size) if self.replicated and self.size > 1 else None
+        self._shares = R.Shares(self.rank, self.size) if self.replicated and self.size > 1 else None
         self._slots: dict[str, HostSlot] = {}
         self._registered: dict[str, Any] = {}     # name -> the object registered in the core
         self._staged: dict[str, Any] = {}
@@ -122,7 +122,7 @@ class Checkpointer:
         # Register what exists now: the core faults in capture buffers for it in
         # the background, so the first save copies into mapped memory.
         arrays = {n: sl.array for n, sl in self._live_slots().items()}
-        self._sync((self._split.layout(arrays) if self._split else arrays) | self._values)
+        self._sync((self._shares.layout(arrays) if self._shares else arrays) | self._values)
 
     def _before_step(self, *_args) -> None:
         if not self._closed:
@@ -222,12 +222,12 @@ class Checkpointer:
         self.core.settle()         # the previous lazy capture may still read the pinned mirrors
         slots = self._live_slots()
         arrays = {n: s.array for n, s in slots.items()}
-        if self._split is None:
+        if self._shares is None:
             self._stager.to_host(list(slots.values()))
         else:   # device tensors: only this rank's share, but all of them for a check
-            check = self._split.stale(self.comm, arrays)
-            self._stager.to_host([s for n, s in slots.items() if check or self._split.owned(n)])
-            arrays = self._split.registrations(self.comm, arrays, check)
+            check = self._shares.stale(self.comm, arrays)
+            self._stager.to_host([s for n, s in slots.items() if check or self._shares.owned(n)])
+            arrays = self._shares.registrations(self.comm, arrays, check)
         self._sync(arrays | self._values)
         return self.core.checkpoint(step=step, message=message or "", attrs=attrs,
                                     lazy=self._lazy_names(slots))

@@ -105,24 +105,26 @@ class Shares:
         """Local: the registrations of the current plan, unchecked (at open,
         before DDP may have broadcast rank 0's parameters)."""
         self._plan(arrays)
+        return self._view(arrays)
+
+    def _view(self, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
         return {n: self._blocks.get(n, a) for n, a in arrays.items()}
 
     def stale(self, comm, arrays: dict[str, np.ndarray]) -> bool:
         """Collective (one small reduction): must the replicas be checked
         before this save? Yes on every rank if the tensors changed on any
-        (agreed, so no rank enters the check alone)."""
-        key = self._plan(arrays)
-        return bool(protocol.any_bits(comm, int(key != self._verified)))
+        (agreed, so no rank enters the check alone). Plans for ``arrays``."""
+        return bool(protocol.any_bits(comm, int(self._plan(arrays) != self._verified)))
 
     def registrations(self, comm, arrays: dict[str, np.ndarray], check: bool) -> dict[str, Any]:
         """name -> what to register (a :class:`Block` for split tensors, the
-        array itself otherwise); collective with ``check`` (every rank passes
-        what :meth:`stale` returned): the replicas are compared first."""
-        key = self._plan(arrays)
+        array itself otherwise) for the ``arrays`` :meth:`stale` just planned;
+        collective with ``check`` (every rank passes what :meth:`stale`
+        returned): the replicas are compared first."""
         if check:
             check_identical(comm, arrays)
-            self._verified = key
-        return self.layout(arrays)
+            self._verified = self._key
+        return self._view(arrays)
 
 
 def _digests(arrays: dict[str, np.ndarray]) -> list[tuple[str, tuple, str, int]]:
